@@ -1,0 +1,601 @@
+/*
+ * runspace.h -- the public API of librunspace.
+ *
+ * librunspace brings the PowerShell runspace model to C. A runspace is an isolated Lua 5.4
+ * interpreter built from an initial session state (ISS). A pool runs script blocks on many
+ * runspaces in parallel under a throttle. An invocation (the PowerShell instance, rs_ps) holds
+ * a pipeline of scripts and commands, its input, its streams and its state; it is invoked
+ * synchronously or with begin/end and a wait handle (rs_async).
+ *
+ * Conventions that hold for every function below unless its comment says otherwise:
+ *
+ *  - Handles are opaque. Lifecycle verbs are _create and _destroy; destroying NULL is a no-op
+ *    that returns 0. Destroying a handle that still has live children returns RS_EBUSY and
+ *    changes nothing.
+ *  - Functions that can fail return int: 0 on success or a negative RS_E* code. The human
+ *    message, when there is one, is on the handle (rs_pool_errmsg, rs_ps_errmsg, ...) and stays
+ *    valid until the next call on that handle. Functions without a handle take an optional
+ *    rs_errinfo pointer instead.
+ *  - A NULL handle where a handle is required is RS_EMISUSE; a bad argument value is RS_EINVAL.
+ *  - Ownership is stated in each prototype: "taken" means the library owns the argument from
+ *    the call on, also when the call fails; "copied" means the caller keeps ownership;
+ *    "borrowed" results stay owned by the library and are valid for the stated time.
+ *  - Nothing is thread-safe unless its comment says so. rs_value trees are plain data: one
+ *    thread at a time.
+ *  - No function polls or sleeps in a loop; every wait blocks on a condition variable or a
+ *    file descriptor.
+ */
+#ifndef RUNSPACE_H
+#define RUNSPACE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(RS_BUILDING_LIBRARY) && defined(__GNUC__)
+#define RS_EXTERN __attribute__((visibility("default")))
+#else
+#define RS_EXTERN
+#endif
+
+#define RS_VERSION_MAJOR 0
+#define RS_VERSION_MINOR 1
+#define RS_VERSION_PATCH 0
+#define RS_VERSION_STRING "0.1.0"
+
+/* The library's version as "MAJOR.MINOR.PATCH". Thread-safe. */
+RS_EXTERN const char *rs_version(void);
+
+/* ============================================================================================
+ * Errors
+ * ========================================================================================= */
+
+/* X(name, value, description): the one list from which codes, names and messages come. */
+#define RS_ERRNO_MAP(X)                                                                        \
+    X(EINVAL, -1, "invalid argument")                                                        \
+    X(EMISUSE, -2, "library misuse")                                                         \
+    X(ENOMEM, -3, "out of memory")                                                           \
+    X(EBUSY, -4, "resource busy")                                                            \
+    X(ETIMEDOUT, -5, "timed out")                                                            \
+    X(ECLOSED, -6, "closed")                                                                 \
+    X(ECANCELED, -7, "cancelled")                                                            \
+    X(ESTOPPED, -8, "stopped")                                                               \
+    X(ESYNTAX, -9, "script does not compile")                                                \
+    X(ERUNTIME, -10, "script error")                                                         \
+    X(ELIMIT, -11, "limit exceeded")                                                         \
+    X(EVALUE, -12, "value cannot pass between runspaces")                                    \
+    X(EJSON, -13, "invalid JSON")                                                            \
+    X(ENOENT, -14, "not found")                                                              \
+    X(EEXIST, -15, "already exists")                                                         \
+    X(EIO, -16, "input/output error")                                                        \
+    X(ESYSTEM, -17, "operating system error")
+
+typedef enum rs_errno {
+#define RS__ERRNO_ENUM(name, value, text) RS_##name = (value),
+    RS_ERRNO_MAP(RS__ERRNO_ENUM)
+#undef RS__ERRNO_ENUM
+} rs_errno;
+
+/* A short description of an RS_E* code ("timed out"); "success" for 0, "unknown error"
+ * for anything else. Thread-safe, never NULL, static storage. */
+RS_EXTERN const char *rs_strerror(int code);
+
+/* The code's name ("RS_ETIMEDOUT"); "RS_OK" for 0, "RS_E?" for unknown codes. Thread-safe. */
+RS_EXTERN const char *rs_err_name(int code);
+
+/* Detail for functions that have no handle to keep a message on (JSON, values). */
+typedef struct rs_errinfo {
+    int code;          /* the RS_E* code also returned */
+    int line;          /* 1-based line of the problem in a text input, 0 if not applicable */
+    int column;        /* 1-based column (bytes), 0 if not applicable */
+    size_t position;   /* byte offset in a text input */
+    char message[256]; /* NUL-terminated, never empty when code != 0 */
+} rs_errinfo;
+
+/* ============================================================================================
+ * Memory
+ * ========================================================================================= */
+
+/* Replaces the allocator used for every allocation the library makes, Lua states included.
+ * Must be called before any other function of the library, or not at all; returns RS_EBUSY
+ * once the library has allocated. All three functions must be given. Thread-safe. */
+RS_EXTERN int rs_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
+                               void (*free_fn)(void *));
+
+/* Frees a buffer the library returned (for example rs_json_encode's text). NULL is a no-op. */
+RS_EXTERN void rs_free(void *ptr);
+
+/* ============================================================================================
+ * Values (DESIGN.md section 2)
+ *
+ * Data crosses runspace boundaries by copy. A value is a tree of null, bool, int (int64),
+ * double, string (length-counted bytes, may hold NULs and need not be UTF-8), array, and map
+ * (string keys, insertion order kept, keys unique). Each node has exactly one owner; a node
+ * added to an array or map is owned by it. Constructors return NULL when out of memory.
+ * ========================================================================================= */
+
+typedef struct rs_value rs_value;
+
+typedef enum rs_type {
+    RS_TNULL = 0,
+    RS_TBOOL,
+    RS_TINT,
+    RS_TDOUBLE,
+    RS_TSTRING,
+    RS_TARRAY,
+    RS_TMAP
+} rs_type;
+
+RS_EXTERN rs_value *rs_value_null(void);
+RS_EXTERN rs_value *rs_value_bool(bool b);
+RS_EXTERN rs_value *rs_value_int(int64_t i);
+RS_EXTERN rs_value *rs_value_double(double d);
+/* Copies the NUL-terminated string s. */
+RS_EXTERN rs_value *rs_value_string(const char *s);
+/* Copies len bytes from s (len may be 0 and s NULL then). */
+RS_EXTERN rs_value *rs_value_stringn(const char *s, size_t len);
+RS_EXTERN rs_value *rs_value_array(void);
+RS_EXTERN rs_value *rs_value_map(void);
+
+/* Frees v and everything it owns. NULL is a no-op. */
+RS_EXTERN void rs_value_destroy(rs_value *v);
+/* A deep copy of v, or NULL when out of memory (or v is NULL). */
+RS_EXTERN rs_value *rs_value_copy(const rs_value *v);
+/* Deep equality: same types (int 1 and double 1.0 differ), same strings byte for byte, same
+ * arrays in order, same maps with the same keys in the same order. */
+RS_EXTERN bool rs_value_equal(const rs_value *a, const rs_value *b);
+
+/* The type of v; RS_TNULL for a NULL pointer. */
+RS_EXTERN rs_type rs_value_type(const rs_value *v);
+/* A static name for a type: "null", "bool", "int", "double", "string", "array", "map". */
+RS_EXTERN const char *rs_type_name(rs_type t);
+/* Scalar getters return the value, or false / 0 / 0.0 / NULL when v has another type.
+ * rs_value_get_string's result is borrowed, NUL-terminated after len bytes, and valid while v
+ * lives; len may be NULL. */
+RS_EXTERN bool rs_value_get_bool(const rs_value *v);
+RS_EXTERN int64_t rs_value_get_int(const rs_value *v);
+RS_EXTERN double rs_value_get_double(const rs_value *v); /* an int is converted */
+RS_EXTERN const char *rs_value_get_string(const rs_value *v, size_t *len);
+
+/* Arrays. rs_array_push and rs_array_set take item (also on failure). Errors: RS_EMISUSE when
+ * arr is not an array, RS_EINVAL for a NULL item or an index out of range, RS_ENOMEM. */
+RS_EXTERN size_t rs_array_len(const rs_value *arr);
+RS_EXTERN rs_value *rs_array_get(const rs_value *arr, size_t index); /* borrowed; NULL if OOB */
+RS_EXTERN int rs_array_push(rs_value *arr, rs_value *item);
+RS_EXTERN int rs_array_set(rs_value *arr, size_t index, rs_value *item); /* frees the old item */
+/* Removes and returns the item at index (now owned by the caller), or NULL if out of range. */
+RS_EXTERN rs_value *rs_array_take(rs_value *arr, size_t index);
+
+/* Maps. Keys are byte strings (the *n forms take a length; the others a NUL-terminated key).
+ * Setting an existing key replaces its value in place and keeps its position. rs_map_set
+ * takes value (also on failure). Lookup is O(1) on average. */
+RS_EXTERN size_t rs_map_len(const rs_value *map);
+RS_EXTERN rs_value *rs_map_get(const rs_value *map, const char *key); /* borrowed or NULL */
+RS_EXTERN rs_value *rs_map_getn(const rs_value *map, const char *key, size_t keylen);
+RS_EXTERN int rs_map_set(rs_value *map, const char *key, rs_value *value);
+RS_EXTERN int rs_map_setn(rs_value *map, const char *key, size_t keylen, rs_value *value);
+/* Removes key; returns 0, or RS_ENOENT when absent. Later entries keep their order. */
+RS_EXTERN int rs_map_remove(rs_value *map, const char *key, size_t keylen);
+/* Entry i in insertion order (borrowed; NULL when out of range). keylen may be NULL. */
+RS_EXTERN const char *rs_map_key(const rs_value *map, size_t index, size_t *keylen);
+RS_EXTERN rs_value *rs_map_value(const rs_value *map, size_t index);
+
+/* ============================================================================================
+ * JSON (jansson underneath). Integers stay integers; doubles print in the shortest form that
+ * reads back to the same value.
+ * ========================================================================================= */
+
+enum {
+    RS_JSON_PRETTY = 1 << 0, /* encode: indent by two spaces, one member per line */
+    RS_JSON_ASCII = 1 << 1,  /* encode: escape everything outside ASCII as \uXXXX */
+};
+
+/* Encodes v as JSON text into a new NUL-terminated buffer *out (free with rs_free); *len (may
+ * be NULL) gets its length. Errors: RS_EVALUE for a NaN or infinite double or a string (or
+ * key) that is not valid UTF-8, with err->message naming the path, as
+ * "value[2].name: string is not valid UTF-8"; RS_ENOMEM. */
+RS_EXTERN int rs_json_encode(const rs_value *v, unsigned flags, char **out, size_t *len,
+                             rs_errinfo *err);
+
+/* Decodes exactly one JSON value from len bytes of text (which need not be NUL-terminated).
+ * On success *out is a new value. Errors are RS_EJSON with err's line, column, position and
+ * message filled: syntax errors, trailing garbage, invalid UTF-8, numbers that overflow
+ * (1e400, integers beyond int64), nesting deeper than 512, and "\u0000" inside object keys.
+ * "\u0000" in string values is kept (strings are length-counted). */
+RS_EXTERN int rs_json_decode(const char *text, size_t len, rs_value **out, rs_errinfo *err);
+
+/* The maximum nesting depth of values that JSON and the Lua bridge accept. */
+#define RS_MAX_DEPTH 512
+
+/* ============================================================================================
+ * Initial session state: the recipe for a runspace.
+ * ========================================================================================= */
+
+typedef struct rs_iss rs_iss;
+typedef struct rs_call rs_call;
+
+typedef enum rs_profile {
+    /* Lua's standard libraries (os.exit excepted) and every runspace built-in. */
+    RS_PROFILE_DEFAULT = 0,
+    /* No io, os.execute/remove/rename/exit/getenv/tmpname, loadfile/dofile, debug, package
+     * C loaders, nor the system built-ins that later layers add (net, exec, fs, proc). */
+    RS_PROFILE_RESTRICTED = 1
+} rs_profile;
+
+typedef struct rs_limits {
+    /* Maximum bytes of Lua memory per runspace; 0 = unlimited. An invocation that needs more
+     * fails with RS_ENOMEM and its runspace is discarded and replaced. */
+    size_t memory_bytes;
+    /* Maximum Lua VM instructions per invocation (per input item with RS_PS_ITEM_RESULTS);
+     * 0 = unlimited. Exceeding it fails with RS_ELIMIT. A budget keeps a count hook on while
+     * scripts run, which slows tight loops; prefer timeouts to stop runaway scripts. */
+    uint64_t instructions;
+} rs_limits;
+
+/* A native command: fn(call, userdata). It is called on the thread of the runspace running
+ * it, possibly on many threads at once, so it must be thread-safe. It returns 0, or a
+ * negative code (usually from rs_call_fail) to raise a Lua error in the calling script. */
+typedef int (*rs_command_fn)(rs_call *call, void *userdata);
+
+/* Creates an empty ISS with the given profile. */
+RS_EXTERN int rs_iss_create(rs_profile profile, rs_iss **out);
+/* Releases the caller's reference. Runspaces and pools created from the ISS keep their own
+ * reference, so destroying it right after rs_pool_create is fine. */
+RS_EXTERN int rs_iss_destroy(rs_iss *iss);
+
+/* The mutators below return RS_EBUSY once a runspace has been created from the ISS (it is
+ * immutable from then on), RS_EINVAL for a name that is not a Lua identifier or is a Lua
+ * keyword, and RS_EEXIST for a name already defined in the ISS or reserved by a built-in
+ * (_, params, emit, write_*, sleep, random, random_seed, shared, json, time, runspace). */
+
+/* Defines a global variable holding a copy of value in every runspace. */
+RS_EXTERN int rs_iss_set_variable(rs_iss *iss, const char *name, const rs_value *value);
+/* Preloads a Lua module in every runspace. spec is either a file path (it contains '/' or
+ * ends in ".lua"), read and compiled now (RS_ENOENT / RS_EIO / RS_ESYNTAX on failure) and
+ * bound to the global named after the file's base name; or a module name, loaded with
+ * require when each runspace opens and bound to the global of that name (dots become '_').
+ * The module's value is also stored in package.loaded. */
+RS_EXTERN int rs_iss_add_module(rs_iss *iss, const char *spec);
+/* Defines a global Lua function from the source of a chunk body; its arguments arrive as
+ * "...". The body is compiled now (RS_ESYNTAX). Example: ("twice", "local x = ... return 2*x"). */
+RS_EXTERN int rs_iss_add_function(rs_iss *iss, const char *name, const char *body);
+/* Registers a native command, callable from Lua as the global `name(...)` and usable as a
+ * pipeline command with rs_ps_add_command. */
+RS_EXTERN int rs_iss_add_command(rs_iss *iss, const char *name, rs_command_fn fn,
+                                 void *userdata);
+/* Sets the limits (copied). */
+RS_EXTERN int rs_iss_set_limits(rs_iss *iss, const rs_limits *limits);
+RS_EXTERN const char *rs_iss_errmsg(const rs_iss *iss);
+
+/* ---- the call context a native command receives (valid only during the call) ---- */
+
+/* Positional arguments: the Lua arguments when called as a function, the rs_ps_add_argument
+ * values when run as a pipeline command. Borrowed. */
+RS_EXTERN size_t rs_call_argc(const rs_call *call);
+RS_EXTERN const rs_value *rs_call_arg(const rs_call *call, size_t index);
+/* The pipeline input item, or NULL when there is none (always NULL when called from Lua). */
+RS_EXTERN const rs_value *rs_call_input(const rs_call *call);
+/* A named parameter (rs_ps_add_parameter), or NULL. */
+RS_EXTERN const rs_value *rs_call_param(const rs_call *call, const char *name);
+/* Produces an output value (taken): a return value when called from Lua, an item of the output
+ * stream when run as a pipeline command. */
+RS_EXTERN int rs_call_emit(rs_call *call, rs_value *value);
+/* Writes a record to a stream other than output; RS_STREAM_ERROR is a non-terminating error. */
+RS_EXTERN int rs_call_write(rs_call *call, int stream, const char *message);
+/* Sets the message of the error the command is about to raise and returns RS_ERUNTIME, so a
+ * command can end with `return rs_call_fail(call, "no such user: %s", name);`. */
+RS_EXTERN int rs_call_fail(rs_call *call, const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* True once the invocation running the command has been asked to stop or has timed out; a
+ * long-running command should check it and return. Thread-safe. */
+RS_EXTERN bool rs_call_stopping(const rs_call *call);
+RS_EXTERN uint64_t rs_call_runspace_id(const rs_call *call);
+
+/* ============================================================================================
+ * Shared store: the pool-wide synchronized hashtable (`shared` in scripts). All functions are
+ * thread-safe. Values are copied in and out.
+ * ========================================================================================= */
+
+typedef struct rs_shared rs_shared;
+
+RS_EXTERN int rs_shared_create(rs_shared **out);
+/* Releases the caller's reference; pools and runspaces using the store keep theirs. */
+RS_EXTERN int rs_shared_destroy(rs_shared *shared);
+/* *out gets a copy of the value, or RS_ENOENT when the key is absent. */
+RS_EXTERN int rs_shared_get(rs_shared *shared, const char *key, rs_value **out);
+/* Stores a copy of value; NULL value removes the key. */
+RS_EXTERN int rs_shared_set(rs_shared *shared, const char *key, const rs_value *value);
+/* Adds delta to an integer (an absent key counts as 0) and stores the result in *out (may be
+ * NULL). RS_EINVAL when the current value is not an integer, RS_ELIMIT on overflow. */
+RS_EXTERN int rs_shared_incr(rs_shared *shared, const char *key, int64_t delta, int64_t *out);
+/* An array of the keys in insertion order (new value, caller destroys). */
+RS_EXTERN rs_value *rs_shared_keys(rs_shared *shared);
+
+/* ============================================================================================
+ * Runspaces
+ * ========================================================================================= */
+
+typedef struct rs_runspace rs_runspace;
+
+typedef enum rs_runspace_state {
+    RS_RUNSPACE_BEFORE_OPEN = 0,
+    RS_RUNSPACE_OPENED,
+    RS_RUNSPACE_BROKEN, /* its interpreter failed to open or was discarded */
+    RS_RUNSPACE_CLOSED
+} rs_runspace_state;
+
+typedef enum rs_availability {
+    RS_AVAILABILITY_NONE = 0, /* not open */
+    RS_AVAILABILITY_AVAILABLE,
+    RS_AVAILABILITY_BUSY
+} rs_availability;
+
+typedef struct rs_runspace_opts {
+    const rs_iss *iss;  /* NULL: a default-profile ISS with nothing added */
+    const char *name;   /* NULL: "Runspace<id>" */
+    rs_shared *shared;  /* NULL: the runspace gets a store of its own */
+} rs_runspace_opts;
+
+/* Creates a runspace (state before-open). opts may be NULL. Ids are unique in the process. */
+RS_EXTERN int rs_runspace_create(const rs_runspace_opts *opts, rs_runspace **out);
+/* Builds the interpreter from the ISS: standard libraries per profile, built-ins, variables,
+ * functions, commands, modules. Errors leave the runspace broken, with the message on it. */
+RS_EXTERN int rs_runspace_open(rs_runspace *rs);
+/* Closes the interpreter. RS_EBUSY while an invocation runs on it. */
+RS_EXTERN int rs_runspace_close(rs_runspace *rs);
+/* RS_EBUSY while invocations (rs_ps) are bound to it. */
+RS_EXTERN int rs_runspace_destroy(rs_runspace *rs);
+/* The getters are thread-safe. */
+RS_EXTERN uint64_t rs_runspace_id(const rs_runspace *rs);
+RS_EXTERN const char *rs_runspace_name(const rs_runspace *rs);
+RS_EXTERN rs_runspace_state rs_runspace_get_state(const rs_runspace *rs);
+RS_EXTERN rs_availability rs_runspace_availability(const rs_runspace *rs);
+/* Bytes of Lua memory in use. */
+RS_EXTERN size_t rs_runspace_memory(const rs_runspace *rs);
+RS_EXTERN const char *rs_runspace_errmsg(const rs_runspace *rs);
+
+/* One row of Get-Runspace. */
+typedef struct rs_runspace_info {
+    uint64_t id;
+    char name[64];
+    rs_runspace_state state;
+    rs_availability availability;
+    size_t memory_bytes;
+} rs_runspace_info;
+
+/* ============================================================================================
+ * Pools
+ * ========================================================================================= */
+
+typedef struct rs_pool rs_pool;
+
+typedef enum rs_pool_state {
+    RS_POOL_BEFORE_OPEN = 0,
+    RS_POOL_OPENED,
+    RS_POOL_CLOSING,
+    RS_POOL_CLOSED,
+    RS_POOL_BROKEN /* opening failed; see rs_pool_errmsg */
+} rs_pool_state;
+
+typedef struct rs_pool_opts {
+    const rs_iss *iss;      /* NULL: default profile */
+    unsigned min_runspaces; /* 0: 1 */
+    unsigned max_runspaces; /* 0: the number of online CPUs */
+    double idle_timeout;    /* seconds an idle runspace above min lives; 0: 60; < 0: never trim */
+    rs_shared *shared;      /* NULL: the pool gets a store of its own */
+} rs_pool_opts;
+
+/* Creates a pool (state before-open); opts may be NULL. RS_EINVAL when min > max. */
+RS_EXTERN int rs_pool_create(const rs_pool_opts *opts, rs_pool **out);
+/* Opens min runspaces, each on a worker thread of its own; blocks until they are open. On
+ * failure the pool is broken and the message says which runspace failed and why. */
+RS_EXTERN int rs_pool_open(rs_pool *pool);
+/* Refuses new work (RS_ECLOSED), cancels queued invocations (they end stopped with
+ * RS_ECANCELED), waits for running ones to finish and closes every runspace. Thread-safe;
+ * blocks. Closing a closed pool returns 0. */
+RS_EXTERN int rs_pool_close(rs_pool *pool);
+/* RS_EBUSY while invocations are bound to the pool (destroy them first); otherwise closes the
+ * pool if needed and frees it. */
+RS_EXTERN int rs_pool_destroy(rs_pool *pool);
+/* Changes the limits of an open pool; thread-safe. Lowering max retires idle runspaces at
+ * once and busy ones when they finish; raising min opens runspaces in the background.
+ * RS_EINVAL when the new value would make min > max or max == 0. */
+RS_EXTERN int rs_pool_set_max(rs_pool *pool, unsigned max);
+RS_EXTERN int rs_pool_set_min(rs_pool *pool, unsigned min);
+/* Thread-safe getters. available = max - busy runspaces (GetAvailableRunspaces). */
+RS_EXTERN unsigned rs_pool_get_max(rs_pool *pool);
+RS_EXTERN unsigned rs_pool_get_min(rs_pool *pool);
+RS_EXTERN unsigned rs_pool_available(rs_pool *pool);
+RS_EXTERN rs_pool_state rs_pool_get_state(rs_pool *pool);
+/* Fills up to cap rows describing the pool's runspaces and returns how many there are
+ * (which may exceed cap). Thread-safe. */
+RS_EXTERN size_t rs_pool_runspaces(rs_pool *pool, rs_runspace_info *rows, size_t cap);
+/* The pool's shared store (borrowed, valid while the pool lives). */
+RS_EXTERN rs_shared *rs_pool_shared(rs_pool *pool);
+RS_EXTERN const char *rs_pool_errmsg(const rs_pool *pool);
+
+/* ============================================================================================
+ * Invocations (the PowerShell instance) and wait handles
+ * ========================================================================================= */
+
+typedef struct rs_ps rs_ps;
+typedef struct rs_async rs_async;
+
+typedef enum rs_ps_state {
+    RS_PS_NOT_STARTED = 0,
+    RS_PS_RUNNING,  /* queued or executing */
+    RS_PS_STOPPING, /* a stop was requested and the script has not yet unwound */
+    RS_PS_STOPPED,  /* stopped, or cancelled before it ran (pool closed) */
+    RS_PS_COMPLETED,
+    RS_PS_FAILED
+} rs_ps_state;
+
+typedef enum rs_stream {
+    RS_STREAM_OUTPUT = 0,
+    RS_STREAM_ERROR,
+    RS_STREAM_WARNING,
+    RS_STREAM_VERBOSE,
+    RS_STREAM_DEBUG,
+    RS_STREAM_INFORMATION,
+    RS_STREAM_PROGRESS,
+    RS_STREAM_COUNT
+} rs_stream;
+
+/* A record of a stream other than output. Its strings are borrowed from the invocation and
+ * valid until it is invoked again, cleared or destroyed (or, in a callback, until the
+ * callback returns). */
+typedef struct rs_record {
+    rs_stream stream;
+    const char *message; /* NUL-terminated; for progress, the status text */
+    size_t message_len;
+    const char *source;    /* chunk name ("script", a module name) or NULL */
+    int line;              /* 0 when unknown */
+    const char *traceback; /* Lua traceback of a terminating error, else NULL */
+    int code;              /* error records: RS_ERUNTIME, RS_ESTOPPED, ...; else 0 */
+    int64_t item;          /* index of the input item it belongs to, or -1 */
+    const char *activity;  /* progress only, else NULL */
+    int percent;           /* progress only: 0..100, or -1 */
+    double time;           /* when it was written, seconds since the Unix epoch */
+} rs_record;
+
+typedef enum rs_item_status {
+    RS_ITEM_OK = 0,
+    RS_ITEM_ERROR,
+    RS_ITEM_TIMEOUT,
+    RS_ITEM_CANCELLED
+} rs_item_status;
+
+/* The outcome of one input item under RS_PS_ITEM_RESULTS. */
+typedef struct rs_item_result {
+    rs_item_status status;
+    size_t output_first; /* this item's values are output[output_first .. +output_count) */
+    size_t output_count;
+    int code;            /* 0, or the RS_E* cause of an error / timeout / cancellation */
+    const char *error;   /* borrowed message, or NULL when ok */
+    double duration;     /* seconds */
+    uint64_t runspace_id;
+} rs_item_result;
+
+/* Called on the worker thread for every record as it is written. */
+typedef void (*rs_record_fn)(rs_ps *ps, const rs_record *record, void *userdata);
+/* Called on the worker thread when an invocation has finished, before waiters are woken and
+ * before rs_async_is_completed turns true. Results may be read; it must not block, and must
+ * not begin, end, stop, clear or destroy this invocation. */
+typedef void (*rs_complete_fn)(rs_ps *ps, rs_ps_state state, void *userdata);
+
+enum {
+    /* Each input item is processed on its own: a failing or timed-out item is recorded in its
+     * rs_item_result and the next item runs (ForEach-Object with non-terminating errors).
+     * Without it, a terminating error fails the whole invocation. */
+    RS_PS_ITEM_RESULTS = 1 << 0,
+};
+
+typedef struct rs_ps_opts {
+    unsigned flags;
+    double timeout;      /* seconds for the whole invocation; 0: none. Fails with RS_ETIMEDOUT */
+    double item_timeout; /* seconds per input item; 0: none */
+    rs_record_fn on_record;
+    rs_complete_fn on_complete;
+    void *userdata;
+} rs_ps_opts;
+
+/* Creates an empty invocation. */
+RS_EXTERN int rs_ps_create(rs_ps **out);
+/* Frees it. RS_EBUSY while it is running or stopping. */
+RS_EXTERN int rs_ps_destroy(rs_ps *ps);
+/* Binds it to a pool (RunspacePool) or to a single runspace (Runspace); either replaces the
+ * other. Without either, the first invocation opens a private default runspace. RS_EBUSY
+ * while running. */
+RS_EXTERN int rs_ps_set_pool(rs_ps *ps, rs_pool *pool);
+RS_EXTERN int rs_ps_set_runspace(rs_ps *ps, rs_runspace *rs);
+/* Sets options (copied). RS_EBUSY while running; RS_EINVAL for negative or NaN timeouts. */
+RS_EXTERN int rs_ps_set_opts(rs_ps *ps, const rs_ps_opts *opts);
+
+/* Building the pipeline. Each added script or command is a stage whose output is the next
+ * stage's input; a stage runs once per input item (or once with no item when it has none).
+ * Arguments and parameters apply to the last added stage. All return RS_EBUSY while running.
+ *
+ * add_script checks the script's syntax at once (RS_ESYNTAX with "script:LINE: message" on the
+ * handle); a script that does not compile is still recorded so that invoking fails the same
+ * way and nothing runs. len may be (size_t)-1 for a NUL-terminated src. */
+RS_EXTERN int rs_ps_add_script(rs_ps *ps, const char *src, size_t len);
+/* A native command of the ISS, or a global Lua function of that name (checked at invoke). */
+RS_EXTERN int rs_ps_add_command(rs_ps *ps, const char *name);
+RS_EXTERN int rs_ps_add_argument(rs_ps *ps, rs_value *value);                   /* taken */
+RS_EXTERN int rs_ps_add_parameter(rs_ps *ps, const char *name, rs_value *value); /* taken */
+/* Appends an input item (taken). Inputs stay until rs_ps_clear_input or rs_ps_clear. */
+RS_EXTERN int rs_ps_add_input(rs_ps *ps, rs_value *value);
+RS_EXTERN int rs_ps_clear_input(rs_ps *ps);
+/* Removes stages, arguments, parameters, inputs, outputs and records. */
+RS_EXTERN int rs_ps_clear(rs_ps *ps);
+
+/* Runs the pipeline and blocks until it ends. On a runspace-bound invocation it runs on the
+ * calling thread; on a pool it runs on a worker. *output (may be NULL) gets the output array
+ * (caller destroys), also partial output when the invocation fails or stops.
+ * Returns 0 when completed (write_error does not fail an invocation: see rs_ps_had_errors),
+ * RS_ESYNTAX, RS_ERUNTIME, RS_ENOMEM (memory limit), RS_ELIMIT (instruction budget),
+ * RS_ETIMEDOUT, RS_ESTOPPED, RS_ECANCELED (pool closed), RS_ECLOSED (pool or runspace not
+ * open), RS_EMISUSE (already running), RS_EBUSY (runspace busy with another invocation). */
+RS_EXTERN int rs_ps_invoke(rs_ps *ps, rs_value **output);
+/* Starts the pipeline and returns at once. *async is the invocation's wait handle, owned by it
+ * and valid until it is destroyed. Errors as rs_ps_invoke for what can be known at start. */
+RS_EXTERN int rs_ps_begin_invoke(rs_ps *ps, rs_async **async);
+/* Blocks until the invocation started with begin-invoke ends, then hands over its output as
+ * rs_ps_invoke does and returns its result code. RS_EMISUSE when async is not this
+ * invocation's, or when the invocation was already ended or never begun. */
+RS_EXTERN int rs_ps_end_invoke(rs_ps *ps, rs_async *async, rs_value **output);
+/* Stops the invocation and blocks until it has stopped (or finished on its own). A queued
+ * invocation is dequeued; a running script is interrupted within about a millisecond, in a
+ * tight loop, a deep recursion or a sleep(). Returns 0 also when there was nothing to stop.
+ * Thread-safe with respect to the worker running the invocation. */
+RS_EXTERN int rs_ps_stop(rs_ps *ps);
+/* Requests the stop and returns at once; wait on the async handle. Thread-safe. */
+RS_EXTERN int rs_ps_begin_stop(rs_ps *ps);
+
+/* Thread-safe. */
+RS_EXTERN rs_ps_state rs_ps_get_state(rs_ps *ps);
+/* After the invocation ended: whether any error record was written. */
+RS_EXTERN bool rs_ps_had_errors(rs_ps *ps);
+/* The result code of the last invocation (0 while not ended) and its message. */
+RS_EXTERN int rs_ps_result(rs_ps *ps);
+RS_EXTERN const char *rs_ps_errmsg(const rs_ps *ps);
+
+/* Results of an ended invocation, borrowed until the next invoke, clear or destroy. The output
+ * array is empty after rs_ps_end_invoke or rs_ps_invoke handed it over. */
+RS_EXTERN const rs_value *rs_ps_output(rs_ps *ps);
+RS_EXTERN size_t rs_ps_record_count(rs_ps *ps, rs_stream stream);
+/* Fills *out with record index of stream; RS_EINVAL when out of range. */
+RS_EXTERN int rs_ps_record(rs_ps *ps, rs_stream stream, size_t index, rs_record *out);
+/* Under RS_PS_ITEM_RESULTS: one result per input item, in input order. */
+RS_EXTERN size_t rs_ps_item_count(rs_ps *ps);
+RS_EXTERN int rs_ps_item(rs_ps *ps, size_t index, rs_item_result *out);
+
+/* Wait handles: thread-safe. */
+RS_EXTERN bool rs_async_is_completed(rs_async *async);
+/* Blocks until completion or timeout seconds (< 0: forever). 0 or RS_ETIMEDOUT. */
+RS_EXTERN int rs_async_wait(rs_async *async, double timeout);
+/* A file descriptor that polls readable once the invocation has completed, for waiting on
+ * many with poll/epoll; owned by the handle (do not close or read it). -1 with errno set if
+ * it cannot be created. */
+RS_EXTERN int rs_async_fd(rs_async *async);
+
+/* ============================================================================================
+ * Names of enums (static strings, thread-safe).
+ * ========================================================================================= */
+RS_EXTERN const char *rs_ps_state_name(rs_ps_state s);         /* "NotStarted", "Running", ... */
+RS_EXTERN const char *rs_stream_name(rs_stream s);             /* "output", "error", ... */
+RS_EXTERN const char *rs_item_status_name(rs_item_status s);   /* "ok", "error", ... */
+RS_EXTERN const char *rs_runspace_state_name(rs_runspace_state s); /* "BeforeOpen", ... */
+RS_EXTERN const char *rs_availability_name(rs_availability a);     /* "None", ... */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RUNSPACE_H */

@@ -1,0 +1,672 @@
+/*
+ * lualib.c -- what a script sees in a runspace (DESIGN.md section 4): emit and the write_*
+ * streams, print (to the information stream), sleep, random, shared, json, time, runspace;
+ * plus the rules of the profiles: binary chunks refused everywhere, os.exit and os.setlocale
+ * (which would act on the whole process) refused everywhere, and the restricted profile's
+ * removals.
+ *
+ * C functions here that allocate C memory keep it in the runspace's scratch slots rather than
+ * in locals, because a Lua error (out of memory while pushing a result, say) unwinds them
+ * without returning.
+ */
+#include "lualib_int.h"
+
+#include "exec.h"
+#include "json.h"
+#include "marshal.h"
+#include "shared.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+static rs_runspace *self(lua_State *L)
+{
+    return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+/* Replaces the value in a scratch slot, freeing what a previous raise may have left. */
+static rs_value *keep(rs_value **slot, rs_value *v)
+{
+    rs_value_destroy(*slot);
+    *slot = v;
+    return v;
+}
+
+/* ---- output and streams ------------------------------------------------------------------- */
+
+static int l_emit(lua_State *L)
+{
+    rs_runspace *rs = self(L);
+    int n = lua_gettop(L);
+    for (int i = 1; i <= n; i++)
+        rs__run_emit(L, rs, i);
+    return 0;
+}
+
+/* The text of the arguments of print/write_*: tostring of each, tab-separated. */
+static const char *arguments_text(lua_State *L, size_t *len)
+{
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1)
+            luaL_addchar(&b, '\t');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    return lua_tolstring(L, -1, len);
+}
+
+static int write_stream(lua_State *L, rs_stream stream)
+{
+    size_t len;
+    const char *msg = arguments_text(L, &len);
+    if (rs__run_record(self(L), L, stream, msg, len, NULL, -1))
+        return luaL_error(L, "out of memory");
+    return 0;
+}
+
+static int l_write_error(lua_State *L)
+{
+    return write_stream(L, RS_STREAM_ERROR);
+}
+
+static int l_write_warning(lua_State *L)
+{
+    return write_stream(L, RS_STREAM_WARNING);
+}
+
+static int l_write_verbose(lua_State *L)
+{
+    return write_stream(L, RS_STREAM_VERBOSE);
+}
+
+static int l_write_debug(lua_State *L)
+{
+    return write_stream(L, RS_STREAM_DEBUG);
+}
+
+static int l_write_information(lua_State *L)
+{
+    return write_stream(L, RS_STREAM_INFORMATION);
+}
+
+/* write_progress{activity=, status=, percent=} or write_progress(activity, status, percent). */
+static int l_write_progress(lua_State *L)
+{
+    const char *activity, *status;
+    lua_Number percent;
+    if (lua_istable(L, 1)) {
+        lua_getfield(L, 1, "activity");
+        lua_getfield(L, 1, "status");
+        lua_getfield(L, 1, "percent");
+        activity = luaL_optstring(L, -3, "");
+        status = luaL_optstring(L, -2, "");
+        percent = luaL_optnumber(L, -1, -1);
+    } else {
+        activity = luaL_optstring(L, 1, "");
+        status = luaL_optstring(L, 2, "");
+        percent = luaL_optnumber(L, 3, -1);
+    }
+    int pct = isnan(percent) || percent < 0 ? -1 : percent > 100 ? 100 : (int)percent;
+    if (rs__run_record(self(L), L, RS_STREAM_PROGRESS, status, strlen(status), activity, pct))
+        return luaL_error(L, "out of memory");
+    return 0;
+}
+
+/* ---- sleep -------------------------------------------------------------------------------- */
+
+static int l_sleep(lua_State *L)
+{
+    lua_Number s = luaL_checknumber(L, 1);
+    if (!(s >= 0))
+        return luaL_argerror(L, 1, "seconds must be a non-negative number");
+    rs__exec *ex = rs__exec_current();
+    if (ex && ex->L) {
+        int why = rs__exec_sleep(ex, s);
+        if (why)
+            return rs__exec_raise(L, ex, why);
+        return 0;
+    }
+    /* Outside an invocation (a module running while its runspace opens): a plain sleep. */
+    int64_t ns = rs__seconds_to_ns(s);
+    struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        continue;
+    return 0;
+}
+
+/* ---- shared ------------------------------------------------------------------------------- */
+
+static rs_shared *store(lua_State *L)
+{
+    return self(L)->shared;
+}
+
+/* Converts argument idx for the store; raises with the path on failure. */
+static rs_value *shared_arg(lua_State *L, int idx, const char *fname)
+{
+    int code;
+    char *msg;
+    rs_value *v = rs__lua_to_value(L, idx, "value", 0, &code, &msg);
+    if (!v) {
+        lua_pushfstring(L, "shared.%s: %s", fname, msg ? msg : "out of memory");
+        rs__free(msg);
+        lua_error(L);
+    }
+    return v;
+}
+
+static int l_shared_get(lua_State *L)
+{
+    size_t klen;
+    const char *key = luaL_checklstring(L, 1, &klen);
+    rs_runspace *rs = self(L);
+    rs_value *v = NULL;
+    int rc = rs__shared_get(store(L), key, klen, &v);
+    if (rc == RS_ENOENT) {
+        lua_pushnil(L);
+        return 1;
+    }
+    if (rc)
+        return luaL_error(L, "shared.get: out of memory");
+    keep(&rs->scratch_value, v);
+    rs__lua_push_value(L, v);
+    keep(&rs->scratch_value, NULL);
+    return 1;
+}
+
+static int l_shared_set(lua_State *L)
+{
+    size_t klen;
+    const char *key = luaL_checklstring(L, 1, &klen);
+    luaL_checkany(L, 2);
+    rs_value *v = lua_isnil(L, 2) ? NULL : shared_arg(L, 2, "set");
+    if (rs__shared_put(store(L), key, klen, v))
+        return luaL_error(L, "shared.set: out of memory");
+    return 0;
+}
+
+static int l_shared_incr(lua_State *L)
+{
+    size_t klen;
+    const char *key = luaL_checklstring(L, 1, &klen);
+    lua_Integer delta = luaL_optinteger(L, 2, 1);
+    int64_t out;
+    int rc = rs__shared_incr(store(L), key, klen, delta, &out);
+    if (rc == RS_EINVAL)
+        return luaL_error(L, "shared.incr: the value of '%s' is not an integer", key);
+    if (rc == RS_ELIMIT)
+        return luaL_error(L, "shared.incr: integer overflow");
+    if (rc)
+        return luaL_error(L, "shared.incr: out of memory");
+    lua_pushinteger(L, (lua_Integer)out);
+    return 1;
+}
+
+static int l_shared_add(lua_State *L)
+{
+    size_t klen;
+    const char *key = luaL_checklstring(L, 1, &klen);
+    luaL_checkany(L, 2);
+    if (lua_isnil(L, 2))
+        return luaL_argerror(L, 2, "value expected");
+    rs_value *v = shared_arg(L, 2, "add");
+    bool added;
+    if (rs__shared_cas(store(L), key, klen, NULL, v, &added))
+        return luaL_error(L, "shared.add: out of memory");
+    lua_pushboolean(L, added);
+    return 1;
+}
+
+static int l_shared_cas(lua_State *L)
+{
+    size_t klen;
+    const char *key = luaL_checklstring(L, 1, &klen);
+    lua_settop(L, 3);
+    rs_runspace *rs = self(L);
+    /* The expected value is kept in scratch: converting the new one may raise. */
+    rs_value *expected = lua_isnil(L, 2) ? NULL : keep(&rs->scratch_value, shared_arg(L, 2, "cas"));
+    rs_value *v = lua_isnil(L, 3) ? NULL : shared_arg(L, 3, "cas");
+    bool swapped;
+    int rc = rs__shared_cas(store(L), key, klen, expected, v, &swapped);
+    keep(&rs->scratch_value, NULL);
+    if (rc)
+        return luaL_error(L, "shared.cas: out of memory");
+    lua_pushboolean(L, swapped);
+    return 1;
+}
+
+static int l_shared_keys(lua_State *L)
+{
+    rs_runspace *rs = self(L);
+    rs_value *keys = rs_shared_keys(store(L));
+    if (!keys)
+        return luaL_error(L, "shared.keys: out of memory");
+    keep(&rs->scratch_value, keys);
+    rs__lua_push_value(L, keys);
+    keep(&rs->scratch_value, NULL);
+    return 1;
+}
+
+/* ---- json --------------------------------------------------------------------------------- */
+
+static int l_json_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    unsigned flags = 0;
+    if (lua_toboolean(L, 2) && !lua_istable(L, 2))
+        flags |= RS_JSON_PRETTY;
+    if (lua_istable(L, 2)) {
+        if (lua_getfield(L, 2, "pretty") != LUA_TNIL && lua_toboolean(L, -1))
+            flags |= RS_JSON_PRETTY;
+        if (lua_getfield(L, 2, "ascii") != LUA_TNIL && lua_toboolean(L, -1))
+            flags |= RS_JSON_ASCII;
+        lua_pop(L, 2);
+    }
+    rs_runspace *rs = self(L);
+    int code;
+    char *msg;
+    rs_value *v = keep(&rs->scratch_value, rs__lua_to_value(L, 1, "value", 0, &code, &msg));
+    if (!v) {
+        lua_pushfstring(L, "json.encode: %s", msg ? msg : "out of memory");
+        rs__free(msg);
+        return lua_error(L);
+    }
+    rs_errinfo err;
+    rs->scratch.len = 0;
+    int rc = rs__json_encode_ex(v, flags, "value", 1, &rs->scratch, &err);
+    keep(&rs->scratch_value, NULL);
+    if (rc)
+        return luaL_error(L, "json.encode: %s", err.message);
+    lua_pushlstring(L, rs->scratch.data ? rs->scratch.data : "", rs->scratch.len);
+    if (rs->scratch.cap > 65536)
+        rs__buf_free(&rs->scratch);
+    return 1;
+}
+
+static int l_json_decode(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    rs_runspace *rs = self(L);
+    rs_errinfo err;
+    rs_value *v = NULL;
+    if (rs_json_decode(text, len, &v, &err))
+        return luaL_error(L, "json.decode: line %d, column %d: %s", err.line, err.column,
+                          err.message);
+    keep(&rs->scratch_value, v);
+    rs__lua_push_value(L, v);
+    keep(&rs->scratch_value, NULL);
+    return 1;
+}
+
+/* json.map([t]): marks t (or a new table) so that it encodes as an object even when empty. */
+static int l_json_map(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1)) {
+        rs__lua_push_empty_map(L);
+        return 1;
+    }
+    luaL_checktype(L, 1, LUA_TTABLE);
+    rs__lua_push_empty_map(L);
+    lua_getmetatable(L, -1);
+    lua_setmetatable(L, 1);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* ---- time --------------------------------------------------------------------------------- */
+
+static int l_time_now(lua_State *L)
+{
+    lua_pushnumber(L, rs__wall_time());
+    return 1;
+}
+
+static int l_time_monotonic(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)rs__now_ns() * 1e-9);
+    return 1;
+}
+
+/* ---- coroutines: resumed threads join the interruptible set -------------------------------- */
+
+/* Resumes co with narg arguments from L's top. Returns the number of results moved to L, or
+ * -1 with an error value on L's top. */
+static int resume(lua_State *L, lua_State *co, int narg)
+{
+    const char *bad = NULL;
+    lua_Debug ar;
+    if (co == L)
+        bad = "cannot resume non-suspended coroutine";
+    else if (lua_status(co) == LUA_OK && lua_getstack(co, 0, &ar))
+        bad = "cannot resume non-suspended coroutine";
+    else if (lua_status(co) == LUA_OK && lua_gettop(co) == 0)
+        bad = "cannot resume dead coroutine";
+    else if (lua_status(co) != LUA_OK && lua_status(co) != LUA_YIELD)
+        bad = "cannot resume dead coroutine";
+    else if (!lua_checkstack(co, narg))
+        bad = "too many arguments to resume";
+    if (bad) {
+        lua_pushstring(L, bad);
+        return -1;
+    }
+    lua_xmove(L, co, narg);
+    rs__exec *ex = rs__exec_current();
+    if (ex && ex->L) {
+        /* The coroutine carries the resumer's hook: an armed interrupt, or the budget. */
+        lua_sethook(co, lua_gethook(L), lua_gethookmask(L), lua_gethookcount(L));
+        rs__exec_push_thread(ex, co);
+    }
+    int nres;
+    int status = lua_resume(co, L, narg, &nres);
+    if (ex && ex->L)
+        rs__exec_pop_thread(ex);
+    if (status == LUA_OK || status == LUA_YIELD) {
+        if (!lua_checkstack(L, nres + 1)) {
+            lua_pop(co, nres);
+            lua_pushliteral(L, "too many results to resume");
+            return -1;
+        }
+        lua_xmove(co, L, nres);
+        return nres;
+    }
+    lua_xmove(co, L, 1);
+    return -1;
+}
+
+static int l_co_resume(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, 1);
+    luaL_argexpected(L, co, 1, "coroutine");
+    int r = resume(L, co, lua_gettop(L) - 1);
+    if (r < 0) {
+        lua_pushboolean(L, 0);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    lua_insert(L, -(r + 1));
+    return r + 1;
+}
+
+static int l_co_wrapped(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+    int r = resume(L, co, lua_gettop(L));
+    if (r >= 0)
+        return r;
+    int st = lua_status(co);
+    if (st != LUA_OK && st != LUA_YIELD) {
+        lua_resetthread(co); /* runs the dead coroutine's pending to-be-closed variables */
+        lua_settop(co, 0);
+    }
+    return lua_error(L);
+}
+
+static int l_co_wrap(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_State *co = lua_newthread(L);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, co, 1);
+    lua_pushcclosure(L, l_co_wrapped, 1);
+    return 1;
+}
+
+/* ---- loading code: text only ---------------------------------------------------------------- */
+
+/* The mode argument at idx with binary removed; raises when nothing is left. */
+static const char *text_mode(lua_State *L, int idx)
+{
+    const char *mode = luaL_optstring(L, idx, "bt");
+    if (!strchr(mode, 't'))
+        luaL_error(L, "binary chunks cannot be loaded in a runspace");
+    return "t";
+}
+
+/* load(chunk [, chunkname [, mode [, env]]]) with mode forced to text; the original load is
+ * upvalue 1. */
+static int l_load(lua_State *L)
+{
+    int n = lua_gettop(L);
+    if (n < 3)
+        lua_settop(L, 3);
+    lua_pushstring(L, text_mode(L, 3));
+    lua_replace(L, 3);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n < 3 ? 3 : n, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static int l_loadfile(lua_State *L)
+{
+    const char *fname = luaL_optstring(L, 1, NULL);
+    const char *mode = text_mode(L, 2);
+    int env = !lua_isnone(L, 3) ? 3 : 0;
+    if (luaL_loadfilex(L, fname, mode) != LUA_OK) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    if (env) {
+        lua_pushvalue(L, env);
+        if (!lua_setupvalue(L, -2, 1))
+            lua_pop(L, 1);
+    }
+    return 1;
+}
+
+static int l_dofile(lua_State *L)
+{
+    const char *fname = luaL_optstring(L, 1, NULL);
+    lua_settop(L, 1);
+    if (luaL_loadfilex(L, fname, "t") != LUA_OK)
+        return lua_error(L);
+    lua_call(L, 0, LUA_MULTRET);
+    return lua_gettop(L) - 1;
+}
+
+/* package.searchers' Lua-file searcher, loading text only. Upvalue 1 is the package table. */
+static int l_search_lua(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    lua_getfield(L, lua_upvalueindex(1), "searchpath");
+    lua_pushstring(L, name);
+    lua_getfield(L, lua_upvalueindex(1), "path");
+    if (!lua_isstring(L, -1))
+        return luaL_error(L, "'package.path' must be a string");
+    lua_call(L, 2, 2);
+    if (lua_isnil(L, -2))
+        return 1; /* the searchpath message says where it looked */
+    lua_pop(L, 1);
+    const char *filename = lua_tostring(L, -1);
+    if (luaL_loadfilex(L, filename, "t") != LUA_OK)
+        return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, filename,
+                          lua_tostring(L, -1));
+    lua_pushstring(L, filename);
+    return 2;
+}
+
+static int l_refused(lua_State *L)
+{
+    return luaL_error(L, "%s", lua_tostring(L, lua_upvalueindex(1)));
+}
+
+/* Replaces t[name] (t at index t) with a function raising why. */
+static void refuse(lua_State *L, int t, const char *name, const char *why)
+{
+    lua_pushstring(L, why);
+    lua_pushcclosure(L, l_refused, 1);
+    lua_setfield(L, t, name);
+}
+
+static void remove_field(lua_State *L, int t, const char *name)
+{
+    lua_pushnil(L);
+    lua_setfield(L, t, name);
+}
+
+/* ---- opening ------------------------------------------------------------------------------ */
+
+static const luaL_Reg global_fns[] = {
+    {"emit", l_emit},
+    {"write_error", l_write_error},
+    {"write_warning", l_write_warning},
+    {"write_verbose", l_write_verbose},
+    {"write_debug", l_write_debug},
+    {"write_information", l_write_information},
+    {"write_progress", l_write_progress},
+    {"print", l_write_information},
+    {"sleep", l_sleep},
+    {NULL, NULL}};
+
+static const luaL_Reg shared_fns[] = {
+    {"get", l_shared_get}, {"set", l_shared_set}, {"incr", l_shared_incr}, {"add", l_shared_add},
+    {"cas", l_shared_cas}, {"keys", l_shared_keys}, {NULL, NULL}};
+
+static const luaL_Reg json_fns[] = {
+    {"encode", l_json_encode}, {"decode", l_json_decode}, {"map", l_json_map}, {NULL, NULL}};
+
+static const luaL_Reg time_fns[] = {
+    {"now", l_time_now}, {"monotonic", l_time_monotonic}, {NULL, NULL}};
+
+/* Creates a table of functions sharing the runspace upvalue and binds it to a global. */
+static void new_lib(lua_State *L, rs_runspace *rs, const char *name, const luaL_Reg *fns,
+                    int nfields)
+{
+    int n = 0;
+    while (fns[n].name)
+        n++;
+    lua_createtable(L, 0, n + nfields);
+    lua_pushlightuserdata(L, rs);
+    luaL_setfuncs(L, fns, 1);
+    lua_pushvalue(L, -1);
+    lua_setglobal(L, name);
+}
+
+static void open_standard(lua_State *L, rs_profile profile)
+{
+    static const luaL_Reg common[] = {
+        {LUA_GNAME, luaopen_base},        {LUA_LOADLIBNAME, luaopen_package},
+        {LUA_COLIBNAME, luaopen_coroutine}, {LUA_TABLIBNAME, luaopen_table},
+        {LUA_OSLIBNAME, luaopen_os},      {LUA_STRLIBNAME, luaopen_string},
+        {LUA_MATHLIBNAME, luaopen_math},  {LUA_UTF8LIBNAME, luaopen_utf8},
+        {NULL, NULL}};
+    static const luaL_Reg full[] = {
+        {LUA_IOLIBNAME, luaopen_io}, {LUA_DBLIBNAME, luaopen_debug}, {NULL, NULL}};
+    for (const luaL_Reg *lib = common; lib->name; lib++) {
+        luaL_requiref(L, lib->name, lib->func, 1);
+        lua_pop(L, 1);
+    }
+    if (profile == RS_PROFILE_DEFAULT) {
+        for (const luaL_Reg *lib = full; lib->name; lib++) {
+            luaL_requiref(L, lib->name, lib->func, 1);
+            lua_pop(L, 1);
+        }
+    }
+}
+
+/* Applies the profile's rules to the standard libraries. */
+static void sandbox(lua_State *L, rs_profile profile)
+{
+    lua_pushglobaltable(L);
+    int g = lua_gettop(L);
+    /* load: text chunks only, in every profile. */
+    lua_getfield(L, g, "load");
+    lua_pushcclosure(L, l_load, 1);
+    lua_setfield(L, g, "load");
+    /* os: what acts on the whole process is refused in every profile. */
+    lua_getglobal(L, "os");
+    int os = lua_gettop(L);
+    refuse(L, os, "exit",
+           "os.exit is not available in a runspace: it would end the whole process (return or "
+           "error() instead)");
+    refuse(L, os, "setlocale",
+           "os.setlocale is not available in a runspace: it would change every thread's locale");
+    /* package: Lua files load as text only. */
+    lua_getglobal(L, "package");
+    int pkg = lua_gettop(L);
+    lua_getfield(L, pkg, "searchers");
+    int searchers = lua_gettop(L);
+    lua_pushvalue(L, pkg);
+    lua_pushcclosure(L, l_search_lua, 1);
+    lua_rawseti(L, searchers, 2);
+    if (profile == RS_PROFILE_DEFAULT) {
+        lua_pushcfunction(L, l_loadfile);
+        lua_setfield(L, g, "loadfile");
+        lua_pushcfunction(L, l_dofile);
+        lua_setfield(L, g, "dofile");
+    } else {
+        remove_field(L, g, "loadfile");
+        remove_field(L, g, "dofile");
+        static const char *const os_removed[] = {"execute", "remove", "rename", "getenv",
+                                                 "tmpname", NULL};
+        for (int i = 0; os_removed[i]; i++)
+            remove_field(L, os, os_removed[i]);
+        /* No C modules: only the preload and Lua-file searchers stay. */
+        lua_pushnil(L);
+        lua_rawseti(L, searchers, 4);
+        lua_pushnil(L);
+        lua_rawseti(L, searchers, 3);
+        remove_field(L, pkg, "loadlib");
+        lua_pushliteral(L, "");
+        lua_setfield(L, pkg, "cpath");
+    }
+    lua_settop(L, g - 1);
+}
+
+void rs__lualib_open(lua_State *L, rs_runspace *rs)
+{
+    rs_profile profile = rs->iss->profile;
+    open_standard(L, profile);
+    sandbox(L, profile);
+    rs__marshal_open(L);
+
+    lua_pushglobaltable(L);
+    lua_pushlightuserdata(L, rs);
+    luaL_setfuncs(L, global_fns, 1);
+    lua_pop(L, 1);
+
+    lua_getglobal(L, "coroutine");
+    lua_pushcfunction(L, l_co_resume);
+    lua_setfield(L, -2, "resume");
+    lua_pushcfunction(L, l_co_wrap);
+    lua_setfield(L, -2, "wrap");
+    lua_pop(L, 1);
+
+    lua_getglobal(L, "math");
+    lua_getfield(L, -1, "random");
+    lua_setglobal(L, "random");
+    lua_getfield(L, -1, "randomseed");
+    lua_setglobal(L, "random_seed");
+    lua_pop(L, 1);
+
+    new_lib(L, rs, "shared", shared_fns, 0);
+    lua_pop(L, 1);
+    new_lib(L, rs, "json", json_fns, 1);
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
+    lua_pop(L, 1);
+    new_lib(L, rs, "time", time_fns, 0);
+    lua_pop(L, 1);
+
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)rs->id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, rs->name);
+    lua_setfield(L, -2, "name");
+    lua_setglobal(L, "runspace");
+
+    lua_newtable(L);
+    lua_setglobal(L, "params");
+}

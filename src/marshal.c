@@ -1,0 +1,421 @@
+/*
+ * marshal.c -- Lua values <-> rs_value trees.
+ *
+ * Going from Lua to rs_value never raises a Lua error: it only uses API calls that do not
+ * allocate Lua memory (lua_next, lua_rawgeti, lua_tolstring on actual strings, lua_checkstack,
+ * which reports failure instead of raising), so the C allocations it holds can always be freed.
+ * Going from rs_value to Lua allocates Lua objects and may raise, but holds no C memory.
+ */
+#include "marshal.h"
+
+#include <lauxlib.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char map_marker_key = 'm';
+
+void rs__marshal_open(lua_State *L)
+{
+    lua_newtable(L);
+    lua_pushliteral(L, "map");
+    lua_setfield(L, -2, "__name");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &map_marker_key);
+}
+
+void rs__lua_push_empty_map(lua_State *L)
+{
+    lua_newtable(L);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &map_marker_key);
+    lua_setmetatable(L, -2);
+}
+
+/* ---- Lua -> rs_value ---------------------------------------------------------------------- */
+
+typedef struct path_elem {
+    const void *table; /* the table this level is inside, for cycle detection */
+    bool is_key;
+    lua_Integer index;
+    const char *key;
+    size_t keylen;
+} path_elem;
+
+typedef struct to_ctx {
+    lua_State *L;
+    const char *root;
+    lua_Integer root_index;
+    path_elem path[RS_MAX_DEPTH + 1];
+    int depth;
+    int code;
+    char *msg;
+} to_ctx;
+
+static bool is_ident(const char *s, size_t n)
+{
+    if (n == 0 || !(s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
+        return false;
+    for (size_t i = 1; i < n; i++) {
+        char c = s[i];
+        if (!(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9')))
+            return false;
+    }
+    return true;
+}
+
+/* Records the first failure: code and "path: message". */
+static rs_value *fail(to_ctx *c, int code, const char *what)
+{
+    if (c->code)
+        return NULL;
+    c->code = code;
+    rs__buf b = {0};
+    int rc = rs__buf_puts(&b, c->root);
+    if (c->root_index)
+        rc |= rs__buf_printf(&b, "[%lld]", (long long)c->root_index);
+    for (int i = 0; i < c->depth; i++) {
+        const path_elem *e = &c->path[i];
+        if (!e->is_key) {
+            rc |= rs__buf_printf(&b, "[%lld]", (long long)e->index);
+        } else if (is_ident(e->key, e->keylen)) {
+            rc |= rs__buf_putc(&b, '.');
+            rc |= rs__buf_append(&b, e->key, e->keylen);
+        } else {
+            rc |= rs__buf_puts(&b, "[\"");
+            for (size_t k = 0; k < e->keylen; k++) {
+                unsigned char ch = (unsigned char)e->key[k];
+                if (ch == '"' || ch == '\\')
+                    rc |= rs__buf_printf(&b, "\\%c", ch);
+                else if (ch < 0x20 || ch == 0x7f)
+                    rc |= rs__buf_printf(&b, "\\%u", ch);
+                else
+                    rc |= rs__buf_putc(&b, (char)ch);
+            }
+            rc |= rs__buf_puts(&b, "\"]");
+        }
+    }
+    rc |= rs__buf_printf(&b, ": %s", what);
+    c->msg = rc ? NULL : rs__buf_detach(&b, NULL);
+    if (rc)
+        rs__buf_free(&b);
+    return NULL;
+}
+
+static rs_value *oom(to_ctx *c)
+{
+    if (!c->code) {
+        c->code = RS_ENOMEM;
+        c->msg = rs__strdup("out of memory");
+    }
+    return NULL;
+}
+
+static rs_value *convert(to_ctx *c, int idx);
+
+/* An entry of a table that becomes a map: its key (kept for sorting) and converted value. */
+typedef struct map_entry {
+    int kind; /* 0 integer, 1 float, 2 string */
+    lua_Integer i;
+    lua_Number f;
+    const char *s; /* a key string of the table: alive while the table is */
+    size_t len;
+    rs_value *value;
+} map_entry;
+
+static int compare_entries(const void *pa, const void *pb)
+{
+    const map_entry *a = pa, *b = pb;
+    if (a->kind != 2 && b->kind != 2) {
+        if (a->kind == 0 && b->kind == 0)
+            return a->i < b->i ? -1 : a->i > b->i;
+        lua_Number x = a->kind == 0 ? (lua_Number)a->i : a->f;
+        lua_Number y = b->kind == 0 ? (lua_Number)b->i : b->f;
+        return x < y ? -1 : x > y;
+    }
+    if (a->kind != b->kind)
+        return a->kind != 2 ? -1 : 1;
+    size_t n = a->len < b->len ? a->len : b->len;
+    int r = memcmp(a->s, b->s, n);
+    return r ? r : (a->len < b->len ? -1 : a->len > b->len);
+}
+
+/* Formats a numeric key as map key text; returns its length. */
+static size_t number_key(const map_entry *e, char *buf, size_t size)
+{
+    if (e->kind == 0)
+        return (size_t)snprintf(buf, size, LUA_INTEGER_FMT, (LUAI_UACINT)e->i);
+    return (size_t)snprintf(buf, size, LUA_NUMBER_FMT, (LUAI_UACNUMBER)e->f);
+}
+
+static void free_entries(map_entry *entries, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        rs_value_destroy(entries[i].value);
+    rs__free(entries);
+}
+
+/* Converts the table at absolute index t, which has count entries, into a map: values are
+ * converted in one traversal, then the entries are sorted by key. */
+static rs_value *convert_map(to_ctx *c, int t, size_t count)
+{
+    lua_State *L = c->L;
+    map_entry *entries = rs__calloc(count, sizeof *entries);
+    if (!entries)
+        return oom(c);
+    path_elem *pe = &c->path[c->depth - 1];
+    char numbuf[64];
+    size_t n = 0;
+    lua_pushnil(L);
+    while (n < count && lua_next(L, t)) {
+        map_entry *e = &entries[n];
+        int kt = lua_type(L, -2);
+        if (kt == LUA_TNUMBER && lua_isinteger(L, -2)) {
+            e->kind = 0;
+            e->i = lua_tointeger(L, -2);
+            pe->is_key = false;
+            pe->index = e->i;
+        } else if (kt == LUA_TNUMBER) {
+            e->kind = 1;
+            e->f = lua_tonumber(L, -2);
+            pe->is_key = true;
+            pe->keylen = number_key(e, numbuf, sizeof numbuf);
+            pe->key = numbuf;
+        } else if (kt == LUA_TSTRING) {
+            e->kind = 2;
+            e->s = lua_tolstring(L, -2, &e->len);
+            pe->is_key = true;
+            pe->key = e->s;
+            pe->keylen = e->len;
+        } else {
+            lua_pop(L, 2);
+            free_entries(entries, n);
+            char what[96];
+            snprintf(what, sizeof what, "cannot use a %s as a map key", lua_typename(L, kt));
+            c->depth--; /* the path ends at the table itself */
+            fail(c, RS_EVALUE, what);
+            c->depth++;
+            return NULL;
+        }
+        e->value = convert(c, lua_gettop(L));
+        lua_pop(L, 1);
+        if (!e->value) {
+            lua_pop(L, 1);
+            free_entries(entries, n);
+            return NULL;
+        }
+        n++;
+    }
+    if (n == count)
+        lua_pop(L, 1); /* the key lua_next left when the loop stopped on the count */
+    qsort(entries, n, sizeof *entries, compare_entries);
+    rs_value *map = rs_value_map();
+    for (size_t i = 0; map && i < n; i++) {
+        map_entry *e = &entries[i];
+        const char *ks = e->s;
+        size_t kl = e->len;
+        if (e->kind != 2) {
+            kl = number_key(e, numbuf, sizeof numbuf);
+            ks = numbuf;
+        }
+        rs_value *v = e->value;
+        e->value = NULL;
+        if (rs_map_setn(map, ks, kl, v)) {
+            rs_value_destroy(map);
+            map = NULL;
+        }
+    }
+    free_entries(entries, n);
+    return map ? map : oom(c);
+}
+
+static rs_value *convert_table(to_ctx *c, int t)
+{
+    lua_State *L = c->L;
+    const void *self = lua_topointer(L, t);
+    for (int i = 0; i < c->depth; i++) {
+        if (c->path[i].table == self)
+            return fail(c, RS_EVALUE, "cannot pass a table that contains itself (a cycle)");
+    }
+    if (c->depth >= RS_MAX_DEPTH)
+        return fail(c, RS_EVALUE, "nested deeper than 512 levels");
+    if (!lua_checkstack(L, 4))
+        return oom(c);
+    /* Count the entries and see whether the keys are exactly 1..n. */
+    size_t count = 0;
+    lua_Integer max = 0;
+    bool ints = true;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        count++;
+        if (ints && lua_isinteger(L, -1)) {
+            lua_Integer k = lua_tointeger(L, -1);
+            if (k < 1)
+                ints = false;
+            else if (k > max)
+                max = k;
+        } else {
+            ints = false;
+        }
+    }
+    path_elem *e = &c->path[c->depth++];
+    e->table = self;
+    rs_value *out;
+    bool is_map = false;
+    if (count == 0) {
+        if (lua_getmetatable(L, t)) {
+            lua_rawgetp(L, LUA_REGISTRYINDEX, &map_marker_key);
+            is_map = lua_rawequal(L, -1, -2);
+            lua_pop(L, 2);
+        }
+    } else {
+        is_map = !(ints && (size_t)max == count);
+    }
+    if (is_map) {
+        out = convert_map(c, t, count);
+    } else {
+        out = rs_value_array();
+        if (!out) {
+            c->depth--;
+            return oom(c);
+        }
+        for (size_t i = 1; i <= count; i++) {
+            e->is_key = false;
+            e->index = (lua_Integer)i;
+            lua_rawgeti(L, t, (lua_Integer)i);
+            rs_value *v = convert(c, lua_gettop(L));
+            lua_pop(L, 1);
+            if (!v || rs_array_push(out, v)) {
+                rs_value_destroy(out);
+                out = v ? oom(c) : NULL;
+                break;
+            }
+        }
+    }
+    c->depth--;
+    return out;
+}
+
+static rs_value *convert(to_ctx *c, int idx)
+{
+    lua_State *L = c->L;
+    rs_value *v;
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        return rs_value_null();
+    case LUA_TBOOLEAN:
+        return rs_value_bool(lua_toboolean(L, idx));
+    case LUA_TNUMBER:
+        v = lua_isinteger(L, idx) ? rs_value_int(lua_tointeger(L, idx))
+                                  : rs_value_double(lua_tonumber(L, idx));
+        return v ? v : oom(c);
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        v = rs_value_stringn(s, len);
+        return v ? v : oom(c);
+    }
+    case LUA_TTABLE:
+        return convert_table(c, lua_absindex(L, idx));
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL)
+            return rs_value_null(); /* json.null */
+        return fail(c, RS_EVALUE, "cannot pass a userdata between runspaces");
+    case LUA_TFUNCTION:
+        return fail(c, RS_EVALUE, "cannot pass a function between runspaces");
+    case LUA_TUSERDATA:
+        return fail(c, RS_EVALUE, "cannot pass a userdata between runspaces");
+    case LUA_TTHREAD:
+        return fail(c, RS_EVALUE, "cannot pass a coroutine between runspaces");
+    default:
+        return fail(c, RS_EVALUE, "cannot pass this value between runspaces");
+    }
+}
+
+rs_value *rs__lua_to_value(lua_State *L, int idx, const char *root, lua_Integer root_index,
+                           int *code, char **msg)
+{
+    /* The path is large (RS_MAX_DEPTH entries): keep it off small thread stacks. */
+    to_ctx *c = rs__malloc(sizeof *c);
+    if (!c) {
+        *code = RS_ENOMEM;
+        *msg = NULL;
+        return NULL;
+    }
+    c->L = L;
+    c->root = root;
+    c->root_index = root_index;
+    c->depth = 0;
+    c->code = 0;
+    c->msg = NULL;
+    rs_value *v = convert(c, lua_absindex(L, idx));
+    *code = c->code;
+    *msg = c->msg;
+    if (!v && !c->code)
+        *code = RS_ENOMEM;
+    rs__free(c);
+    return v;
+}
+
+/* ---- rs_value -> Lua ---------------------------------------------------------------------- */
+
+static void push(lua_State *L, const rs_value *v, int depth)
+{
+    if (depth > RS_MAX_DEPTH)
+        luaL_error(L, "value nested deeper than %d levels", RS_MAX_DEPTH);
+    luaL_checkstack(L, 3, "value nested too deeply");
+    switch (rs_value_type(v)) {
+    case RS_TNULL:
+        if (depth == 0)
+            lua_pushnil(L);
+        else
+            lua_pushlightuserdata(L, NULL);
+        break;
+    case RS_TBOOL:
+        lua_pushboolean(L, rs_value_get_bool(v));
+        break;
+    case RS_TINT:
+        lua_pushinteger(L, (lua_Integer)rs_value_get_int(v));
+        break;
+    case RS_TDOUBLE:
+        lua_pushnumber(L, (lua_Number)rs_value_get_double(v));
+        break;
+    case RS_TSTRING: {
+        size_t len;
+        const char *s = rs_value_get_string(v, &len);
+        lua_pushlstring(L, s, len);
+        break;
+    }
+    case RS_TARRAY: {
+        size_t n = rs_array_len(v);
+        lua_createtable(L, n > INT32_MAX ? INT32_MAX : (int)n, 0);
+        for (size_t i = 0; i < n; i++) {
+            push(L, rs_array_get(v, i), depth + 1);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    }
+    case RS_TMAP: {
+        size_t n = rs_map_len(v);
+        if (n == 0) {
+            rs__lua_push_empty_map(L);
+            break;
+        }
+        lua_createtable(L, 0, n > INT32_MAX ? INT32_MAX : (int)n);
+        for (size_t i = 0; i < n; i++) {
+            size_t klen;
+            const char *k = rs_map_key(v, i, &klen);
+            lua_pushlstring(L, k, klen);
+            push(L, rs_map_value(v, i), depth + 1);
+            lua_rawset(L, -3);
+        }
+        break;
+    }
+    }
+}
+
+void rs__lua_push_value(lua_State *L, const rs_value *v)
+{
+    push(L, v, 0);
+}

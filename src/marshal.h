@@ -1,0 +1,31 @@
+/*
+ * marshal.h -- copying data between Lua and rs_value trees (DESIGN.md section 2).
+ */
+#ifndef RS_MARSHAL_H
+#define RS_MARSHAL_H
+
+#include "common.h"
+
+#include <lua.h>
+
+/* Converts the Lua value at idx into a new rs_value, without raising Lua errors. Tables with
+ * keys exactly 1..n become arrays, other tables maps (integer and float keys turn into their
+ * decimal text; keys are sorted: numbers ascending, then strings bytewise, so output is
+ * deterministic); an empty table is an array unless it carries the map marker. json.null is
+ * null. On failure returns NULL, sets *code (RS_EVALUE or RS_ENOMEM) and *msg to a new string
+ * naming the path: "<root>[<index>].key: cannot pass a function between runspaces". root_index
+ * 0 means the root has no index. */
+rs_value *rs__lua_to_value(lua_State *L, int idx, const char *root, lua_Integer root_index,
+                           int *code, char **msg);
+
+/* Pushes a copy of v. A null at the top becomes nil, nested nulls become json.null; an empty
+ * map becomes a table with the map marker. May raise Lua errors (memory, nesting > 512), so it
+ * is called only where raising leaks nothing. */
+void rs__lua_push_value(lua_State *L, const rs_value *v);
+
+/* Registry keys (addresses) of the map marker metatable, created by rs__marshal_open. */
+void rs__marshal_open(lua_State *L);
+/* Pushes an empty table that converts to an empty map. */
+void rs__lua_push_empty_map(lua_State *L);
+
+#endif

@@ -1,0 +1,390 @@
+/*
+ * runspace.c -- one isolated Lua interpreter built from an initial session state.
+ *
+ * A runspace owns a lua_State whose allocator counts its bytes and refuses to pass the ISS's
+ * memory limit; Lua turns the refusal into a memory error that unwinds the script, and the
+ * runspace is then thrown away and reopened by its runner. Scripts are compiled once per
+ * runspace and kept in a small cache keyed by their text.
+ *
+ * Thread confinement: the Lua state is used by one thread at a time (a pool's worker, the
+ * caller of a synchronous invoke, or the thread of a begin-invoke); the getters read atomics.
+ */
+#include "runspace_int.h"
+
+#include "exec.h"
+#include "lualib_int.h"
+#include "marshal.h"
+#include "shared.h"
+#include "timer.h"
+
+#include <lauxlib.h>
+
+#include <stdio.h>
+#include <string.h>
+
+static atomic_uint_fast64_t next_id;
+
+uint64_t rs__hash(const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+/* The lua_Alloc of a runspace: counts bytes and enforces the memory limit. Only the thread
+ * running the runspace allocates; mem_used is atomic so that others may read it. */
+static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    rs_runspace *rs = ud;
+    size_t used = atomic_load_explicit(&rs->mem_used, memory_order_relaxed);
+    size_t old = ptr ? osize : 0; /* without ptr, osize is a type tag, not a size */
+    if (nsize == 0) {
+        rs__free(ptr);
+        atomic_store_explicit(&rs->mem_used, used - old, memory_order_relaxed);
+        return NULL;
+    }
+    if (nsize > old && rs->mem_limit && used - old + nsize > rs->mem_limit) {
+        rs->oom = true;
+        return NULL;
+    }
+    void *p = rs__realloc(ptr, nsize);
+    if (!p) {
+        rs->oom = true;
+        return NULL;
+    }
+    atomic_store_explicit(&rs->mem_used, used - old + nsize, memory_order_relaxed);
+    return p;
+}
+
+/* An allocator without limit for scratch states. */
+static void *plain_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    RS__UNUSED(ud);
+    RS__UNUSED(osize);
+    if (nsize == 0) {
+        rs__free(ptr);
+        return NULL;
+    }
+    return rs__realloc(ptr, nsize);
+}
+
+int rs__check_syntax(const char *src, size_t len, const char *chunkname, char **msg)
+{
+    *msg = NULL;
+    lua_State *L = lua_newstate(plain_alloc, NULL);
+    if (!L)
+        return RS_ENOMEM;
+    int status = luaL_loadbufferx(L, src, len, chunkname, "t");
+    int rc = 0;
+    if (status != LUA_OK) {
+        rc = status == LUA_ERRSYNTAX ? RS_ESYNTAX : RS_ENOMEM;
+        *msg = rs__strdup(lua_tostring(L, -1));
+    }
+    lua_close(L);
+    return rc;
+}
+
+int rs__runspace_new(const rs_iss *iss, const char *name, rs_shared *shared, struct rs_pool *pool,
+                     rs_runspace **out)
+{
+    *out = NULL;
+    if (rs__interrupt_setup())
+        return RS_ESYSTEM;
+    rs_runspace *rs = rs__calloc(1, sizeof *rs);
+    if (!rs)
+        return RS_ENOMEM;
+    if (rs__exec_init(&rs->exec)) {
+        rs__free(rs);
+        return RS_ESYSTEM;
+    }
+    if (rs__mutex_init(&rs->mu)) {
+        rs__exec_destroy(&rs->exec);
+        rs__free(rs);
+        return RS_ESYSTEM;
+    }
+    rs->id = atomic_fetch_add(&next_id, 1) + 1;
+    if (name)
+        snprintf(rs->name, sizeof rs->name, "%s", name);
+    else
+        snprintf(rs->name, sizeof rs->name, "Runspace%llu", (unsigned long long)rs->id);
+    rs->pool = pool;
+    if (iss) {
+        rs->iss = rs__iss_retain(iss);
+    } else {
+        rs_iss *def;
+        if (rs_iss_create(RS_PROFILE_DEFAULT, &def) == 0) {
+            rs->iss = rs__iss_retain(def);
+            rs__iss_release(def);
+        }
+    }
+    if (shared)
+        rs->shared = rs__shared_retain(shared);
+    else
+        rs_shared_create(&rs->shared);
+    if (!rs->iss || !rs->shared) {
+        rs__runspace_free(rs);
+        return RS_ENOMEM;
+    }
+    rs->mem_limit = rs->iss->limits.memory_bytes;
+    atomic_init(&rs->state, RS_RUNSPACE_BEFORE_OPEN);
+    atomic_init(&rs->busy, 0);
+    atomic_init(&rs->mem_used, 0);
+    *out = rs;
+    return 0;
+}
+
+/* Binds the ISS's entries in a state being opened (protected mode). */
+static void apply_iss(lua_State *L, rs_runspace *rs)
+{
+    for (size_t i = 0; i < rs->iss->count; i++) {
+        const rs__iss_entry *e = &rs->iss->entries[i];
+        switch (e->kind) {
+        case RS__ISS_VARIABLE:
+            rs__lua_push_value(L, e->value);
+            break;
+        case RS__ISS_FUNCTION:
+            if (luaL_loadbufferx(L, e->source, e->source_len, e->chunkname, "t") != LUA_OK)
+                lua_error(L);
+            break;
+        case RS__ISS_COMMAND:
+            lua_pushlightuserdata(L, rs);
+            lua_pushlightuserdata(L, (void *)e);
+            lua_pushcclosure(L, rs__lua_call_command, 2);
+            break;
+        case RS__ISS_MODULE_FILE:
+            if (luaL_loadbufferx(L, e->source, e->source_len, e->chunkname, "t") != LUA_OK)
+                lua_error(L);
+            lua_pushstring(L, e->name);
+            lua_call(L, 1, 1);
+            if (lua_isnil(L, -1)) {
+                lua_pop(L, 1);
+                lua_pushboolean(L, 1);
+            }
+            luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+            lua_pushvalue(L, -2);
+            lua_setfield(L, -2, e->name);
+            lua_pop(L, 1);
+            break;
+        case RS__ISS_MODULE_NAME:
+            lua_getglobal(L, "require");
+            lua_pushstring(L, e->spec);
+            lua_call(L, 1, 1);
+            break;
+        }
+        lua_setglobal(L, e->name);
+    }
+}
+
+static int open_protected(lua_State *L)
+{
+    rs_runspace *rs = lua_touserdata(L, 1);
+    rs__lualib_open(L, rs);
+    apply_iss(L, rs);
+    return 0;
+}
+
+int rs__runspace_open_state(rs_runspace *rs)
+{
+    rs->oom = false;
+    lua_State *L = lua_newstate(lua_alloc, rs);
+    if (!L) {
+        atomic_store(&rs->state, RS_RUNSPACE_BROKEN);
+        if (!rs->mem_limit)
+            return rs__msg_set(&rs->msg, RS_ENOMEM, "out of memory");
+        return rs__msg_set(&rs->msg, RS_ENOMEM,
+                           "cannot open a runspace within a memory limit of %zu bytes",
+                           rs->mem_limit);
+    }
+    /* Opening allocates a few hundred small objects that all stay alive: collecting while
+     * doing so is wasted work. */
+    lua_gc(L, LUA_GCSTOP);
+    lua_pushcfunction(L, open_protected);
+    lua_pushlightuserdata(L, rs);
+    int status = lua_pcall(L, 1, 0, 0);
+    if (status != LUA_OK) {
+        int rc = status == LUA_ERRMEM ? RS_ENOMEM : RS_ERUNTIME;
+        if (rc == RS_ENOMEM && rs->mem_limit)
+            rs__msg_set(&rs->msg, rc, "cannot open a runspace within a memory limit of %zu bytes",
+                        rs->mem_limit);
+        else
+            rs__msg_set(&rs->msg, rc, "runspace %s could not open: %s", rs->name,
+                        lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error");
+        lua_close(L);
+        atomic_store(&rs->state, RS_RUNSPACE_BROKEN);
+        return rc;
+    }
+    lua_gc(L, LUA_GCRESTART);
+    rs->L = L;
+    atomic_store(&rs->state, RS_RUNSPACE_OPENED);
+    return 0;
+}
+
+void rs__runspace_close_state(rs_runspace *rs)
+{
+    for (size_t i = 0; i < RS__ARRAY_SIZE(rs->cache); i++) {
+        rs__free(rs->cache[i].src);
+        rs->cache[i].src = NULL;
+    }
+    if (rs->L) {
+        lua_close(rs->L);
+        rs->L = NULL;
+    }
+    rs__buf_free(&rs->scratch);
+    rs_value_destroy(rs->scratch_value);
+    rs_value_destroy(rs->call_args);
+    rs_value_destroy(rs->call_out);
+    rs->scratch_value = rs->call_args = rs->call_out = NULL;
+}
+
+int rs__runspace_compiled(rs_runspace *rs, const char *src, size_t len, uint64_t hash,
+                          char **msg)
+{
+    lua_State *L = rs->L;
+    struct rs__cached *c = &rs->cache[hash % RS__ARRAY_SIZE(rs->cache)];
+    if (c->src && c->hash == hash && c->len == len && memcmp(c->src, src, len) == 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
+        return 0;
+    }
+    int status = luaL_loadbufferx(L, src, len, "=script", "t");
+    if (status != LUA_OK) {
+        *msg = rs__strdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return status == LUA_ERRSYNTAX ? RS_ESYNTAX : RS_ENOMEM;
+    }
+    /* luaL_ref may raise: take the reference before holding any C memory. */
+    lua_pushvalue(L, -1);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    char *copy = rs__strndup(src, len);
+    if (!copy) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        return 0; /* compiled, just not cached */
+    }
+    if (c->src) {
+        luaL_unref(L, LUA_REGISTRYINDEX, c->ref);
+        rs__free(c->src);
+    }
+    c->src = copy;
+    c->len = len;
+    c->hash = hash;
+    c->ref = ref;
+    return 0;
+}
+
+struct rs__timer *rs__runspace_timer(rs_runspace *rs)
+{
+    rs__mutex_lock(&rs->mu);
+    if (!rs->timer)
+        rs__timer_create(&rs->timer);
+    struct rs__timer *t = rs->timer;
+    rs__mutex_unlock(&rs->mu);
+    return t;
+}
+
+void rs__runspace_free(rs_runspace *rs)
+{
+    if (!rs)
+        return;
+    rs__runspace_close_state(rs);
+    rs__timer_destroy(rs->timer);
+    rs__iss_release(rs->iss);
+    rs__shared_release(rs->shared);
+    rs__msg_free(&rs->msg);
+    rs__mutex_destroy(&rs->mu);
+    rs__exec_destroy(&rs->exec);
+    rs__free(rs);
+}
+
+void rs__runspace_info(rs_runspace *rs, rs_runspace_info *row)
+{
+    memset(row, 0, sizeof *row);
+    row->id = rs->id;
+    snprintf(row->name, sizeof row->name, "%s", rs->name);
+    row->state = (rs_runspace_state)atomic_load(&rs->state);
+    row->availability = rs_runspace_availability(rs);
+    row->memory_bytes = atomic_load_explicit(&rs->mem_used, memory_order_relaxed);
+}
+
+/* ---- public API --------------------------------------------------------------------------- */
+
+int rs_runspace_create(const rs_runspace_opts *opts, rs_runspace **out)
+{
+    if (!out)
+        return RS_EMISUSE;
+    *out = NULL;
+    rs_runspace_opts o = opts ? *opts : (rs_runspace_opts){0};
+    return rs__runspace_new(o.iss, o.name, o.shared, NULL, out);
+}
+
+int rs_runspace_open(rs_runspace *rs)
+{
+    if (!rs)
+        return RS_EMISUSE;
+    int state = atomic_load(&rs->state);
+    if (state == RS_RUNSPACE_OPENED)
+        return rs__msg_set(&rs->msg, RS_EMISUSE, "runspace %s is already open", rs->name);
+    if (state == RS_RUNSPACE_CLOSED)
+        return rs__msg_set(&rs->msg, RS_ECLOSED, "runspace %s is closed", rs->name);
+    return rs__runspace_open_state(rs);
+}
+
+int rs_runspace_close(rs_runspace *rs)
+{
+    if (!rs)
+        return RS_EMISUSE;
+    if (atomic_load(&rs->busy))
+        return rs__msg_set(&rs->msg, RS_EBUSY, "runspace %s is running an invocation", rs->name);
+    rs__runspace_close_state(rs);
+    atomic_store(&rs->state, RS_RUNSPACE_CLOSED);
+    return 0;
+}
+
+int rs_runspace_destroy(rs_runspace *rs)
+{
+    if (!rs)
+        return 0;
+    rs__mutex_lock(&rs->mu);
+    int bound = rs->nbound;
+    rs__mutex_unlock(&rs->mu);
+    if (bound || atomic_load(&rs->busy))
+        return rs__msg_set(&rs->msg, RS_EBUSY, "%d invocation(s) are still bound to runspace %s",
+                           bound, rs->name);
+    rs__runspace_free(rs);
+    return 0;
+}
+
+uint64_t rs_runspace_id(const rs_runspace *rs)
+{
+    return rs ? rs->id : 0;
+}
+
+const char *rs_runspace_name(const rs_runspace *rs)
+{
+    return rs ? rs->name : "";
+}
+
+rs_runspace_state rs_runspace_get_state(const rs_runspace *rs)
+{
+    return rs ? (rs_runspace_state)atomic_load(&((rs_runspace *)rs)->state)
+              : RS_RUNSPACE_CLOSED;
+}
+
+rs_availability rs_runspace_availability(const rs_runspace *crs)
+{
+    rs_runspace *rs = (rs_runspace *)crs;
+    if (!rs || atomic_load(&rs->state) != RS_RUNSPACE_OPENED)
+        return RS_AVAILABILITY_NONE;
+    return atomic_load(&rs->busy) ? RS_AVAILABILITY_BUSY : RS_AVAILABILITY_AVAILABLE;
+}
+
+size_t rs_runspace_memory(const rs_runspace *rs)
+{
+    return rs ? atomic_load_explicit(&((rs_runspace *)rs)->mem_used, memory_order_relaxed) : 0;
+}
+
+const char *rs_runspace_errmsg(const rs_runspace *rs)
+{
+    return rs ? rs__msg_get(&rs->msg) : "";
+}

@@ -1,0 +1,21 @@
+/*
+ * shared.h -- the synchronized store behind `shared`, with length-counted keys.
+ */
+#ifndef RS_SHARED_H
+#define RS_SHARED_H
+
+#include "common.h"
+
+rs_shared *rs__shared_retain(rs_shared *s);
+void rs__shared_release(rs_shared *s);
+/* *out gets a copy; RS_ENOENT when absent. */
+int rs__shared_get(rs_shared *s, const char *key, size_t klen, rs_value **out);
+/* Stores v (taken); NULL removes the key. */
+int rs__shared_put(rs_shared *s, const char *key, size_t klen, rs_value *v);
+int rs__shared_incr(rs_shared *s, const char *key, size_t klen, int64_t delta, int64_t *out);
+/* If the current value equals expected (NULL: the key is absent), stores v (taken; NULL
+ * removes) and sets *swapped; otherwise frees v and clears *swapped. */
+int rs__shared_cas(rs_shared *s, const char *key, size_t klen, const rs_value *expected,
+                   rs_value *v, bool *swapped);
+
+#endif

@@ -1,0 +1,122 @@
+/*
+ * timer.c -- one thread that interrupts executions whose deadline has passed.
+ *
+ * DESIGN
+ * Executions with a timeout register here (watch) for the length of their run and publish
+ * their current deadline in an atomic. The thread sleeps on its condition variable until the
+ * earliest published deadline, or without a timeout when nothing is watched. Deadlines of an
+ * execution only move later between watch calls (the next item starts later than the last), so
+ * a stale earlier wake-up simply finds nothing due and sleeps again: the per-item path of an
+ * execution costs one atomic store, no lock and no wake-up. watch() wakes the thread only when
+ * the new deadline is earlier than the one it sleeps towards.
+ *
+ * When a deadline passes the thread interrupts the execution (rs__exec_interrupt) once per
+ * deadline value; the execution's own hook decides, from the clock, whether it is still due.
+ * Lock order: timer->mu, then an execution's mu (inside rs__exec_interrupt).
+ */
+#include "timer.h"
+
+struct rs__timer {
+    rs__mutex mu;
+    rs__cond cv;
+    rs__qnode watched; /* rs__exec.timer_node */
+    int64_t wake_at;   /* deadline the thread sleeps towards; 0 = none */
+    bool quit;
+    rs__thread thread;
+};
+
+static void *timer_main(void *arg)
+{
+    rs__timer *t = arg;
+    rs__mutex_lock(&t->mu);
+    while (!t->quit) {
+        int64_t now = rs__now_ns();
+        int64_t next = 0;
+        rs__qnode *n;
+        RS__QUEUE_FOREACH(n, &t->watched)
+        {
+            rs__exec *ex = RS__QUEUE_DATA(n, rs__exec, timer_node);
+            int64_t d = atomic_load_explicit(&ex->deadline, memory_order_acquire);
+            if (!d)
+                continue;
+            if (d <= now) {
+                if (ex->fired_deadline != d) {
+                    ex->fired_deadline = d;
+                    rs__exec_interrupt(ex);
+                }
+                continue;
+            }
+            if (!next || d < next)
+                next = d;
+        }
+        t->wake_at = next;
+        if (next)
+            rs__cond_wait_until(&t->cv, &t->mu, next);
+        else
+            rs__cond_wait(&t->cv, &t->mu);
+    }
+    rs__mutex_unlock(&t->mu);
+    return NULL;
+}
+
+int rs__timer_create(rs__timer **out)
+{
+    *out = NULL;
+    rs__timer *t = rs__calloc(1, sizeof *t);
+    if (!t)
+        return RS_ENOMEM;
+    rs__queue_init(&t->watched);
+    if (rs__mutex_init(&t->mu)) {
+        rs__free(t);
+        return RS_ESYSTEM;
+    }
+    if (rs__cond_init(&t->cv)) {
+        rs__mutex_destroy(&t->mu);
+        rs__free(t);
+        return RS_ESYSTEM;
+    }
+    if (rs__thread_create(&t->thread, timer_main, t, 0)) {
+        rs__cond_destroy(&t->cv);
+        rs__mutex_destroy(&t->mu);
+        rs__free(t);
+        return RS_ESYSTEM;
+    }
+    *out = t;
+    return 0;
+}
+
+void rs__timer_destroy(rs__timer *t)
+{
+    if (!t)
+        return;
+    rs__mutex_lock(&t->mu);
+    t->quit = true;
+    rs__cond_signal(&t->cv);
+    rs__mutex_unlock(&t->mu);
+    rs__thread_join(t->thread);
+    rs__cond_destroy(&t->cv);
+    rs__mutex_destroy(&t->mu);
+    rs__free(t);
+}
+
+void rs__timer_watch(rs__timer *t, rs__exec *ex)
+{
+    rs__mutex_lock(&t->mu);
+    if (!rs__queue_linked(&ex->timer_node))
+        rs__queue_insert_tail(&t->watched, &ex->timer_node);
+    ex->fired_deadline = 0;
+    int64_t d = atomic_load_explicit(&ex->deadline, memory_order_acquire);
+    if (d && (!t->wake_at || d < t->wake_at)) {
+        t->wake_at = d;
+        rs__cond_signal(&t->cv);
+    }
+    rs__mutex_unlock(&t->mu);
+}
+
+void rs__timer_unwatch(rs__timer *t, rs__exec *ex)
+{
+    rs__mutex_lock(&t->mu);
+    if (rs__queue_linked(&ex->timer_node))
+        rs__queue_remove(&ex->timer_node);
+    rs__mutex_unlock(&t->mu);
+}
