@@ -9,7 +9,7 @@ function(rs_add_test name)
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 60)
   endif()
-  add_executable(${name} ${T_UNPARSED_ARGUMENTS} harness.c)
+  add_executable(${name} ${T_UNPARSED_ARGUMENTS} harness.c util.c)
   target_include_directories(${name} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR} ${PROJECT_SOURCE_DIR}/src)
   target_compile_definitions(${name} PRIVATE _GNU_SOURCE
       RS_TEST_FIXTURES="${CMAKE_CURRENT_SOURCE_DIR}/fixtures")

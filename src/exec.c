@@ -634,7 +634,7 @@ static int reset_interpreter(rs__run *r)
 int rs__ps_execute(rs_ps *ps, rs_runspace *rs, rs__timer *timer)
 {
     rs__ps_clear_results(ps);
-    rs__msg_clear(&ps->msg);
+    rs__msg_clear(&ps->result_msg);
     size_t ninputs = ps->inputs ? rs_array_len(ps->inputs) : 0;
     bool item_mode = (ps->opts.flags & RS_PS_ITEM_RESULTS) != 0;
     rs__run *r = rs__calloc(1, sizeof *r);
@@ -657,7 +657,7 @@ int rs__ps_execute(rs_ps *ps, rs_runspace *rs, rs__timer *timer)
             free_run(r);
         rs__ps_clear_results(ps);
         ps->output = rs_value_array();
-        return rs__msg_set(&ps->msg, RS_ENOMEM, "out of memory");
+        return rs__msg_set(&ps->result_msg, RS_ENOMEM, "out of memory");
     }
     r->rs = rs;
     r->L = rs->L;
@@ -750,7 +750,7 @@ int rs__ps_execute(rs_ps *ps, rs_runspace *rs, rs__timer *timer)
     }
     int result = r->result;
     if (result) {
-        rs__msg_set(&ps->msg, result, "%s",
+        rs__msg_set(&ps->result_msg, result, "%s",
                     r->result_msg ? r->result_msg : rs_strerror(result));
         if (item_mode && result != RS_ESTOPPED && result != RS_ETIMEDOUT)
             result = r->next == 0 ? result : 0;
@@ -803,4 +803,76 @@ int rs__lua_call_command(lua_State *L)
     for (size_t i = 0; i < nres; i++)
         rs__lua_push_value(L, rs_array_get(rs->call_out, i));
     return (int)nres;
+}
+
+/* ---- the call context of native commands -------------------------------------------------- */
+
+size_t rs_call_argc(const rs_call *call)
+{
+    return call && call->args ? rs_array_len(call->args) : 0;
+}
+
+const rs_value *rs_call_arg(const rs_call *call, size_t index)
+{
+    return call && call->args ? rs_array_get(call->args, index) : NULL;
+}
+
+const rs_value *rs_call_input(const rs_call *call)
+{
+    return call ? call->input : NULL;
+}
+
+const rs_value *rs_call_param(const rs_call *call, const char *name)
+{
+    return call && call->params && name ? rs_map_get(call->params, name) : NULL;
+}
+
+int rs_call_emit(rs_call *call, rs_value *value)
+{
+    if (!call) {
+        rs_value_destroy(value);
+        return RS_EMISUSE;
+    }
+    if (!value)
+        return RS_EINVAL;
+    return rs_array_push(call->sink, value);
+}
+
+int rs_call_write(rs_call *call, int stream, const char *message)
+{
+    if (!call)
+        return RS_EMISUSE;
+    if (!message || stream <= RS_STREAM_OUTPUT || stream >= RS_STREAM_COUNT)
+        return RS_EINVAL;
+    return rs__run_record(call->rs, call->L, (rs_stream)stream, message, strlen(message),
+                          stream == RS_STREAM_PROGRESS ? "" : NULL, -1);
+}
+
+int rs_call_fail(rs_call *call, const char *fmt, ...)
+{
+    if (!call)
+        return RS_EMISUSE;
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = rs__vformat(fmt, ap);
+    va_end(ap);
+    rs__free(call->error);
+    call->error = msg;
+    return RS_ERUNTIME;
+}
+
+bool rs_call_stopping(const rs_call *call)
+{
+    if (!call)
+        return false;
+    rs__exec *ex = &call->rs->exec;
+    if (atomic_load_explicit(&ex->stop, memory_order_acquire))
+        return true;
+    int64_t d = atomic_load_explicit(&ex->deadline, memory_order_relaxed);
+    return d && rs__now_ns() >= d;
+}
+
+uint64_t rs_call_runspace_id(const rs_call *call)
+{
+    return call ? call->rs->id : 0;
 }

@@ -422,6 +422,95 @@ static int l_co_wrap(lua_State *L)
     return 1;
 }
 
+/* ---- code Lua runs with hooks off ------------------------------------------------------------
+ * Lua calls hooks only while a thread's allowhook flag is set, and clears it in two places a
+ * script can reach: while a hook runs (so a message handler called for an error raised by our
+ * interrupt hook runs unhookable), and while finalizers run. A loop there could never be
+ * stopped. xpcall's handler is therefore skipped while an interruption unwinds, and finalizers
+ * written in Lua run in a coroutine of their own, whose hooks work. */
+
+/* The message handler xpcall really installs; upvalue 1 is the script's handler. */
+static int l_xpcall_handler(lua_State *L)
+{
+    rs__exec *ex = rs__exec_current();
+    if (ex && ex->reason)
+        return 1; /* a stop or timeout is unwinding: keep its error, run nothing */
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* Continuation of xpcall: `extra` is the stack level below its results. */
+static int finish_xpcall(lua_State *L, int status, lua_KContext extra)
+{
+    if (status != LUA_OK && status != LUA_YIELD) {
+        lua_pushboolean(L, 0);
+        lua_pushvalue(L, -2);
+        return 2;
+    }
+    return lua_gettop(L) - (int)extra;
+}
+
+/* xpcall(f, msgh, ...) with msgh wrapped by l_xpcall_handler; yields across it still work. */
+static int l_xpcall(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, l_xpcall_handler, 1);
+    lua_replace(L, 2);
+    lua_pushboolean(L, 1); /* the first result on success */
+    lua_pushvalue(L, 1);
+    lua_rotate(L, 3, 2); /* [f, handler, true, f, args...] */
+    int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, finish_xpcall);
+    return finish_xpcall(L, status, 2);
+}
+
+/* A Lua finalizer, run in a new coroutine; upvalue 1 is the script's __gc function. */
+static int l_gc_guard(lua_State *L)
+{
+    lua_State *co = lua_newthread(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_xmove(L, co, 2);
+    rs__exec *ex = rs__exec_current();
+    if (ex && ex->L) {
+        lua_sethook(co, lua_gethook(L), lua_gethookmask(L), lua_gethookcount(L));
+        rs__exec_push_thread(ex, co);
+    }
+    int nres;
+    int status = lua_resume(co, L, 1, &nres);
+    if (ex && ex->L)
+        rs__exec_pop_thread(ex);
+    if (status != LUA_OK && status != LUA_YIELD) {
+        lua_xmove(co, L, 1);
+        return lua_error(L); /* Lua reports errors in finalizers as warnings */
+    }
+    return 0;
+}
+
+/* setmetatable(t, mt) that routes a Lua __gc of mt through l_gc_guard; upvalue 1 is the
+ * original setmetatable. */
+static int l_setmetatable(lua_State *L)
+{
+    if (lua_istable(L, 2)) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) == LUA_TFUNCTION && !lua_iscfunction(L, -1)) {
+            lua_pushcclosure(L, l_gc_guard, 1);
+            lua_pushliteral(L, "__gc");
+            lua_insert(L, -2);
+            lua_rawset(L, 2);
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
 /* ---- loading code: text only ---------------------------------------------------------------- */
 
 /* The mode argument at idx with binary removed; raises when nothing is left. */
@@ -581,6 +670,12 @@ static void sandbox(lua_State *L, rs_profile profile)
 {
     lua_pushglobaltable(L);
     int g = lua_gettop(L);
+    /* xpcall and setmetatable: see "code Lua runs with hooks off". */
+    lua_pushcfunction(L, l_xpcall);
+    lua_setfield(L, g, "xpcall");
+    lua_getfield(L, g, "setmetatable");
+    lua_pushcclosure(L, l_setmetatable, 1);
+    lua_setfield(L, g, "setmetatable");
     /* load: text chunks only, in every profile. */
     lua_getfield(L, g, "load");
     lua_pushcclosure(L, l_load, 1);

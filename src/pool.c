@@ -57,10 +57,12 @@ struct rs_pool {
     rs__qnode workers;
     rs__qnode idle;
     rs__qnode zombies;
-    unsigned nworkers;    /* live workers, starting ones included */
+    unsigned nworkers;    /* live workers, starting ones included, retiring ones not */
+    unsigned nretiring;   /* decided to exit, not yet in zombies */
     unsigned nstarting;   /* not yet done opening their runspace */
     unsigned nbusy;
-    int open_error;       /* first failure to open a runspace during rs_pool_open */
+    int open_error;       /* first failure to open a runspace */
+    rs__msg open_msg;     /* its message (written by workers under mu; msg is for callers) */
     int nbound;           /* invocations bound to the pool */
     rs__timer *timer;
     rs__msg msg;
@@ -142,6 +144,17 @@ static bool shutting_down(const rs_pool *pool)
            pool->state == RS_POOL_BROKEN;
 }
 
+/* Takes a worker out of the counts the moment it decides to exit (pool->mu held), so that
+ * the others decide on the new count. */
+static void retire_locked(rs_pool *pool, rs__worker *w)
+{
+    if (rs__queue_linked(&w->idle_node))
+        rs__queue_remove(&w->idle_node);
+    rs__queue_remove(&w->node);
+    pool->nworkers--;
+    pool->nretiring++;
+}
+
 /* Waits until there is work (returns the invocation) or the worker must exit (NULL);
  * pool->mu held. */
 static rs_ps *next_work(rs_pool *pool, rs__worker *w)
@@ -185,9 +198,10 @@ static void *worker_main(void *arg)
     if (rc) {
         /* The runspace cannot open: say why, and fail one queued invocation rather than leave
          * it waiting for a runspace that will never come. */
-        if (!pool->open_error)
+        if (!pool->open_error) {
             pool->open_error = rc;
-        rs__msg_set(&pool->msg, rc, "%s", rs__msg_get(&rs->msg));
+            rs__msg_set(&pool->open_msg, rc, "%s", rs__msg_get(&rs->msg));
+        }
         rs_ps *ps = NULL;
         if (pool->state == RS_POOL_OPENED && !rs__queue_empty(&pool->pending)) {
             ps = RS__QUEUE_DATA(rs__queue_head(&pool->pending), rs_ps, qnode);
@@ -228,15 +242,13 @@ static void *worker_main(void *arg)
         }
     }
     /* Retire: close the interpreter on its own thread, then become a zombie to be joined. */
+    retire_locked(pool, w);
     rs__mutex_unlock(&pool->mu);
     rs__runspace_close_state(rs);
     atomic_store(&rs->state, RS_RUNSPACE_CLOSED);
     rs__mutex_lock(&pool->mu);
-    if (rs__queue_linked(&w->idle_node))
-        rs__queue_remove(&w->idle_node);
-    rs__queue_remove(&w->node);
     rs__queue_insert_tail(&pool->zombies, &w->node);
-    pool->nworkers--;
+    pool->nretiring--;
     /* Work may be waiting with nobody left to start a worker for it. */
     if (pool->state == RS_POOL_OPENED && !rs__queue_empty(&pool->pending) &&
         pool->nworkers < pool->max && pool->npending > pool->nstarting && rc == 0)
@@ -397,10 +409,10 @@ int rs_pool_open(rs_pool *pool)
         rc = spawn(pool);
     while (pool->nstarting > 0)
         rs__cond_wait(&pool->changed, &pool->mu);
-    if (!rc)
-        rc = pool->open_error;
-    else
+    if (rc)
         rs__msg_set(&pool->msg, rc, "cannot start a worker thread: %s", strerror(errno));
+    else if ((rc = pool->open_error))
+        rs__msg_set(&pool->msg, rc, "%s", rs__msg_get(&pool->open_msg));
     rs__mutex_unlock(&pool->mu);
     if (rc) {
         rs_pool_close(pool);
@@ -449,7 +461,7 @@ int rs_pool_close(rs_pool *pool)
 
     rs__qnode zombies;
     rs__mutex_lock(&pool->mu);
-    while (pool->nworkers > 0)
+    while (pool->nworkers > 0 || pool->nretiring > 0)
         rs__cond_wait(&pool->changed, &pool->mu);
     take_zombies(pool, &zombies);
     rs__mutex_unlock(&pool->mu);
@@ -480,6 +492,7 @@ int rs_pool_destroy(rs_pool *pool)
     rs__iss_release(pool->iss);
     rs__shared_release(pool->shared);
     rs__msg_free(&pool->msg);
+    rs__msg_free(&pool->open_msg);
     rs__cond_destroy(&pool->changed);
     rs__mutex_destroy(&pool->mu);
     rs__free(pool);

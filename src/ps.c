@@ -22,6 +22,7 @@
 #include "timer.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -30,6 +31,22 @@
 static bool running(const rs_ps *ps)
 {
     return ps->phase != RS__PHASE_IDLE;
+}
+
+/* Sets the message of a failing call on the handle and returns code. The caller's message and
+ * the invocation's (result_msg, set by the thread running it) live apart, each stamped when
+ * set, and rs_ps_errmsg shows the newer. */
+static int fail(rs_ps *ps, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(rs_ps *ps, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    rs__msg_vset(&ps->msg, code, fmt, ap);
+    va_end(ap);
+    rs__mutex_lock(&ps->mu);
+    ps->msg_stamp = ++ps->stamp;
+    rs__mutex_unlock(&ps->mu);
+    return code;
 }
 
 /* ---- creation and binding ----------------------------------------------------------------- */
@@ -103,7 +120,7 @@ int rs_ps_destroy(rs_ps *ps)
     bool busy = running(ps);
     rs__mutex_unlock(&ps->mu);
     if (busy)
-        return rs__msg_set(&ps->msg, RS_EBUSY, "the invocation is running; stop it first");
+        return fail(ps, RS_EBUSY, "the invocation is running; stop it first");
     join_thread(ps);
     unbind(ps);
     rs__runspace_free(ps->private_rs);
@@ -114,6 +131,7 @@ int rs_ps_destroy(rs_ps *ps)
     if (ps->async.fd >= 0)
         close(ps->async.fd);
     rs__msg_free(&ps->msg);
+    rs__msg_free(&ps->result_msg);
     rs__cond_destroy(&ps->cv);
     rs__mutex_destroy(&ps->mu);
     rs__free(ps);
@@ -126,7 +144,7 @@ static int check_idle(rs_ps *ps)
     rs__mutex_lock(&ps->mu);
     bool busy = running(ps);
     rs__mutex_unlock(&ps->mu);
-    return busy ? rs__msg_set(&ps->msg, RS_EBUSY, "the invocation is running") : 0;
+    return busy ? fail(ps, RS_EBUSY, "the invocation is running") : 0;
 }
 
 int rs_ps_set_pool(rs_ps *ps, rs_pool *pool)
@@ -137,7 +155,7 @@ int rs_ps_set_pool(rs_ps *ps, rs_pool *pool)
     if (rc)
         return rc;
     if (pool && (rc = rs__pool_bind(pool)))
-        return rs__msg_set(&ps->msg, rc, "the pool cannot take invocations");
+        return fail(ps, rc, "the pool cannot take invocations");
     unbind(ps);
     ps->pool = pool;
     return 0;
@@ -151,7 +169,7 @@ int rs_ps_set_runspace(rs_ps *ps, rs_runspace *rs)
     if (rc)
         return rc;
     if (rs && rs->pool)
-        return rs__msg_set(&ps->msg, RS_EINVAL, "runspace %s belongs to a pool", rs->name);
+        return fail(ps, RS_EINVAL, "runspace %s belongs to a pool", rs->name);
     unbind(ps);
     if (rs) {
         rs__mutex_lock(&rs->mu);
@@ -172,9 +190,9 @@ int rs_ps_set_opts(rs_ps *ps, const rs_ps_opts *opts)
     if (rc)
         return rc;
     if (!(opts->timeout >= 0) || !(opts->item_timeout >= 0))
-        return rs__msg_set(&ps->msg, RS_EINVAL, "timeouts must be zero or positive numbers");
+        return fail(ps, RS_EINVAL, "timeouts must be zero or positive numbers");
     if (opts->flags & ~(unsigned)RS_PS_ITEM_RESULTS)
-        return rs__msg_set(&ps->msg, RS_EINVAL, "unknown flags 0x%x", opts->flags);
+        return fail(ps, RS_EINVAL, "unknown flags 0x%x", opts->flags);
     ps->opts = *opts;
     return 0;
 }
@@ -208,7 +226,7 @@ int rs_ps_add_script(rs_ps *ps, const char *src, size_t len)
     if (!ps)
         return RS_EMISUSE;
     if (!src)
-        return rs__msg_set(&ps->msg, RS_EINVAL, "the script is NULL");
+        return fail(ps, RS_EINVAL, "the script is NULL");
     int rc = check_idle(ps);
     if (rc)
         return rc;
@@ -218,14 +236,14 @@ int rs_ps_add_script(rs_ps *ps, const char *src, size_t len)
     rc = rs__check_syntax(src, len, "=script", &msg);
     if (rc && rc != RS_ESYNTAX) {
         rs__free(msg);
-        return rs__msg_set(&ps->msg, rc, "out of memory");
+        return fail(ps, rc, "out of memory");
     }
     if (!add_stage(ps, RS__STAGE_SCRIPT, src, len)) {
         rs__free(msg);
-        return rs__msg_set(&ps->msg, RS_ENOMEM, "out of memory");
+        return fail(ps, RS_ENOMEM, "out of memory");
     }
     if (rc) {
-        rs__msg_set(&ps->msg, rc, "%s", msg ? msg : "syntax error");
+        fail(ps, rc, "%s", msg ? msg : "syntax error");
         if (!ps->syntax_rc) {
             ps->syntax_rc = rc;
             ps->syntax_msg = msg;
@@ -241,12 +259,12 @@ int rs_ps_add_command(rs_ps *ps, const char *name)
     if (!ps)
         return RS_EMISUSE;
     if (!name || !*name)
-        return rs__msg_set(&ps->msg, RS_EINVAL, "a command needs a name");
+        return fail(ps, RS_EINVAL, "a command needs a name");
     int rc = check_idle(ps);
     if (rc)
         return rc;
     if (!add_stage(ps, RS__STAGE_COMMAND, name, strlen(name)))
-        return rs__msg_set(&ps->msg, RS_ENOMEM, "out of memory");
+        return fail(ps, RS_ENOMEM, "out of memory");
     return 0;
 }
 
@@ -255,9 +273,9 @@ static int last_stage(rs_ps *ps, rs_value *value, rs__stage **out)
 {
     int rc = check_idle(ps);
     if (!rc && ps->nstages == 0)
-        rc = rs__msg_set(&ps->msg, RS_EMISUSE, "add a script or a command before its arguments");
+        rc = fail(ps, RS_EMISUSE, "add a script or a command before its arguments");
     if (!rc && !value)
-        rc = rs__msg_set(&ps->msg, RS_EINVAL, "the value is NULL");
+        rc = fail(ps, RS_EINVAL, "the value is NULL");
     if (rc) {
         rs_value_destroy(value);
         return rc;
@@ -278,10 +296,10 @@ int rs_ps_add_argument(rs_ps *ps, rs_value *value)
         return rc;
     if (!st->args && !(st->args = rs_value_array())) {
         rs_value_destroy(value);
-        return rs__msg_set(&ps->msg, RS_ENOMEM, "out of memory");
+        return fail(ps, RS_ENOMEM, "out of memory");
     }
     if (rs_array_push(st->args, value))
-        return rs__msg_set(&ps->msg, RS_ENOMEM, "out of memory");
+        return fail(ps, RS_ENOMEM, "out of memory");
     return 0;
 }
 
@@ -293,7 +311,7 @@ int rs_ps_add_parameter(rs_ps *ps, const char *name, rs_value *value)
     }
     if (!name || !*name) {
         rs_value_destroy(value);
-        return rs__msg_set(&ps->msg, RS_EINVAL, "a parameter needs a name");
+        return fail(ps, RS_EINVAL, "a parameter needs a name");
     }
     rs__stage *st;
     int rc = last_stage(ps, value, &st);
@@ -301,10 +319,10 @@ int rs_ps_add_parameter(rs_ps *ps, const char *name, rs_value *value)
         return rc;
     if (!st->params && !(st->params = rs_value_map())) {
         rs_value_destroy(value);
-        return rs__msg_set(&ps->msg, RS_ENOMEM, "out of memory");
+        return fail(ps, RS_ENOMEM, "out of memory");
     }
     if (rs_map_set(st->params, name, value))
-        return rs__msg_set(&ps->msg, RS_ENOMEM, "out of memory");
+        return fail(ps, RS_ENOMEM, "out of memory");
     return 0;
 }
 
@@ -316,17 +334,17 @@ int rs_ps_add_input(rs_ps *ps, rs_value *value)
     }
     int rc = check_idle(ps);
     if (!rc && !value)
-        rc = rs__msg_set(&ps->msg, RS_EINVAL, "the value is NULL");
+        rc = fail(ps, RS_EINVAL, "the value is NULL");
     if (rc) {
         rs_value_destroy(value);
         return rc;
     }
     if (!ps->inputs && !(ps->inputs = rs_value_array())) {
         rs_value_destroy(value);
-        return rs__msg_set(&ps->msg, RS_ENOMEM, "out of memory");
+        return fail(ps, RS_ENOMEM, "out of memory");
     }
     if (rs_array_push(ps->inputs, value))
-        return rs__msg_set(&ps->msg, RS_ENOMEM, "out of memory");
+        return fail(ps, RS_ENOMEM, "out of memory");
     return 0;
 }
 
@@ -376,6 +394,7 @@ void rs__ps_publish(rs_ps *ps, int code)
         ps->opts.on_complete(ps, st, ps->opts.userdata);
     rs__mutex_lock(&ps->mu);
     ps->result = code;
+    ps->result_stamp = ++ps->stamp;
     ps->phase = RS__PHASE_IDLE;
     ps->running_on = NULL;
     atomic_store(&ps->state, st);
@@ -391,6 +410,9 @@ void rs__ps_publish(rs_ps *ps, int code)
 
 void rs__ps_finish_unrun(rs_ps *ps, int code, const char *message)
 {
+    rs__mutex_lock(&ps->mu);
+    ps->phase = RS__PHASE_FINISHING;
+    rs__mutex_unlock(&ps->mu);
     rs__ps_clear_results(ps);
     ps->output = rs_value_array();
     const char *why = code == RS_ECANCELED ? "cancelled: the pool was closed"
@@ -407,7 +429,7 @@ void rs__ps_finish_unrun(rs_ps *ps, int code, const char *message)
             ps->items[i].error = why;
         }
     }
-    rs__msg_set(&ps->msg, code, "%s", message);
+    rs__msg_set(&ps->result_msg, code, "%s", message);
     rs__ps_publish(ps, code);
 }
 
@@ -464,13 +486,13 @@ static struct rs__timer *timer_for(rs_ps *ps, rs_runspace *rs)
 static int enter_queued(rs_ps *ps, bool begun)
 {
     if (ps->nstages == 0)
-        return rs__msg_set(&ps->msg, RS_EINVAL, "the pipeline is empty: add a script or command");
+        return fail(ps, RS_EINVAL, "the pipeline is empty: add a script or command");
     if (ps->syntax_rc)
-        return rs__msg_set(&ps->msg, ps->syntax_rc, "%s", ps->syntax_msg);
+        return fail(ps, ps->syntax_rc, "%s", ps->syntax_msg);
     rs__mutex_lock(&ps->mu);
     if (running(ps)) {
         rs__mutex_unlock(&ps->mu);
-        return rs__msg_set(&ps->msg, RS_EMISUSE, "the invocation is already running");
+        return fail(ps, RS_EMISUSE, "the invocation is already running");
     }
     ps->prev_state = atomic_load(&ps->state);
     ps->prev_completed = atomic_load(&ps->completed);
@@ -488,7 +510,6 @@ static int enter_queued(rs_ps *ps, bool begun)
     }
     rs__mutex_unlock(&ps->mu);
     join_thread(ps);
-    rs__msg_clear(&ps->msg);
     return 0;
 }
 
@@ -516,12 +537,12 @@ static int target_runspace(rs_ps *ps, rs_runspace **out)
     if (!ps->private_rs) {
         int rc = rs__runspace_new(NULL, NULL, NULL, NULL, &ps->private_rs);
         if (rc)
-            return rs__msg_set(&ps->msg, rc, "cannot create a runspace: %s", rs_strerror(rc));
+            return fail(ps, rc, "cannot create a runspace: %s", rs_strerror(rc));
     }
     if (atomic_load(&ps->private_rs->state) != RS_RUNSPACE_OPENED) {
         int rc = rs__runspace_open_state(ps->private_rs);
         if (rc)
-            return rs__msg_set(&ps->msg, rc, "%s", rs__msg_get(&ps->private_rs->msg));
+            return fail(ps, rc, "%s", rs__msg_get(&ps->private_rs->msg));
     }
     *out = ps->private_rs;
     return 0;
@@ -531,10 +552,10 @@ static int target_runspace(rs_ps *ps, rs_runspace **out)
 static int claim(rs_ps *ps, rs_runspace *rs)
 {
     if (atomic_load(&rs->state) != RS_RUNSPACE_OPENED)
-        return rs__msg_set(&ps->msg, RS_ECLOSED, "runspace %s is not open", rs->name);
+        return fail(ps, RS_ECLOSED, "runspace %s is not open", rs->name);
     int expected = 0;
     if (!atomic_compare_exchange_strong(&rs->busy, &expected, 1))
-        return rs__msg_set(&ps->msg, RS_EBUSY, "runspace %s is running another invocation",
+        return fail(ps, RS_EBUSY, "runspace %s is running another invocation",
                            rs->name);
     return 0;
 }
@@ -558,7 +579,7 @@ static int start(rs_ps *ps, bool async)
         return rc;
     if (ps->pool) {
         rc = rs__pool_submit(ps->pool, ps);
-        return rc ? undo_queued(ps, rs__msg_set(&ps->msg, rc, "the pool is not open")) : 0;
+        return rc ? undo_queued(ps, fail(ps, rc, "the pool is not open")) : 0;
     }
     rs_runspace *rs;
     if ((rc = target_runspace(ps, &rs)) || (rc = claim(ps, rs)))
@@ -570,7 +591,7 @@ static int start(rs_ps *ps, bool async)
         rc = rs__thread_create(&ps->thread, runspace_thread, ps, rs__interrupt_signal());
         if (rc) {
             atomic_store(&rs->busy, 0);
-            return undo_queued(ps, rs__msg_set(&ps->msg, rc, "cannot start a thread: %s",
+            return undo_queued(ps, fail(ps, rc, "cannot start a thread: %s",
                                                strerror(errno)));
         }
         ps->has_thread = true;
@@ -641,12 +662,12 @@ int rs_ps_end_invoke(rs_ps *ps, rs_async *async, rs_value **output)
     if (!ps)
         return RS_EMISUSE;
     if (async != &ps->async)
-        return rs__msg_set(&ps->msg, RS_EMISUSE, "the wait handle is not this invocation's");
+        return fail(ps, RS_EMISUSE, "the wait handle is not this invocation's");
     rs__mutex_lock(&ps->mu);
     if (!ps->begun || ps->ended) {
         bool twice = ps->ended;
         rs__mutex_unlock(&ps->mu);
-        return rs__msg_set(&ps->msg, RS_EMISUSE,
+        return fail(ps, RS_EMISUSE,
                            twice ? "end-invoke was already called for this invocation"
                                  : "end-invoke needs a begin-invoke first");
     }
@@ -702,13 +723,14 @@ rs_ps_state rs_ps_get_state(rs_ps *ps)
     return ps ? (rs_ps_state)atomic_load(&ps->state) : RS_PS_NOT_STARTED;
 }
 
-/* True when the results may be read (the invocation is not running). */
+/* True when the results may be read: the invocation is not running, or has finished and is
+ * being published (as inside an on_complete callback). */
 static bool settled(rs_ps *ps)
 {
     rs__mutex_lock(&ps->mu);
-    bool idle = !running(ps);
+    bool done = !running(ps) || ps->phase == RS__PHASE_FINISHING;
     rs__mutex_unlock(&ps->mu);
-    return idle;
+    return done;
 }
 
 bool rs_ps_had_errors(rs_ps *ps)
@@ -723,9 +745,15 @@ int rs_ps_result(rs_ps *ps)
     return settled(ps) ? ps->result : 0;
 }
 
-const char *rs_ps_errmsg(const rs_ps *ps)
+const char *rs_ps_errmsg(const rs_ps *cps)
 {
-    return ps ? rs__msg_get(&ps->msg) : "";
+    rs_ps *ps = (rs_ps *)cps;
+    if (!ps)
+        return "";
+    rs__mutex_lock(&ps->mu);
+    const rs__msg *m = ps->result_stamp > ps->msg_stamp ? &ps->result_msg : &ps->msg;
+    rs__mutex_unlock(&ps->mu);
+    return rs__msg_get(m);
 }
 
 const rs_value *rs_ps_output(rs_ps *ps)

@@ -53,7 +53,11 @@ struct rs_ps {
     int prev_state;          /* state and completion before the current start (undo) */
     bool prev_completed;
     int result;              /* RS_E* of the last invocation */
-    rs__msg msg;
+    rs__msg msg;             /* the last failing API call's message: written by callers only */
+    rs__msg result_msg;      /* the last invocation's message: written by the thread running it */
+    uint64_t stamp;          /* under mu: orders the two messages (rs_ps_errmsg shows the newer) */
+    uint64_t msg_stamp;
+    uint64_t result_stamp;
     rs_ps_opts opts;
     /* The pipeline. */
     rs__stage *stages;
@@ -81,7 +85,7 @@ struct rs_ps {
 
 /* ---- exec.c ---- */
 /* Runs ps's pipeline on rs from the calling thread (which must own rs) and fills ps's
- * results; returns the result code, with the message in ps->msg. timer (may be NULL when no
+ * results; returns the result code, with the message in ps->result_msg. timer (may be NULL when no
  * timeout is set) watches the deadlines. */
 int rs__ps_execute(rs_ps *ps, rs_runspace *rs, struct rs__timer *timer);
 /* Clears the results of the last invocation. */

@@ -1,0 +1,508 @@
+/*
+ * json.c -- JSON text to and from rs_value.
+ *
+ * Decoding parses with jansson and converts its tree. Encoding writes the text straight from
+ * the rs_value tree: jansson would need a json_t tree built for every value, and it prints
+ * doubles with 17 significant digits (0.1 as 0.10000000000000001), where we want the
+ * shortest text that reads back to the same double.
+ *
+ * Error positions follow jansson: `line` is 1-based, `position` counts the bytes read up to
+ * and including the offending one (the text's length for errors at its end), and `column`
+ * counts the bytes of its line up to that point (jansson counts characters; we count bytes,
+ * as rs_errinfo promises).
+ */
+#include "json.h"
+#include "value.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define TOO_DEEP "nesting deeper than " STR(RS_MAX_DEPTH) " levels"
+
+/* The length of the valid UTF-8 sequence at s (n > 0 bytes available) with its code point in
+ * *cp, or 0 when the bytes there are not valid UTF-8: a stray continuation byte, a truncated
+ * sequence, an overlong form, a surrogate or a code point beyond U+10FFFF. */
+static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    uint32_t c = s[0], min;
+    size_t len;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+        len = 2, c &= 0x1f, min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3, c &= 0x0f, min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4, c &= 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = c << 6 | (s[i] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return len;
+}
+
+/* ---- encoding ---------------------------------------------------------------------------- */
+
+/* Where the encoder is: the child at `index` of `container`, below `up`. The root value has
+ * no path (NULL). Paths live in the encoder's stack frames and are only read on errors. */
+typedef struct path {
+    const struct path *up;
+    const rs_value *container;
+    size_t index;
+} path;
+
+/* One encoding: where the text goes, how it is laid out, and how error paths are named. */
+typedef struct encoder {
+    rs__buf *out;
+    unsigned flags;
+    const char *root;
+    int index_base;
+    rs_errinfo *err;
+} encoder;
+
+/* Whether s looks like a Lua identifier ([A-Za-z_][A-Za-z0-9_]*), so that a path can
+ * write it as .key. */
+static bool is_identifier(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+        if (!alpha && (i == 0 || c < '0' || c > '9'))
+            return false;
+    }
+    return len > 0;
+}
+
+/* Writes the path step from at->container to its child at->index into out (size >= 32
+ * bytes, not NUL-terminated) and returns its length: [i], .key for a key that looks like a
+ * Lua identifier, or ["key"] with \" \\ and \xHH escapes, cut short with "..." if long. */
+static size_t format_step(const encoder *e, const path *at, char *out, size_t size)
+{
+    if (rs_value_type(at->container) == RS_TARRAY)
+        return (size_t)snprintf(out, size, "[%lld]", (long long)at->index + e->index_base);
+    size_t len;
+    const char *key = rs_map_key(at->container, at->index, &len);
+    if (is_identifier(key, len) && len < size) {
+        out[0] = '.';
+        memcpy(out + 1, key, len);
+        return len + 1;
+    }
+    size_t n = 0;
+    out[n++] = '[';
+    out[n++] = '"';
+    for (size_t i = 0; i < len;) {
+        const unsigned char *p = (const unsigned char *)key + i;
+        uint32_t cp = 0;
+        size_t in = utf8_decode(p, len - i, &cp), m;
+        char esc[8];
+        if (in > 1 || (in == 1 && cp >= 0x20 && cp != 0x7f && cp != '"' && cp != '\\')) {
+            memcpy(esc, p, in);
+            m = in;
+        } else if (in == 1 && (cp == '"' || cp == '\\')) {
+            esc[0] = '\\';
+            esc[1] = (char)cp;
+            m = 2;
+        } else {
+            m = (size_t)snprintf(esc, sizeof esc, "\\x%02x", *p);
+            in = 1;
+        }
+        /* Keep room for the closing `..."]`. */
+        if (n + m + 5 > size) {
+            memcpy(out + n, "...", 3);
+            n += 3;
+            break;
+        }
+        memcpy(out + n, esc, m);
+        n += m;
+        i += in;
+    }
+    out[n++] = '"';
+    out[n++] = ']';
+    return n;
+}
+
+/* Writes the path of `at` into out: the root name, then its steps. When they do not all fit,
+ * the outer ones give way to "...": the inner ones say best where the problem is. */
+static void format_path(const encoder *e, const path *at, char *out, size_t size)
+{
+    char tail[160];
+    size_t start = sizeof tail;
+    bool cut = false;
+    for (; at; at = at->up) {
+        char step[96];
+        size_t n = format_step(e, at, step, sizeof step);
+        if (n > start) {
+            cut = true;
+            break;
+        }
+        start -= n;
+        memcpy(tail + start, step, n);
+    }
+    snprintf(out, size, "%s%s%.*s", e->root, cut ? "..." : "", (int)(sizeof tail - start),
+             tail + start);
+}
+
+/* Reports that the value at `at` cannot be encoded, and returns RS_EVALUE. */
+static int fail(const encoder *e, const path *at, const char *what)
+{
+    if (e->err) {
+        char where[200];
+        format_path(e, at, where, sizeof where);
+        rs__errinfo_set(e->err, RS_EVALUE, "%s: %s", where, what);
+    }
+    return RS_EVALUE;
+}
+
+/* Appends the escape sequence for code point cp. */
+static int put_escape(rs__buf *out, uint32_t cp)
+{
+    switch (cp) {
+    case '"':
+        return rs__buf_append(out, "\\\"", 2);
+    case '\\':
+        return rs__buf_append(out, "\\\\", 2);
+    case '\b':
+        return rs__buf_append(out, "\\b", 2);
+    case '\f':
+        return rs__buf_append(out, "\\f", 2);
+    case '\n':
+        return rs__buf_append(out, "\\n", 2);
+    case '\r':
+        return rs__buf_append(out, "\\r", 2);
+    case '\t':
+        return rs__buf_append(out, "\\t", 2);
+    }
+    if (cp < 0x10000)
+        return rs__buf_printf(out, "\\u%04" PRIx32, cp);
+    cp -= 0x10000;
+    return rs__buf_printf(out, "\\u%04" PRIx32 "\\u%04" PRIx32, 0xd800 + (cp >> 10),
+                          0xdc00 + (cp & 0x3ff));
+}
+
+/* Appends s as a JSON string. Bytes that need no escape are copied in runs. */
+static int encode_string(encoder *e, const char *s, size_t len, const path *at, bool is_key)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    bool ascii = e->flags & RS_JSON_ASCII;
+    int rc = rs__buf_reserve(e->out, len + 2);
+    if (!rc)
+        rc = rs__buf_putc(e->out, '"');
+    size_t run = 0;
+    for (size_t i = 0; !rc && i < len;) {
+        if (p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\') {
+            i++;
+            continue;
+        }
+        uint32_t cp;
+        size_t n = utf8_decode(p + i, len - i, &cp);
+        if (!n)
+            return fail(e, at, is_key ? "key is not valid UTF-8" : "string is not valid UTF-8");
+        if (p[i] >= 0x80 && !ascii) {
+            i += n;
+            continue;
+        }
+        rc = rs__buf_append(e->out, s + run, i - run);
+        if (!rc)
+            rc = put_escape(e->out, cp);
+        i += n;
+        run = i;
+    }
+    if (!rc)
+        rc = rs__buf_append(e->out, s + run, len - run);
+    return rc ? rc : rs__buf_putc(e->out, '"');
+}
+
+/* Formats d, which is finite, into text (32 bytes): the shortest of 15, 16 and 17
+ * significant digits that reads back to the same bits, always with a '.' or an exponent so
+ * that it decodes as a double again. */
+static void format_double(double d, char *text)
+{
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(text, 32, "%.*g", digits, d);
+        double back = strtod(text, NULL);
+        if (!memcmp(&back, &d, sizeof d))
+            break;
+    }
+    /* %g and strtod both use the locale's decimal point (possibly not one byte); JSON's is
+     * '.'. It is whatever follows the sign and the integer digits, unless that is the
+     * exponent. */
+    char *point = text + strspn(text, "-0123456789");
+    if (*point && *point != 'e') {
+        size_t n = strcspn(point, "0123456789");
+        *point = '.';
+        memmove(point + 1, point + n, strlen(point + n) + 1);
+    }
+    if (!strpbrk(text, ".e"))
+        strcat(text, ".0");
+}
+
+/* Appends a line break and the indentation of `depth` levels (pretty output). */
+static int newline(encoder *e, int depth)
+{
+    size_t n = 1 + 2 * (size_t)depth;
+    if (rs__buf_reserve(e->out, n))
+        return RS_ENOMEM;
+    char *p = e->out->data + e->out->len;
+    p[0] = '\n';
+    memset(p + 1, ' ', n - 1);
+    e->out->len += n;
+    e->out->data[e->out->len] = '\0';
+    return 0;
+}
+
+static int encode_value(encoder *e, const rs_value *v, const path *at, int depth);
+
+/* Appends the array or map v, whose opening bracket is at nesting level `level`. Recursion is
+ * bounded: a container deeper than RS_MAX_DEPTH is refused before anything inside it. */
+static int encode_container(encoder *e, const rs_value *v, const path *at, int level)
+{
+    if (level > RS_MAX_DEPTH)
+        return fail(e, at, TOO_DEEP);
+    bool is_map = rs_value_type(v) == RS_TMAP;
+    bool pretty = e->flags & RS_JSON_PRETTY;
+    size_t n = is_map ? rs_map_len(v) : rs_array_len(v);
+    int rc = rs__buf_putc(e->out, is_map ? '{' : '[');
+    for (size_t i = 0; !rc && i < n; i++) {
+        path step = {at, v, i};
+        if (i)
+            rc = rs__buf_putc(e->out, ',');
+        if (!rc && pretty)
+            rc = newline(e, level);
+        if (!rc && is_map) {
+            size_t keylen;
+            const char *key = rs_map_key(v, i, &keylen);
+            rc = encode_string(e, key, keylen, &step, true);
+            if (!rc)
+                rc = pretty ? rs__buf_append(e->out, ": ", 2) : rs__buf_putc(e->out, ':');
+        }
+        if (!rc)
+            rc = encode_value(e, is_map ? rs_map_value(v, i) : rs_array_get(v, i), &step, level);
+    }
+    if (!rc && n && pretty)
+        rc = newline(e, level - 1);
+    return rc ? rc : rs__buf_putc(e->out, is_map ? '}' : ']');
+}
+
+/* Appends v, which sits inside `depth` containers. */
+static int encode_value(encoder *e, const rs_value *v, const path *at, int depth)
+{
+    switch (rs_value_type(v)) {
+    case RS_TNULL:
+        return rs__buf_append(e->out, "null", 4);
+    case RS_TBOOL:
+        return rs__buf_puts(e->out, rs_value_get_bool(v) ? "true" : "false");
+    case RS_TINT:
+        return rs__buf_printf(e->out, "%" PRId64, rs_value_get_int(v));
+    case RS_TDOUBLE: {
+        double d = rs_value_get_double(v);
+        if (isnan(d))
+            return fail(e, at, "NaN cannot be represented in JSON");
+        if (isinf(d))
+            return fail(e, at, "infinity cannot be represented in JSON");
+        char text[32];
+        format_double(d, text);
+        return rs__buf_puts(e->out, text);
+    }
+    case RS_TSTRING: {
+        size_t len;
+        const char *s = rs_value_get_string(v, &len);
+        return encode_string(e, s, len, at, false);
+    }
+    default:
+        return encode_container(e, v, at, depth + 1);
+    }
+}
+
+int rs__json_encode_ex(const rs_value *v, unsigned flags, const char *root, int index_base,
+                       rs__buf *out, rs_errinfo *err)
+{
+    if (!v || !out)
+        return rs__errinfo_set(err, RS_EINVAL, "no value or no buffer to encode into");
+    if (flags & ~(unsigned)(RS_JSON_PRETTY | RS_JSON_ASCII))
+        return rs__errinfo_set(err, RS_EINVAL, "unknown JSON flags 0x%x", flags);
+    encoder e = {out, flags, root ? root : "value", index_base, err};
+    size_t start = out->len;
+    int rc = encode_value(&e, v, NULL, 0);
+    if (rc) {
+        out->len = start;
+        if (out->data)
+            out->data[start] = '\0';
+        if (rc == RS_ENOMEM)
+            rs__errinfo_set(err, RS_ENOMEM, "out of memory");
+    }
+    return rc;
+}
+
+/* rs__json_encode_ex into a buffer of the caller's own, with the C naming of paths. */
+int rs_json_encode(const rs_value *v, unsigned flags, char **out, size_t *len, rs_errinfo *err)
+{
+    if (!out)
+        return rs__errinfo_set(err, RS_EINVAL, "no place for the output");
+    *out = NULL;
+    if (len)
+        *len = 0;
+    rs__buf buf = {0};
+    int rc = rs__json_encode_ex(v, flags, "value", 0, &buf, err);
+    if (!rc)
+        *out = rs__buf_detach(&buf, len);
+    rs__buf_free(&buf);
+    return rc;
+}
+
+/* ---- decoding ---------------------------------------------------------------------------- */
+
+/* Converts jansson's j, which sits inside `depth` containers, into *out. Returns 0,
+ * RS_ENOMEM, or RS_EJSON when containers nest deeper than RS_MAX_DEPTH. */
+static int from_jansson(json_t *j, int depth, rs_value **out)
+{
+    rs_value *v = NULL;
+    int rc = 0;
+    switch (json_typeof(j)) {
+    case JSON_NULL:
+        v = rs_value_null();
+        break;
+    case JSON_TRUE:
+    case JSON_FALSE:
+        v = rs_value_bool(json_is_true(j));
+        break;
+    case JSON_INTEGER:
+        v = rs_value_int(json_integer_value(j));
+        break;
+    case JSON_REAL:
+        v = rs_value_double(json_real_value(j));
+        break;
+    case JSON_STRING:
+        v = rs_value_stringn(json_string_value(j), json_string_length(j));
+        break;
+    case JSON_ARRAY:
+        if (depth >= RS_MAX_DEPTH)
+            return RS_EJSON;
+        if ((v = rs_value_array()) && !(rc = rs__array_reserve(v, json_array_size(j)))) {
+            for (size_t i = 0; !rc && i < json_array_size(j); i++) {
+                rs_value *item;
+                if (!(rc = from_jansson(json_array_get(j, i), depth + 1, &item)))
+                    rc = rs_array_push(v, item);
+            }
+        }
+        break;
+    case JSON_OBJECT:
+        if (depth >= RS_MAX_DEPTH)
+            return RS_EJSON;
+        if ((v = rs_value_map()) && !(rc = rs__map_reserve(v, json_object_size(j)))) {
+            for (void *it = json_object_iter(j); !rc && it; it = json_object_iter_next(j, it)) {
+                rs_value *item;
+                if (!(rc = from_jansson(json_object_iter_value(it), depth + 1, &item)))
+                    rc = rs_map_setn(v, json_object_iter_key(it), json_object_iter_key_len(it),
+                                     item);
+            }
+        }
+        break;
+    }
+    if (!rc && !v)
+        rc = RS_ENOMEM;
+    if (rc) {
+        rs_value_destroy(v);
+        return rc;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Sets the line, column and position of err for the byte before text + pos (see the top of
+ * the file), taking the line from the caller. */
+static void set_location(rs_errinfo *err, const char *text, size_t pos, int line)
+{
+    if (!err)
+        return;
+    size_t line_start = pos;
+    while (line_start > 0 && text[line_start - 1] != '\n')
+        line_start--;
+    err->line = line;
+    err->column = (int)(pos - line_start);
+    err->position = pos;
+}
+
+/* Looks in text[0..end) for a bracket that opens nesting level RS_MAX_DEPTH + 1, skipping
+ * strings, and reports it in err. Only error paths pay for this scan. */
+static bool find_too_deep(const char *text, size_t end, rs_errinfo *err)
+{
+    int depth = 0, line = 1;
+    bool in_string = false;
+    for (size_t i = 0; i < end; i++) {
+        char c = text[i];
+        if (c == '\n')
+            line++;
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > RS_MAX_DEPTH) {
+                rs__errinfo_set(err, RS_EJSON, TOO_DEEP);
+                set_location(err, text, i + 1, line);
+                return true;
+            }
+        } else if (c == ']' || c == '}') {
+            depth--;
+        }
+    }
+    return false;
+}
+
+/* Turns jansson's error into ours. Nesting too deep takes precedence when it occurs before
+ * the error jansson found (jansson's own limit is deeper than ours). */
+static int decode_error(const char *text, size_t len, const json_error_t *je, rs_errinfo *err)
+{
+    enum json_error_code code = json_error_code(je);
+    if (code == json_error_out_of_memory)
+        return rs__errinfo_set(err, RS_ENOMEM, "out of memory");
+    size_t pos = je->position > 0 ? (size_t)je->position : 0;
+    pos = pos < len ? pos : len;
+    if (find_too_deep(text, pos, err))
+        return RS_EJSON;
+    /* jansson has not counted the byte it could not decode. */
+    if (code == json_error_invalid_utf8 && pos < len)
+        pos++;
+    rs__errinfo_set(err, RS_EJSON, "%s", je->text);
+    set_location(err, text, pos, je->line);
+    return RS_EJSON;
+}
+
+int rs_json_decode(const char *text, size_t len, rs_value **out, rs_errinfo *err)
+{
+    if (!out || (!text && len))
+        return rs__errinfo_set(err, RS_EINVAL, "no text to decode or no place for the value");
+    *out = NULL;
+    if (!text)
+        text = "";
+    json_error_t je;
+    json_t *j = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    if (!j)
+        return decode_error(text, len, &je, err);
+    int rc = from_jansson(j, 0, out);
+    json_decref(j);
+    if (rc == RS_EJSON)
+        find_too_deep(text, len, err); /* the tree is too deep, so the scan finds where */
+    else if (rc == RS_ENOMEM)
+        rs__errinfo_set(err, RS_ENOMEM, "out of memory");
+    return rc;
+}

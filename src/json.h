@@ -1,0 +1,19 @@
+/*
+ * json.h -- the JSON encoder for other modules (the Lua bindings), which need to append to
+ * their own buffer and to name paths in their own terms.
+ */
+#ifndef RS_JSON_H
+#define RS_JSON_H
+
+#include "common.h"
+
+/* Appends the JSON text of v (RS_JSON_* flags) to out. Error messages name the offending
+ * value by a path that starts with root ("value", "output", ...) and numbers array items
+ * from index_base (0 in C, 1 in Lua): "output[3].name: string is not valid UTF-8".
+ * Returns 0, RS_EINVAL (v or out NULL, unknown flags), RS_EVALUE (NaN or infinite double,
+ * string or key not valid UTF-8, nesting deeper than RS_MAX_DEPTH) or RS_ENOMEM, with err
+ * (may be NULL) filled. On failure out->len is back to what it was before the call. */
+int rs__json_encode_ex(const rs_value *v, unsigned flags, const char *root, int index_base,
+                       rs__buf *out, rs_errinfo *err);
+
+#endif

@@ -1,0 +1,19 @@
+/*
+ * value.h -- internal helpers for building rs_value trees in bulk (JSON decoding, the Lua
+ * bridge). The public API is in runspace.h; the node layout stays private to value.c.
+ */
+#ifndef RS_VALUE_H
+#define RS_VALUE_H
+
+#include "common.h"
+
+/* Makes room in arr for n more items, so that the next n rs_array_push calls cannot fail.
+ * Returns 0, RS_EMISUSE when arr is not an array, or RS_ENOMEM (arr is unchanged then). */
+int rs__array_reserve(rs_value *arr, size_t n);
+
+/* Makes room in map for n more entries (the entry vector and the hash index), so that the
+ * next n rs_map_setn calls only allocate their key copies. Returns 0, RS_EMISUSE when map
+ * is not a map, or RS_ENOMEM (map keeps its entries then). */
+int rs__map_reserve(rs_value *map, size_t n);
+
+#endif
