@@ -55,23 +55,23 @@ RS_EXTERN const char *rs_version(void);
  * ========================================================================================= */
 
 /* X(name, value, description): the one list from which codes, names and messages come. */
-#define RS_ERRNO_MAP(X)                                                                        \
-    X(EINVAL, -1, "invalid argument")                                                        \
-    X(EMISUSE, -2, "library misuse")                                                         \
-    X(ENOMEM, -3, "out of memory")                                                           \
-    X(EBUSY, -4, "resource busy")                                                            \
-    X(ETIMEDOUT, -5, "timed out")                                                            \
-    X(ECLOSED, -6, "closed")                                                                 \
-    X(ECANCELED, -7, "cancelled")                                                            \
-    X(ESTOPPED, -8, "stopped")                                                               \
-    X(ESYNTAX, -9, "script does not compile")                                                \
-    X(ERUNTIME, -10, "script error")                                                         \
-    X(ELIMIT, -11, "limit exceeded")                                                         \
-    X(EVALUE, -12, "value cannot pass between runspaces")                                    \
-    X(EJSON, -13, "invalid JSON")                                                            \
-    X(ENOENT, -14, "not found")                                                              \
-    X(EEXIST, -15, "already exists")                                                         \
-    X(EIO, -16, "input/output error")                                                        \
+#define RS_ERRNO_MAP(X)                                                                            \
+    X(EINVAL, -1, "invalid argument")                                                              \
+    X(EMISUSE, -2, "library misuse")                                                               \
+    X(ENOMEM, -3, "out of memory")                                                                 \
+    X(EBUSY, -4, "resource busy")                                                                  \
+    X(ETIMEDOUT, -5, "timed out")                                                                  \
+    X(ECLOSED, -6, "closed")                                                                       \
+    X(ECANCELED, -7, "cancelled")                                                                  \
+    X(ESTOPPED, -8, "stopped")                                                                     \
+    X(ESYNTAX, -9, "script does not compile")                                                      \
+    X(ERUNTIME, -10, "script error")                                                               \
+    X(ELIMIT, -11, "limit exceeded")                                                               \
+    X(EVALUE, -12, "value cannot pass between runspaces")                                          \
+    X(EJSON, -13, "invalid JSON")                                                                  \
+    X(ENOENT, -14, "not found")                                                                    \
+    X(EEXIST, -15, "already exists")                                                               \
+    X(EIO, -16, "input/output error")                                                              \
     X(ESYSTEM, -17, "operating system error")
 
 typedef enum rs_errno {
@@ -265,8 +265,7 @@ RS_EXTERN int rs_iss_add_module(rs_iss *iss, const char *spec);
 RS_EXTERN int rs_iss_add_function(rs_iss *iss, const char *name, const char *body);
 /* Registers a native command, callable from Lua as the global `name(...)` and usable as a
  * pipeline command with rs_ps_add_command. */
-RS_EXTERN int rs_iss_add_command(rs_iss *iss, const char *name, rs_command_fn fn,
-                                 void *userdata);
+RS_EXTERN int rs_iss_add_command(rs_iss *iss, const char *name, rs_command_fn fn, void *userdata);
 /* Sets the limits (copied). */
 RS_EXTERN int rs_iss_set_limits(rs_iss *iss, const rs_limits *limits);
 RS_EXTERN const char *rs_iss_errmsg(const rs_iss *iss);
@@ -338,9 +337,9 @@ typedef enum rs_availability {
 } rs_availability;
 
 typedef struct rs_runspace_opts {
-    const rs_iss *iss;  /* NULL: a default-profile ISS with nothing added */
-    const char *name;   /* NULL: "Runspace<id>" */
-    rs_shared *shared;  /* NULL: the runspace gets a store of its own */
+    const rs_iss *iss; /* NULL: a default-profile ISS with nothing added */
+    const char *name;  /* NULL: "Runspace<id>" */
+    rs_shared *shared; /* NULL: the runspace gets a store of its own */
 } rs_runspace_opts;
 
 /* Creates a runspace (state before-open). opts may be NULL. Ids are unique in the process. */
@@ -477,9 +476,9 @@ typedef struct rs_item_result {
     rs_item_status status;
     size_t output_first; /* this item's values are output[output_first .. +output_count) */
     size_t output_count;
-    int code;            /* 0, or the RS_E* cause of an error / timeout / cancellation */
-    const char *error;   /* borrowed message, or NULL when ok */
-    double duration;     /* seconds */
+    int code;          /* 0, or the RS_E* cause of an error / timeout / cancellation */
+    const char *error; /* borrowed message, or NULL when ok */
+    double duration;   /* seconds */
     uint64_t runspace_id;
 } rs_item_result;
 
@@ -528,7 +527,7 @@ RS_EXTERN int rs_ps_set_opts(rs_ps *ps, const rs_ps_opts *opts);
 RS_EXTERN int rs_ps_add_script(rs_ps *ps, const char *src, size_t len);
 /* A native command of the ISS, or a global Lua function of that name (checked at invoke). */
 RS_EXTERN int rs_ps_add_command(rs_ps *ps, const char *name);
-RS_EXTERN int rs_ps_add_argument(rs_ps *ps, rs_value *value);                   /* taken */
+RS_EXTERN int rs_ps_add_argument(rs_ps *ps, rs_value *value);                    /* taken */
 RS_EXTERN int rs_ps_add_parameter(rs_ps *ps, const char *name, rs_value *value); /* taken */
 /* Appends an input item (taken). Inputs stay until rs_ps_clear_input or rs_ps_clear. */
 RS_EXTERN int rs_ps_add_input(rs_ps *ps, rs_value *value);
@@ -589,9 +588,9 @@ RS_EXTERN int rs_async_fd(rs_async *async);
 /* ============================================================================================
  * Names of enums (static strings, thread-safe).
  * ========================================================================================= */
-RS_EXTERN const char *rs_ps_state_name(rs_ps_state s);         /* "NotStarted", "Running", ... */
-RS_EXTERN const char *rs_stream_name(rs_stream s);             /* "output", "error", ... */
-RS_EXTERN const char *rs_item_status_name(rs_item_status s);   /* "ok", "error", ... */
+RS_EXTERN const char *rs_ps_state_name(rs_ps_state s);       /* "NotStarted", "Running", ... */
+RS_EXTERN const char *rs_stream_name(rs_stream s);           /* "output", "error", ... */
+RS_EXTERN const char *rs_item_status_name(rs_item_status s); /* "ok", "error", ... */
 RS_EXTERN const char *rs_runspace_state_name(rs_runspace_state s); /* "BeforeOpen", ... */
 RS_EXTERN const char *rs_availability_name(rs_availability a);     /* "None", ... */
 

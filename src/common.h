@@ -60,5 +60,8 @@ void rs__buf_free(rs__buf *b);
  * After n more successful allocations, every allocation fails until the countdown is reset
  * with a negative n (the default). Used by the tests of out-of-memory paths. Thread-safe. */
 void rs__test_fail_allocations_after(long n);
+/* For allocators built on top of the library's (the runspace arena): true when the countdown
+ * says this allocation must fail. */
+bool rs__alloc_should_fail(void);
 
 #endif

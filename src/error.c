@@ -20,8 +20,8 @@ const char *rs_strerror(int code)
     switch (code) {
     case 0:
         return "success";
-#define RS__ERRNO_TEXT(name, value, text)                                                      \
-    case RS_##name:                                                                            \
+#define RS__ERRNO_TEXT(name, value, text)                                                          \
+    case RS_##name:                                                                                \
         return text;
         RS_ERRNO_MAP(RS__ERRNO_TEXT)
 #undef RS__ERRNO_TEXT
@@ -35,8 +35,8 @@ const char *rs_err_name(int code)
     switch (code) {
     case 0:
         return "RS_OK";
-#define RS__ERRNO_NAME(name, value, text)                                                      \
-    case RS_##name:                                                                            \
+#define RS__ERRNO_NAME(name, value, text)                                                          \
+    case RS_##name:                                                                                \
         return "RS_" #name;
         RS_ERRNO_MAP(RS__ERRNO_NAME)
 #undef RS__ERRNO_NAME
@@ -87,6 +87,11 @@ static inline bool begin_alloc(void)
             return false;
     }
     return n == 0;
+}
+
+bool rs__alloc_should_fail(void)
+{
+    return begin_alloc();
 }
 
 void *rs__malloc(size_t size)

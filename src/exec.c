@@ -37,23 +37,23 @@ typedef struct rs__run {
     rs_runspace *rs;
     lua_State *L;
     bool item_mode;
-    size_t nruns;       /* runs of the first stage */
-    size_t next;        /* the next run to start */
-    size_t cur;         /* the run in progress */
-    bool in_run;        /* between begin_run and end_run */
-    bool done;          /* the invocation is over (stopped, timed out, or failed) */
-    bool need_reset;    /* the interpreter ran out of memory and must be replaced */
-    int64_t item_ns;    /* per-item timeout, 0 = none */
+    size_t nruns;    /* runs of the first stage */
+    size_t next;     /* the next run to start */
+    size_t cur;      /* the run in progress */
+    bool in_run;     /* between begin_run and end_run */
+    bool done;       /* the invocation is over (stopped, timed out, or failed) */
+    bool need_reset; /* the interpreter ran out of memory and must be replaced */
+    int64_t item_ns; /* per-item timeout, 0 = none */
     int64_t inv_deadline;
     int64_t run_start;
     /* Driver state. */
-    int msgh;           /* stack index of the message handler */
-    int fn_base;        /* stack index of stage 0's function (nil for native commands) */
+    int msgh;                      /* stack index of the message handler */
+    int fn_base;                   /* stack index of stage 0's function (nil for native commands) */
     const rs__iss_entry **natives; /* per stage: the native command, or NULL */
-    rs_value **tmp;     /* per stage but the last: its outputs, fed to the next stage */
-    int bound;          /* stage whose parameters are bound, -1 for none */
-    rs_value *sink;     /* where the current stage's output goes */
-    size_t sink_first;  /* length of sink when the current run began */
+    rs_value **tmp;                /* per stage but the last: its outputs, fed to the next stage */
+    int bound;                     /* stage whose parameters are bound, -1 for none */
+    rs_value *sink;                /* where the current stage's output goes */
+    size_t sink_first;             /* length of sink when the current run began */
     /* Failure of the current run. */
     int code;
     char *err_msg;
@@ -128,8 +128,8 @@ static rs_record *add_record(rs_ps *ps, rs_stream stream, const char *msg, size_
 
 const char *rs__ps_add_error(rs_ps *ps, int code, const char *message)
 {
-    rs_record *rec =
-        add_record(ps, RS_STREAM_ERROR, message, strlen(message), NULL, 0, NULL, code, -1, NULL, -1);
+    rs_record *rec = add_record(ps, RS_STREAM_ERROR, message, strlen(message), NULL, 0, NULL, code,
+                                -1, NULL, -1);
     return rec ? rec->message : rs_strerror(code);
 }
 
@@ -505,9 +505,9 @@ static bool end_run(rs__run *r, int rc)
     const char *message = NULL;
     if (rc && rc != RS_ESTOPPED) {
         const char *msg = r->err_msg ? r->err_msg : rs_strerror(rc);
-        rs_record *rec = add_record(ps, RS_STREAM_ERROR, msg, strlen(msg), r->err_source,
-                                    r->err_line, r->err_tb, rc,
-                                    r->item_mode ? (int64_t)i : -1, NULL, -1);
+        rs_record *rec =
+            add_record(ps, RS_STREAM_ERROR, msg, strlen(msg), r->err_source, r->err_line, r->err_tb,
+                       rc, r->item_mode ? (int64_t)i : -1, NULL, -1);
         message = rec ? rec->message : rs_strerror(rc);
     }
     if (r->item_mode) {
@@ -516,19 +516,19 @@ static bool end_run(rs__run *r, int rc)
         it->duration = (double)(rs__now_ns() - r->run_start) * 1e-9;
         it->code = rc;
         it->error = rc == RS_ESTOPPED ? "cancelled: the invocation was stopped" : message;
-        it->status = rc == 0                 ? RS_ITEM_OK
-                     : rc == RS_ETIMEDOUT    ? RS_ITEM_TIMEOUT
-                     : rc == RS_ESTOPPED     ? RS_ITEM_CANCELLED
-                                             : RS_ITEM_ERROR;
+        it->status = rc == 0              ? RS_ITEM_OK
+                     : rc == RS_ETIMEDOUT ? RS_ITEM_TIMEOUT
+                     : rc == RS_ESTOPPED  ? RS_ITEM_CANCELLED
+                                          : RS_ITEM_ERROR;
     }
     if (ex->reason)
         rs__exec_reset_hooks(ex);
     if (rc == RS_ENOMEM)
         r->need_reset = true;
     if (rc == RS_ESTOPPED || inv_timeout || (!r->item_mode && rc)) {
-        set_result(r, rc, r->err_msg && rc != RS_ESTOPPED && !inv_timeout
-                              ? rs__strdup(r->err_msg)
-                              : failure_message(r, rc));
+        set_result(r, rc,
+                   r->err_msg && rc != RS_ESTOPPED && !inv_timeout ? rs__strdup(r->err_msg)
+                                                                   : failure_message(r, rc));
         r->done = true;
     }
     return r->done || r->need_reset;
@@ -706,9 +706,9 @@ int rs__ps_execute(rs_ps *ps, rs_runspace *rs, rs__timer *timer)
         if (r->need_reset) {
             r->need_reset = false;
             if (reset_interpreter(r)) {
-                set_result(r, RS_ENOMEM,
-                           rs__format("the runspace could not be reopened: %s",
-                                      rs__msg_get(&rs->msg)));
+                set_result(
+                    r, RS_ENOMEM,
+                    rs__format("the runspace could not be reopened: %s", rs__msg_get(&rs->msg)));
                 break;
             }
             continue;

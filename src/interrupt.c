@@ -200,14 +200,24 @@ int rs__exec_raise(lua_State *L, rs__exec *ex, int why)
     return lua_error(L);
 }
 
-static void interrupt_hook(lua_State *L, lua_Debug *ar)
+/* The context a hook runs for, or NULL (after removing the hook) when no run is in progress:
+ * a hook left on a coroutine that is resumed outside any invocation. */
+static rs__exec *hook_context(lua_State *L)
 {
-    RS__UNUSED(ar);
     rs__exec *ex = tls_exec;
     if (!ex || !ex->L) {
         lua_sethook(L, NULL, 0, 0);
-        return;
+        return NULL;
     }
+    return ex;
+}
+
+static void interrupt_hook(lua_State *L, lua_Debug *ar)
+{
+    RS__UNUSED(ar);
+    rs__exec *ex = hook_context(L);
+    if (!ex)
+        return;
     int why = rs__exec_due(ex);
     if (!why) {
         /* Stale: the interruption was for a run that has ended. A stop that arrives while the
@@ -222,11 +232,9 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     RS__UNUSED(ar);
-    rs__exec *ex = tls_exec;
-    if (!ex || !ex->L) {
-        lua_sethook(L, NULL, 0, 0);
+    rs__exec *ex = hook_context(L);
+    if (!ex)
         return;
-    }
     int why = rs__exec_due(ex);
     if (!why) {
         uint64_t step = ex->budget < BUDGET_STEP ? ex->budget : BUDGET_STEP;

@@ -13,15 +13,27 @@
 #include <string.h>
 
 static const char *const lua_keywords[] = {
-    "and",   "break", "do",  "else", "elseif", "end",    "false", "for",  "function", "goto", "if",
-    "in",    "local", "nil", "not",  "or",     "repeat", "return", "then", "true",     "until",
-    "while", NULL};
+    "and",      "break",  "do",   "else", "elseif", "end",   "false", "for",
+    "function", "goto",   "if",   "in",   "local",  "nil",   "not",   "or",
+    "repeat",   "return", "then", "true", "until",  "while", NULL};
 
-static const char *const builtin_names[] = {
-    "_",         "params",        "emit",          "write_error", "write_warning",
-    "write_verbose", "write_debug", "write_information", "write_progress", "sleep",
-    "random",    "random_seed",   "shared",        "json",        "time",
-    "runspace",  NULL};
+static const char *const builtin_names[] = {"_",
+                                            "params",
+                                            "emit",
+                                            "write_error",
+                                            "write_warning",
+                                            "write_verbose",
+                                            "write_debug",
+                                            "write_information",
+                                            "write_progress",
+                                            "sleep",
+                                            "random",
+                                            "random_seed",
+                                            "shared",
+                                            "json",
+                                            "time",
+                                            "runspace",
+                                            NULL};
 
 bool rs__is_builtin_name(const char *name)
 {
@@ -252,8 +264,7 @@ static int read_file(rs_iss *iss, const char *path, char **out, size_t *len)
         }
     }
     if (!rc && ferror(f))
-        rc = rs__msg_set(&iss->msg, RS_EIO, "cannot read module '%s': %s", path,
-                         strerror(errno));
+        rc = rs__msg_set(&iss->msg, RS_EIO, "cannot read module '%s': %s", path, strerror(errno));
     fclose(f);
     if (rc) {
         rs__buf_free(&b);
@@ -317,8 +328,8 @@ int rs_iss_add_module(rs_iss *iss, const char *spec)
                            : rs__msg_set(&iss->msg, RS_ENOMEM, "out of memory");
         }
     }
-    rs__iss_entry *e = rc ? NULL : add_entry(iss, is_path ? RS__ISS_MODULE_FILE : RS__ISS_MODULE_NAME,
-                                             global);
+    rs__iss_entry *e =
+        rc ? NULL : add_entry(iss, is_path ? RS__ISS_MODULE_FILE : RS__ISS_MODULE_NAME, global);
     if (!e) {
         if (!rc)
             rc = rs__msg_set(&iss->msg, RS_ENOMEM, "out of memory");

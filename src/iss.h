@@ -18,13 +18,13 @@ typedef enum rs__iss_kind {
 
 typedef struct rs__iss_entry {
     rs__iss_kind kind;
-    char *name;        /* the global it binds; for MODULE_NAME the require name is `spec` */
-    char *spec;        /* module: the path or name as given */
-    rs_value *value;   /* variable */
-    char *source;      /* function body or module file contents */
+    char *name;      /* the global it binds; for MODULE_NAME the require name is `spec` */
+    char *spec;      /* module: the path or name as given */
+    rs_value *value; /* variable */
+    char *source;    /* function body or module file contents */
     size_t source_len;
-    char *chunkname;   /* "=name" (function) or "@path" (module file) */
-    rs_command_fn fn;  /* command */
+    char *chunkname;  /* "=name" (function) or "@path" (module file) */
+    rs_command_fn fn; /* command */
     void *userdata;
 } rs__iss_entry;
 

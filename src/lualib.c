@@ -607,21 +607,21 @@ static void remove_field(lua_State *L, int t, const char *name)
 
 /* ---- opening ------------------------------------------------------------------------------ */
 
-static const luaL_Reg global_fns[] = {
-    {"emit", l_emit},
-    {"write_error", l_write_error},
-    {"write_warning", l_write_warning},
-    {"write_verbose", l_write_verbose},
-    {"write_debug", l_write_debug},
-    {"write_information", l_write_information},
-    {"write_progress", l_write_progress},
-    {"print", l_write_information},
-    {"sleep", l_sleep},
-    {NULL, NULL}};
+static const luaL_Reg global_fns[] = {{"emit", l_emit},
+                                      {"write_error", l_write_error},
+                                      {"write_warning", l_write_warning},
+                                      {"write_verbose", l_write_verbose},
+                                      {"write_debug", l_write_debug},
+                                      {"write_information", l_write_information},
+                                      {"write_progress", l_write_progress},
+                                      {"print", l_write_information},
+                                      {"sleep", l_sleep},
+                                      {NULL, NULL}};
 
 static const luaL_Reg shared_fns[] = {
-    {"get", l_shared_get}, {"set", l_shared_set}, {"incr", l_shared_incr}, {"add", l_shared_add},
-    {"cas", l_shared_cas}, {"keys", l_shared_keys}, {NULL, NULL}};
+    {"get", l_shared_get}, {"set", l_shared_set}, {"incr", l_shared_incr},
+    {"add", l_shared_add}, {"cas", l_shared_cas}, {"keys", l_shared_keys},
+    {NULL, NULL}};
 
 static const luaL_Reg json_fns[] = {
     {"encode", l_json_encode}, {"decode", l_json_decode}, {"map", l_json_map}, {NULL, NULL}};
@@ -645,12 +645,15 @@ static void new_lib(lua_State *L, rs_runspace *rs, const char *name, const luaL_
 
 static void open_standard(lua_State *L, rs_profile profile)
 {
-    static const luaL_Reg common[] = {
-        {LUA_GNAME, luaopen_base},        {LUA_LOADLIBNAME, luaopen_package},
-        {LUA_COLIBNAME, luaopen_coroutine}, {LUA_TABLIBNAME, luaopen_table},
-        {LUA_OSLIBNAME, luaopen_os},      {LUA_STRLIBNAME, luaopen_string},
-        {LUA_MATHLIBNAME, luaopen_math},  {LUA_UTF8LIBNAME, luaopen_utf8},
-        {NULL, NULL}};
+    static const luaL_Reg common[] = {{LUA_GNAME, luaopen_base},
+                                      {LUA_LOADLIBNAME, luaopen_package},
+                                      {LUA_COLIBNAME, luaopen_coroutine},
+                                      {LUA_TABLIBNAME, luaopen_table},
+                                      {LUA_OSLIBNAME, luaopen_os},
+                                      {LUA_STRLIBNAME, luaopen_string},
+                                      {LUA_MATHLIBNAME, luaopen_math},
+                                      {LUA_UTF8LIBNAME, luaopen_utf8},
+                                      {NULL, NULL}};
     static const luaL_Reg full[] = {
         {LUA_IOLIBNAME, luaopen_io}, {LUA_DBLIBNAME, luaopen_debug}, {NULL, NULL}};
     for (const luaL_Reg *lib = common; lib->name; lib++) {
@@ -704,8 +707,8 @@ static void sandbox(lua_State *L, rs_profile profile)
     } else {
         remove_field(L, g, "loadfile");
         remove_field(L, g, "dofile");
-        static const char *const os_removed[] = {"execute", "remove", "rename", "getenv",
-                                                 "tmpname", NULL};
+        static const char *const os_removed[] = {"execute", "remove",  "rename",
+                                                 "getenv",  "tmpname", NULL};
         for (int i = 0; os_removed[i]; i++)
             remove_field(L, os, os_removed[i]);
         /* No C modules: only the preload and Lua-file searchers stay. */

@@ -38,32 +38,32 @@ typedef struct rs__worker {
     rs_pool *pool;
     rs__thread thread;
     rs_runspace *rs;
-    rs__cond cv;          /* signalled when it has something to look at */
-    rs__qnode node;       /* pool->workers, then pool->zombies */
-    rs__qnode idle_node;  /* pool->idle while idle */
+    rs__cond cv;         /* signalled when it has something to look at */
+    rs__qnode node;      /* pool->workers, then pool->zombies */
+    rs__qnode idle_node; /* pool->idle while idle */
 } rs__worker;
 
 struct rs_pool {
     rs__mutex mu;
-    rs__cond changed;     /* a worker opened, failed, exited, or went idle after work */
-    rs_iss *iss;          /* reference */
-    rs_shared *shared;    /* reference */
+    rs__cond changed;  /* a worker opened, failed, exited, or went idle after work */
+    rs_iss *iss;       /* reference */
+    rs_shared *shared; /* reference */
     unsigned min;
     unsigned max;
-    double idle_timeout;  /* seconds; < 0: never trim */
+    double idle_timeout; /* seconds; < 0: never trim */
     rs_pool_state state;
-    rs__qnode pending;    /* rs_ps.qnode */
+    rs__qnode pending; /* rs_ps.qnode */
     size_t npending;
     rs__qnode workers;
     rs__qnode idle;
     rs__qnode zombies;
-    unsigned nworkers;    /* live workers, starting ones included, retiring ones not */
-    unsigned nretiring;   /* decided to exit, not yet in zombies */
-    unsigned nstarting;   /* not yet done opening their runspace */
+    unsigned nworkers;  /* live workers, starting ones included, retiring ones not */
+    unsigned nretiring; /* decided to exit, not yet in zombies */
+    unsigned nstarting; /* not yet done opening their runspace */
     unsigned nbusy;
-    int open_error;       /* first failure to open a runspace */
-    rs__msg open_msg;     /* its message (written by workers under mu; msg is for callers) */
-    int nbound;           /* invocations bound to the pool */
+    int open_error;   /* first failure to open a runspace */
+    rs__msg open_msg; /* its message (written by workers under mu; msg is for callers) */
+    int nbound;       /* invocations bound to the pool */
     rs__timer *timer;
     rs__msg msg;
 };
@@ -132,8 +132,7 @@ static void reap(rs__qnode *zombies)
 static void wake_idle(rs_pool *pool)
 {
     rs__qnode *n;
-    RS__QUEUE_FOREACH(n, &pool->idle)
-    {
+    RS__QUEUE_FOREACH (n, &pool->idle) {
         rs__cond_signal(&RS__QUEUE_DATA(n, rs__worker, idle_node)->cv);
     }
 }
@@ -222,9 +221,8 @@ static void *worker_main(void *arg)
             bool claimed = rs__ps_claim(ps, rs);
             int code = 0;
             if (claimed) {
-                rs__timer *timer = ps->opts.timeout > 0 || ps->opts.item_timeout > 0
-                                       ? rs__pool_timer(pool)
-                                       : NULL;
+                rs__timer *timer =
+                    ps->opts.timeout > 0 || ps->opts.item_timeout > 0 ? rs__pool_timer(pool) : NULL;
                 code = rs__ps_run_claimed(ps, rs, timer);
             }
             atomic_store(&rs->busy, 0);
@@ -563,9 +561,8 @@ unsigned rs_pool_available(rs_pool *pool)
     if (!pool)
         return 0;
     rs__mutex_lock(&pool->mu);
-    unsigned v = pool->state == RS_POOL_OPENED && pool->max > pool->nbusy
-                     ? pool->max - pool->nbusy
-                     : 0;
+    unsigned v =
+        pool->state == RS_POOL_OPENED && pool->max > pool->nbusy ? pool->max - pool->nbusy : 0;
     rs__mutex_unlock(&pool->mu);
     return v;
 }
@@ -587,8 +584,7 @@ size_t rs_pool_runspaces(rs_pool *pool, rs_runspace_info *rows, size_t cap)
     size_t n = 0;
     rs__mutex_lock(&pool->mu);
     rs__qnode *q;
-    RS__QUEUE_FOREACH(q, &pool->workers)
-    {
+    RS__QUEUE_FOREACH (q, &pool->workers) {
         if (n < cap && rows)
             rs__runspace_info(RS__QUEUE_DATA(q, rs__worker, node)->rs, &rows[n]);
         n++;

@@ -415,7 +415,7 @@ void rs__ps_finish_unrun(rs_ps *ps, int code, const char *message)
     rs__mutex_unlock(&ps->mu);
     rs__ps_clear_results(ps);
     ps->output = rs_value_array();
-    const char *why = code == RS_ECANCELED ? "cancelled: the pool was closed"
+    const char *why = code == RS_ECANCELED  ? "cancelled: the pool was closed"
                       : code == RS_ESTOPPED ? "cancelled: the invocation was stopped before it ran"
                                             : rs__ps_add_error(ps, code, message);
     size_t n = ps->inputs ? rs_array_len(ps->inputs) : 0;
@@ -555,8 +555,7 @@ static int claim(rs_ps *ps, rs_runspace *rs)
         return fail(ps, RS_ECLOSED, "runspace %s is not open", rs->name);
     int expected = 0;
     if (!atomic_compare_exchange_strong(&rs->busy, &expected, 1))
-        return fail(ps, RS_EBUSY, "runspace %s is running another invocation",
-                           rs->name);
+        return fail(ps, RS_EBUSY, "runspace %s is running another invocation", rs->name);
     return 0;
 }
 
@@ -591,8 +590,7 @@ static int start(rs_ps *ps, bool async)
         rc = rs__thread_create(&ps->thread, runspace_thread, ps, rs__interrupt_signal());
         if (rc) {
             atomic_store(&rs->busy, 0);
-            return undo_queued(ps, fail(ps, rc, "cannot start a thread: %s",
-                                               strerror(errno)));
+            return undo_queued(ps, fail(ps, rc, "cannot start a thread: %s", strerror(errno)));
         }
         ps->has_thread = true;
         return 0;
@@ -668,8 +666,8 @@ int rs_ps_end_invoke(rs_ps *ps, rs_async *async, rs_value **output)
         bool twice = ps->ended;
         rs__mutex_unlock(&ps->mu);
         return fail(ps, RS_EMISUSE,
-                           twice ? "end-invoke was already called for this invocation"
-                                 : "end-invoke needs a begin-invoke first");
+                    twice ? "end-invoke was already called for this invocation"
+                          : "end-invoke needs a begin-invoke first");
     }
     wait_completed(ps);
     ps->ended = true;
@@ -864,8 +862,8 @@ const char *rs_ps_state_name(rs_ps_state s)
 
 const char *rs_stream_name(rs_stream s)
 {
-    static const char *const names[] = {"output",  "error",       "warning", "verbose",
-                                        "debug",   "information", "progress"};
+    static const char *const names[] = {"output", "error",       "warning", "verbose",
+                                        "debug",  "information", "progress"};
     return (unsigned)s < RS__ARRAY_SIZE(names) ? names[s] : "unknown";
 }
 

@@ -14,7 +14,7 @@ typedef enum rs__stage_kind { RS__STAGE_SCRIPT, RS__STAGE_COMMAND } rs__stage_ki
 
 typedef struct rs__stage {
     rs__stage_kind kind;
-    char *text;       /* script source, or the command's name */
+    char *text; /* script source, or the command's name */
     size_t len;
     uint64_t hash;    /* of a script's source: the compile cache key */
     rs_value *args;   /* array, or NULL */
@@ -43,19 +43,19 @@ typedef struct rs__records {
 struct rs_ps {
     /* Lock order: a pool's mu, then ps->mu, then an execution context's mu. */
     rs__mutex mu;
-    rs__cond cv;             /* broadcast when the invocation ends */
-    atomic_int state;        /* rs_ps_state, changed under mu */
-    atomic_bool completed;   /* ended and published */
-    rs__phase phase;         /* under mu */
-    bool begun;              /* begin-invoke started the current invocation */
-    bool ended;              /* end-invoke consumed it */
-    bool stop_requested;     /* under mu */
-    int prev_state;          /* state and completion before the current start (undo) */
+    rs__cond cv;           /* broadcast when the invocation ends */
+    atomic_int state;      /* rs_ps_state, changed under mu */
+    atomic_bool completed; /* ended and published */
+    rs__phase phase;       /* under mu */
+    bool begun;            /* begin-invoke started the current invocation */
+    bool ended;            /* end-invoke consumed it */
+    bool stop_requested;   /* under mu */
+    int prev_state;        /* state and completion before the current start (undo) */
     bool prev_completed;
-    int result;              /* RS_E* of the last invocation */
-    rs__msg msg;             /* the last failing API call's message: written by callers only */
-    rs__msg result_msg;      /* the last invocation's message: written by the thread running it */
-    uint64_t stamp;          /* under mu: orders the two messages (rs_ps_errmsg shows the newer) */
+    int result;         /* RS_E* of the last invocation */
+    rs__msg msg;        /* the last failing API call's message: written by callers only */
+    rs__msg result_msg; /* the last invocation's message: written by the thread running it */
+    uint64_t stamp;     /* under mu: orders the two messages (rs_ps_errmsg shows the newer) */
     uint64_t msg_stamp;
     uint64_t result_stamp;
     rs_ps_opts opts;
@@ -63,9 +63,9 @@ struct rs_ps {
     rs__stage *stages;
     size_t nstages;
     size_t capstages;
-    int syntax_rc;           /* first syntax error of an added script, 0 if none */
+    int syntax_rc; /* first syntax error of an added script, 0 if none */
     char *syntax_msg;
-    rs_value *inputs;        /* array, or NULL */
+    rs_value *inputs; /* array, or NULL */
     /* Binding. */
     rs_pool *pool;
     rs_runspace *runspace;

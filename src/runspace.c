@@ -11,6 +11,7 @@
  */
 #include "runspace_int.h"
 
+#include "arena.h"
 #include "exec.h"
 #include "lualib_int.h"
 #include "marshal.h"
@@ -34,15 +35,19 @@ uint64_t rs__hash(const char *s, size_t len)
     return h;
 }
 
-/* The lua_Alloc of a runspace: counts bytes and enforces the memory limit. Only the thread
- * running the runspace allocates; mem_used is atomic so that others may read it. */
+/* The lua_Alloc of a runspace: counts bytes, enforces the memory limit, and serves small
+ * blocks from the runspace's arena. Only the thread running the runspace allocates; mem_used
+ * is atomic so that others may read it. */
 static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     rs_runspace *rs = ud;
     size_t used = atomic_load_explicit(&rs->mem_used, memory_order_relaxed);
     size_t old = ptr ? osize : 0; /* without ptr, osize is a type tag, not a size */
     if (nsize == 0) {
-        rs__free(ptr);
+        if (old > RS__ARENA_MAX)
+            rs__free(ptr);
+        else if (ptr)
+            rs__arena_free(&rs->arena, ptr, old);
         atomic_store_explicit(&rs->mem_used, used - old, memory_order_relaxed);
         return NULL;
     }
@@ -50,7 +55,24 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         rs->oom = true;
         return NULL;
     }
-    void *p = rs__realloc(ptr, nsize);
+    void *p;
+    if (old > RS__ARENA_MAX && nsize > RS__ARENA_MAX) {
+        p = rs__realloc(ptr, nsize);
+    } else if (ptr && old <= RS__ARENA_MAX && nsize <= RS__ARENA_MAX &&
+               (old - 1) / 16 == (nsize - 1) / 16) {
+        p = ptr; /* same size class */
+    } else {
+        p = nsize > RS__ARENA_MAX     ? rs__malloc(nsize)
+            : rs__alloc_should_fail() ? NULL
+                                      : rs__arena_alloc(&rs->arena, nsize);
+        if (p && ptr) {
+            memcpy(p, ptr, old < nsize ? old : nsize);
+            if (old > RS__ARENA_MAX)
+                rs__free(ptr);
+            else
+                rs__arena_free(&rs->arena, ptr, old);
+        }
+    }
     if (!p) {
         rs->oom = true;
         return NULL;
@@ -232,6 +254,7 @@ void rs__runspace_close_state(rs_runspace *rs)
         lua_close(rs->L);
         rs->L = NULL;
     }
+    rs__arena_release(&rs->arena);
     rs__buf_free(&rs->scratch);
     rs_value_destroy(rs->scratch_value);
     rs_value_destroy(rs->call_args);
@@ -239,8 +262,7 @@ void rs__runspace_close_state(rs_runspace *rs)
     rs->scratch_value = rs->call_args = rs->call_out = NULL;
 }
 
-int rs__runspace_compiled(rs_runspace *rs, const char *src, size_t len, uint64_t hash,
-                          char **msg)
+int rs__runspace_compiled(rs_runspace *rs, const char *src, size_t len, uint64_t hash, char **msg)
 {
     lua_State *L = rs->L;
     struct rs__cached *c = &rs->cache[hash % RS__ARRAY_SIZE(rs->cache)];
@@ -367,8 +389,7 @@ const char *rs_runspace_name(const rs_runspace *rs)
 
 rs_runspace_state rs_runspace_get_state(const rs_runspace *rs)
 {
-    return rs ? (rs_runspace_state)atomic_load(&((rs_runspace *)rs)->state)
-              : RS_RUNSPACE_CLOSED;
+    return rs ? (rs_runspace_state)atomic_load(&((rs_runspace *)rs)->state) : RS_RUNSPACE_CLOSED;
 }
 
 rs_availability rs_runspace_availability(const rs_runspace *crs)

@@ -5,6 +5,7 @@
 #ifndef RS_RUNSPACE_INT_H
 #define RS_RUNSPACE_INT_H
 
+#include "arena.h"
 #include "common.h"
 #include "iss.h"
 #include "queue.h"
@@ -35,19 +36,19 @@ struct rs__timer;
  */
 typedef struct rs__exec {
     /* Owned by the executing thread. */
-    lua_State *L;                    /* the runspace's main thread while executing, else NULL */
-    lua_State *co[RS__CO_MAX];       /* co[0] = L, then the coroutines being resumed */
-    volatile sig_atomic_t depth;     /* entries of co in use, read by the signal handler */
-    int reason;                      /* RS_E* of the interruption raised, 0 for none */
-    int64_t item_deadline;           /* ns, 0 = none */
-    int64_t inv_deadline;            /* ns, 0 = none */
-    uint64_t budget;                 /* instruction budget per run, 0 = none */
+    lua_State *L;                /* the runspace's main thread while executing, else NULL */
+    lua_State *co[RS__CO_MAX];   /* co[0] = L, then the coroutines being resumed */
+    volatile sig_atomic_t depth; /* entries of co in use, read by the signal handler */
+    int reason;                  /* RS_E* of the interruption raised, 0 for none */
+    int64_t item_deadline;       /* ns, 0 = none */
+    int64_t inv_deadline;        /* ns, 0 = none */
+    uint64_t budget;             /* instruction budget per run, 0 = none */
     uint64_t budget_left;
     /* Shared with other threads. */
-    atomic_int stop;                 /* nonzero once a stop was requested */
-    atomic_llong deadline;           /* min of the deadlines above, read by the timer */
-    pthread_t thread;                /* the executing thread, valid while a run is published */
-    rs__mutex mu;                    /* sleep() waits on cv under mu */
+    atomic_int stop;       /* nonzero once a stop was requested */
+    atomic_llong deadline; /* min of the deadlines above, read by the timer */
+    pthread_t thread;      /* the executing thread, valid while a run is published */
+    rs__mutex mu;          /* sleep() waits on cv under mu */
     rs__cond cv;
     /* Timer registration (under the timer's lock). */
     struct rs__timer *timer;
@@ -64,10 +65,11 @@ struct rs_runspace {
     atomic_int state;     /* rs_runspace_state */
     atomic_int busy;      /* an invocation is executing on it */
     lua_State *L;
+    rs__arena arena; /* small Lua objects (arena.c) */
     /* Lua memory accounting (the lua_Alloc of this runspace). */
     atomic_size_t mem_used;
     size_t mem_limit;
-    bool oom;             /* an allocation was refused since the flag was last cleared */
+    bool oom; /* an allocation was refused since the flag was last cleared */
     /* Scripts compiled in this runspace, by source. */
     struct rs__cached {
         uint64_t hash;
@@ -86,23 +88,22 @@ struct rs_runspace {
     struct rs__run *run; /* the invocation executing, or NULL (exec.c) */
     /* Standalone use: bindings and the private timer. */
     rs__mutex mu;
-    int nbound;                  /* invocations bound to it */
-    struct rs__timer *timer;     /* created on first use of a timeout */
+    int nbound;              /* invocations bound to it */
+    struct rs__timer *timer; /* created on first use of a timeout */
     rs__msg msg;
 };
 
 /* ---- runspace.c ---- */
 /* Creates the runspace object for a pool worker or a standalone runspace. */
-int rs__runspace_new(const rs_iss *iss, const char *name, rs_shared *shared,
-                     struct rs_pool *pool, rs_runspace **out);
+int rs__runspace_new(const rs_iss *iss, const char *name, rs_shared *shared, struct rs_pool *pool,
+                     rs_runspace **out);
 /* Opens (or reopens after a failure) the interpreter; on the calling thread. */
 int rs__runspace_open_state(rs_runspace *rs);
 void rs__runspace_close_state(rs_runspace *rs);
 void rs__runspace_free(rs_runspace *rs);
 /* Pushes the compiled function for source (compiling and caching it on a miss). On failure
  * pushes nothing and returns RS_ESYNTAX or RS_ENOMEM with the message in *msg (new string). */
-int rs__runspace_compiled(rs_runspace *rs, const char *src, size_t len, uint64_t hash,
-                          char **msg);
+int rs__runspace_compiled(rs_runspace *rs, const char *src, size_t len, uint64_t hash, char **msg);
 /* FNV-1a of a script's text, the compile cache key. */
 uint64_t rs__hash(const char *s, size_t len);
 /* Checks that src compiles, on a per-thread scratch state; RS_ESYNTAX with *msg set. */

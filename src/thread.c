@@ -88,8 +88,7 @@ int rs__cond_wait_until(rs__cond *cv, rs__mutex *mu, int64_t deadline_ns)
 {
     if (rs__now_ns() >= deadline_ns)
         return RS_ETIMEDOUT;
-    struct timespec ts = {.tv_sec = deadline_ns / 1000000000,
-                          .tv_nsec = deadline_ns % 1000000000};
+    struct timespec ts = {.tv_sec = deadline_ns / 1000000000, .tv_nsec = deadline_ns % 1000000000};
     int err = pthread_cond_timedwait(&cv->c, &mu->m, &ts);
     if (err == ETIMEDOUT)
         return RS_ETIMEDOUT;

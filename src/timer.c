@@ -33,8 +33,7 @@ static void *timer_main(void *arg)
         int64_t now = rs__now_ns();
         int64_t next = 0;
         rs__qnode *n;
-        RS__QUEUE_FOREACH(n, &t->watched)
-        {
+        RS__QUEUE_FOREACH (n, &t->watched) {
             rs__exec *ex = RS__QUEUE_DATA(n, rs__exec, timer_node);
             int64_t d = atomic_load_explicit(&ex->deadline, memory_order_acquire);
             if (!d)

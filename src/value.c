@@ -163,8 +163,7 @@ rs_type rs_value_type(const rs_value *v)
 
 const char *rs_type_name(rs_type t)
 {
-    static const char *const names[] = {"null", "bool", "int", "double", "string", "array",
-                                        "map"};
+    static const char *const names[] = {"null", "bool", "int", "double", "string", "array", "map"};
     return (unsigned)t < RS__ARRAY_SIZE(names) ? names[t] : "unknown";
 }
 
@@ -573,8 +572,8 @@ static bool walk_push(walk *w, const rs_value *src, const rs_value *peer)
     if (w->len == w->cap) {
         if (w->cap > (size_t)-1 / 2 / sizeof(frame))
             return false;
-        frame *frames = rs__realloc(w->frames == w->local ? NULL : w->frames,
-                                    2 * w->cap * sizeof *frames);
+        frame *frames =
+            rs__realloc(w->frames == w->local ? NULL : w->frames, 2 * w->cap * sizeof *frames);
         if (!frames)
             return false;
         if (w->frames == w->local)

@@ -345,7 +345,7 @@ static void test_decode_errors(void **state)
         size_t position;
         const char *message;
     } cases[] = {
-#define C(text, line, column, position, message)                                               \
+#define C(text, line, column, position, message)                                                   \
     {text, sizeof(text) - 1, line, column, position, message}
         C("{\"a\":1}\n  x", 2, 3, 11, "end of file expected near 'x'"),
         C("", 1, 0, 0, "unexpected token near end of file"),
@@ -466,8 +466,9 @@ static void test_encode_errors(void **state)
     assert_encodes(v, 0, "[1,2,{\"x\":1.5}]");
 
     /* Invalid UTF-8 in strings: stray, overlong, surrogate, beyond U+10FFFF, truncated. */
-    static const char *const bad[] = {"\x80", "a\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80",
-                                      "\xe2\x82", "\xf5\x80\x80\x80", "ok\xff"};
+    static const char *const bad[] = {
+        "\x80",     "a\xc0\x80",        "\xed\xa0\x80", "\xf4\x90\x80\x80",
+        "\xe2\x82", "\xf5\x80\x80\x80", "ok\xff"};
     for (size_t i = 0; i < RS__ARRAY_SIZE(bad); i++) {
         assert_ok(rs_map_set(m, "name", rs_value_string(bad[i])));
         assert_encode_fails(v, "value[2].name: string is not valid UTF-8");
@@ -579,8 +580,9 @@ static void test_encode_ex_appends(void **state)
 static void test_oom_encode(void **state)
 {
     rs_value *v = sample();
-    assert_ok(rs_map_set(v, "long", rs_value_string("0123456789012345678901234567890123456789"
-                                                    "0123456789012345678901234567890123456789")));
+    assert_ok(rs_map_set(v, "long",
+                         rs_value_string("0123456789012345678901234567890123456789"
+                                         "0123456789012345678901234567890123456789")));
     char *want;
     assert_ok(rs_json_encode(v, RS_JSON_PRETTY | RS_JSON_ASCII, &want, NULL, NULL));
     long n;

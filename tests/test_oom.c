@@ -38,8 +38,9 @@ static bool session(bool use_pool)
     rs_ps_opts po = {.flags = RS_PS_ITEM_RESULTS};
     if (rs_ps_set_opts(ps, &po))
         goto done;
-    if (rs_ps_add_script(ps, "write_warning('w') emit({n = twice(_), s = Setting}) "
-                             "return json.encode({_, 'x'})",
+    if (rs_ps_add_script(ps,
+                         "write_warning('w') emit({n = twice(_), s = Setting}) "
+                         "return json.encode({_, 'x'})",
                          (size_t)-1))
         goto done;
     for (int i = 0; i < 3; i++) {

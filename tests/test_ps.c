@@ -38,11 +38,11 @@ static char *invoke_json(rs_ps *ps, int expected_rc)
     return j;
 }
 
-#define assert_invoke(ps, rc, expected)                                                        \
-    do {                                                                                       \
-        char *j_ = invoke_json((ps), (rc));                                                    \
-        assert_string_equal(j_, (expected));                                                   \
-        rs_free(j_);                                                                           \
+#define assert_invoke(ps, rc, expected)                                                            \
+    do {                                                                                           \
+        char *j_ = invoke_json((ps), (rc));                                                        \
+        assert_string_equal(j_, (expected));                                                       \
+        rs_free(j_);                                                                               \
     } while (0)
 
 static void test_private_runspace(void **state)
@@ -249,9 +249,12 @@ static void test_streams_and_records(void **state)
         rs_stream s;
         const char *msg;
         int line;
-    } want[] = {{RS_STREAM_WARNING, "careful\t1", 1}, {RS_STREAM_VERBOSE, "v", 2},
-                {RS_STREAM_DEBUG, "d", 3},           {RS_STREAM_INFORMATION, "p\t2\tnil", 4},
-                {RS_STREAM_PROGRESS, "half", 5},     {RS_STREAM_ERROR, "not fatal", 6}};
+    } want[] = {{RS_STREAM_WARNING, "careful\t1", 1},
+                {RS_STREAM_VERBOSE, "v", 2},
+                {RS_STREAM_DEBUG, "d", 3},
+                {RS_STREAM_INFORMATION, "p\t2\tnil", 4},
+                {RS_STREAM_PROGRESS, "half", 5},
+                {RS_STREAM_ERROR, "not fatal", 6}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         assert_int_equal(rs_ps_record_count(ps, want[i].s), 1);
         rs_record r;
@@ -300,9 +303,8 @@ static void test_runtime_error_record(void **state)
     assert_invoke(ps, RS_ERUNTIME, "[]");
     assert_string_equal(rs_ps_errmsg(ps), "(error object is a table value)");
     assert_ok(rs_ps_clear(ps));
-    assert_ok(rs_ps_add_script(ps,
-                               "error(setmetatable({}, {__tostring = function() return 'custom' end}))",
-                               (size_t)-1));
+    assert_ok(rs_ps_add_script(
+        ps, "error(setmetatable({}, {__tostring = function() return 'custom' end}))", (size_t)-1));
     assert_invoke(ps, RS_ERUNTIME, "[]");
     assert_string_equal(rs_ps_errmsg(ps), "custom");
     assert_ok(rs_ps_destroy(ps));

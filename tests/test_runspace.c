@@ -115,11 +115,13 @@ static void test_values_that_cannot_cross(void **state)
     assert_eval_fails(rs, "emit(1) emit(print)", RS_EVALUE,
                       "output[2]: cannot pass a function between runspaces");
     /* Nesting: 512 levels pass, 513 do not. */
-    assert_eval(rs, "local t = {} local c = t for i = 1, 511 do c[1] = {} c = c[1] end "
-                    "return #json.encode(t)",
+    assert_eval(rs,
+                "local t = {} local c = t for i = 1, 511 do c[1] = {} c = c[1] end "
+                "return #json.encode(t)",
                 "[1024]");
-    assert_eval_fails(rs, "local t = {} local c = t for i = 1, 512 do c[1] = {} c = c[1] end "
-                          "return t",
+    assert_eval_fails(rs,
+                      "local t = {} local c = t for i = 1, 512 do c[1] = {} c = c[1] end "
+                      "return t",
                       RS_EVALUE, "nested deeper than 512 levels");
     /* The runspace is fine afterwards. */
     assert_eval(rs, "return 'ok'", "[\"ok\"]");
@@ -175,14 +177,15 @@ static void test_json_builtin(void **state)
 {
     (void)state;
     rs_runspace *rs = open_runspace(NULL);
-    assert_eval(rs, "return json.encode({a = {1, 2}, b = 'x'})", "[\"{\\\"a\\\":[1,2],\\\"b\\\":\\\"x\\\"}\"]");
-    assert_eval(rs, "local t = json.decode('{\"k\": [1, 2.5, null, {}]}') "
-                    "return math.type(t.k[1]), math.type(t.k[2]), t.k[3] == json.null, "
-                    "json.encode(t.k[4]), json.encode(json.decode('[]'))",
+    assert_eval(rs, "return json.encode({a = {1, 2}, b = 'x'})",
+                "[\"{\\\"a\\\":[1,2],\\\"b\\\":\\\"x\\\"}\"]");
+    assert_eval(rs,
+                "local t = json.decode('{\"k\": [1, 2.5, null, {}]}') "
+                "return math.type(t.k[1]), math.type(t.k[2]), t.k[3] == json.null, "
+                "json.encode(t.k[4]), json.encode(json.decode('[]'))",
                 "[\"integer\",\"float\",true,\"{}\",\"[]\"]");
     assert_eval(rs, "return json.encode({1, 2}, {pretty = true})", "[\"[\\n  1,\\n  2\\n]\"]");
-    assert_eval_fails(rs, "return json.decode('{\"a\": 1,}')", RS_ERUNTIME,
-                      "json.decode: line 1");
+    assert_eval_fails(rs, "return json.decode('{\"a\": 1,}')", RS_ERUNTIME, "json.decode: line 1");
     assert_eval_fails(rs, "return json.decode('[1] x')", RS_ERUNTIME, "json.decode");
     assert_eval_fails(rs, "return json.encode({0/0})", RS_ERUNTIME, "json.encode: value[1]");
     assert_eval_fails(rs, "return json.encode({f = print})", RS_ERUNTIME,
@@ -206,11 +209,13 @@ static void test_builtins_present(void **state)
     snprintf(expect, sizeof expect, "[%llu,\"%s\"]", (unsigned long long)rs_runspace_id(rs),
              rs_runspace_name(rs));
     assert_eval(rs, "return runspace.id, runspace.name", expect);
-    assert_eval(rs, "local a = time.monotonic() local b = time.monotonic() "
-                    "return b >= a, time.now() > 1.7e9",
+    assert_eval(rs,
+                "local a = time.monotonic() local b = time.monotonic() "
+                "return b >= a, time.now() > 1.7e9",
                 "[true,true]");
-    assert_eval(rs, "random_seed(42) local a = random(1000) random_seed(42) "
-                    "return a == random(1000), random() < 1",
+    assert_eval(rs,
+                "random_seed(42) local a = random(1000) random_seed(42) "
+                "return a == random(1000), random() < 1",
                 "[true,true]");
     assert_eval(rs, "local t0 = time.monotonic() sleep(0.05) return time.monotonic() - t0 >= 0.045",
                 "[true]");
@@ -229,12 +234,14 @@ static void test_shared_store(void **state)
     assert_ok(rs_runspace_create(&o, &b));
     assert_ok(rs_runspace_open(a));
     assert_ok(rs_runspace_open(b));
-    assert_eval(a, "shared.set('cfg', {n = 1, list = {1, 2}}) return shared.incr('hits'), "
-                   "shared.incr('hits', 10), shared.add('once', 1), shared.add('once', 2)",
+    assert_eval(a,
+                "shared.set('cfg', {n = 1, list = {1, 2}}) return shared.incr('hits'), "
+                "shared.incr('hits', 10), shared.add('once', 1), shared.add('once', 2)",
                 "[1,11,true,false]");
-    assert_eval(b, "local c = shared.get('cfg') return c.n, #c.list, shared.get('hits'), "
-                   "shared.get('missing'), shared.cas('once', 1, 'one'), shared.cas('once', 1, 'x'), "
-                   "shared.get('once')",
+    assert_eval(b,
+                "local c = shared.get('cfg') return c.n, #c.list, shared.get('hits'), "
+                "shared.get('missing'), shared.cas('once', 1, 'one'), shared.cas('once', 1, 'x'), "
+                "shared.get('once')",
                 "[1,2,11,null,true,false,\"one\"]");
     assert_eval(b, "shared.set('once', nil) return shared.keys()", "[[\"cfg\",\"hits\"]]");
     assert_eval_fails(a, "shared.incr('cfg')", RS_ERUNTIME, "not an integer");
@@ -258,8 +265,9 @@ static void test_default_profile(void **state)
 {
     (void)state;
     rs_runspace *rs = open_runspace(NULL);
-    assert_eval(rs, "return type(io), type(os.execute), type(debug), type(loadfile), "
-                    "type(require), type(package.loadlib)",
+    assert_eval(rs,
+                "return type(io), type(os.execute), type(debug), type(loadfile), "
+                "type(require), type(package.loadlib)",
                 "[\"table\",\"function\",\"table\",\"function\",\"function\",\"function\"]");
     assert_eval_fails(rs, "os.exit(3)", RS_ERUNTIME, "os.exit is not available in a runspace");
     assert_eval_fails(rs, "os.setlocale('C')", RS_ERUNTIME, "os.setlocale is not available");
@@ -273,13 +281,15 @@ static void test_restricted_profile(void **state)
     assert_ok(rs_iss_create(RS_PROFILE_RESTRICTED, &iss));
     rs_runspace *rs = open_runspace(iss);
     assert_ok(rs_iss_destroy(iss));
-    assert_eval(rs, "return io == nil, os.execute == nil, os.remove == nil, os.rename == nil, "
-                    "os.getenv == nil, debug == nil, loadfile == nil, dofile == nil, "
-                    "package.loadlib == nil, package.cpath, #package.searchers",
+    assert_eval(rs,
+                "return io == nil, os.execute == nil, os.remove == nil, os.rename == nil, "
+                "os.getenv == nil, debug == nil, loadfile == nil, dofile == nil, "
+                "package.loadlib == nil, package.cpath, #package.searchers",
                 "[true,true,true,true,true,true,true,true,true,\"\",2]");
     /* What stays: the pure libraries and the built-ins. */
-    assert_eval(rs, "return string.rep('a', 3), math.floor(2.5), table.concat({1, 2}, ','), "
-                    "os.time() > 0, json.encode({1}), type(require)",
+    assert_eval(rs,
+                "return string.rep('a', 3), math.floor(2.5), table.concat({1, 2}, ','), "
+                "os.time() > 0, json.encode({1}), type(require)",
                 "[\"aaa\",2,\"1,2\",true,\"[1]\",\"function\"]");
     assert_eval_fails(rs, "return require('socket.core')", RS_ERUNTIME, "socket.core");
     assert_eval_fails(rs, "os.exit()", RS_ERUNTIME, "os.exit is not available");
@@ -294,8 +304,9 @@ static void test_binary_chunks_refused(void **state)
         assert_ok(rs_iss_create(p ? RS_PROFILE_RESTRICTED : RS_PROFILE_DEFAULT, &iss));
         rs_runspace *rs = open_runspace(iss);
         assert_ok(rs_iss_destroy(iss));
-        assert_eval(rs, "local bin = string.dump(function() return 1 end) "
-                        "local f, err = load(bin) return f == nil, err",
+        assert_eval(rs,
+                    "local bin = string.dump(function() return 1 end) "
+                    "local f, err = load(bin) return f == nil, err",
                     "[true,\"attempt to load a binary chunk (mode is 't')\"]");
         assert_eval_fails(rs, "load(string.dump(function() end), 'x', 'b')", RS_ERUNTIME,
                           "binary chunks cannot be loaded in a runspace");
@@ -361,10 +372,10 @@ static void test_coroutines(void **state)
                 "local gen = coroutine.wrap(function() for i = 1, 3 do coroutine.yield(i) end end) "
                 "return gen(), gen(), gen()",
                 "[1,2,3]");
-    assert_eval_fails(rs, "coroutine.wrap(function() error('inner') end)()", RS_ERUNTIME,
-                      "inner");
-    assert_eval(rs, "local co co = coroutine.create(function() return coroutine.resume(co) end) "
-                    "return coroutine.resume(co)",
+    assert_eval_fails(rs, "coroutine.wrap(function() error('inner') end)()", RS_ERUNTIME, "inner");
+    assert_eval(rs,
+                "local co co = coroutine.create(function() return coroutine.resume(co) end) "
+                "return coroutine.resume(co)",
                 "[true,false,\"cannot resume non-suspended coroutine\"]");
     assert_ok(rs_runspace_destroy(rs));
 }
@@ -374,22 +385,27 @@ static void test_guarded_builtins_keep_their_meaning(void **state)
     (void)state;
     rs_runspace *rs = open_runspace(NULL);
     /* xpcall: the handler runs for ordinary errors, arguments pass, yields cross it. */
-    assert_eval(rs, "return xpcall(function() error('x') end, function(m) return 'handled: ' .. m end)",
+    assert_eval(rs,
+                "return xpcall(function() error('x') end, function(m) return 'handled: ' .. m end)",
                 "[false,\"handled: script:1: x\"]");
     assert_eval(rs, "return xpcall(function(a, b) return a + b end, print, 1, 2)", "[true,3]");
-    assert_eval(rs, "local co = coroutine.wrap(function() return xpcall(function() "
-                    "coroutine.yield(1) return 2 end, print) end) return co(), co()",
+    assert_eval(rs,
+                "local co = coroutine.wrap(function() return xpcall(function() "
+                "coroutine.yield(1) return 2 end, print) end) return co(), co()",
                 "[1,true,2]");
     assert_eval_fails(rs, "xpcall(print)", RS_ERUNTIME, "bad argument #2 to 'xpcall'");
     /* setmetatable: finalizers still run, with the object, and their errors stay theirs. */
-    assert_eval(rs, "local seen setmetatable({tag = 't'}, {__gc = function(o) seen = o.tag end}) "
-                    "collectgarbage() collectgarbage() return seen",
+    assert_eval(rs,
+                "local seen setmetatable({tag = 't'}, {__gc = function(o) seen = o.tag end}) "
+                "collectgarbage() collectgarbage() return seen",
                 "[\"t\"]");
-    assert_eval(rs, "setmetatable({}, {__gc = function() error('in gc') end}) collectgarbage() "
-                    "return 'still running'",
+    assert_eval(rs,
+                "setmetatable({}, {__gc = function() error('in gc') end}) collectgarbage() "
+                "return 'still running'",
                 "[\"still running\"]");
-    assert_eval(rs, "local mt = {__index = function(t, k) return k .. '!' end} "
-                    "local t = setmetatable({}, mt) return t.x, getmetatable(t) == mt",
+    assert_eval(rs,
+                "local mt = {__index = function(t, k) return k .. '!' end} "
+                "local t = setmetatable({}, mt) return t.x, getmetatable(t) == mt",
                 "[\"x!\",true]");
     assert_ok(rs_runspace_destroy(rs));
 }

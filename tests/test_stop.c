@@ -106,8 +106,8 @@ static void test_stop_in_coroutines(void **state)
                     "coroutine.wrap(function() while true do end end)() end)() end)()");
     /* A coroutine made in an earlier invocation and resumed later is reached too. */
     assert_ok(eval(NULL, pool,
-                   "gen = coroutine.wrap(function() while true do coroutine.yield() end end)",
-                   NULL, NULL));
+                   "gen = coroutine.wrap(function() while true do coroutine.yield() end end)", NULL,
+                   NULL));
     stop_case(pool, "while true do gen() end");
     stop_case(pool, "local co = coroutine.create(function() while true do coroutine.yield(1) "
                     "end end) local n = 0 while true do local ok, v = coroutine.resume(co) n = "
@@ -262,8 +262,9 @@ static void test_item_timeout(void **state)
     rs_ps *ps;
     assert_ok(rs_ps_create(&ps));
     assert_ok(rs_ps_set_pool(ps, pool));
-    assert_ok(rs_ps_add_script(ps, "if _ == 2 then while true do end end "
-                                   "if _ == 4 then sleep(30) end return _",
+    assert_ok(rs_ps_add_script(ps,
+                               "if _ == 2 then while true do end end "
+                               "if _ == 4 then sleep(30) end return _",
                                (size_t)-1));
     rs_ps_opts o = {.flags = RS_PS_ITEM_RESULTS, .item_timeout = 0.15};
     assert_ok(rs_ps_set_opts(ps, &o));
@@ -344,7 +345,8 @@ static void test_memory_cap(void **state)
     int rc = eval(NULL, pool, "local t = {} while true do t[#t + 1] = ('x'):rep(1e6) .. #t end",
                   NULL, &msg);
     assert_int_equal(rc, RS_ENOMEM);
-    assert_string_equal(msg, "out of memory: the runspace memory limit of 8388608 bytes was exceeded");
+    assert_string_equal(msg,
+                        "out of memory: the runspace memory limit of 8388608 bytes was exceeded");
     free(msg);
     /* The pool is healthy and the runspace was replaced: the old globals are gone. */
     char *json = NULL;
@@ -355,8 +357,9 @@ static void test_memory_cap(void **state)
     assert_int_equal(rs_pool_runspaces(pool, &row, 1), 1);
     assert_true(row.memory_bytes < (1u << 20));
     /* A cap caught by pcall in the script does not poison later work either. */
-    assert_ok(eval(NULL, pool, "local ok = pcall(function() local t = {} while true do "
-                               "t[#t + 1] = ('y'):rep(1e6) .. #t end end) return ok",
+    assert_ok(eval(NULL, pool,
+                   "local ok = pcall(function() local t = {} while true do "
+                   "t[#t + 1] = ('y'):rep(1e6) .. #t end end) return ok",
                    &json, NULL));
     assert_string_equal(json, "[false]");
     rs_free(json);
@@ -372,8 +375,9 @@ static void test_memory_cap_item_mode(void **state)
     rs_ps *ps;
     assert_ok(rs_ps_create(&ps));
     assert_ok(rs_ps_set_pool(ps, pool));
-    assert_ok(rs_ps_add_script(ps, "if _ == 2 then hog = {} while true do hog[#hog + 1] = "
-                                   "('x'):rep(1e6) .. #hog end end return _ * 2",
+    assert_ok(rs_ps_add_script(ps,
+                               "if _ == 2 then hog = {} while true do hog[#hog + 1] = "
+                               "('x'):rep(1e6) .. #hog end end return _ * 2",
                                (size_t)-1));
     rs_ps_opts o = {.flags = RS_PS_ITEM_RESULTS};
     assert_ok(rs_ps_set_opts(ps, &o));

@@ -486,8 +486,8 @@ static void test_deep_million(void **state)
     /* Change the bottom of the copy: equality has to go all the way down to see it. */
     rs_value *parent = copy;
     for (int i = 0; i < DEPTH - 1; i++)
-        parent = rs_value_type(parent) == RS_TMAP ? rs_map_value(parent, 0)
-                                                  : rs_array_get(parent, 0);
+        parent =
+            rs_value_type(parent) == RS_TMAP ? rs_map_value(parent, 0) : rs_array_get(parent, 0);
     assert_int_equal(rs_value_type(parent), RS_TARRAY);
     assert_int_equal(rs_value_get_int(rs_array_get(parent, 0)), 7);
     assert_ok(rs_array_set(parent, 0, rs_value_int(8)));
@@ -627,18 +627,12 @@ static void test_concurrent_readers(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_scalars),
-    cmocka_unit_test(test_singletons),
-    cmocka_unit_test(test_binary_strings),
-    cmocka_unit_test(test_array_ops),
-    cmocka_unit_test(test_map_ops),
-    cmocka_unit_test(test_map_10000_keys),
-    cmocka_unit_test(test_map_random_ops),
-    cmocka_unit_test(test_copy_equal),
-    cmocka_unit_test(test_deep_million),
-    cmocka_unit_test(test_oom_copy),
-    cmocka_unit_test(test_oom_build),
-    cmocka_unit_test(test_concurrent_readers),
+    cmocka_unit_test(test_scalars),        cmocka_unit_test(test_singletons),
+    cmocka_unit_test(test_binary_strings), cmocka_unit_test(test_array_ops),
+    cmocka_unit_test(test_map_ops),        cmocka_unit_test(test_map_10000_keys),
+    cmocka_unit_test(test_map_random_ops), cmocka_unit_test(test_copy_equal),
+    cmocka_unit_test(test_deep_million),   cmocka_unit_test(test_oom_copy),
+    cmocka_unit_test(test_oom_build),      cmocka_unit_test(test_concurrent_readers),
 };
 
 RS_TEST_MAIN(tests)

@@ -22,28 +22,28 @@ rs_runspace *open_runspace(const rs_iss *iss);
 int eval(rs_runspace *rs, rs_pool *pool, const char *src, char **json, char **msg);
 
 /* Asserts that running src on rs succeeds with output JSON equal to expected. */
-#define assert_eval(rs, src, expected)                                                         \
-    do {                                                                                       \
-        char *j_ = NULL, *m_ = NULL;                                                           \
-        int rc_ = eval((rs), NULL, (src), &j_, &m_);                                           \
-        if (rc_ != 0)                                                                          \
-            fail_msg("%s failed: %s %s", (src), rs_err_name(rc_), m_);                          \
-        if (strcmp(j_, (expected)) != 0)                                                       \
-            fail_msg("%s returned %s, expected %s", (src), j_, (expected));                    \
-        rs_free(j_);                                                                           \
-        free(m_);                                                                              \
+#define assert_eval(rs, src, expected)                                                             \
+    do {                                                                                           \
+        char *j_ = NULL, *m_ = NULL;                                                               \
+        int rc_ = eval((rs), NULL, (src), &j_, &m_);                                               \
+        if (rc_ != 0)                                                                              \
+            fail_msg("%s failed: %s %s", (src), rs_err_name(rc_), m_);                             \
+        if (strcmp(j_, (expected)) != 0)                                                           \
+            fail_msg("%s returned %s, expected %s", (src), j_, (expected));                        \
+        rs_free(j_);                                                                               \
+        free(m_);                                                                                  \
     } while (0)
 
 /* Asserts that running src on rs fails with code and a message containing needle. */
-#define assert_eval_fails(rs, src, code, needle)                                               \
-    do {                                                                                       \
-        char *m_ = NULL;                                                                       \
-        int rc_ = eval((rs), NULL, (src), NULL, &m_);                                          \
-        if (rc_ != (code))                                                                     \
-            fail_msg("%s returned %s (%s), expected %s", (src), rs_err_name(rc_), m_,          \
-                     rs_err_name(code));                                                       \
-        assert_contains(m_, (needle));                                                         \
-        free(m_);                                                                              \
+#define assert_eval_fails(rs, src, code, needle)                                                   \
+    do {                                                                                           \
+        char *m_ = NULL;                                                                           \
+        int rc_ = eval((rs), NULL, (src), NULL, &m_);                                              \
+        if (rc_ != (code))                                                                         \
+            fail_msg("%s returned %s (%s), expected %s", (src), rs_err_name(rc_), m_,              \
+                     rs_err_name(code));                                                           \
+        assert_contains(m_, (needle));                                                             \
+        free(m_);                                                                                  \
     } while (0)
 
 /* Sleeps for seconds (tests only: to let time pass, never to wait for an event). */
