@@ -100,9 +100,11 @@ typedef struct rs_errinfo {
  * Memory
  * ========================================================================================= */
 
-/* Replaces the allocator used for every allocation the library makes, Lua states included.
- * Must be called before any other function of the library, or not at all; returns RS_EBUSY
- * once the library has allocated. All three functions must be given. Thread-safe. */
+/* Replaces the allocator used for every allocation the library makes, Lua states included,
+ * with one exception: the short-lived parse tree jansson builds inside rs_json_decode (jansson's
+ * allocator is process-wide, and the library leaves it to the application). Must be called
+ * before any other function of the library, or not at all; returns RS_EBUSY once the library
+ * has allocated. All three functions must be given. Thread-safe. */
 RS_EXTERN int rs_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
                                void (*free_fn)(void *));
 
