@@ -3,8 +3,8 @@
 #   make test   the same, then every test: plain, AddressSanitizer+UBSan, ThreadSanitizer
 # Also: make build, make bench, make install (PREFIX=/usr/local), make format, make clean.
 
-PACKAGES := gcc make cmake pkg-config liblua5.4-dev libjansson-dev libcmocka-dev
-BENCH_PACKAGES :=
+PACKAGES := gcc make cmake pkg-config liblua5.4-dev libjansson-dev libcmocka-dev iproute2 nftables
+BENCH_PACKAGES := nmap parallel
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX ?= /usr/local
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -534,6 +534,10 @@ RS_EXTERN int rs_ps_add_parameter(rs_ps *ps, const char *name, rs_value *value);
 /* Appends an input item (taken). Inputs stay until rs_ps_clear_input or rs_ps_clear. */
 RS_EXTERN int rs_ps_add_input(rs_ps *ps, rs_value *value);
 RS_EXTERN int rs_ps_clear_input(rs_ps *ps);
+/* Hands the input items to the caller as an array (NULL when there are none, or while the
+ * invocation runs) and leaves the invocation without input: how a caller gets its inputs back
+ * after a run, to report or retry them, without copying. */
+RS_EXTERN rs_value *rs_ps_take_inputs(rs_ps *ps);
 /* Removes stages, arguments, parameters, inputs, outputs and records. */
 RS_EXTERN int rs_ps_clear(rs_ps *ps);
 
@@ -586,6 +590,249 @@ RS_EXTERN int rs_async_wait(rs_async *async, double timeout);
  * many with poll/epoll; owned by the handle (do not close or read it). -1 with errno set if
  * it cannot be created. */
 RS_EXTERN int rs_async_fd(rs_async *async);
+
+/* ============================================================================================
+ * Parallel for-each (rs_foreach): Invoke-ParallelProcessing, ForEach-Object -Parallel and the
+ * seed's batch processing in one. A script (or command) runs once per input item on a pool,
+ * under a throttle, with batching, a per-item timeout, retries, ordered or completion-order
+ * delivery and fail-fast; every input yields exactly one record. Inputs are pulled from an
+ * iterator as they are needed, never all at once: memory is bounded by throttle x batch plus
+ * the reorder window, not by the number of inputs.
+ * ========================================================================================= */
+
+typedef struct rs_foreach rs_foreach;
+
+/* Produces the next input item. Returns 1 with *item set (taken by the engine); 0 at the end of
+ * the input; or a negative RS_E* code for an input that could not be read as an item (a
+ * malformed JSON line, say): *error (a new string, freed by the engine) says why and *item
+ * (may stay NULL) stands for the input in its record, which has status error; the run goes on.
+ * Called on a reader thread of the engine, never concurrently with itself. When the run is
+ * stopped (rs_foreach_stop), a read blocked in the iterator is interrupted by a signal (EINTR):
+ * the iterator should then return 0. */
+typedef int (*rs_input_fn)(void *userdata, rs_value **item, char **error);
+
+/* One input's outcome. Everything is borrowed for the duration of the callback. */
+typedef struct rs_foreach_record {
+    uint64_t index;         /* 0-based position in the input */
+    const rs_value *input;  /* the item (null for an input that could not be read) */
+    rs_item_status status;
+    const rs_value *output; /* array of the item's output values (empty unless ok) */
+    const char *error;      /* NULL when ok */
+    double duration;        /* seconds, of the last attempt */
+    uint64_t runspace_id;   /* 0 when it never ran */
+    int attempts;           /* 0 when it never ran */
+} rs_foreach_record;
+
+typedef struct rs_foreach_progress {
+    uint64_t done;      /* records delivered */
+    uint64_t total;     /* opts.total, or 0 when unknown */
+    uint64_t succeeded; /* ok records */
+    uint64_t failed;    /* error, timeout and cancelled records */
+    double elapsed;     /* seconds since the run started */
+    double rate;        /* records per second so far */
+} rs_foreach_progress;
+
+typedef struct rs_foreach_summary {
+    uint64_t total;
+    uint64_t succeeded;
+    uint64_t failed; /* status error */
+    uint64_t timed_out;
+    uint64_t cancelled;
+    double success_rate; /* percent of total, 100 when there were no inputs */
+    double elapsed;      /* seconds */
+} rs_foreach_summary;
+
+typedef void (*rs_foreach_record_fn)(const rs_foreach_record *record, void *userdata);
+typedef void (*rs_foreach_progress_fn)(const rs_foreach_progress *progress, void *userdata);
+
+typedef struct rs_foreach_opts {
+    rs_pool *pool;        /* an open pool to run on, or NULL: the run opens its own */
+    const rs_iss *iss;    /* for the run's own pool (NULL: default profile) */
+    unsigned throttle;    /* runspaces at once; 0: the number of CPUs */
+    unsigned batch;       /* items per dispatch; 0: automatic (grows for tiny items) */
+    double timeout;       /* seconds per item attempt; 0: none */
+    unsigned retries;     /* further attempts for items that fail or time out */
+    bool ordered;         /* deliver records in input order (default: completion order) */
+    bool fail_fast;       /* the first failure stops running items; the rest are cancelled */
+    uint64_t total;       /* number of inputs when known (for progress), else 0 */
+    rs_input_fn next;     /* the input (required) */
+    void *input_userdata;
+    rs_foreach_record_fn on_record; /* one call per input, on the thread of rs_foreach_run */
+    rs_foreach_progress_fn on_progress; /* after each delivered batch of records, same thread */
+    void *userdata;
+} rs_foreach_opts;
+
+/* Creates a run (copies opts). RS_EINVAL without opts->next, or for a negative or NaN
+ * timeout. */
+RS_EXTERN int rs_foreach_create(const rs_foreach_opts *opts, rs_foreach **out);
+RS_EXTERN int rs_foreach_destroy(rs_foreach *fe); /* RS_EBUSY while it runs */
+/* What runs per item: a script (RS_ESYNTAX with "script:LINE: message" if it does not
+ * compile: nothing will run), or a command of the ISS or a global Lua function. One of them,
+ * set before the run. The item is `_` and the first vararg. */
+RS_EXTERN int rs_foreach_set_script(rs_foreach *fe, const char *src, size_t len);
+RS_EXTERN int rs_foreach_set_command(rs_foreach *fe, const char *name);
+/* Positional arguments and named parameters for every item (taken). */
+RS_EXTERN int rs_foreach_add_argument(rs_foreach *fe, rs_value *value);
+RS_EXTERN int rs_foreach_add_parameter(rs_foreach *fe, const char *name, rs_value *value);
+/* Runs to the end of the input and blocks until every record has been delivered. Returns 0
+ * (whatever the items' statuses: see the summary), RS_ESTOPPED when rs_foreach_stop ended it
+ * (inputs not yet read are not read), or an error that kept it from starting (the pool could
+ * not open). summary may be NULL. */
+RS_EXTERN int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary);
+/* Stops a run: running items are stopped and reported cancelled, as is everything already
+ * read; no more input is read. Thread-safe and async-signal-unsafe; does not block. */
+RS_EXTERN int rs_foreach_stop(rs_foreach *fe);
+RS_EXTERN const char *rs_foreach_errmsg(const rs_foreach *fe);
+
+/* ============================================================================================
+ * Job manager (rs_jobs): the seed's RunspaceJobManager. Named background jobs on a pool; every
+ * function is thread-safe, and waits block until a job ends (no polling).
+ * ========================================================================================= */
+
+typedef struct rs_jobs rs_jobs;
+
+typedef enum rs_job_state {
+    RS_JOB_RUNNING = 0,
+    RS_JOB_COMPLETED,
+    RS_JOB_COMPLETED_WITH_ERRORS, /* completed, but wrote error records */
+    RS_JOB_FAILED,                /* a terminating error */
+    RS_JOB_STOPPED
+} rs_job_state;
+
+typedef enum rs_job_filter { RS_JOBS_ALL = 0, RS_JOBS_RUNNING, RS_JOBS_COMPLETED } rs_job_filter;
+
+/* A job's state. Borrowed strings and values stay valid until the job is removed. */
+typedef struct rs_job_info {
+    const char *name;
+    rs_job_state state;
+    const rs_value *result; /* the output array once ended, else NULL */
+    size_t error_count;     /* error records */
+    const char *error;      /* the terminating error, else the first error record, or NULL */
+    double start;           /* seconds since the epoch */
+    double end;             /* 0 while running */
+    double duration;        /* seconds: so far while running */
+} rs_job_info;
+
+typedef struct rs_jobs_opts {
+    rs_pool *pool;       /* an open pool, or NULL: the manager opens its own */
+    const rs_iss *iss;   /* for its own pool (NULL: default profile) */
+    unsigned max_jobs;   /* jobs running at once in its own pool; 0: the number of CPUs */
+} rs_jobs_opts;
+
+RS_EXTERN int rs_jobs_create(const rs_jobs_opts *opts, rs_jobs **out);
+/* Stops every running job, waits for them, and frees everything. */
+RS_EXTERN int rs_jobs_destroy(rs_jobs *jobs);
+/* Starts a job running script with named parameters (a map, copied; may be NULL). name NULL
+ * or "" picks "Job_xxxxxxxx" (8 hex digits). *assigned (may be NULL) gets the name, valid until
+ * the job is removed. RS_EEXIST for a name in use, RS_ESYNTAX if the script does not compile
+ * (nothing runs), RS_EINVAL for a params value that is not a map. */
+RS_EXTERN int rs_jobs_start(rs_jobs *jobs, const char *name, const char *script,
+                            const rs_value *params, const char **assigned);
+/* RS_ENOENT for an unknown name. */
+RS_EXTERN int rs_jobs_get(rs_jobs *jobs, const char *name, rs_job_info *out);
+/* Fills up to cap names (borrowed) of the jobs matching filter, in start order; returns how
+ * many match. RS_JOBS_COMPLETED means ended in any way. */
+RS_EXTERN size_t rs_jobs_list(rs_jobs *jobs, rs_job_filter filter, const char **names,
+                              size_t cap);
+/* Blocks until the job ends, or timeout seconds (< 0: forever). RS_ETIMEDOUT ("job 'x' is
+ * still running after 30 s"), RS_ENOENT. */
+RS_EXTERN int rs_jobs_wait(rs_jobs *jobs, const char *name, double timeout);
+/* Blocks until every job has ended. RS_ETIMEDOUT with "timed out waiting for N job(s) to
+ * complete". */
+RS_EXTERN int rs_jobs_wait_all(rs_jobs *jobs, double timeout);
+/* Stops the job if it runs, waits for it to stop, and forgets it. RS_ENOENT. */
+RS_EXTERN int rs_jobs_remove(rs_jobs *jobs, const char *name);
+/* The message of the calling thread's last failing call on a job manager (kept per thread,
+ * since a manager is shared between threads); valid until that thread's next such call. */
+RS_EXTERN const char *rs_jobs_errmsg(const rs_jobs *jobs);
+/* "Running", "Completed", "CompletedWithErrors", "Failed", "Stopped". */
+RS_EXTERN const char *rs_job_state_name(rs_job_state s);
+
+/* ============================================================================================
+ * Network scanner (DESIGN.md section 1, rs_scan): TCP connect probes of hosts x ports,
+ * non-blocking and multiplexed with epoll, results streamed as they are decided.
+ *
+ * States are nmap's: open (the connection was established), closed (refused: a TCP reset or
+ * ICMP port-unreachable), filtered (no answer after every attempt, or ICMP host/net-unreachable
+ * or administratively prohibited), error (the probe could not be made: an unknown name, no
+ * route, ...). A connection of a loopback socket to itself is not an open port.
+ * ========================================================================================= */
+
+typedef struct rs_scan rs_scan;
+
+typedef enum rs_port_state {
+    RS_PORT_OPEN = 0,
+    RS_PORT_CLOSED,
+    RS_PORT_FILTERED,
+    RS_PORT_ERROR
+} rs_port_state;
+
+/* One decided probe. Strings are valid during the callback only. */
+typedef struct rs_scan_result {
+    const char *host;    /* the name as given, or the address text for address targets */
+    const char *address; /* the numeric address probed; "" when a name did not resolve */
+    int port;            /* 0 for a target that failed as a whole (a name that did not resolve) */
+    rs_port_state state;
+    const char *reason;  /* "syn-ack", "conn-refused", "port-unreach", "no-response",
+                          * "host-unreach", "net-unreach", "admin-prohibited", or, for errors,
+                          * what went wrong ("unknown host", "Network is unreachable", ...) */
+    double rtt;          /* seconds from the deciding attempt's start to its answer; -1 if none */
+    int attempts;        /* attempts made */
+} rs_scan_result;
+
+/* Called on the thread running rs_scan_run, once per probe, as soon as it is decided. */
+typedef void (*rs_scan_fn)(const rs_scan_result *result, void *userdata);
+
+typedef struct rs_scan_opts {
+    double timeout;        /* seconds an attempt waits for an answer; 0: 1.0 */
+    int tries;             /* attempts for probes that get no answer; 0: 2 (one retry) */
+    unsigned max_inflight; /* probes in flight at once; 0: sized from RLIMIT_NOFILE, whose
+                            * soft limit is raised to the hard limit */
+    bool force;            /* allow more than 16,777,216 probes */
+    rs_scan_fn on_result;
+    void *userdata;
+} rs_scan_opts;
+
+typedef struct rs_scan_summary {
+    uint64_t hosts;    /* addresses scanned (a name counts once, when it resolved) */
+    uint64_t probes;   /* results reported */
+    uint64_t open;
+    uint64_t closed;
+    uint64_t filtered;
+    uint64_t errors;
+    double elapsed;    /* seconds */
+} rs_scan_summary;
+
+/* Creates a scan; opts may be NULL. RS_EINVAL for a negative or NaN timeout or tries < 0. */
+RS_EXTERN int rs_scan_create(const rs_scan_opts *opts, rs_scan **out);
+/* RS_EBUSY while it runs. */
+RS_EXTERN int rs_scan_destroy(rs_scan *scan);
+/* Adds targets: a host name, an IPv4 or IPv6 address, a CIDR block ("10.0.0.0/24",
+ * "fd00::/120"), or an IPv4 range ("127.0.0.1-20" or "10.0.0.1-10.0.1.255"). RS_EINVAL with a
+ * message for a malformed spec. Names are resolved when the scan runs (the first address
+ * returned is probed); one that does not resolve yields one error result and the scan goes on. */
+RS_EXTERN int rs_scan_add_target(rs_scan *scan, const char *spec);
+/* Adds the targets of a file, one spec per line; blank lines and '#' comments are skipped.
+ * RS_ENOENT or RS_EIO with the OS reason, RS_EINVAL naming the line of a malformed spec. */
+RS_EXTERN int rs_scan_add_targets_file(rs_scan *scan, const char *path);
+/* Adds ports: "22,80,1000-2000". RS_EINVAL for 0, numbers above 65535, reversed or malformed
+ * ranges ("a-b", "5-", ""). Without any call, the seed's list: 22,80,135,139,443,445,3389,5985,
+ * 5986. A port given twice is probed once. */
+RS_EXTERN int rs_scan_add_ports(rs_scan *scan, const char *spec);
+/* The number of probes the scan will make (addresses x ports, a name counting as one). */
+RS_EXTERN uint64_t rs_scan_probe_count(const rs_scan *scan);
+/* Runs the scan on the calling thread until every probe is decided; results stream to
+ * on_result, and summary (may be NULL) gets the totals. RS_ELIMIT when there are more than
+ * 16,777,216 probes and force is off; RS_EINVAL when there are no targets; RS_ESTOPPED when
+ * rs_scan_stop ended it early (the summary counts what was decided). Memory stays constant in
+ * the number of probes. Running out of descriptors or local ports shrinks the window of
+ * probes in flight and retries; it never loses a probe. */
+RS_EXTERN int rs_scan_run(rs_scan *scan, rs_scan_summary *summary);
+/* Ends a running scan soon; thread-safe, does not block. */
+RS_EXTERN int rs_scan_stop(rs_scan *scan);
+RS_EXTERN const char *rs_scan_errmsg(const rs_scan *scan);
+/* "open", "closed", "filtered", "error". */
+RS_EXTERN const char *rs_port_state_name(rs_port_state s);
 
 /* ============================================================================================
  * Names of enums (static strings, thread-safe).

@@ -46,6 +46,7 @@ typedef struct rs__run {
     int64_t item_ns; /* per-item timeout, 0 = none */
     int64_t inv_deadline;
     int64_t run_start;
+    rs__timer *timer;   /* watching this run's deadlines, or NULL */
     /* Driver state. */
     int msgh;                      /* stack index of the message handler */
     int fn_base;                   /* stack index of stage 0's function (nil for native commands) */
@@ -472,8 +473,11 @@ static void begin_run(rs__run *r, size_t i)
     r->cur = i;
     r->in_run = true;
     r->run_start = rs__now_ns();
-    if (r->item_ns)
+    if (r->item_ns) {
         rs__exec_set_deadlines(&r->rs->exec, r->run_start + r->item_ns, r->inv_deadline);
+        if (r->timer)
+            rs__timer_moved(r->timer, &r->rs->exec);
+    }
     r->sink = r->ps->output;
     r->sink_first = rs_array_len(r->ps->output);
     if (r->item_mode) {
@@ -674,8 +678,10 @@ int rs__ps_execute(rs_ps *ps, rs_runspace *rs, rs__timer *timer)
     rs__exec_enter(ex, r->L);
     rs__exec_set_deadlines(ex, r->item_ns ? now + r->item_ns : 0, r->inv_deadline);
     bool watched = timer && (r->item_ns || r->inv_deadline);
-    if (watched)
+    if (watched) {
+        r->timer = timer;
         rs__timer_watch(timer, ex);
+    }
 
     while (!r->done) {
         lua_State *L = r->L;

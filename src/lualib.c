@@ -15,6 +15,7 @@
 #include "json.h"
 #include "marshal.h"
 #include "shared.h"
+#include "syslib.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -767,4 +768,11 @@ void rs__lualib_open(lua_State *L, rs_runspace *rs)
 
     lua_newtable(L);
     lua_setglobal(L, "params");
+
+    if (profile == RS_PROFILE_DEFAULT) {
+        rs__open_fs(L, rs);
+        rs__open_proc(L, rs);
+        rs__open_exec(L, rs);
+        rs__open_net(L, rs);
+    }
 }

@@ -360,6 +360,15 @@ int rs_ps_clear_input(rs_ps *ps)
     return 0;
 }
 
+rs_value *rs_ps_take_inputs(rs_ps *ps)
+{
+    if (!ps || check_idle(ps))
+        return NULL;
+    rs_value *inputs = ps->inputs;
+    ps->inputs = NULL;
+    return inputs;
+}
+
 int rs_ps_clear(rs_ps *ps)
 {
     if (!ps)

@@ -4,11 +4,12 @@
  * DESIGN
  * Executions with a timeout register here (watch) for the length of their run and publish
  * their current deadline in an atomic. The thread sleeps on its condition variable until the
- * earliest published deadline, or without a timeout when nothing is watched. Deadlines of an
- * execution only move later between watch calls (the next item starts later than the last), so
- * a stale earlier wake-up simply finds nothing due and sleeps again: the per-item path of an
- * execution costs one atomic store, no lock and no wake-up. watch() wakes the thread only when
- * the new deadline is earlier than the one it sleeps towards.
+ * earliest published deadline (`wake_at`), or without a timeout when no deadline is pending.
+ * When an execution moves its deadline (the next item starts), it calls rs__timer_moved, which
+ * wakes the thread only if the new deadline is earlier than wake_at or the thread sleeps without
+ * one (as it does after firing the last pending deadline). A stale earlier wake-up finds
+ * nothing due and sleeps again. So the per-item cost is an atomic store and an atomic load;
+ * the lock is taken only when the thread must re-plan.
  *
  * When a deadline passes the thread interrupts the execution (rs__exec_interrupt) once per
  * deadline value; the execution's own hook decides, from the clock, whether it is still due.
@@ -20,7 +21,7 @@ struct rs__timer {
     rs__mutex mu;
     rs__cond cv;
     rs__qnode watched; /* rs__exec.timer_node */
-    int64_t wake_at;   /* deadline the thread sleeps towards; 0 = none */
+    atomic_llong wake_at; /* deadline the thread sleeps towards; 0 = none (written under mu) */
     bool quit;
     rs__thread thread;
 };
@@ -48,7 +49,7 @@ static void *timer_main(void *arg)
             if (!next || d < next)
                 next = d;
         }
-        t->wake_at = next;
+        atomic_store(&t->wake_at, next);
         if (next)
             rs__cond_wait_until(&t->cv, &t->mu, next);
         else
@@ -65,6 +66,7 @@ int rs__timer_create(rs__timer **out)
     if (!t)
         return RS_ENOMEM;
     rs__queue_init(&t->watched);
+    atomic_init(&t->wake_at, 0);
     if (rs__mutex_init(&t->mu)) {
         rs__free(t);
         return RS_ESYSTEM;
@@ -105,11 +107,20 @@ void rs__timer_watch(rs__timer *t, rs__exec *ex)
         rs__queue_insert_tail(&t->watched, &ex->timer_node);
     ex->fired_deadline = 0;
     int64_t d = atomic_load_explicit(&ex->deadline, memory_order_acquire);
-    if (d && (!t->wake_at || d < t->wake_at)) {
-        t->wake_at = d;
+    int64_t w = atomic_load(&t->wake_at);
+    if (d && (!w || d < w)) {
+        atomic_store(&t->wake_at, d);
         rs__cond_signal(&t->cv);
     }
     rs__mutex_unlock(&t->mu);
+}
+
+void rs__timer_moved(rs__timer *t, rs__exec *ex)
+{
+    int64_t d = atomic_load_explicit(&ex->deadline, memory_order_acquire);
+    int64_t w = atomic_load_explicit(&t->wake_at, memory_order_acquire);
+    if (d && (!w || d < w))
+        rs__timer_watch(t, ex);
 }
 
 void rs__timer_unwatch(rs__timer *t, rs__exec *ex)

@@ -12,10 +12,11 @@ typedef struct rs__timer rs__timer;
 int rs__timer_create(rs__timer **out);
 /* Stops and joins the thread; nothing may be watched any more. NULL is a no-op. */
 void rs__timer_destroy(rs__timer *t);
-/* Starts watching ex's published deadline (ex->deadline) until rs__timer_unwatch. The
- * deadline may move later at any time without telling the timer; moving it earlier needs
- * another rs__timer_watch. Thread-safe. */
+/* Starts watching ex's published deadline (ex->deadline) until rs__timer_unwatch.
+ * Thread-safe. */
 void rs__timer_watch(rs__timer *t, rs__exec *ex);
+/* Tells the timer that ex's deadline changed; cheap unless the timer must re-plan. */
+void rs__timer_moved(rs__timer *t, rs__exec *ex);
 void rs__timer_unwatch(rs__timer *t, rs__exec *ex);
 
 #endif

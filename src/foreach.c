@@ -1,0 +1,848 @@
+/*
+ * foreach.c -- parallel for-each over a stream of inputs, on the public invocation API.
+ *
+ * DESIGN
+ * Threads: the caller of rs_foreach_run (the "run thread") dispatches and delivers; a reader
+ * thread pulls inputs from the iterator into a bounded ring; the pool's workers run batches.
+ *
+ * Slots: 2 x throttle invocations (rs_ps with RS_PS_ITEM_RESULTS), so every worker has its next
+ * batch queued while it runs one. A batch is up to `batch` inputs in one invocation: one
+ * dispatch, one wake-up and one completion per batch, not per item. With automatic batching
+ * the size follows the measured time per item so that a batch takes about 2 ms (at most 4096
+ * items, and when the number of inputs is known, no more than a fair share of what is left).
+ *
+ * Who wakes whom (all under fe->mu): the reader signals `cv` when it adds to the ring while the
+ * run thread waits, and waits on `space` when the ring is full; a slot's on_complete (worker
+ * thread) appends the slot to the done list and signals `cv`; the run thread signals `space`
+ * when it takes from the ring. The run thread sleeps on `cv` only when it can neither dispatch
+ * nor deliver. Nothing polls.
+ *
+ * Delivery: a finished batch is split into one record per item (outputs and inputs are moved
+ * out of the invocation, not copied). Failed or timed-out items with retries left go back to a
+ * retry queue, which dispatch serves first. In completion order, records go straight to
+ * on_record; in input order they wait in a reorder ring, and dispatch pauses while the oldest
+ * undelivered input is a whole window behind, which bounds memory.
+ *
+ * Stopping (rs_foreach_stop, or fail-fast's first failure): running batches are stopped, and
+ * everything read but not finished is reported cancelled. Fail-fast keeps reading the input to
+ * the end so that every input gets its record; a stop reads no further (a read blocked in the
+ * iterator is interrupted with the library's interrupt signal).
+ */
+#include "common.h"
+#include "queue.h"
+#include "runspace_int.h"
+#include "thread.h"
+#include "value.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_BATCH 4096
+#define BATCH_TARGET_NS 2000000 /* aim for batches of about 2 ms of work */
+
+typedef struct slot {
+    struct rs_foreach *fe;
+    rs_ps *ps;
+    rs_async *async;
+    bool busy;
+    uint64_t *index; /* per item of the batch: input index */
+    int *attempts;   /* per item: attempts including this one */
+    size_t n;
+    struct slot *next_done;
+} slot;
+
+/* An input read but not yet dispatched, or waiting for a retry. */
+typedef struct pending {
+    uint64_t index;
+    rs_value *item; /* NULL for an input that could not be read */
+    char *error;    /* set for such an input */
+    int attempts;
+} pending;
+
+/* A ring of pendings. */
+typedef struct pring {
+    pending *items;
+    size_t cap, head, count;
+} pring;
+
+/* A record waiting for delivery in input order. */
+typedef struct held {
+    bool filled;
+    rs_item_status status;
+    rs_value *input;
+    rs_value *output;
+    char *error;
+    double duration;
+    uint64_t runspace_id;
+    int attempts;
+} held;
+
+struct rs_foreach {
+    rs_foreach_opts opts;
+    rs__msg msg;
+    char *script;
+    size_t script_len;
+    char *command;
+    rs_value *args;   /* array or NULL */
+    rs_value *params; /* map or NULL */
+    atomic_bool running;
+    atomic_bool stop_requested;
+
+    /* Run state, under mu. */
+    rs__mutex mu;
+    rs__cond cv;
+    rs__cond space;
+    pring ring;          /* read, not dispatched */
+    bool reader_done;
+    bool reader_quit;    /* stop reading (a stop) */
+    bool run_waiting;    /* the run thread sleeps on cv */
+    uint64_t read_count; /* inputs read so far */
+    rs__thread reader;
+    pthread_t reader_id;
+    slot *done;          /* finished slots, newest first */
+    bool stopping;       /* stop or fail-fast: no more dispatch */
+
+    /* Run thread only. */
+    rs_pool *pool;
+    bool own_pool;
+    slot *slots;
+    size_t nslots;
+    pring retry;
+    size_t batch;
+    double ns_per_item;  /* running average of item time */
+    held *window;        /* ordered delivery */
+    size_t window_cap;
+    uint64_t next_deliver;
+    uint64_t dispatched_hi; /* 1 + highest index dispatched */
+    rs_foreach_summary sum;
+    int64_t started;
+};
+
+/* ---- rings -------------------------------------------------------------------------------- */
+
+static int ring_push(pring *r, pending p)
+{
+    if (r->count == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 64;
+        pending *items = rs__malloc(cap * sizeof *items);
+        if (!items)
+            return RS_ENOMEM;
+        for (size_t i = 0; i < r->count; i++)
+            items[i] = r->items[(r->head + i) % r->cap];
+        rs__free(r->items);
+        r->items = items;
+        r->cap = cap;
+        r->head = 0;
+    }
+    r->items[(r->head + r->count++) % r->cap] = p;
+    return 0;
+}
+
+static pending ring_pop(pring *r)
+{
+    pending p = r->items[r->head];
+    r->head = (r->head + 1) % r->cap;
+    r->count--;
+    return p;
+}
+
+static void ring_free(pring *r)
+{
+    while (r->count) {
+        pending p = ring_pop(r);
+        rs_value_destroy(p.item);
+        rs__free(p.error);
+    }
+    rs__free(r->items);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- creation ----------------------------------------------------------------------------- */
+
+int rs_foreach_create(const rs_foreach_opts *opts, rs_foreach **out)
+{
+    if (!out)
+        return RS_EMISUSE;
+    *out = NULL;
+    if (!opts || !opts->next || !(opts->timeout >= 0))
+        return RS_EINVAL;
+    rs_foreach *fe = rs__calloc(1, sizeof *fe);
+    if (!fe)
+        return RS_ENOMEM;
+    fe->opts = *opts;
+    if (fe->opts.throttle == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        fe->opts.throttle = n > 0 ? (unsigned)n : 1;
+    }
+    if (fe->opts.batch > MAX_BATCH)
+        fe->opts.batch = MAX_BATCH;
+    atomic_init(&fe->running, false);
+    atomic_init(&fe->stop_requested, false);
+    if (rs__mutex_init(&fe->mu) || rs__cond_init(&fe->cv) || rs__cond_init(&fe->space)) {
+        rs__free(fe);
+        return RS_ESYSTEM;
+    }
+    /* The run's own pool is made now (it keeps its own reference to the ISS, which the caller
+     * may release at once) and opened by the first run. */
+    fe->pool = opts->pool;
+    if (!fe->pool) {
+        rs_pool_opts po = {.iss = opts->iss,
+                           .min_runspaces = 1,
+                           .max_runspaces = fe->opts.throttle,
+                           .idle_timeout = -1};
+        int rc = rs_pool_create(&po, &fe->pool);
+        if (rc) {
+            rs_foreach_destroy(fe);
+            return rc;
+        }
+        fe->own_pool = true;
+    }
+    *out = fe;
+    return 0;
+}
+
+int rs_foreach_destroy(rs_foreach *fe)
+{
+    if (!fe)
+        return 0;
+    if (atomic_load(&fe->running))
+        return rs__msg_set(&fe->msg, RS_EBUSY, "the run is in progress");
+    if (fe->own_pool)
+        rs_pool_destroy(fe->pool);
+    rs__free(fe->script);
+    rs__free(fe->command);
+    rs_value_destroy(fe->args);
+    rs_value_destroy(fe->params);
+    rs__msg_free(&fe->msg);
+    rs__cond_destroy(&fe->space);
+    rs__cond_destroy(&fe->cv);
+    rs__mutex_destroy(&fe->mu);
+    rs__free(fe);
+    return 0;
+}
+
+const char *rs_foreach_errmsg(const rs_foreach *fe)
+{
+    return fe ? rs__msg_get(&fe->msg) : "";
+}
+
+int rs_foreach_set_script(rs_foreach *fe, const char *src, size_t len)
+{
+    if (!fe)
+        return RS_EMISUSE;
+    if (!src)
+        return RS_EINVAL;
+    if (len == (size_t)-1)
+        len = strlen(src);
+    /* Check it now, so that a script that does not compile stops everything before any input
+     * is read. */
+    rs_ps *ps;
+    int rc = rs_ps_create(&ps);
+    if (rc)
+        return rs__msg_set(&fe->msg, rc, "%s", rs_strerror(rc));
+    rc = rs_ps_add_script(ps, src, len);
+    if (rc)
+        rs__msg_set(&fe->msg, rc, "%s", rs_ps_errmsg(ps));
+    rs_ps_destroy(ps);
+    if (rc)
+        return rc;
+    char *copy = rs__strndup(src, len);
+    if (!copy)
+        return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
+    rs__free(fe->script);
+    rs__free(fe->command);
+    fe->command = NULL;
+    fe->script = copy;
+    fe->script_len = len;
+    return 0;
+}
+
+int rs_foreach_set_command(rs_foreach *fe, const char *name)
+{
+    if (!fe)
+        return RS_EMISUSE;
+    if (!name || !*name)
+        return RS_EINVAL;
+    char *copy = rs__strdup(name);
+    if (!copy)
+        return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
+    rs__free(fe->script);
+    rs__free(fe->command);
+    fe->script = NULL;
+    fe->command = copy;
+    return 0;
+}
+
+int rs_foreach_add_argument(rs_foreach *fe, rs_value *value)
+{
+    if (!fe || !value) {
+        rs_value_destroy(value);
+        return fe ? RS_EINVAL : RS_EMISUSE;
+    }
+    if (!fe->args && !(fe->args = rs_value_array())) {
+        rs_value_destroy(value);
+        return RS_ENOMEM;
+    }
+    return rs_array_push(fe->args, value);
+}
+
+int rs_foreach_add_parameter(rs_foreach *fe, const char *name, rs_value *value)
+{
+    if (!fe || !value || !name || !*name) {
+        rs_value_destroy(value);
+        return fe ? RS_EINVAL : RS_EMISUSE;
+    }
+    if (!fe->params && !(fe->params = rs_value_map())) {
+        rs_value_destroy(value);
+        return RS_ENOMEM;
+    }
+    return rs_map_set(fe->params, name, value);
+}
+
+int rs_foreach_stop(rs_foreach *fe)
+{
+    if (!fe)
+        return RS_EMISUSE;
+    atomic_store(&fe->stop_requested, true);
+    rs__mutex_lock(&fe->mu);
+    rs__cond_signal(&fe->cv);
+    rs__mutex_unlock(&fe->mu);
+    return 0;
+}
+
+/* ---- the reader thread -------------------------------------------------------------------- */
+
+static void *reader_main(void *arg)
+{
+    rs_foreach *fe = arg;
+    rs__mutex_lock(&fe->mu);
+    fe->reader_id = pthread_self();
+    for (;;) {
+        while (!fe->reader_quit && fe->ring.count >= fe->ring.cap)
+            rs__cond_wait(&fe->space, &fe->mu);
+        if (fe->reader_quit)
+            break;
+        rs__mutex_unlock(&fe->mu);
+        rs_value *item = NULL;
+        char *error = NULL;
+        int rc = fe->opts.next(fe->opts.input_userdata, &item, &error);
+        rs__mutex_lock(&fe->mu);
+        if (rc == 0 || fe->reader_quit) {
+            rs_value_destroy(item);
+            rs__free(error);
+            break;
+        }
+        if (rc < 0 && !error)
+            error = rs__strdup(rs_strerror(rc));
+        pending p = {.index = fe->read_count, .item = item, .error = error};
+        if (ring_push(&fe->ring, p)) {
+            rs_value_destroy(item);
+            rs__free(error);
+            break; /* out of memory: end the input here */
+        }
+        fe->read_count++;
+        if (fe->run_waiting)
+            rs__cond_signal(&fe->cv);
+    }
+    fe->reader_done = true;
+    rs__cond_signal(&fe->cv);
+    rs__mutex_unlock(&fe->mu);
+    return NULL;
+}
+
+/* ---- delivery ----------------------------------------------------------------------------- */
+
+static void count(rs_foreach *fe, rs_item_status st)
+{
+    fe->sum.total++;
+    switch (st) {
+    case RS_ITEM_OK:
+        fe->sum.succeeded++;
+        break;
+    case RS_ITEM_ERROR:
+        fe->sum.failed++;
+        break;
+    case RS_ITEM_TIMEOUT:
+        fe->sum.timed_out++;
+        break;
+    case RS_ITEM_CANCELLED:
+        fe->sum.cancelled++;
+        break;
+    }
+}
+
+/* Hands one record to the caller (run thread). */
+static void emit_record(rs_foreach *fe, uint64_t index, rs_item_status st, const rs_value *input,
+                        const rs_value *output, const char *error, double duration,
+                        uint64_t runspace_id, int attempts)
+{
+    count(fe, st);
+    if (!fe->opts.on_record)
+        return;
+    static const rs_value *empty;
+    rs_value *none = NULL;
+    if (!output) {
+        none = rs_value_array();
+        output = none ? none : empty;
+    }
+    rs_value *null_input = input ? NULL : rs_value_null();
+    rs_foreach_record rec = {.index = index,
+                             .input = input ? input : null_input,
+                             .status = st,
+                             .output = output,
+                             .error = st == RS_ITEM_OK ? NULL : (error ? error : "failed"),
+                             .duration = duration,
+                             .runspace_id = runspace_id,
+                             .attempts = attempts};
+    fe->opts.on_record(&rec, fe->opts.userdata);
+    rs_value_destroy(none);
+}
+
+static void report_progress(rs_foreach *fe)
+{
+    if (!fe->opts.on_progress)
+        return;
+    double elapsed = (double)(rs__now_ns() - fe->started) * 1e-9;
+    rs_foreach_progress p = {.done = fe->sum.total,
+                             .total = fe->opts.total,
+                             .succeeded = fe->sum.succeeded,
+                             .failed = fe->sum.total - fe->sum.succeeded,
+                             .elapsed = elapsed,
+                             .rate = elapsed > 0 ? (double)fe->sum.total / elapsed : 0};
+    fe->opts.on_progress(&p, fe->opts.userdata);
+}
+
+/* Delivers held records that are next in input order. */
+static void flush_window(rs_foreach *fe)
+{
+    while (fe->window) {
+        held *h = &fe->window[fe->next_deliver % fe->window_cap];
+        if (!h->filled)
+            break;
+        emit_record(fe, fe->next_deliver, h->status, h->input, h->output, h->error, h->duration,
+                    h->runspace_id, h->attempts);
+        rs_value_destroy(h->input);
+        rs_value_destroy(h->output);
+        rs__free(h->error);
+        memset(h, 0, sizeof *h);
+        fe->next_deliver++;
+    }
+}
+
+/* Delivers (or holds, in input order) the record of one input. input and output are taken;
+ * error is borrowed. */
+static void deliver(rs_foreach *fe, uint64_t index, rs_item_status st, rs_value *input,
+                    rs_value *output, const char *error, double duration, uint64_t runspace_id,
+                    int attempts)
+{
+    if (!fe->window) {
+        emit_record(fe, index, st, input, output, error, duration, runspace_id, attempts);
+        rs_value_destroy(input);
+        rs_value_destroy(output);
+        return;
+    }
+    held *h = &fe->window[index % fe->window_cap];
+    *h = (held){.filled = true,
+                .status = st,
+                .input = input,
+                .output = output,
+                .error = error ? rs__strdup(error) : NULL,
+                .duration = duration,
+                .runspace_id = runspace_id,
+                .attempts = attempts};
+    flush_window(fe);
+}
+
+/* Reports a pending input as cancelled (never ran, or its retry never came). */
+static void cancel_pending(rs_foreach *fe, pending p)
+{
+    const char *why = p.error ? p.error : "cancelled";
+    deliver(fe, p.index, p.error ? RS_ITEM_ERROR : RS_ITEM_CANCELLED, p.item, NULL, why, 0, 0,
+            p.attempts);
+    rs__free(p.error);
+}
+
+/* ---- dispatch ----------------------------------------------------------------------------- */
+
+static void slot_done(rs_ps *ps, rs_ps_state state, void *userdata)
+{
+    (void)ps;
+    (void)state;
+    slot *s = userdata;
+    rs_foreach *fe = s->fe;
+    rs__mutex_lock(&fe->mu);
+    s->next_done = fe->done;
+    fe->done = s;
+    rs__cond_signal(&fe->cv);
+    rs__mutex_unlock(&fe->mu);
+}
+
+/* Marks the run as stopping (fe->mu held): nothing more is dispatched, and with quit_reading
+ * the reader stops (interrupted if it is blocked in the iterator). Returns true the first time;
+ * the caller then stops the running batches with stop_slots, without the lock, since stopping
+ * a queued invocation completes it at once and its on_complete takes fe->mu. */
+static bool mark_stopping(rs_foreach *fe, bool quit_reading)
+{
+    bool first = !fe->stopping;
+    fe->stopping = true;
+    if (quit_reading && !fe->reader_quit) {
+        fe->reader_quit = true;
+        rs__cond_signal(&fe->space);
+        if (!fe->reader_done)
+            pthread_kill(fe->reader_id, rs__interrupt_signal());
+    }
+    return first;
+}
+
+/* Stops every running batch (run thread, fe->mu not held; only the run thread changes
+ * `busy`). */
+static void stop_slots(rs_foreach *fe)
+{
+    for (size_t i = 0; i < fe->nslots; i++) {
+        if (fe->slots[i].busy)
+            rs_ps_begin_stop(fe->slots[i].ps);
+    }
+}
+
+/* The size of the next batch. */
+static size_t batch_size(rs_foreach *fe)
+{
+    size_t b = fe->opts.batch ? fe->opts.batch : fe->batch;
+    if (fe->opts.total && !fe->opts.batch) {
+        /* Keep the tail balanced: no more than a fair share of what is left. */
+        uint64_t left = fe->opts.total > fe->dispatched_hi ? fe->opts.total - fe->dispatched_hi : 0;
+        size_t share = (size_t)(left / fe->nslots) + 1;
+        if (b > share)
+            b = share;
+    }
+    return b ? b : 1;
+}
+
+/* Whether the next new input (the head of the ring) may be taken: in input order, only while
+ * it is within `span` of the oldest undelivered input, so the reorder window never overflows.
+ * Retries are older than anything undelivered and always fit. */
+static bool ring_head_fits(const rs_foreach *fe, size_t span)
+{
+    return fe->ring.count &&
+           (!fe->window || fe->ring.items[fe->ring.head].index < fe->next_deliver + span);
+}
+
+/* Fills a free slot from the retry queue and the ring and begins it (fe->mu held; released
+ * while beginning). Returns false when there is nothing to dispatch. */
+static bool dispatch(rs_foreach *fe, slot *s)
+{
+    size_t want = batch_size(fe);
+    size_t n = 0;
+    while (n < want && (fe->retry.count || ring_head_fits(fe, fe->window_cap / 2))) {
+        pending p = fe->retry.count ? ring_pop(&fe->retry) : ring_pop(&fe->ring);
+        if (p.error) { /* an input that could not be read: its record needs no runspace */
+            rs__mutex_unlock(&fe->mu);
+            deliver(fe, p.index, RS_ITEM_ERROR, p.item, NULL, p.error, 0, 0, 0);
+            rs__free(p.error);
+            rs__mutex_lock(&fe->mu);
+            continue;
+        }
+        if (!p.item)
+            p.item = rs_value_null();
+        s->index[n] = p.index;
+        s->attempts[n] = p.attempts + 1;
+        if (p.index + 1 > fe->dispatched_hi)
+            fe->dispatched_hi = p.index + 1;
+        if (rs_ps_add_input(s->ps, p.item)) {
+            deliver(fe, p.index, RS_ITEM_ERROR, NULL, NULL, "out of memory", 0, 0, p.attempts);
+            continue;
+        }
+        n++;
+    }
+    rs__cond_signal(&fe->space);
+    if (n == 0)
+        return false;
+    s->n = n;
+    s->busy = true;
+    rs__mutex_unlock(&fe->mu);
+    int rc = rs_ps_begin_invoke(s->ps, &s->async);
+    rs__mutex_lock(&fe->mu);
+    if (rc) {
+        /* Could not start (the pool closed under us): these inputs fail here. */
+        s->busy = false;
+        rs_value *inputs = rs_ps_take_inputs(s->ps);
+        rs__mutex_unlock(&fe->mu);
+        for (size_t i = n; i-- > 0;)
+            deliver(fe, s->index[i], RS_ITEM_ERROR, inputs ? rs_array_take(inputs, i) : NULL,
+                    NULL, rs_ps_errmsg(s->ps), 0, 0, s->attempts[i]);
+        rs_value_destroy(inputs);
+        rs__mutex_lock(&fe->mu);
+    }
+    return true;
+}
+
+/* Moves the last count values of out into a new array, keeping their order. The array is
+ * filled with nulls first (no allocation), then each value is set in place; if it cannot be
+ * made, the values are dropped and NULL returned. */
+static rs_value *cut_tail(rs_value *out, size_t count)
+{
+    rs_value *arr = rs_value_array();
+    if (arr && rs__array_reserve(arr, count)) {
+        rs_value_destroy(arr);
+        arr = NULL;
+    }
+    for (size_t k = 0; arr && k < count; k++)
+        rs_array_push(arr, rs_value_null());
+    for (size_t k = count; k-- > 0;) {
+        rs_value *v = rs_array_take(out, rs_array_len(out) - 1);
+        if (arr)
+            rs_array_set(arr, k, v);
+        else
+            rs_value_destroy(v);
+    }
+    return arr;
+}
+
+/* Splits a finished batch into records (run thread, fe->mu not held). */
+static void collect(rs_foreach *fe, slot *s)
+{
+    rs_value *out = NULL;
+    int rc = rs_ps_end_invoke(s->ps, s->async, &out);
+    rs_value *inputs = rs_ps_take_inputs(s->ps);
+    size_t n = s->n;
+    size_t nitems = rs_ps_item_count(s->ps);
+    /* Walk the items backwards: each one's inputs and outputs are then at the tail of the
+     * arrays, and moving them out costs nothing. Records are delivered forwards. */
+    typedef struct rec {
+        rs_item_status st;
+        rs_value *input;
+        rs_value *output;
+        const char *error;
+        double duration;
+        uint64_t runspace_id;
+    } rec;
+    rec *recs = rs__calloc(n, sizeof *recs);
+    double item_ns = 0;
+    for (size_t j = n; j-- > 0;) {
+        rec *r = recs ? &recs[j] : &(rec){0};
+        rs_item_result it = {.status = RS_ITEM_ERROR, .code = rc, .error = rs_ps_errmsg(s->ps)};
+        if (j < nitems)
+            rs_ps_item(s->ps, j, &it);
+        r->input = inputs && rs_array_len(inputs) == j + 1 ? rs_array_take(inputs, j) : NULL;
+        size_t have = out ? rs_array_len(out) : 0;
+        r->output = cut_tail(out, it.output_count <= have ? it.output_count : have);
+        r->st = it.status;
+        r->error = it.error;
+        r->duration = it.duration;
+        r->runspace_id = it.runspace_id;
+        item_ns += it.duration * 1e9;
+        if (!recs) { /* out of memory: deliver as we go, backwards */
+            deliver(fe, s->index[j], r->st, r->input, r->output, r->error, r->duration,
+                    r->runspace_id, s->attempts[j]);
+        }
+    }
+    if (n && !fe->opts.batch) {
+        /* Follow the time items take: a batch of about BATCH_TARGET_NS. */
+        double per = item_ns / (double)n;
+        fe->ns_per_item = fe->ns_per_item ? 0.7 * fe->ns_per_item + 0.3 * per : per;
+        double b = fe->ns_per_item > 1 ? BATCH_TARGET_NS / fe->ns_per_item : MAX_BATCH;
+        fe->batch = b < 1 ? 1 : b > MAX_BATCH ? MAX_BATCH : (size_t)b;
+    }
+    for (size_t j = 0; recs && j < n; j++) {
+        rec *r = &recs[j];
+        bool failed = r->st == RS_ITEM_ERROR || r->st == RS_ITEM_TIMEOUT;
+        rs__mutex_lock(&fe->mu);
+        bool retry = failed && (unsigned)s->attempts[j] <= fe->opts.retries && !fe->stopping;
+        if (retry) {
+            pending p = {.index = s->index[j], .item = r->input, .attempts = s->attempts[j]};
+            retry = ring_push(&fe->retry, p) == 0;
+        }
+        bool stop_now = !retry && failed && fe->opts.fail_fast && mark_stopping(fe, false);
+        rs__mutex_unlock(&fe->mu);
+        if (stop_now)
+            stop_slots(fe);
+        if (retry) {
+            rs_value_destroy(r->output);
+            continue;
+        }
+        deliver(fe, s->index[j], r->st, r->input, r->output, r->error, r->duration,
+                r->runspace_id, s->attempts[j]);
+    }
+    rs__free(recs);
+    rs_value_destroy(out);
+    rs_value_destroy(inputs);
+    report_progress(fe);
+}
+
+/* ---- the run ------------------------------------------------------------------------------ */
+
+static int setup(rs_foreach *fe)
+{
+    if (!fe->script && !fe->command)
+        return rs__msg_set(&fe->msg, RS_EINVAL, "nothing to run: set a script or a command");
+    int rc;
+    if (fe->own_pool && rs_pool_get_state(fe->pool) == RS_POOL_BEFORE_OPEN &&
+        (rc = rs_pool_open(fe->pool)))
+        return rs__msg_set(&fe->msg, rc, "%s", rs_pool_errmsg(fe->pool));
+    fe->nslots = (size_t)fe->opts.throttle * 2;
+    fe->slots = rs__calloc(fe->nslots, sizeof *fe->slots);
+    if (!fe->slots)
+        return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
+    size_t cap = fe->opts.batch ? fe->opts.batch : MAX_BATCH;
+    for (size_t i = 0; i < fe->nslots; i++) {
+        slot *s = &fe->slots[i];
+        s->fe = fe;
+        s->index = rs__calloc(cap, sizeof *s->index);
+        s->attempts = rs__calloc(cap, sizeof *s->attempts);
+        if (!s->index || !s->attempts || (rc = rs_ps_create(&s->ps)))
+            return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
+        rs_ps_opts o = {.flags = RS_PS_ITEM_RESULTS,
+                        .item_timeout = fe->opts.timeout,
+                        .on_complete = slot_done,
+                        .userdata = s};
+        rc = rs_ps_set_pool(s->ps, fe->pool);
+        if (!rc)
+            rc = rs_ps_set_opts(s->ps, &o);
+        if (!rc)
+            rc = fe->script ? rs_ps_add_script(s->ps, fe->script, fe->script_len)
+                            : rs_ps_add_command(s->ps, fe->command);
+        for (size_t a = 0; !rc && fe->args && a < rs_array_len(fe->args); a++)
+            rc = rs_ps_add_argument(s->ps, rs_value_copy(rs_array_get(fe->args, a)));
+        for (size_t a = 0; !rc && fe->params && a < rs_map_len(fe->params); a++)
+            rc = rs_ps_add_parameter(s->ps, rs_map_key(fe->params, a, NULL),
+                                     rs_value_copy(rs_map_value(fe->params, a)));
+        if (rc)
+            return rs__msg_set(&fe->msg, rc, "%s", rs_ps_errmsg(s->ps));
+    }
+    if (fe->opts.ordered) {
+        /* The reorder window: enough for every slot's largest batch, twice over. */
+        fe->window_cap = fe->nslots * cap * 2;
+        fe->window = rs__calloc(fe->window_cap, sizeof *fe->window);
+        if (!fe->window)
+            return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
+    }
+    /* The ring holds a few batches' worth of read-ahead; the reader waits when it is full. */
+    fe->ring.cap = fe->nslots * cap;
+    fe->ring.items = rs__malloc(fe->ring.cap * sizeof *fe->ring.items);
+    if (!fe->ring.items)
+        return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
+    return 0;
+}
+
+static void teardown(rs_foreach *fe)
+{
+    for (size_t i = 0; fe->slots && i < fe->nslots; i++) {
+        rs_ps_destroy(fe->slots[i].ps);
+        rs__free(fe->slots[i].index);
+        rs__free(fe->slots[i].attempts);
+    }
+    rs__free(fe->slots);
+    fe->slots = NULL;
+    ring_free(&fe->ring);
+    ring_free(&fe->retry);
+    for (size_t i = 0; fe->window && i < fe->window_cap; i++) {
+        rs_value_destroy(fe->window[i].input);
+        rs_value_destroy(fe->window[i].output);
+        rs__free(fe->window[i].error);
+    }
+    rs__free(fe->window);
+    fe->window = NULL;
+}
+
+static bool any_busy(rs_foreach *fe)
+{
+    for (size_t i = 0; i < fe->nslots; i++) {
+        if (fe->slots[i].busy)
+            return true;
+    }
+    return false;
+}
+
+static slot *free_slot(rs_foreach *fe)
+{
+    for (size_t i = 0; i < fe->nslots; i++) {
+        if (!fe->slots[i].busy)
+            return &fe->slots[i];
+    }
+    return NULL;
+}
+
+int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
+{
+    if (!fe)
+        return RS_EMISUSE;
+    bool expected = false;
+    if (!atomic_compare_exchange_strong(&fe->running, &expected, true))
+        return rs__msg_set(&fe->msg, RS_EBUSY, "the run is in progress");
+    memset(&fe->sum, 0, sizeof fe->sum);
+    fe->started = rs__now_ns();
+    fe->batch = 1;
+    fe->ns_per_item = 0;
+    fe->next_deliver = fe->dispatched_hi = fe->read_count = 0;
+    fe->reader_done = fe->reader_quit = fe->stopping = fe->run_waiting = false;
+    fe->done = NULL;
+    atomic_store(&fe->stop_requested, false);
+    int rc = setup(fe);
+    if (!rc && rs__thread_create(&fe->reader, reader_main, fe, rs__interrupt_signal()))
+        rc = rs__msg_set(&fe->msg, RS_ESYSTEM, "cannot start the reader thread: %s",
+                         strerror(errno));
+    if (rc) {
+        teardown(fe);
+        atomic_store(&fe->running, false);
+        return rc;
+    }
+
+    bool stopped = false;
+    rs__mutex_lock(&fe->mu);
+    for (;;) {
+        if (atomic_load(&fe->stop_requested) && !stopped) {
+            stopped = true;
+            if (mark_stopping(fe, true)) {
+                rs__mutex_unlock(&fe->mu);
+                stop_slots(fe);
+                rs__mutex_lock(&fe->mu);
+            }
+        }
+        /* Finished batches first: their records, retries and fail-fast decisions. */
+        if (fe->done) {
+            slot *s = fe->done;
+            fe->done = s->next_done;
+            rs__mutex_unlock(&fe->mu);
+            collect(fe, s);
+            rs__mutex_lock(&fe->mu);
+            s->busy = false;
+            continue;
+        }
+        /* Once stopping, what was read is cancelled rather than run. */
+        if (fe->stopping && (fe->retry.count || ring_head_fits(fe, fe->window_cap))) {
+            pending p = fe->retry.count ? ring_pop(&fe->retry) : ring_pop(&fe->ring);
+            rs__cond_signal(&fe->space);
+            rs__mutex_unlock(&fe->mu);
+            cancel_pending(fe, p);
+            rs__mutex_lock(&fe->mu);
+            continue;
+        }
+        if (!fe->stopping && (fe->retry.count || ring_head_fits(fe, fe->window_cap / 2))) {
+            slot *s = free_slot(fe);
+            if (s && dispatch(fe, s))
+                continue;
+        }
+        if (fe->reader_done && !fe->ring.count && !fe->retry.count && !any_busy(fe))
+            break;
+        fe->run_waiting = true;
+        rs__cond_wait(&fe->cv, &fe->mu);
+        fe->run_waiting = false;
+    }
+    rs__mutex_unlock(&fe->mu);
+    rs__thread_join(fe->reader);
+    flush_window(fe);
+    teardown(fe);
+
+    fe->sum.elapsed = (double)(rs__now_ns() - fe->started) * 1e-9;
+    fe->sum.success_rate =
+        fe->sum.total ? 100.0 * (double)fe->sum.succeeded / (double)fe->sum.total : 100.0;
+    if (summary)
+        *summary = fe->sum;
+    atomic_store(&fe->running, false);
+    if (stopped)
+        return rs__msg_set(&fe->msg, RS_ESTOPPED, "the run was stopped");
+    return 0;
+}

@@ -1,0 +1,316 @@
+/*
+ * lualib_exec.c -- `exec`, running a native command from a script (default profile):
+ *
+ *   exec{"cmd", "arg", ..., timeout = seconds, input = "text", cwd = "dir"}
+ *   exec("cmd", "arg", ...)
+ *     -> {code = exit status (128 + signal when killed), signal = n or nil,
+ *         stdout = "...", stderr = "..."}
+ *
+ * The command is found on PATH and runs in a process group of its own, with default signal
+ * dispositions and an empty signal mask. Its standard input gets `input` (or is closed at
+ * once), its outputs are captured. When the invocation is stopped or times out, or the
+ * command passes its own timeout, the whole group is killed and reaped, so nothing is left
+ * running; the first two raise the interruption, the last an error naming the timeout. A
+ * command that cannot start (not found, not executable) is a Lua error with the OS reason.
+ *
+ * DESIGN: the wait is one ppoll over the pipes and a pidfd of the child, with the interrupt
+ * signal blocked except inside ppoll, so a stop that arrives between the check and the wait
+ * still wakes it (ppoll returns EINTR). All C state lives in a userdata whose __gc kills and
+ * reaps a child still running, so a Lua error cannot leave one behind.
+ */
+#include "syslib.h"
+
+#include "exec.h"
+
+#include <lauxlib.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CHILD_MT "runspace.exec.child"
+
+extern char **environ;
+
+typedef struct child {
+    pid_t pid;      /* > 0 until reaped */
+    int pidfd;
+    int in, out, err; /* our ends of the pipes, -1 once closed */
+    rs__buf obuf, ebuf;
+    int status;
+} child;
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* Kills the child's process group and reaps the child. */
+static void kill_and_reap(child *c)
+{
+    if (c->pid > 0) {
+        kill(-c->pid, SIGKILL);
+        while (waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR)
+            continue;
+        c->pid = 0;
+    }
+}
+
+static int child_gc(lua_State *L)
+{
+    child *c = luaL_checkudata(L, 1, CHILD_MT);
+    kill_and_reap(c);
+    close_fd(&c->pidfd);
+    close_fd(&c->in);
+    close_fd(&c->out);
+    close_fd(&c->err);
+    rs__buf_free(&c->obuf);
+    rs__buf_free(&c->ebuf);
+    return 0;
+}
+
+/* Reads what a pipe has; closes it at end of file. Returns 0 or an errno. */
+static int drain(int *fd, rs__buf *b)
+{
+    char chunk[16384];
+    for (;;) {
+        ssize_t n = read(*fd, chunk, sizeof chunk);
+        if (n > 0) {
+            if (rs__buf_append(b, chunk, (size_t)n))
+                return ENOMEM;
+            continue;
+        }
+        if (n == 0) {
+            close_fd(fd);
+            return 0;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN)
+            return 0;
+        int e = errno;
+        close_fd(fd);
+        return e;
+    }
+}
+
+/* Collects the command line: from the table at index 1, or from the string arguments. The
+ * strings stay on the Lua stack, referenced by the table or the arguments. */
+static const char **command_line(lua_State *L, bool table, int *argc)
+{
+    int n = table ? (int)lua_rawlen(L, 1) : lua_gettop(L);
+    if (n < 1)
+        luaL_error(L, "exec: no command given");
+    const char **argv = lua_newuserdatauv(L, ((size_t)n + 1) * sizeof *argv, 0);
+    for (int i = 1; i <= n; i++) {
+        if (table) {
+            lua_rawgeti(L, 1, i);
+            if (!lua_isstring(L, -1))
+                luaL_error(L, "exec: element %d of the command is a %s, not a string", i,
+                           luaL_typename(L, -1));
+            lua_pop(L, 1);
+            lua_rawgeti(L, 1, i);
+            argv[i - 1] = lua_tostring(L, -1);
+            lua_pop(L, 1); /* still referenced by the table */
+        } else {
+            argv[i - 1] = luaL_checkstring(L, i);
+        }
+    }
+    argv[n] = NULL;
+    *argc = n;
+    return argv;
+}
+
+/* Starts the command; fills c or returns an errno. */
+static int start(child *c, const char *const *argv, const char *cwd)
+{
+    int pin[2], pout[2], perr[2];
+    if (pipe2(pin, O_CLOEXEC))
+        return errno;
+    if (pipe2(pout, O_CLOEXEC)) {
+        int e = errno;
+        close(pin[0]), close(pin[1]);
+        return e;
+    }
+    if (pipe2(perr, O_CLOEXEC)) {
+        int e = errno;
+        close(pin[0]), close(pin[1]), close(pout[0]), close(pout[1]);
+        return e;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&attr);
+    posix_spawn_file_actions_adddup2(&fa, pin[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, pout[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, perr[1], 2);
+    if (cwd)
+        posix_spawn_file_actions_addchdir_np(&fa, cwd);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                        POSIX_SPAWN_SETPGROUP);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, &attr, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+    if (rc) {
+        close(pin[1]), close(pout[0]), close(perr[0]);
+        return rc;
+    }
+    c->pid = pid;
+    c->in = pin[1];
+    c->out = pout[0];
+    c->err = perr[0];
+    fcntl(c->in, F_SETFL, O_NONBLOCK);
+    fcntl(c->out, F_SETFL, O_NONBLOCK);
+    fcntl(c->err, F_SETFL, O_NONBLOCK);
+    c->pidfd = pidfd_open(pid, 0);
+    return c->pidfd < 0 ? errno : 0;
+}
+
+static int l_exec(lua_State *L)
+{
+    rs_runspace *rs = lua_touserdata(L, lua_upvalueindex(1));
+    bool table = lua_istable(L, 1);
+    double timeout = 0;
+    size_t input_len = 0;
+    const char *input = NULL, *cwd = NULL;
+    if (table) {
+        lua_getfield(L, 1, "timeout");
+        lua_getfield(L, 1, "input");
+        lua_getfield(L, 1, "cwd");
+        timeout = luaL_optnumber(L, -3, 0);
+        input = luaL_optlstring(L, -2, NULL, &input_len);
+        cwd = luaL_optstring(L, -1, NULL);
+        if (!(timeout >= 0))
+            return luaL_error(L, "exec: timeout must be a non-negative number of seconds");
+    }
+    int argc;
+    const char **argv = command_line(L, table, &argc);
+
+    child *c = lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    c->pidfd = c->in = c->out = c->err = -1;
+    luaL_setmetatable(L, CHILD_MT);
+    int err = start(c, argv, cwd);
+    if (err)
+        return luaL_error(L, "exec: %s: %s", argv[0], strerror(err));
+    if (!input)
+        close_fd(&c->in);
+
+    rs__exec *ex = rs__exec_current();
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, rs__interrupt_signal());
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int64_t deadline = timeout > 0 ? rs__now_ns() + rs__seconds_to_ns(timeout) : 0;
+    size_t written = 0;
+    int why = 0, failure = 0;
+    bool timed_out = false;
+    while (c->pid > 0) {
+        if (ex && ex->L && (why = rs__exec_due(ex)))
+            break;
+        int64_t now = rs__now_ns();
+        if (deadline && now >= deadline) {
+            timed_out = true;
+            break;
+        }
+        struct pollfd fds[4];
+        int n = 0, iin = -1, iout = -1, ierr = -1, ipid;
+        if (c->in >= 0)
+            fds[iin = n++] = (struct pollfd){.fd = c->in, .events = POLLOUT};
+        if (c->out >= 0)
+            fds[iout = n++] = (struct pollfd){.fd = c->out, .events = POLLIN};
+        if (c->err >= 0)
+            fds[ierr = n++] = (struct pollfd){.fd = c->err, .events = POLLIN};
+        /* The process's exit matters only once its outputs are closed. */
+        ipid = c->out < 0 && c->err < 0 ? n : -1;
+        if (ipid >= 0)
+            fds[n++] = (struct pollfd){.fd = c->pidfd, .events = POLLIN};
+        int64_t left = deadline ? deadline - now : -1;
+        struct timespec ts = {.tv_sec = left / 1000000000, .tv_nsec = left % 1000000000};
+        int r = ppoll(fds, (nfds_t)n, deadline ? &ts : NULL, &old);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            failure = errno;
+            break;
+        }
+        if (iin >= 0 && fds[iin].revents) {
+            ssize_t w = write(c->in, input + written, input_len - written);
+            if (w > 0)
+                written += (size_t)w;
+            if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == input_len)
+                close_fd(&c->in); /* all given, or the command stopped reading */
+        }
+        if (iout >= 0 && fds[iout].revents && (failure = drain(&c->out, &c->obuf)))
+            break;
+        if (ierr >= 0 && fds[ierr].revents && (failure = drain(&c->err, &c->ebuf)))
+            break;
+        if (rs->mem_limit && c->obuf.len + c->ebuf.len > rs->mem_limit) {
+            failure = EFBIG;
+            break;
+        }
+        if (ipid >= 0 && fds[ipid].revents &&
+            waitpid(c->pid, &c->status, WNOHANG) == c->pid)
+            c->pid = 0;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (c->pid > 0)
+        kill_and_reap(c);
+    if (why)
+        return rs__exec_raise(L, ex, why);
+    if (timed_out) {
+        char secs[32];
+        snprintf(secs, sizeof secs, "%g", timeout);
+        return luaL_error(L, "exec: %s: timed out after %s s", argv[0], secs);
+    }
+    if (failure == EFBIG)
+        return luaL_error(L, "exec: %s: output exceeds the runspace memory limit", argv[0]);
+    if (failure)
+        return luaL_error(L, "exec: %s: %s", argv[0], strerror(failure));
+
+    lua_createtable(L, 0, 4);
+    if (WIFSIGNALED(c->status)) {
+        lua_pushinteger(L, 128 + WTERMSIG(c->status));
+        lua_setfield(L, -2, "code");
+        lua_pushinteger(L, WTERMSIG(c->status));
+        lua_setfield(L, -2, "signal");
+    } else {
+        lua_pushinteger(L, WEXITSTATUS(c->status));
+        lua_setfield(L, -2, "code");
+    }
+    lua_pushlstring(L, c->obuf.data ? c->obuf.data : "", c->obuf.len);
+    lua_setfield(L, -2, "stdout");
+    lua_pushlstring(L, c->ebuf.data ? c->ebuf.data : "", c->ebuf.len);
+    lua_setfield(L, -2, "stderr");
+    return 1;
+}
+
+void rs__open_exec(lua_State *L, rs_runspace *rs)
+{
+    static const luaL_Reg child_meta[] = {{"__gc", child_gc}, {NULL, NULL}};
+    luaL_newmetatable(L, CHILD_MT);
+    luaL_setfuncs(L, child_meta, 0);
+    lua_pop(L, 1);
+    lua_pushlightuserdata(L, rs);
+    lua_pushcclosure(L, l_exec, 1);
+    lua_setglobal(L, "exec");
+}

@@ -1,0 +1,416 @@
+/*
+ * test_foreach.c -- the parallel for-each engine: one record per input in every mode, order,
+ * errors, timeouts, retries, fail-fast, stop, unreadable inputs, bounded read-ahead, progress.
+ */
+#include "util.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* An input of n integers 0..n-1; `bad` marks indexes that cannot be read (-1: none). */
+typedef struct source {
+    long n;
+    long next;
+    long bad_every; /* every k-th input is unreadable; 0: none */
+    atomic_long read;
+    atomic_long delivered;
+    long max_ahead; /* largest read - delivered seen by the iterator */
+} source;
+
+static int next_int(void *ud, rs_value **item, char **error)
+{
+    source *s = ud;
+    if (s->next >= s->n)
+        return 0;
+    long i = s->next++;
+    long ahead = atomic_load(&s->read) - atomic_load(&s->delivered);
+    if (ahead > s->max_ahead)
+        s->max_ahead = ahead;
+    atomic_fetch_add(&s->read, 1);
+    if (s->bad_every && i % s->bad_every == s->bad_every - 1) {
+        *item = rs_value_string("garbage");
+        *error = strdup("line is not valid input");
+        return RS_EJSON;
+    }
+    *item = rs_value_int(i);
+    return 1;
+}
+
+/* Collects records: one per index, checked. */
+typedef struct sink {
+    source *src;
+    long n;
+    unsigned char *seen;
+    long count;
+    long status[4];
+    long last_index;
+    bool in_order;
+    long bad_output;
+    long attempts2;
+    char first_error[256];
+    long progress_calls;
+    uint64_t progress_done;
+} sink;
+
+static void on_record(const rs_foreach_record *r, void *ud)
+{
+    sink *k = ud;
+    atomic_fetch_add(&k->src->delivered, 1);
+    if ((long)r->index >= k->n || k->seen[r->index]++)
+        fail_msg("record for index %llu delivered twice or out of range",
+                 (unsigned long long)r->index);
+    if ((long)r->index < k->last_index)
+        k->in_order = false;
+    k->last_index = (long)r->index;
+    k->count++;
+    k->status[r->status]++;
+    if (r->attempts == 2)
+        k->attempts2++;
+    if (r->status == RS_ITEM_OK) {
+        int64_t x = rs_value_get_int(r->input);
+        if (rs_array_len(r->output) != 1 || rs_value_get_int(rs_array_get(r->output, 0)) != x * x)
+            k->bad_output++;
+        if (r->error)
+            k->bad_output++;
+    } else {
+        assert_non_null(r->error);
+        assert_int_equal(rs_array_len(r->output), 0);
+        if (!k->first_error[0])
+            snprintf(k->first_error, sizeof k->first_error, "%s", r->error);
+    }
+}
+
+static void on_progress(const rs_foreach_progress *p, void *ud)
+{
+    sink *k = ud;
+    k->progress_calls++;
+    k->progress_done = p->done;
+}
+
+static void sink_init(sink *k, source *src)
+{
+    memset(k, 0, sizeof *k);
+    k->src = src;
+    k->n = src->n;
+    k->seen = calloc((size_t)src->n + 1, 1);
+    k->in_order = true;
+    k->last_index = -1;
+}
+
+static void assert_all_once(sink *k)
+{
+    assert_int_equal(k->count, k->n);
+    for (long i = 0; i < k->n; i++) {
+        if (k->seen[i] != 1)
+            fail_msg("index %ld has %d records", i, k->seen[i]);
+    }
+}
+
+/* Runs script over n integers with the given options; returns the run's code. */
+static int run(const char *script, source *src, sink *k, rs_foreach_opts o,
+               rs_foreach_summary *sum)
+{
+    o.next = next_int;
+    o.input_userdata = src;
+    o.on_record = on_record;
+    o.on_progress = on_progress;
+    o.userdata = k;
+    rs_foreach *fe;
+    assert_ok(rs_foreach_create(&o, &fe));
+    assert_ok(rs_foreach_set_script(fe, script, (size_t)-1));
+    int rc = rs_foreach_run(fe, sum);
+    assert_ok(rs_foreach_destroy(fe));
+    return rc;
+}
+
+static void test_squares_completion_order(void **state)
+{
+    (void)state;
+    source src = {.n = 20000};
+    sink k;
+    sink_init(&k, &src);
+    rs_foreach_summary sum;
+    assert_ok(run("return _ * _", &src, &k, (rs_foreach_opts){.throttle = 2}, &sum));
+    assert_all_once(&k);
+    assert_int_equal(k.bad_output, 0);
+    assert_int_equal(sum.total, 20000);
+    assert_int_equal(sum.succeeded, 20000);
+    assert_true(sum.success_rate == 100.0);
+    assert_int_equal(k.progress_done, 20000);
+    assert_true(k.progress_calls > 0);
+    free(k.seen);
+}
+
+static void test_ordered(void **state)
+{
+    (void)state;
+    source src = {.n = 5000};
+    sink k;
+    sink_init(&k, &src);
+    /* Items take uneven time so completion order would differ. */
+    assert_ok(run("if _ % 97 == 0 then sleep(0.002) end return _ * _", &src, &k,
+                  (rs_foreach_opts){.throttle = 3, .ordered = true}, NULL));
+    assert_all_once(&k);
+    assert_true(k.in_order);
+    assert_int_equal(k.bad_output, 0);
+    free(k.seen);
+}
+
+static void test_errors_are_records(void **state)
+{
+    (void)state;
+    source src = {.n = 1000};
+    sink k;
+    sink_init(&k, &src);
+    rs_foreach_summary sum;
+    assert_ok(run("if _ % 10 == 3 then error('bad item ' .. _) end return _ * _", &src, &k,
+                  (rs_foreach_opts){.throttle = 2}, &sum));
+    assert_all_once(&k);
+    assert_int_equal(k.status[RS_ITEM_ERROR], 100);
+    assert_int_equal(k.status[RS_ITEM_OK], 900);
+    assert_int_equal(sum.failed, 100);
+    assert_true(sum.success_rate == 90.0);
+    assert_contains(k.first_error, "script:1: bad item ");
+    free(k.seen);
+}
+
+static void test_timeouts(void **state)
+{
+    (void)state;
+    source src = {.n = 40};
+    sink k;
+    sink_init(&k, &src);
+    rs_foreach_summary sum;
+    double t0 = rs_test_now();
+    assert_ok(run("if _ % 10 == 5 then while true do end end return _ * _", &src, &k,
+                  (rs_foreach_opts){.throttle = 2, .timeout = 0.2}, &sum));
+    double took = rs_test_now() - t0;
+    assert_all_once(&k);
+    assert_int_equal(sum.timed_out, 4);
+    assert_int_equal(sum.succeeded, 36);
+    assert_string_equal(k.first_error, "timed out after 0.2 s");
+    if (took > 5)
+        fail_msg("4 timeouts of 0.2 s on 2 runspaces took %.2f s", took);
+    free(k.seen);
+}
+
+static void test_retries(void **state)
+{
+    (void)state;
+    source src = {.n = 300};
+    sink k;
+    sink_init(&k, &src);
+    rs_foreach_summary sum;
+    /* Every item fails on its first attempt only. */
+    assert_ok(run("if shared.incr('tries' .. _) == 1 then error('flaky') end return _ * _", &src,
+                  &k, (rs_foreach_opts){.throttle = 2, .retries = 2}, &sum));
+    assert_all_once(&k);
+    assert_int_equal(sum.succeeded, 300);
+    assert_int_equal(k.attempts2, 300);
+    assert_int_equal(k.bad_output, 0);
+    free(k.seen);
+}
+
+static void test_fail_fast(void **state)
+{
+    (void)state;
+    source src = {.n = 5000};
+    sink k;
+    sink_init(&k, &src);
+    rs_foreach_summary sum;
+    assert_ok(run("if _ == 100 then error('first failure') end sleep(0.0005) return _ * _", &src,
+                  &k, (rs_foreach_opts){.throttle = 2, .fail_fast = true}, &sum));
+    assert_all_once(&k); /* the rest of the input is read and reported cancelled */
+    assert_int_equal(k.status[RS_ITEM_ERROR], 1);
+    assert_true(k.status[RS_ITEM_CANCELLED] > 4000);
+    assert_int_equal(sum.total, 5000);
+    assert_int_equal(sum.cancelled, k.status[RS_ITEM_CANCELLED]);
+    free(k.seen);
+}
+
+static void test_all_at_once(void **state)
+{
+    (void)state;
+    /* Every input yields exactly one record with timeouts, retries and fail-fast combined. */
+    source src = {.n = 100000, .bad_every = 997};
+    sink k;
+    sink_init(&k, &src);
+    rs_foreach_summary sum;
+    assert_ok(run("if _ == 77777 then while true do end end return _ * _", &src, &k,
+                  (rs_foreach_opts){.throttle = 2,
+                                    .timeout = 0.1,
+                                    .retries = 1,
+                                    .fail_fast = true,
+                                    .ordered = true},
+                  &sum));
+    assert_all_once(&k);
+    assert_true(k.in_order);
+    assert_int_equal(sum.total, 100000);
+    assert_int_equal(k.bad_output, 0);
+    assert_true(k.status[RS_ITEM_ERROR] >= 1); /* the unreadable input before 77777 at least */
+    free(k.seen);
+}
+
+static void test_unreadable_inputs(void **state)
+{
+    (void)state;
+    source src = {.n = 1000, .bad_every = 100};
+    sink k;
+    sink_init(&k, &src);
+    rs_foreach_summary sum;
+    assert_ok(run("return _ * _", &src, &k, (rs_foreach_opts){.throttle = 2}, &sum));
+    assert_all_once(&k);
+    assert_int_equal(k.status[RS_ITEM_ERROR], 10);
+    assert_string_equal(k.first_error, "line is not valid input");
+    assert_int_equal(k.bad_output, 0);
+    free(k.seen);
+}
+
+static void test_read_ahead_is_bounded(void **state)
+{
+    (void)state;
+    /* A million inputs with a slow consumer of records: the engine must not read far ahead. */
+    source src = {.n = 200000};
+    sink k;
+    sink_init(&k, &src);
+    assert_ok(run("return _ * _", &src, &k, (rs_foreach_opts){.throttle = 2, .ordered = true},
+                  NULL));
+    assert_all_once(&k);
+    /* 4 slots x 4096 items in flight, the ring, and the reorder window: far below the input. */
+    if (src.max_ahead > 100000)
+        fail_msg("read %ld inputs ahead of delivery", src.max_ahead);
+    free(k.seen);
+}
+
+static void test_syntax_error_reads_nothing(void **state)
+{
+    (void)state;
+    source src = {.n = 10};
+    rs_foreach *fe;
+    rs_foreach_opts o = {.next = next_int, .input_userdata = &src};
+    assert_ok(rs_foreach_create(&o, &fe));
+    assert_rs(RS_ESYNTAX, rs_foreach_set_script(fe, "return _ *", (size_t)-1));
+    assert_string_equal(rs_foreach_errmsg(fe), "script:1: unexpected symbol near <eof>");
+    assert_rs(RS_EINVAL, rs_foreach_run(fe, NULL)); /* nothing to run */
+    assert_int_equal(src.next, 0);
+    assert_ok(rs_foreach_destroy(fe));
+    assert_rs(RS_EINVAL, rs_foreach_create(&(rs_foreach_opts){0}, &fe));
+}
+
+typedef struct stopper {
+    rs_foreach *fe;
+    double after;
+} stopper;
+
+static void *stop_later(void *arg)
+{
+    stopper *s = arg;
+    sleep_for(s->after);
+    rs_foreach_stop(s->fe);
+    return NULL;
+}
+
+static void test_stop(void **state)
+{
+    (void)state;
+    source src = {.n = 1000000};
+    sink k;
+    sink_init(&k, &src);
+    rs_foreach_opts o = {.throttle = 2,
+                         .next = next_int,
+                         .input_userdata = &src,
+                         .on_record = on_record,
+                         .userdata = &k};
+    rs_foreach *fe;
+    assert_ok(rs_foreach_create(&o, &fe));
+    assert_ok(rs_foreach_set_script(fe, "if _ % 100 == 0 then sleep(0.01) end return _ * _",
+                                    (size_t)-1));
+    stopper st = {fe, 0.2};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, stop_later, &st), 0);
+    double t0 = rs_test_now();
+    rs_foreach_summary sum;
+    assert_rs(RS_ESTOPPED, rs_foreach_run(fe, &sum));
+    assert_true(rs_test_now() - t0 < 5);
+    pthread_join(t, NULL);
+    /* Everything read got a record, and reading stopped. */
+    assert_int_equal(k.count, src.next);
+    assert_true(src.next < 1000000);
+    for (long i = 0; i < src.next; i++)
+        assert_int_equal(k.seen[i], 1);
+    assert_int_equal(sum.total, (uint64_t)src.next);
+    assert_ok(rs_foreach_destroy(fe));
+    free(k.seen);
+}
+
+/* sq(x): a native command, squaring. */
+static int cmd_sq(rs_call *call, void *ud)
+{
+    (void)ud;
+    int64_t x = rs_value_get_int(rs_call_input(call));
+    int64_t bonus = rs_call_param(call, "Bonus") ? rs_value_get_int(rs_call_param(call, "Bonus")) : 0;
+    return rs_call_emit(call, rs_value_int(x * x + bonus));
+}
+
+static void test_command_and_parameters(void **state)
+{
+    (void)state;
+    rs_iss *iss;
+    assert_ok(rs_iss_create(RS_PROFILE_RESTRICTED, &iss));
+    assert_ok(rs_iss_add_command(iss, "sq", cmd_sq, NULL));
+    source src = {.n = 500};
+    sink k;
+    sink_init(&k, &src);
+    rs_foreach_opts o = {.throttle = 2,
+                         .iss = iss,
+                         .next = next_int,
+                         .input_userdata = &src,
+                         .on_record = on_record,
+                         .userdata = &k};
+    rs_foreach *fe;
+    assert_ok(rs_foreach_create(&o, &fe));
+    assert_ok(rs_iss_destroy(iss));
+    assert_ok(rs_foreach_set_command(fe, "sq"));
+    assert_ok(rs_foreach_add_parameter(fe, "Bonus", rs_value_int(0)));
+    assert_ok(rs_foreach_run(fe, NULL));
+    assert_all_once(&k);
+    assert_int_equal(k.bad_output, 0);
+    assert_ok(rs_foreach_destroy(fe));
+    free(k.seen);
+}
+
+static void test_on_existing_pool_with_total(void **state)
+{
+    (void)state;
+    rs_pool *pool;
+    rs_pool_opts po = {.max_runspaces = 2};
+    assert_ok(rs_pool_create(&po, &pool));
+    assert_ok(rs_pool_open(pool));
+    source src = {.n = 3000};
+    sink k;
+    sink_init(&k, &src);
+    rs_foreach_summary sum;
+    assert_ok(run("return _ * _", &src, &k, (rs_foreach_opts){.pool = pool, .total = 3000}, &sum));
+    assert_all_once(&k);
+    assert_int_equal(sum.succeeded, 3000);
+    assert_ok(rs_pool_destroy(pool));
+    free(k.seen);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_squares_completion_order),
+    cmocka_unit_test(test_ordered),
+    cmocka_unit_test(test_errors_are_records),
+    cmocka_unit_test(test_timeouts),
+    cmocka_unit_test(test_retries),
+    cmocka_unit_test(test_fail_fast),
+    cmocka_unit_test(test_all_at_once),
+    cmocka_unit_test(test_unreadable_inputs),
+    cmocka_unit_test(test_read_ahead_is_bounded),
+    cmocka_unit_test(test_syntax_error_reads_nothing),
+    cmocka_unit_test(test_stop),
+    cmocka_unit_test(test_command_and_parameters),
+    cmocka_unit_test(test_on_existing_pool_with_total),
+};
+
+RS_TEST_MAIN(tests)

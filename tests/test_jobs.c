@@ -1,0 +1,193 @@
+/*
+ * test_jobs.c -- the job manager: the seed's three jobs, names, states, waits with timeouts,
+ * listing, removal of running jobs, and use from several threads.
+ */
+#include "util.h"
+
+#include <pthread.h>
+
+static rs_jobs *new_jobs(unsigned max)
+{
+    rs_jobs *jobs;
+    rs_jobs_opts o = {.max_jobs = max};
+    assert_ok(rs_jobs_create(&o, &jobs));
+    return jobs;
+}
+
+static rs_value *params1(const char *name, rs_value *v)
+{
+    rs_value *m = rs_value_map();
+    assert_ok(rs_map_set(m, name, v));
+    return m;
+}
+
+static void test_seed_jobs(void **state)
+{
+    (void)state;
+    rs_jobs *jobs = new_jobs(5);
+    rs_value *p = params1("Seconds", rs_value_double(0.3));
+    assert_ok(rs_jobs_start(jobs, "LongRunningJob",
+                            "sleep(Seconds) return 'Job completed after ' .. Seconds .. ' seconds'",
+                            p, NULL));
+    rs_value_destroy(p);
+    assert_ok(rs_jobs_start(jobs, "ProcessJob",
+                            "local out = {} for _, p in ipairs(proc.list()) do "
+                            "if p.cpu >= 0 then out[#out + 1] = {name = p.name, cpu = p.cpu} end "
+                            "end return #out",
+                            NULL, NULL));
+    p = params1("Path", rs_value_string(RS_TEST_FIXTURES));
+    assert_ok(rs_jobs_start(jobs, "FileSystemJob",
+                            "local n, total = 0, 0 for _, e in ipairs(fs.list(Path, {recursive = "
+                            "true})) do if e.type == 'file' then n = n + 1 total = total + e.size "
+                            "end end return {count = n, sum = total}",
+                            p, NULL));
+    rs_value_destroy(p);
+    assert_int_equal(rs_jobs_list(jobs, RS_JOBS_ALL, NULL, 0), 3);
+    assert_true(rs_jobs_list(jobs, RS_JOBS_RUNNING, NULL, 0) >= 1); /* the sleeper */
+
+    assert_ok(rs_jobs_wait(jobs, "ProcessJob", 30));
+    rs_job_info info;
+    assert_ok(rs_jobs_get(jobs, "ProcessJob", &info));
+    assert_int_equal(info.state, RS_JOB_COMPLETED);
+    assert_true(rs_value_get_int(rs_array_get(info.result, 0)) > 0);
+
+    assert_ok(rs_jobs_wait_all(jobs, 60));
+    assert_int_equal(rs_jobs_list(jobs, RS_JOBS_COMPLETED, NULL, 0), 3);
+    assert_int_equal(rs_jobs_list(jobs, RS_JOBS_RUNNING, NULL, 0), 0);
+    assert_ok(rs_jobs_get(jobs, "LongRunningJob", &info));
+    assert_string_equal(info.name, "LongRunningJob");
+    assert_int_equal(info.state, RS_JOB_COMPLETED);
+    assert_string_equal(rs_value_get_string(rs_array_get(info.result, 0), NULL),
+                        "Job completed after 0.3 seconds");
+    assert_true(info.duration >= 0.29 && info.duration < 10);
+    assert_true(info.end >= info.start + 0.29);
+    assert_ok(rs_jobs_get(jobs, "FileSystemJob", &info));
+    const rs_value *r = rs_array_get(info.result, 0);
+    assert_true(rs_value_get_int(rs_map_get(r, "count")) >= 5);
+    assert_true(rs_value_get_int(rs_map_get(r, "sum")) > 0);
+    const char *names[4];
+    assert_int_equal(rs_jobs_list(jobs, RS_JOBS_ALL, names, 4), 3);
+    assert_string_equal(names[0], "LongRunningJob");
+    assert_string_equal(names[2], "FileSystemJob");
+    assert_ok(rs_jobs_destroy(jobs));
+}
+
+static void test_names(void **state)
+{
+    (void)state;
+    rs_jobs *jobs = new_jobs(2);
+    const char *a = NULL, *b = NULL;
+    assert_ok(rs_jobs_start(jobs, NULL, "return 1", NULL, &a));
+    assert_ok(rs_jobs_start(jobs, "", "return 2", NULL, &b));
+    assert_int_equal(strlen(a), 12);
+    assert_memory_equal(a, "Job_", 4);
+    assert_string_not_equal(a, b);
+    assert_ok(rs_jobs_start(jobs, "mine", "return 3", NULL, NULL));
+    assert_rs(RS_EEXIST, rs_jobs_start(jobs, "mine", "return 4", NULL, NULL));
+    assert_string_equal(rs_jobs_errmsg(jobs), "a job named 'mine' already exists");
+    assert_rs(RS_ESYNTAX, rs_jobs_start(jobs, "broken", "return +", NULL, NULL));
+    assert_contains(rs_jobs_errmsg(jobs), "script:1:");
+    assert_rs(RS_ENOENT, rs_jobs_get(jobs, "broken", &(rs_job_info){0}));
+    rs_value *notmap = rs_value_int(1);
+    assert_rs(RS_EINVAL, rs_jobs_start(jobs, "x", "return 1", notmap, NULL));
+    rs_value_destroy(notmap);
+    assert_rs(RS_ENOENT, rs_jobs_wait(jobs, "nope", 1));
+    assert_ok(rs_jobs_wait_all(jobs, 30));
+    assert_ok(rs_jobs_destroy(jobs));
+}
+
+static void test_states(void **state)
+{
+    (void)state;
+    rs_jobs *jobs = new_jobs(4);
+    assert_ok(rs_jobs_start(jobs, "ok", "return 'fine'", NULL, NULL));
+    assert_ok(rs_jobs_start(jobs, "soft", "write_error('minor') return 'partly'", NULL, NULL));
+    assert_ok(rs_jobs_start(jobs, "hard", "error('broken')", NULL, NULL));
+    assert_ok(rs_jobs_start(jobs, "long", "sleep(30)", NULL, NULL));
+    assert_ok(rs_jobs_wait(jobs, "ok", 30));
+    assert_ok(rs_jobs_wait(jobs, "soft", 30));
+    assert_ok(rs_jobs_wait(jobs, "hard", 30));
+    rs_job_info info;
+    assert_ok(rs_jobs_get(jobs, "ok", &info));
+    assert_int_equal(info.state, RS_JOB_COMPLETED);
+    assert_null(info.error);
+    assert_ok(rs_jobs_get(jobs, "soft", &info));
+    assert_int_equal(info.state, RS_JOB_COMPLETED_WITH_ERRORS);
+    assert_int_equal(info.error_count, 1);
+    assert_string_equal(info.error, "minor");
+    assert_ok(rs_jobs_get(jobs, "hard", &info));
+    assert_int_equal(info.state, RS_JOB_FAILED);
+    assert_string_equal(info.error, "script:1: broken");
+    assert_ok(rs_jobs_get(jobs, "long", &info));
+    assert_int_equal(info.state, RS_JOB_RUNNING);
+    assert_null(info.result);
+    assert_int_equal(info.end, 0);
+    /* Waiting with a timeout names what still runs. */
+    assert_rs(RS_ETIMEDOUT, rs_jobs_wait(jobs, "long", 0.1));
+    assert_string_equal(rs_jobs_errmsg(jobs), "job 'long' is still running after 0.1 s");
+    assert_rs(RS_ETIMEDOUT, rs_jobs_wait_all(jobs, 0.1));
+    assert_string_equal(rs_jobs_errmsg(jobs), "timed out waiting for 1 job(s) to complete");
+    /* Removing a running job stops it. */
+    double t0 = rs_test_now();
+    assert_ok(rs_jobs_remove(jobs, "long"));
+    assert_true(rs_test_now() - t0 < 5);
+    assert_rs(RS_ENOENT, rs_jobs_get(jobs, "long", &info));
+    assert_rs(RS_ENOENT, rs_jobs_remove(jobs, "long"));
+    assert_ok(rs_jobs_wait_all(jobs, 1));
+    assert_int_equal(rs_jobs_list(jobs, RS_JOBS_ALL, NULL, 0), 3);
+    assert_ok(rs_jobs_destroy(jobs));
+}
+
+static void test_destroy_stops_running_jobs(void **state)
+{
+    (void)state;
+    rs_jobs *jobs = new_jobs(2);
+    for (int i = 0; i < 5; i++)
+        assert_ok(rs_jobs_start(jobs, NULL, "while true do end", NULL, NULL));
+    double t0 = rs_test_now();
+    assert_ok(rs_jobs_destroy(jobs));
+    assert_true(rs_test_now() - t0 < 5);
+}
+
+typedef struct waiter {
+    rs_jobs *jobs;
+    int rc;
+} waiter;
+
+static void *wait_thread(void *arg)
+{
+    waiter *w = arg;
+    w->rc = rs_jobs_wait(w->jobs, "shared", 30);
+    return NULL;
+}
+
+static void test_many_waiters(void **state)
+{
+    (void)state;
+    rs_jobs *jobs = new_jobs(2);
+    assert_ok(rs_jobs_start(jobs, "shared", "sleep(0.2) return 1", NULL, NULL));
+    pthread_t t[4];
+    waiter w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (waiter){jobs, -1};
+        assert_int_equal(pthread_create(&t[i], NULL, wait_thread, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_ok(w[i].rc);
+    }
+    /* A waiter on a job that is removed meanwhile learns it is gone. */
+    assert_ok(rs_jobs_start(jobs, "doomed", "sleep(30)", NULL, NULL));
+    assert_ok(rs_jobs_remove(jobs, "doomed"));
+    assert_ok(rs_jobs_destroy(jobs));
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_seed_jobs),
+    cmocka_unit_test(test_names),
+    cmocka_unit_test(test_states),
+    cmocka_unit_test(test_destroy_stops_running_jobs),
+    cmocka_unit_test(test_many_waiters),
+};
+
+RS_TEST_MAIN(tests)
