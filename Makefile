@@ -34,7 +34,7 @@ build: deps
 	cmake --build $(RELEASE) -j$(JOBS)
 
 demo: build
-	./$(RELEASE)/examples/quickstart
+	./$(RELEASE)/runspace demo
 
 # One build directory per flavour; each runs the whole suite.
 test-plain: deps
@@ -60,6 +60,8 @@ test: demo
 
 bench: bench-deps build
 	./$(RELEASE)/bench/bench_core
+	./$(RELEASE)/bench/bench_scan
+	./$(RELEASE)/bench/bench_cli
 
 install: build
 	cmake --install $(RELEASE) --prefix $(PREFIX)

@@ -12,7 +12,9 @@ function(rs_add_test name)
   add_executable(${name} ${T_UNPARSED_ARGUMENTS} harness.c util.c)
   target_include_directories(${name} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR} ${PROJECT_SOURCE_DIR}/src)
   target_compile_definitions(${name} PRIVATE _GNU_SOURCE
-      RS_TEST_FIXTURES="${CMAKE_CURRENT_SOURCE_DIR}/fixtures")
+      RS_TEST_FIXTURES="${CMAKE_CURRENT_SOURCE_DIR}/fixtures"
+      RS_CLI="$<TARGET_FILE:runspace_cli>")
+  add_dependencies(${name} runspace_cli)
   target_link_libraries(${name} PRIVATE runspace_static PkgConfig::CMOCKA)
   rs_apply_warnings(${name})
   set(list_file "${CMAKE_CURRENT_BINARY_DIR}/${name}.cases")

@@ -252,7 +252,8 @@ RS_EXTERN int rs_iss_destroy(rs_iss *iss);
 /* The mutators below return RS_EBUSY once a runspace has been created from the ISS (it is
  * immutable from then on), RS_EINVAL for a name that is not a Lua identifier or is a Lua
  * keyword, and RS_EEXIST for a name already defined in the ISS or reserved by a built-in
- * (_, params, emit, write_*, sleep, random, random_seed, shared, json, time, runspace). */
+ * (_, params, emit, write_*, sleep, random, random_seed, shared, json, time, runspace, fs, proc,
+ * exec, net). */
 
 /* Defines a global variable holding a copy of value in every runspace. */
 RS_EXTERN int rs_iss_set_variable(rs_iss *iss, const char *name, const rs_value *value);
@@ -613,8 +614,8 @@ typedef int (*rs_input_fn)(void *userdata, rs_value **item, char **error);
 
 /* One input's outcome. Everything is borrowed for the duration of the callback. */
 typedef struct rs_foreach_record {
-    uint64_t index;         /* 0-based position in the input */
-    const rs_value *input;  /* the item (null for an input that could not be read) */
+    uint64_t index;        /* 0-based position in the input */
+    const rs_value *input; /* the item (null for an input that could not be read) */
     rs_item_status status;
     const rs_value *output; /* array of the item's output values (empty unless ok) */
     const char *error;      /* NULL when ok */
@@ -646,18 +647,18 @@ typedef void (*rs_foreach_record_fn)(const rs_foreach_record *record, void *user
 typedef void (*rs_foreach_progress_fn)(const rs_foreach_progress *progress, void *userdata);
 
 typedef struct rs_foreach_opts {
-    rs_pool *pool;        /* an open pool to run on, or NULL: the run opens its own */
-    const rs_iss *iss;    /* for the run's own pool (NULL: default profile) */
-    unsigned throttle;    /* runspaces at once; 0: the number of CPUs */
-    unsigned batch;       /* items per dispatch; 0: automatic (grows for tiny items) */
-    double timeout;       /* seconds per item attempt; 0: none */
-    unsigned retries;     /* further attempts for items that fail or time out */
-    bool ordered;         /* deliver records in input order (default: completion order) */
-    bool fail_fast;       /* the first failure stops running items; the rest are cancelled */
-    uint64_t total;       /* number of inputs when known (for progress), else 0 */
-    rs_input_fn next;     /* the input (required) */
+    rs_pool *pool;     /* an open pool to run on, or NULL: the run opens its own */
+    const rs_iss *iss; /* for the run's own pool (NULL: default profile) */
+    unsigned throttle; /* runspaces at once; 0: the number of CPUs */
+    unsigned batch;    /* items per dispatch; 0: automatic (grows for tiny items) */
+    double timeout;    /* seconds per item attempt; 0: none */
+    unsigned retries;  /* further attempts for items that fail or time out */
+    bool ordered;      /* deliver records in input order (default: completion order) */
+    bool fail_fast;    /* the first failure stops running items; the rest are cancelled */
+    uint64_t total;    /* number of inputs when known (for progress), else 0 */
+    rs_input_fn next;  /* the input (required) */
     void *input_userdata;
-    rs_foreach_record_fn on_record; /* one call per input, on the thread of rs_foreach_run */
+    rs_foreach_record_fn on_record;     /* one call per input, on the thread of rs_foreach_run */
     rs_foreach_progress_fn on_progress; /* after each delivered batch of records, same thread */
     void *userdata;
 } rs_foreach_opts;
@@ -714,9 +715,9 @@ typedef struct rs_job_info {
 } rs_job_info;
 
 typedef struct rs_jobs_opts {
-    rs_pool *pool;       /* an open pool, or NULL: the manager opens its own */
-    const rs_iss *iss;   /* for its own pool (NULL: default profile) */
-    unsigned max_jobs;   /* jobs running at once in its own pool; 0: the number of CPUs */
+    rs_pool *pool;     /* an open pool, or NULL: the manager opens its own */
+    const rs_iss *iss; /* for its own pool (NULL: default profile) */
+    unsigned max_jobs; /* jobs running at once in its own pool; 0: the number of CPUs */
 } rs_jobs_opts;
 
 RS_EXTERN int rs_jobs_create(const rs_jobs_opts *opts, rs_jobs **out);
@@ -732,8 +733,7 @@ RS_EXTERN int rs_jobs_start(rs_jobs *jobs, const char *name, const char *script,
 RS_EXTERN int rs_jobs_get(rs_jobs *jobs, const char *name, rs_job_info *out);
 /* Fills up to cap names (borrowed) of the jobs matching filter, in start order; returns how
  * many match. RS_JOBS_COMPLETED means ended in any way. */
-RS_EXTERN size_t rs_jobs_list(rs_jobs *jobs, rs_job_filter filter, const char **names,
-                              size_t cap);
+RS_EXTERN size_t rs_jobs_list(rs_jobs *jobs, rs_job_filter filter, const char **names, size_t cap);
 /* Blocks until the job ends, or timeout seconds (< 0: forever). RS_ETIMEDOUT ("job 'x' is
  * still running after 30 s"), RS_ENOENT. */
 RS_EXTERN int rs_jobs_wait(rs_jobs *jobs, const char *name, double timeout);
@@ -773,11 +773,13 @@ typedef struct rs_scan_result {
     const char *address; /* the numeric address probed; "" when a name did not resolve */
     int port;            /* 0 for a target that failed as a whole (a name that did not resolve) */
     rs_port_state state;
-    const char *reason;  /* "syn-ack", "conn-refused", "port-unreach", "no-response",
-                          * "host-unreach", "net-unreach", "admin-prohibited", or, for errors,
-                          * what went wrong ("unknown host", "Network is unreachable", ...) */
-    double rtt;          /* seconds from the deciding attempt's start to its answer; -1 if none */
-    int attempts;        /* attempts made */
+    const char *reason; /* open: "syn-ack"; closed: "conn-refused", "port-unreach",
+                         * "self-connect" (a loopback socket connected to itself); filtered:
+                         * "no-response", "host-unreach", "net-unreach", "admin-prohibited",
+                         * "proto-unreach", "time-exceeded"; error: what went wrong
+                         * ("unknown host", "Network is unreachable", ...) */
+    double rtt;         /* seconds from the deciding attempt's start to its answer; -1 if none */
+    int attempts;       /* attempts made */
 } rs_scan_result;
 
 /* Called on the thread running rs_scan_run, once per probe, as soon as it is decided. */
@@ -786,21 +788,22 @@ typedef void (*rs_scan_fn)(const rs_scan_result *result, void *userdata);
 typedef struct rs_scan_opts {
     double timeout;        /* seconds an attempt waits for an answer; 0: 1.0 */
     int tries;             /* attempts for probes that get no answer; 0: 2 (one retry) */
-    unsigned max_inflight; /* probes in flight at once; 0: sized from RLIMIT_NOFILE, whose
-                            * soft limit is raised to the hard limit */
+    unsigned max_inflight; /* probes in flight at once; 0: up to 16,384 within RLIMIT_NOFILE
+                            * (the soft limit raised towards the hard one as needed, 256
+                            * descriptors left to the application) */
     bool force;            /* allow more than 16,777,216 probes */
     rs_scan_fn on_result;
     void *userdata;
 } rs_scan_opts;
 
 typedef struct rs_scan_summary {
-    uint64_t hosts;    /* addresses scanned (a name counts once, when it resolved) */
-    uint64_t probes;   /* results reported */
+    uint64_t hosts;  /* addresses scanned (a name counts once, when it resolved) */
+    uint64_t probes; /* results reported */
     uint64_t open;
     uint64_t closed;
     uint64_t filtered;
     uint64_t errors;
-    double elapsed;    /* seconds */
+    double elapsed; /* seconds */
 } rs_scan_summary;
 
 /* Creates a scan; opts may be NULL. RS_EINVAL for a negative or NaN timeout or tries < 0. */
@@ -813,7 +816,8 @@ RS_EXTERN int rs_scan_destroy(rs_scan *scan);
  * returned is probed); one that does not resolve yields one error result and the scan goes on. */
 RS_EXTERN int rs_scan_add_target(rs_scan *scan, const char *spec);
 /* Adds the targets of a file, one spec per line; blank lines and '#' comments are skipped.
- * RS_ENOENT or RS_EIO with the OS reason, RS_EINVAL naming the line of a malformed spec. */
+ * RS_ENOENT or RS_EIO with the OS reason; RS_EINVAL naming the line of a malformed spec, in
+ * which case nothing of the file is added. */
 RS_EXTERN int rs_scan_add_targets_file(rs_scan *scan, const char *path);
 /* Adds ports: "22,80,1000-2000". RS_EINVAL for 0, numbers above 65535, reversed or malformed
  * ranges ("a-b", "5-", ""). Without any call, the seed's list: 22,80,135,139,443,445,3389,5985,
@@ -821,14 +825,18 @@ RS_EXTERN int rs_scan_add_targets_file(rs_scan *scan, const char *path);
 RS_EXTERN int rs_scan_add_ports(rs_scan *scan, const char *spec);
 /* The number of probes the scan will make (addresses x ports, a name counting as one). */
 RS_EXTERN uint64_t rs_scan_probe_count(const rs_scan *scan);
-/* Runs the scan on the calling thread until every probe is decided; results stream to
- * on_result, and summary (may be NULL) gets the totals. RS_ELIMIT when there are more than
+/* Runs the scan until every probe is decided; results stream to on_result, always on the
+ * calling thread (scans of 4,096 probes or more also run helper threads, one event loop per CPU
+ * up to 8), and summary (may be NULL) gets the totals. Names are resolved (blocking) before the
+ * first probe. RS_ELIMIT when there are more than
  * 16,777,216 probes and force is off; RS_EINVAL when there are no targets; RS_ESTOPPED when
  * rs_scan_stop ended it early (the summary counts what was decided). Memory stays constant in
  * the number of probes. Running out of descriptors or local ports shrinks the window of
  * probes in flight and retries; it never loses a probe. */
 RS_EXTERN int rs_scan_run(rs_scan *scan, rs_scan_summary *summary);
-/* Ends a running scan soon; thread-safe, does not block. */
+/* Ends a running scan soon; thread-safe, does not block. A stop requested while no scan runs
+ * ends the next run at once, so that a stop sent just before the run starts is not lost. While
+ * a scan runs, the add functions return RS_EBUSY and another rs_scan_run RS_EMISUSE. */
 RS_EXTERN int rs_scan_stop(rs_scan *scan);
 RS_EXTERN const char *rs_scan_errmsg(const rs_scan *scan);
 /* "open", "closed", "filtered", "error". */

@@ -46,7 +46,7 @@ typedef struct rs__run {
     int64_t item_ns; /* per-item timeout, 0 = none */
     int64_t inv_deadline;
     int64_t run_start;
-    rs__timer *timer;   /* watching this run's deadlines, or NULL */
+    rs__timer *timer; /* watching this run's deadlines, or NULL */
     /* Driver state. */
     int msgh;                      /* stack index of the message handler */
     int fn_base;                   /* stack index of stage 0's function (nil for native commands) */
@@ -397,6 +397,12 @@ static int run_lua_stage(rs__run *r, size_t s, const rs_value *item, bool has_it
     for (size_t i = 0; i < nargs; i++)
         rs__lua_push_value(L, rs_array_get(st->args, i));
     int status = lua_pcall(L, (int)nargs + (has_item ? 1 : 0), LUA_MULTRET, r->msgh);
+    if (status == LUA_OK && r->rs->exec.reason) {
+        /* The script swallowed an interruption and returned before another instruction could
+         * raise it again (`return pcall(sleep, 10)` is a tail call): it still counts. */
+        lua_settop(L, base);
+        status = LUA_ERRRUN;
+    }
     if (status != LUA_OK) {
         lua_settop(L, base);
         int code = classify(r, status);

@@ -95,15 +95,15 @@ struct rs_foreach {
     rs__mutex mu;
     rs__cond cv;
     rs__cond space;
-    pring ring;          /* read, not dispatched */
+    pring ring; /* read, not dispatched */
     bool reader_done;
     bool reader_quit;    /* stop reading (a stop) */
     bool run_waiting;    /* the run thread sleeps on cv */
     uint64_t read_count; /* inputs read so far */
     rs__thread reader;
     pthread_t reader_id;
-    slot *done;          /* finished slots, newest first */
-    bool stopping;       /* stop or fail-fast: no more dispatch */
+    slot *done;    /* finished slots, newest first */
+    bool stopping; /* stop or fail-fast: no more dispatch */
 
     /* Run thread only. */
     rs_pool *pool;
@@ -112,8 +112,8 @@ struct rs_foreach {
     size_t nslots;
     pring retry;
     size_t batch;
-    double ns_per_item;  /* running average of item time */
-    held *window;        /* ordered delivery */
+    double ns_per_item; /* running average of item time */
+    held *window;       /* ordered delivery */
     size_t window_cap;
     uint64_t next_deliver;
     uint64_t dispatched_hi; /* 1 + highest index dispatched */
@@ -571,8 +571,8 @@ static bool dispatch(rs_foreach *fe, slot *s)
         rs_value *inputs = rs_ps_take_inputs(s->ps);
         rs__mutex_unlock(&fe->mu);
         for (size_t i = n; i-- > 0;)
-            deliver(fe, s->index[i], RS_ITEM_ERROR, inputs ? rs_array_take(inputs, i) : NULL,
-                    NULL, rs_ps_errmsg(s->ps), 0, 0, s->attempts[i]);
+            deliver(fe, s->index[i], RS_ITEM_ERROR, inputs ? rs_array_take(inputs, i) : NULL, NULL,
+                    rs_ps_errmsg(s->ps), 0, 0, s->attempts[i]);
         rs_value_destroy(inputs);
         rs__mutex_lock(&fe->mu);
     }
@@ -663,8 +663,8 @@ static void collect(rs_foreach *fe, slot *s)
             rs_value_destroy(r->output);
             continue;
         }
-        deliver(fe, s->index[j], r->st, r->input, r->output, r->error, r->duration,
-                r->runspace_id, s->attempts[j]);
+        deliver(fe, s->index[j], r->st, r->input, r->output, r->error, r->duration, r->runspace_id,
+                s->attempts[j]);
     }
     rs__free(recs);
     rs_value_destroy(out);

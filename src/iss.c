@@ -17,6 +17,7 @@ static const char *const lua_keywords[] = {
     "function", "goto",   "if",   "in",   "local",  "nil",   "not",   "or",
     "repeat",   "return", "then", "true", "until",  "while", NULL};
 
+/* Globals a runspace defines itself; the ISS may not rebind them. */
 static const char *const builtin_names[] = {"_",
                                             "params",
                                             "emit",
@@ -33,6 +34,10 @@ static const char *const builtin_names[] = {"_",
                                             "json",
                                             "time",
                                             "runspace",
+                                            "fs",
+                                            "proc",
+                                            "exec",
+                                            "net",
                                             NULL};
 
 bool rs__is_builtin_name(const char *name)

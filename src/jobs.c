@@ -88,7 +88,8 @@ int rs_jobs_create(const rs_jobs_opts *opts, rs_jobs **out)
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         rs_pool_opts po = {.iss = o.iss,
                            .min_runspaces = 1,
-                           .max_runspaces = o.max_jobs ? o.max_jobs : (cpus > 0 ? (unsigned)cpus : 1)};
+                           .max_runspaces =
+                               o.max_jobs ? o.max_jobs : (cpus > 0 ? (unsigned)cpus : 1)};
         int rc = rs_pool_create(&po, &jobs->pool);
         if (!rc && (rc = rs_pool_open(jobs->pool)))
             fail(rc, "%s", rs_pool_errmsg(jobs->pool));
@@ -109,8 +110,7 @@ int rs_jobs_create(const rs_jobs_opts *opts, rs_jobs **out)
 static job *find(rs_jobs *jobs, const char *name)
 {
     rs__qnode *n;
-    RS__QUEUE_FOREACH(n, &jobs->list)
-    {
+    RS__QUEUE_FOREACH (n, &jobs->list) {
         job *j = RS__QUEUE_DATA(n, job, node);
         if (!j->removing && strcmp(j->name, name) == 0)
             return j;
@@ -128,8 +128,8 @@ static void job_done(rs_ps *ps, rs_ps_state st, void *userdata)
     struct timespec ts;
     if (clock_gettime(CLOCK_REALTIME, &ts) == 0)
         j->end = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-    j->state = st == RS_PS_STOPPED  ? RS_JOB_STOPPED
-               : st == RS_PS_FAILED ? RS_JOB_FAILED
+    j->state = st == RS_PS_STOPPED    ? RS_JOB_STOPPED
+               : st == RS_PS_FAILED   ? RS_JOB_FAILED
                : rs_ps_had_errors(ps) ? RS_JOB_COMPLETED_WITH_ERRORS
                                       : RS_JOB_COMPLETED;
     j->ended = true;
@@ -274,8 +274,7 @@ size_t rs_jobs_list(rs_jobs *jobs, rs_job_filter filter, const char **names, siz
     size_t n = 0;
     rs__mutex_lock(&jobs->mu);
     rs__qnode *q;
-    RS__QUEUE_FOREACH(q, &jobs->list)
-    {
+    RS__QUEUE_FOREACH (q, &jobs->list) {
         job *j = RS__QUEUE_DATA(q, job, node);
         if (j->removing || (filter == RS_JOBS_RUNNING && j->ended) ||
             (filter == RS_JOBS_COMPLETED && !j->ended))
@@ -384,8 +383,7 @@ int rs_jobs_destroy(rs_jobs *jobs)
     rs__mutex_unlock(&jobs->mu);
     /* Ask every job to stop first, then wait for each: they stop in parallel. */
     rs__qnode *n;
-    RS__QUEUE_FOREACH(n, &all)
-    {
+    RS__QUEUE_FOREACH (n, &all) {
         rs_ps_begin_stop(RS__QUEUE_DATA(n, job, node)->ps);
     }
     while (!rs__queue_empty(&all)) {

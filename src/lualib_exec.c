@@ -40,7 +40,7 @@
 extern char **environ;
 
 typedef struct child {
-    pid_t pid;      /* > 0 until reaped */
+    pid_t pid; /* > 0 until reaped */
     int pidfd;
     int in, out, err; /* our ends of the pipes, -1 once closed */
     rs__buf obuf, ebuf;
@@ -268,8 +268,7 @@ static int l_exec(lua_State *L)
             failure = EFBIG;
             break;
         }
-        if (ipid >= 0 && fds[ipid].revents &&
-            waitpid(c->pid, &c->status, WNOHANG) == c->pid)
+        if (ipid >= 0 && fds[ipid].revents && waitpid(c->pid, &c->status, WNOHANG) == c->pid)
             c->pid = 0;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -20,7 +20,7 @@
 struct rs__timer {
     rs__mutex mu;
     rs__cond cv;
-    rs__qnode watched; /* rs__exec.timer_node */
+    rs__qnode watched;    /* rs__exec.timer_node */
     atomic_llong wake_at; /* deadline the thread sleeps towards; 0 = none (written under mu) */
     bool quit;
     rs__thread thread;

@@ -107,8 +107,7 @@ static void assert_all_once(sink *k)
 }
 
 /* Runs script over n integers with the given options; returns the run's code. */
-static int run(const char *script, source *src, sink *k, rs_foreach_opts o,
-               rs_foreach_summary *sum)
+static int run(const char *script, source *src, sink *k, rs_foreach_opts o, rs_foreach_summary *sum)
 {
     o.next = next_int;
     o.input_userdata = src;
@@ -236,13 +235,11 @@ static void test_all_at_once(void **state)
     sink k;
     sink_init(&k, &src);
     rs_foreach_summary sum;
-    assert_ok(run("if _ == 77777 then while true do end end return _ * _", &src, &k,
-                  (rs_foreach_opts){.throttle = 2,
-                                    .timeout = 0.1,
-                                    .retries = 1,
-                                    .fail_fast = true,
-                                    .ordered = true},
-                  &sum));
+    assert_ok(
+        run("if _ == 77777 then while true do end end return _ * _", &src, &k,
+            (rs_foreach_opts){
+                .throttle = 2, .timeout = 0.1, .retries = 1, .fail_fast = true, .ordered = true},
+            &sum));
     assert_all_once(&k);
     assert_true(k.in_order);
     assert_int_equal(sum.total, 100000);
@@ -273,8 +270,8 @@ static void test_read_ahead_is_bounded(void **state)
     source src = {.n = 200000};
     sink k;
     sink_init(&k, &src);
-    assert_ok(run("return _ * _", &src, &k, (rs_foreach_opts){.throttle = 2, .ordered = true},
-                  NULL));
+    assert_ok(
+        run("return _ * _", &src, &k, (rs_foreach_opts){.throttle = 2, .ordered = true}, NULL));
     assert_all_once(&k);
     /* 4 slots x 4096 items in flight, the ring, and the reorder window: far below the input. */
     if (src.max_ahead > 100000)
@@ -323,8 +320,8 @@ static void test_stop(void **state)
                          .userdata = &k};
     rs_foreach *fe;
     assert_ok(rs_foreach_create(&o, &fe));
-    assert_ok(rs_foreach_set_script(fe, "if _ % 100 == 0 then sleep(0.01) end return _ * _",
-                                    (size_t)-1));
+    assert_ok(
+        rs_foreach_set_script(fe, "if _ % 100 == 0 then sleep(0.01) end return _ * _", (size_t)-1));
     stopper st = {fe, 0.2};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, stop_later, &st), 0);
@@ -348,7 +345,8 @@ static int cmd_sq(rs_call *call, void *ud)
 {
     (void)ud;
     int64_t x = rs_value_get_int(rs_call_input(call));
-    int64_t bonus = rs_call_param(call, "Bonus") ? rs_value_get_int(rs_call_param(call, "Bonus")) : 0;
+    int64_t bonus =
+        rs_call_param(call, "Bonus") ? rs_value_get_int(rs_call_param(call, "Bonus")) : 0;
     return rs_call_emit(call, rs_value_int(x * x + bonus));
 }
 

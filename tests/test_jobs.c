@@ -183,10 +183,8 @@ static void test_many_waiters(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_seed_jobs),
-    cmocka_unit_test(test_names),
-    cmocka_unit_test(test_states),
-    cmocka_unit_test(test_destroy_stops_running_jobs),
+    cmocka_unit_test(test_seed_jobs),    cmocka_unit_test(test_names),
+    cmocka_unit_test(test_states),       cmocka_unit_test(test_destroy_stops_running_jobs),
     cmocka_unit_test(test_many_waiters),
 };
 

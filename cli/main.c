@@ -1,0 +1,49 @@
+/*
+ * main.c -- the `runspace` program: dispatches to a subcommand. Errors print as
+ * "runspace: message"; exit statuses are in cli.h and the man page.
+ */
+#include "cli.h"
+
+#include <string.h>
+
+static const char usage[] = "Usage: runspace COMMAND [OPTIONS] [ARGS]\n"
+                            "Isolated Lua runspaces, run in parallel.\n"
+                            "\n"
+                            "Commands:\n"
+                            "  foreach   run a script once per input item, in parallel\n"
+                            "  run       run one script and show its streams\n"
+                            "  scan      scan TCP ports of hosts\n"
+                            "  demo      the examples, end to end, on built-in data\n"
+                            "\n"
+                            "  runspace COMMAND --help   options of a command\n"
+                            "  runspace --version        the version\n";
+
+int main(int argc, char **argv)
+{
+    signals_init();
+    out_init();
+    if (argc < 2)
+        return cli_usage(NULL, "no command given");
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        printf("runspace %s\n", rs_version());
+        return 0;
+    }
+    int rc;
+    if (strcmp(cmd, "foreach") == 0)
+        rc = cmd_foreach(argc - 1, argv + 1);
+    else if (strcmp(cmd, "run") == 0)
+        rc = cmd_run(argc - 1, argv + 1);
+    else if (strcmp(cmd, "scan") == 0)
+        rc = cmd_scan(argc - 1, argv + 1);
+    else if (strcmp(cmd, "demo") == 0)
+        rc = cmd_demo(argc - 1, argv + 1);
+    else
+        return cli_usage(NULL, "unknown command '%s'", cmd);
+    out_flush();
+    return rc;
+}

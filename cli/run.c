@@ -1,0 +1,292 @@
+/*
+ * run.c -- `runspace run`: one script in one runspace. Its outputs go to stdout when it ends,
+ * print/write_information to stdout as they come, warnings and errors (and, with --verbose,
+ * verbose and debug records) to stderr as they come.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "Usage: runspace run [OPTIONS] SCRIPT [ARGS...]\n"
+    "       runspace run [OPTIONS] -f FILE [ARGS...]\n"
+    "Run one Lua script in a runspace. ARGS are its positional arguments (`...`), as strings.\n"
+    "\n"
+    "  -f, --file PATH        read the script from PATH\n"
+    "      --var NAME=VALUE   a global (VALUE is JSON, or else a string)\n"
+    "      --param NAME=VALUE a named parameter (params.NAME and the global NAME)\n"
+    "      --module PATH|NAME preload a Lua module\n"
+    "      --restricted       the restricted profile\n"
+    "      --memory-limit N   Lua memory (default 1G; suffixes K, M, G)\n"
+    "      --timeout SECONDS  stop the script after this long (exit 1)\n"
+    "      --format FORMAT    raw (default: each output value on a line) or json (one array)\n"
+    "  -v, --verbose          also show verbose and debug records, and tracebacks\n"
+    "  -h, --help             this help\n"
+    "\n"
+    "Options come before the script. Outputs go to stdout when the script ends; print goes\n"
+    "to stdout, warnings and errors to stderr, as they are written.\n"
+    "Exit status: 0 success; 1 the script failed or timed out; 2 usage error or a script that\n"
+    "does not compile; 130 interrupted.\n";
+
+typedef struct run_cli {
+    bool verbose;
+    bool tty;
+    bool progress_shown;
+} run_cli;
+
+static void on_record(rs_ps *ps, const rs_record *r, void *ud)
+{
+    (void)ps;
+    run_cli *c = ud;
+    if (c->progress_shown && r->stream != RS_STREAM_PROGRESS) {
+        fputs("\r\033[K", stderr);
+        c->progress_shown = false;
+    }
+    switch (r->stream) {
+    case RS_STREAM_INFORMATION:
+        out_write(r->message, r->message_len);
+        out_putc('\n');
+        out_flush();
+        break;
+    case RS_STREAM_WARNING:
+        fprintf(stderr, "WARNING: %s\n", r->message);
+        break;
+    case RS_STREAM_ERROR:
+        if (r->item < 0 && r->code == 0) /* write_error: the script goes on */
+            fprintf(stderr, "ERROR: %s\n", r->message);
+        break;
+    case RS_STREAM_VERBOSE:
+    case RS_STREAM_DEBUG:
+        if (c->verbose)
+            fprintf(stderr, "%s: %s\n", r->stream == RS_STREAM_VERBOSE ? "VERBOSE" : "DEBUG",
+                    r->message);
+        break;
+    case RS_STREAM_PROGRESS:
+        if (c->tty) {
+            fprintf(stderr, "\r%s: %s", r->activity ? r->activity : "", r->message);
+            if (r->percent >= 0)
+                fprintf(stderr, " (%d%%)", r->percent);
+            fputs("\033[K", stderr);
+            c->progress_shown = true;
+        }
+        break;
+    default:
+        break;
+    }
+    fflush(stderr);
+}
+
+static void stop_script(void *ud)
+{
+    rs_ps_begin_stop(ud);
+}
+
+enum { OPT_VAR = 256, OPT_PARAM, OPT_MODULE, OPT_RESTRICTED, OPT_MEMORY, OPT_TIMEOUT, OPT_FORMAT };
+
+static const struct option long_options[] = {{"file", required_argument, NULL, 'f'},
+                                             {"var", required_argument, NULL, OPT_VAR},
+                                             {"param", required_argument, NULL, OPT_PARAM},
+                                             {"module", required_argument, NULL, OPT_MODULE},
+                                             {"restricted", no_argument, NULL, OPT_RESTRICTED},
+                                             {"memory-limit", required_argument, NULL, OPT_MEMORY},
+                                             {"timeout", required_argument, NULL, OPT_TIMEOUT},
+                                             {"format", required_argument, NULL, OPT_FORMAT},
+                                             {"verbose", no_argument, NULL, 'v'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+
+int cmd_run(int argc, char **argv)
+{
+    const char *cmd = "run";
+    const char *script_file = NULL;
+    bool restricted = false, json = false;
+    size_t memory = 1ull << 30;
+    double timeout = 0;
+    run_cli c = {.tty = isatty(STDERR_FILENO)};
+    rs_iss *iss = NULL;
+    rs_runspace *rs = NULL;
+    rs_ps *ps = NULL;
+    char *script = NULL;
+    int rc = rs_iss_create(RS_PROFILE_DEFAULT, &iss);
+    if (rc) {
+        cli_error("%s", rs_strerror(rc));
+        return 1;
+    }
+    rs_ps_create(&ps);
+    /* Parameters wait for the script's stage; variables and modules need the profile. */
+    char *pnames[64];
+    rs_value *pvalues[64];
+    char *vnames[64];
+    rs_value *vvalues[64];
+    const char *modules[64];
+    int np = 0, nv = 0, nm = 0;
+
+    opterr = 0;
+    optind = 1;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "+:f:vh", long_options, NULL)) != -1) {
+        switch (opt) {
+        case 'h':
+            fputs(usage, stdout);
+            rc = 0;
+            goto done;
+        case 'f':
+            script_file = optarg;
+            break;
+        case 'v':
+            c.verbose = true;
+            break;
+        case OPT_VAR:
+        case OPT_PARAM: {
+            bool var = opt == OPT_VAR;
+            int *n = var ? &nv : &np;
+            if (*n == 64) {
+                rc = cli_usage(cmd, "too many --%s options", var ? "var" : "param");
+                goto done;
+            }
+            if (!parse_assignment(optarg, var ? &vnames[*n] : &pnames[*n],
+                                  var ? &vvalues[*n] : &pvalues[*n])) {
+                rc = cli_usage(cmd, "--%s needs NAME=VALUE, not '%s'", var ? "var" : "param",
+                               optarg);
+                goto done;
+            }
+            (*n)++;
+            break;
+        }
+        case OPT_MODULE:
+            if (nm == 64) {
+                rc = cli_usage(cmd, "too many --module options");
+                goto done;
+            }
+            modules[nm++] = optarg;
+            break;
+        case OPT_RESTRICTED:
+            restricted = true;
+            break;
+        case OPT_MEMORY:
+            if (!parse_bytes(optarg, &memory)) {
+                rc = cli_usage(cmd, "--memory-limit must be a size such as 256M or 1G, not '%s'",
+                               optarg);
+                goto done;
+            }
+            break;
+        case OPT_TIMEOUT:
+            if (!parse_seconds(optarg, &timeout)) {
+                rc = cli_usage(cmd, "--timeout must be a positive number of seconds, not '%s'",
+                               optarg);
+                goto done;
+            }
+            break;
+        case OPT_FORMAT:
+            if (strcmp(optarg, "json") == 0)
+                json = true;
+            else if (strcmp(optarg, "raw") != 0) {
+                rc = cli_usage(cmd, "--format must be raw or json, not '%s'", optarg);
+                goto done;
+            }
+            break;
+        case ':':
+            rc = cli_usage(cmd, "option '%s' needs a value", argv[optind - 1]);
+            goto done;
+        default:
+            rc = cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
+            goto done;
+        }
+    }
+    size_t script_len;
+    if (script_file) {
+        script = read_file(script_file, &script_len);
+        if (!script) {
+            cli_error("cannot read '%s': %s", script_file, strerror(errno));
+            rc = EXIT_USAGE;
+            goto done;
+        }
+    } else if (optind < argc) {
+        script = strdup(argv[optind++]);
+        script_len = strlen(script);
+    } else {
+        rc = cli_usage(cmd, "no script given");
+        goto done;
+    }
+
+    if (restricted) {
+        rs_iss_destroy(iss);
+        rs_iss_create(RS_PROFILE_RESTRICTED, &iss);
+    }
+    rs_limits limits = {.memory_bytes = memory};
+    rc = rs_iss_set_limits(iss, &limits);
+    for (int i = 0; !rc && i < nv; i++)
+        rc = rs_iss_set_variable(iss, vnames[i], vvalues[i]);
+    for (int i = 0; !rc && i < nm; i++)
+        rc = rs_iss_add_module(iss, modules[i]);
+    if (rc) {
+        cli_error("%s", rs_iss_errmsg(iss));
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    rs_runspace_opts ro = {.iss = iss};
+    if ((rc = rs_runspace_create(&ro, &rs)) || (rc = rs_runspace_open(rs))) {
+        cli_error("%s", rs ? rs_runspace_errmsg(rs) : rs_strerror(rc));
+        rc = 1;
+        goto done;
+    }
+    rc = rs_ps_add_script(ps, script, script_len);
+    if (rc) {
+        cli_error("%s", rs_ps_errmsg(ps));
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    for (int i = optind; i < argc; i++)
+        rs_ps_add_argument(ps, rs_value_string(argv[i]));
+    for (int i = 0; i < np; i++) {
+        rs_ps_add_parameter(ps, pnames[i], pvalues[i]);
+        pvalues[i] = NULL;
+    }
+    rs_ps_opts po = {.timeout = timeout, .on_record = on_record, .userdata = &c};
+    rs_ps_set_opts(ps, &po);
+    rs_ps_set_runspace(ps, rs);
+
+    signals_on_interrupt(stop_script, ps);
+    rs_value *out = NULL;
+    int result = rs_ps_invoke(ps, &out);
+    signals_on_interrupt(NULL, NULL);
+    if (c.progress_shown)
+        fputs("\r\033[K", stderr);
+    if (json) {
+        char *text = json_text(out);
+        out_puts(text ? text : "[]");
+        out_putc('\n');
+        free(text);
+    } else {
+        for (size_t i = 0; out && i < rs_array_len(out); i++)
+            out_value_raw(rs_array_get(out, i));
+    }
+    out_flush();
+    rs_value_destroy(out);
+    if (result) {
+        cli_error("%s", rs_ps_errmsg(ps));
+        rs_record r;
+        size_t n = rs_ps_record_count(ps, RS_STREAM_ERROR);
+        if (c.verbose && n && rs_ps_record(ps, RS_STREAM_ERROR, n - 1, &r) == 0 && r.traceback)
+            fprintf(stderr, "%s\n", r.traceback);
+    }
+    rc = interrupted() ? EXIT_INTERRUPTED : result ? 1 : 0;
+done:
+    rs_ps_destroy(ps);
+    rs_runspace_destroy(rs);
+    rs_iss_destroy(iss);
+    for (int i = 0; i < nv; i++) {
+        free(vnames[i]);
+        rs_value_destroy(vvalues[i]);
+    }
+    for (int i = 0; i < np; i++) {
+        free(pnames[i]);
+        rs_value_destroy(pvalues[i]);
+    }
+    free(script);
+    return rc;
+}

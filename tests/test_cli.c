@@ -1,0 +1,452 @@
+/*
+ * test_cli.c -- the `runspace` program, run for real: foreach, run, demo, help; every bad
+ * input of the CLI contract (exit codes and messages), timeouts, SIGINT, a closed pipe, and one
+ * record per input with 100,000 inputs and every option that could lose one.
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+typedef struct proc_result {
+    int status; /* exit status, or 128 + signal */
+    char *out;
+    size_t out_len;
+    char *err;
+    double seconds;
+} proc_result;
+
+static void append(char **buf, size_t *len, const char *data, size_t n)
+{
+    *buf = realloc(*buf, *len + n + 1);
+    memcpy(*buf + *len, data, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+}
+
+/* Runs argv with input on stdin; waits at most `limit` seconds (then kills it and fails). With
+ * interrupt_after > 0, sends SIGINT once that much stdout has arrived. */
+static proc_result run_program(char *const argv[], const char *input, size_t input_len,
+                               double limit, size_t interrupt_after)
+{
+    int in[2], out[2], err[2];
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(out), 0);
+    assert_int_equal(pipe(err), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+    for (int i = 0; i < 2; i++) {
+        posix_spawn_file_actions_addclose(&fa, in[i]);
+        posix_spawn_file_actions_addclose(&fa, out[i]);
+        posix_spawn_file_actions_addclose(&fa, err[i]);
+    }
+    pid_t pid;
+    double t0 = rs_test_now();
+    assert_int_equal(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    fcntl(in[1], F_SETFL, O_NONBLOCK);
+    proc_result r = {0};
+    size_t err_len = 0, written = 0;
+    int fds[3] = {in[1], out[0], err[0]};
+    if (!input || input_len == 0) {
+        close(fds[0]);
+        fds[0] = -1;
+    }
+    bool signalled = false;
+    while (fds[1] >= 0 || fds[2] >= 0) {
+        double left = limit - (rs_test_now() - t0);
+        if (left <= 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            fail_msg("%s %s did not finish within %.1f s", argv[1], argv[2] ? argv[2] : "", limit);
+        }
+        struct pollfd p[3];
+        for (int i = 0; i < 3; i++)
+            p[i] = (struct pollfd){.fd = fds[i], .events = i == 0 ? POLLOUT : POLLIN};
+        if (poll(p, 3, (int)(left * 1000) + 1) < 0 && errno != EINTR)
+            fail_msg("poll: %s", strerror(errno));
+        if (fds[0] >= 0 && p[0].revents) {
+            ssize_t w = write(fds[0], input + written, input_len - written);
+            if (w > 0)
+                written += (size_t)w;
+            if (w < 0 || written == input_len) {
+                close(fds[0]);
+                fds[0] = -1;
+            }
+        }
+        char buf[65536];
+        for (int i = 1; i < 3; i++) {
+            if (fds[i] >= 0 && p[i].revents) {
+                ssize_t n = read(fds[i], buf, sizeof buf);
+                if (n <= 0) {
+                    close(fds[i]);
+                    fds[i] = -1;
+                } else if (i == 1) {
+                    append(&r.out, &r.out_len, buf, (size_t)n);
+                } else {
+                    append(&r.err, &err_len, buf, (size_t)n);
+                }
+            }
+        }
+        if (interrupt_after && !signalled && r.out_len >= interrupt_after) {
+            kill(pid, SIGINT);
+            signalled = true;
+        }
+    }
+    if (fds[0] >= 0)
+        close(fds[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    r.seconds = rs_test_now() - t0;
+    if (!r.out)
+        r.out = strdup("");
+    if (!r.err)
+        r.err = strdup("");
+    return r;
+}
+
+#define ARGV(...) ((char *const[]){RS_CLI, __VA_ARGS__, NULL})
+
+static proc_result cli(char *const argv[], const char *input)
+{
+    return run_program(argv, input, input ? strlen(input) : 0, 60, 0);
+}
+
+static void done(proc_result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+static size_t count_lines(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static void test_help_and_version(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("--help"), NULL);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "foreach");
+    done(&r);
+    r = cli(ARGV("--version"), NULL);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "runspace 0.");
+    done(&r);
+    r = cli(ARGV("foreach", "--help"), NULL);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "--fail-fast");
+    done(&r);
+    r = cli(ARGV("nonsense"), NULL);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.err, "runspace: unknown command 'nonsense'\n"
+                               "Try 'runspace --help' for more information.\n");
+    done(&r);
+}
+
+static void test_foreach_raw_lines(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("foreach", "--ordered", "return _ * _"), "1\n2\n3\n");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "1\n4\n9\n");
+    assert_string_equal(r.err, "");
+    done(&r);
+    /* Strings as they are, other values as JSON; several outputs per item. */
+    r = cli(ARGV("foreach", "--ordered", "return _, #_, {_}"), "a b\nc\n");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "a b\n3\n[\"a b\"]\nc\n1\n[\"c\"]\n");
+    done(&r);
+}
+
+static void test_foreach_range_and_jsonl(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("foreach", "--range", "1..5", "--ordered", "--format", "jsonl",
+                             "if _ == 3 then error('three') end return _ * 10"),
+                        NULL);
+    assert_int_equal(r.status, 1);
+    assert_int_equal(count_lines(r.out), 5);
+    assert_contains(r.out, "{\"index\":0,\"input\":1,\"status\":\"ok\",\"output\":[10],"
+                           "\"error\":null,\"duration_ms\":");
+    assert_contains(r.out, "{\"index\":2,\"input\":3,\"status\":\"error\",\"output\":[],"
+                           "\"error\":\"script:1: three\",");
+    done(&r);
+}
+
+static void test_foreach_json_input(void **state)
+{
+    (void)state;
+    proc_result r =
+        cli(ARGV("foreach", "--json", "--ordered", "--format", "jsonl", "return _.n * 2"),
+            "{\"n\": 1}\n{\"n\": 2,,}\n{\"n\": 3}\n");
+    assert_int_equal(r.status, 1);
+    assert_int_equal(count_lines(r.out), 3);
+    assert_contains(r.out, "\"output\":[2]");
+    assert_contains(r.out, "\"output\":[6]");
+    assert_contains(r.out, "{\"index\":1,\"input\":\"{\\\"n\\\": 2,,}\",\"status\":\"error\"");
+    assert_contains(r.out, "invalid JSON on line 2, column 9");
+    done(&r);
+}
+
+static void test_foreach_csv_and_table(void **state)
+{
+    (void)state;
+    proc_result r =
+        cli(ARGV("foreach", "--range", "1..2", "--ordered", "--format", "csv", "return 'a,b', _"),
+            NULL);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "index,input,status,output,error,duration_ms,runspace\n");
+    assert_contains(r.out, "0,1,ok,\"[\"\"a,b\"\",1]\",,");
+    done(&r);
+    r = cli(ARGV("foreach", "--range", "1..2", "--ordered", "--format", "table", "return _"), NULL);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "INDEX  STATUS");
+    assert_int_equal(count_lines(r.out), 3);
+    done(&r);
+}
+
+static void test_foreach_params_vars_modules_file(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/rs_cli_script_XXXXXX";
+    int fd = mkstemp(path);
+    const char *src = "return Greeting .. ', ' .. _ .. Suffix .. greet.hello('x')";
+    assert_int_equal(write(fd, src, strlen(src)), (ssize_t)strlen(src));
+    close(fd);
+    proc_result r = cli(ARGV("foreach", "-f", path, "--var", "Greeting=\"hi\"", "--param",
+                             "Suffix=!", "--module", RS_TEST_FIXTURES "/greet.lua"),
+                        "bob\n");
+    unlink(path);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "hi, bob!hello, x\n");
+    done(&r);
+}
+
+static void test_foreach_usage_errors(void **state)
+{
+    (void)state;
+    struct {
+        char *const *argv;
+        const char *reason;
+    } cases[] = {
+        {ARGV("foreach", "--frob", "return 1"), "runspace: unknown option '--frob'\n"},
+        {ARGV("foreach", "-j", "0", "return 1"),
+         "runspace: -j/--throttle must be a whole number from 1 to 1024, not '0'\n"},
+        {ARGV("foreach", "--timeout", "-1", "return 1"),
+         "runspace: --timeout must be a positive number of seconds, not '-1'\n"},
+        {ARGV("foreach", "--range", "5..", "return 1"),
+         "runspace: invalid range '5..': expected A..B with integers A <= B\n"},
+        {ARGV("foreach", "--format", "xml", "return 1"),
+         "runspace: --format must be raw, jsonl, csv or table, not 'xml'\n"},
+        {ARGV("foreach"), "runspace: no script given\n"},
+        {ARGV("foreach", "--timeout"), "runspace: option '--timeout' needs a value\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        proc_result r = cli(cases[i].argv, "1\n");
+        assert_int_equal(r.status, 2);
+        assert_string_equal(r.out, "");
+        /* One line of reason, one line of hint. */
+        assert_int_equal(count_lines(r.err), 2);
+        assert_memory_equal(r.err, cases[i].reason, strlen(cases[i].reason));
+        assert_contains(r.err, "Try 'runspace foreach --help' for more information.");
+        done(&r);
+    }
+}
+
+static void test_foreach_compile_error(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("foreach", "local x = 1\nreturn x +"), "1\n2\n");
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.out, "");
+    assert_string_equal(r.err, "runspace: script:2: unexpected symbol near <eof>\n");
+    done(&r);
+}
+
+static void test_foreach_missing_input_file(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("foreach", "--input", "/nonexistent/inputs.txt", "return _"), NULL);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(
+        r.err, "runspace: cannot open '/nonexistent/inputs.txt': No such file or directory\n");
+    done(&r);
+}
+
+static void test_foreach_timeout(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("foreach", "--timeout", "0.2", "--format", "jsonl", "-j", "2",
+                             "if _ == '2' then while true do end end return _"),
+                        "1\n2\n3\n");
+    assert_int_equal(r.status, 1);
+    assert_int_equal(count_lines(r.out), 3);
+    assert_contains(r.out, "\"status\":\"timeout\"");
+    assert_contains(r.out, "\"error\":\"timed out after 0.2 s\"");
+    if (r.seconds > 3)
+        fail_msg("the run took %.2f s", r.seconds);
+    done(&r);
+}
+
+static void test_foreach_sigint(void **state)
+{
+    (void)state;
+    /* Items 1..1000000, slow enough to be interrupted: finished records are still printed. */
+    proc_result r =
+        run_program(ARGV("foreach", "--range", "1..1000000", "-j", "2", "sleep(0.001) return _"),
+                    NULL, 0, 60, 200);
+    assert_int_equal(r.status, 130);
+    assert_true(count_lines(r.out) >= 50);
+    assert_true(count_lines(r.out) < 1000000);
+    /* Complete lines only. */
+    assert_int_equal(r.out[r.out_len - 1], '\n');
+    done(&r);
+}
+
+static void test_foreach_closed_pipe(void **state)
+{
+    (void)state;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s foreach --ordered --range 1..10000000 'return _' | head -1",
+             RS_CLI);
+    proc_result r = run_program((char *const[]){"/bin/sh", "-c", cmd, NULL}, NULL, 0, 60, 0);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "1\n");
+    assert_string_equal(r.err, "");
+    done(&r);
+}
+
+static void test_one_record_per_input(void **state)
+{
+    (void)state;
+    /* 100,000 inputs with fail-fast, retries and a timeout, in completion order. */
+    proc_result r = cli(ARGV("foreach", "--range", "1..100000", "--fail-fast", "--retries", "1",
+                             "--timeout", "0.05", "--format", "jsonl", "-j", "2",
+                             "if _ == 60000 then error('boom') end return _"),
+                        NULL);
+    assert_int_equal(r.status, 1);
+    assert_int_equal(count_lines(r.out), 100000);
+    unsigned char *seen = calloc(100000, 1);
+    /* Line by line: string functions over the whole output per record would be quadratic
+     * under ASan's strict string checks. */
+    for (const char *p = r.out; *p;) {
+        const char *eol = memchr(p, '\n', r.out_len - (size_t)(p - r.out));
+        assert_non_null(eol);
+        assert_memory_equal(p, "{\"index\":", 9);
+        long i = 0; /* not strtol: it too would scan the rest of the output under ASan */
+        for (const char *d = p + 9; *d >= '0' && *d <= '9'; d++)
+            i = i * 10 + (*d - '0');
+        assert_true(i >= 0 && i < 100000);
+        seen[i]++;
+        p = eol + 1;
+    }
+    for (long i = 0; i < 100000; i++) {
+        if (seen[i] != 1)
+            fail_msg("input %ld has %d records", i, seen[i]);
+    }
+    free(seen);
+    assert_contains(r.out, "\"status\":\"cancelled\"");
+    done(&r);
+}
+
+static void test_summary(void **state)
+{
+    (void)state;
+    proc_result r = cli(
+        ARGV("foreach", "--range", "1..10", "--summary", "if _ > 8 then error('x') end return _"),
+        NULL);
+    assert_int_equal(r.status, 1);
+    assert_contains(r.err, "Total items:  10");
+    assert_contains(r.err, "Successful:   8");
+    assert_contains(r.err, "Errors:       2");
+    assert_contains(r.err, "Success rate: 80.00%");
+    done(&r);
+}
+
+static void test_run(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("run",
+                             "print('hello') write_warning('careful') "
+                             "write_verbose('hidden') return 1, {a = ...}",
+                             "arg1"),
+                        NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "hello\n1\n{\"a\":\"arg1\"}\n");
+    assert_string_equal(r.err, "WARNING: careful\n");
+    done(&r);
+    r = cli(ARGV("run", "--verbose", "write_verbose('shown') error('bad')"), NULL);
+    assert_int_equal(r.status, 1);
+    assert_contains(r.err, "VERBOSE: shown\n");
+    assert_contains(r.err, "runspace: script:1: bad\n");
+    assert_contains(r.err, "stack traceback:");
+    done(&r);
+    r = cli(ARGV("run", "return +"), NULL);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.err, "runspace: script:1: unexpected symbol near '+'\n");
+    done(&r);
+    r = cli(ARGV("run", "--timeout", "0.2", "while true do end"), NULL);
+    assert_int_equal(r.status, 1);
+    assert_contains(r.err, "timed out");
+    done(&r);
+    r = cli(ARGV("run", "--restricted", "return io == nil, exec == nil, fs == nil"), NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "true\ntrue\ntrue\n");
+    done(&r);
+}
+
+static void test_demo(void **state)
+{
+    (void)state;
+    proc_result r = run_program(ARGV("demo"), NULL, 0, 120, 0);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "100 results from");
+    assert_contains(r.out, "9801 10000\n");
+    assert_contains(r.out, "Job 'LongRunningJob' - Status: Completed");
+    assert_contains(r.out, "Job 'ProcessJob' - Status: Completed");
+    assert_contains(r.out, "Job 'FileSystemJob' - Status: Completed");
+    assert_contains(r.out, "Total Items:  10000");
+    assert_contains(r.out, "Successful:   9990");
+    assert_contains(r.out, "Open Ports:     3");
+    done(&r);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_help_and_version),
+    cmocka_unit_test(test_foreach_raw_lines),
+    cmocka_unit_test(test_foreach_range_and_jsonl),
+    cmocka_unit_test(test_foreach_json_input),
+    cmocka_unit_test(test_foreach_csv_and_table),
+    cmocka_unit_test(test_foreach_params_vars_modules_file),
+    cmocka_unit_test(test_foreach_usage_errors),
+    cmocka_unit_test(test_foreach_compile_error),
+    cmocka_unit_test(test_foreach_missing_input_file),
+    cmocka_unit_test(test_foreach_timeout),
+    cmocka_unit_test(test_foreach_sigint),
+    cmocka_unit_test(test_foreach_closed_pipe),
+    cmocka_unit_test(test_one_record_per_input),
+    cmocka_unit_test(test_summary),
+    cmocka_unit_test(test_run),
+    cmocka_unit_test(test_demo),
+};
+
+RS_TEST_MAIN(tests)
