@@ -39,12 +39,28 @@ typedef struct scan_cli {
     uint64_t total;
     uint64_t done;
     double started;
+    bool header_done;
 } scan_cli;
+
+/* The header of the table or CSV output: written with the first result, so that a scan that
+ * cannot run writes nothing to stdout. */
+static void header(scan_cli *c)
+{
+    if (c->header_done)
+        return;
+    c->header_done = true;
+    if (c->format == SFMT_TABLE)
+        out_puts("HOST                         ADDRESS                                   PORT  "
+                 "STATE     REASON             RTT(ms)\n");
+    else if (c->format == SFMT_CSV)
+        out_puts("host,address,port,state,reason,rtt_ms\n");
+}
 
 static void on_result(const rs_scan_result *r, void *ud)
 {
     scan_cli *c = ud;
     c->done++;
+    header(c);
     if (!c->only_open || r->state == RS_PORT_OPEN) {
         char buf[512];
         char rtt[32] = "";
@@ -221,11 +237,6 @@ int cmd_scan(int argc, char **argv)
     c.total = rs_scan_probe_count(scan);
     bar_init(&c.bar, progress, "scan");
     c.started = now_seconds();
-    if (c.format == SFMT_TABLE)
-        out_puts("HOST                         ADDRESS                                   PORT  "
-                 "STATE     REASON             RTT(ms)\n");
-    else if (c.format == SFMT_CSV)
-        out_puts("host,address,port,state,reason,rtt_ms\n");
     signals_on_interrupt(stop_scan, scan);
     rs_scan_summary sum;
     int run = rs_scan_run(scan, &sum);
@@ -238,6 +249,8 @@ int cmd_scan(int argc, char **argv)
         cli_error("%s", rs_scan_errmsg(scan));
         rc = 1;
     } else {
+        header(&c);
+        out_flush();
         fprintf(stderr,
                 "\nScan Summary:\n"
                 "  Hosts scanned:  %llu\n"

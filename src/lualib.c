@@ -146,9 +146,14 @@ static int l_sleep(lua_State *L)
 
 /* ---- shared ------------------------------------------------------------------------------- */
 
+/* The runspace's store; a standalone runspace without one makes it on first use (only its own
+ * thread touches the field). */
 static rs_shared *store(lua_State *L)
 {
-    return self(L)->shared;
+    rs_runspace *rs = self(L);
+    if (!rs->shared && rs_shared_create(&rs->shared))
+        luaL_error(L, "shared: out of memory");
+    return rs->shared;
 }
 
 /* Converts argument idx for the store; raises with the path on failure. */
@@ -604,6 +609,15 @@ static void remove_field(lua_State *L, int t, const char *name)
 {
     lua_pushnil(L);
     lua_setfield(L, t, name);
+}
+
+void rs__gc_metatable(lua_State *L, const char *name, lua_CFunction gc)
+{
+    if (luaL_newmetatable(L, name)) {
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
 }
 
 /* ---- opening ------------------------------------------------------------------------------ */

@@ -208,7 +208,7 @@ static int l_exec(lua_State *L)
     child *c = lua_newuserdatauv(L, sizeof *c, 0);
     memset(c, 0, sizeof *c);
     c->pidfd = c->in = c->out = c->err = -1;
-    luaL_setmetatable(L, CHILD_MT);
+    rs__gc_metatable(L, CHILD_MT, child_gc);
     int err = start(c, argv, cwd);
     if (err)
         return luaL_error(L, "exec: %s: %s", argv[0], strerror(err));
@@ -305,10 +305,6 @@ static int l_exec(lua_State *L)
 
 void rs__open_exec(lua_State *L, rs_runspace *rs)
 {
-    static const luaL_Reg child_meta[] = {{"__gc", child_gc}, {NULL, NULL}};
-    luaL_newmetatable(L, CHILD_MT);
-    luaL_setfuncs(L, child_meta, 0);
-    lua_pop(L, 1);
     lua_pushlightuserdata(L, rs);
     lua_pushcclosure(L, l_exec, 1);
     lua_setglobal(L, "exec");

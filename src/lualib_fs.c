@@ -108,7 +108,7 @@ static int l_list(lua_State *L)
 
     walk *w = lua_newuserdatauv(L, sizeof *w, 0);
     memset(w, 0, sizeof *w);
-    luaL_setmetatable(L, WALK_MT);
+    rs__gc_metatable(L, WALK_MT, walk_gc);
     int wi = lua_gettop(L);
     lua_newtable(L); /* the result */
     lua_Integer n = 0;
@@ -178,10 +178,6 @@ static int l_list(lua_State *L)
 
 void rs__open_fs(lua_State *L, rs_runspace *rs)
 {
-    static const luaL_Reg walk_meta[] = {{"__gc", walk_gc}, {NULL, NULL}};
-    luaL_newmetatable(L, WALK_MT);
-    luaL_setfuncs(L, walk_meta, 0);
-    lua_pop(L, 1);
     static const luaL_Reg fns[] = {{"list", l_list}, {"stat", l_stat}, {NULL, NULL}};
     lua_createtable(L, 0, 2);
     lua_pushlightuserdata(L, rs);

@@ -58,7 +58,7 @@ static rs_scan *new_scan(lua_State *L, const rs_scan_opts *opts, const char *fna
 {
     box *b = lua_newuserdatauv(L, sizeof *b, 0);
     b->scan = NULL;
-    luaL_setmetatable(L, SCAN_META);
+    rs__gc_metatable(L, SCAN_META, box_gc);
     int rc = rs_scan_create(opts, &b->scan);
     if (rc)
         luaL_error(L, "net.%s: %s", fname, rs_strerror(rc));
@@ -332,10 +332,6 @@ void rs__open_net(lua_State *L, rs_runspace *rs)
 {
     static const luaL_Reg fns[] = {
         {"probe", l_probe}, {"scan", l_scan}, {"resolve", l_resolve}, {NULL, NULL}};
-    luaL_newmetatable(L, SCAN_META);
-    lua_pushcfunction(L, box_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
     lua_createtable(L, 0, 3);
     lua_pushlightuserdata(L, rs);
     luaL_setfuncs(L, fns, 1);

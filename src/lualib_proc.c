@@ -80,7 +80,7 @@ static int l_list(lua_State *L)
 {
     DIR **d = lua_newuserdatauv(L, sizeof *d, 0);
     *d = NULL;
-    luaL_setmetatable(L, DIR_MT);
+    rs__gc_metatable(L, DIR_MT, dir_gc);
     int di = lua_gettop(L);
     *d = opendir("/proc");
     if (!*d)
@@ -117,10 +117,6 @@ static int l_list(lua_State *L)
 
 void rs__open_proc(lua_State *L, rs_runspace *rs)
 {
-    static const luaL_Reg dir_meta[] = {{"__gc", dir_gc}, {NULL, NULL}};
-    luaL_newmetatable(L, DIR_MT);
-    luaL_setfuncs(L, dir_meta, 0);
-    lua_pop(L, 1);
     static const luaL_Reg fns[] = {{"list", l_list}, {NULL, NULL}};
     lua_createtable(L, 0, 1);
     lua_pushlightuserdata(L, rs);

@@ -142,11 +142,10 @@ int rs__runspace_new(const rs_iss *iss, const char *name, rs_shared *shared, str
             rs__iss_release(def);
         }
     }
+    /* Without a store given, the runspace makes its own when a script first uses it. */
     if (shared)
         rs->shared = rs__shared_retain(shared);
-    else
-        rs_shared_create(&rs->shared);
-    if (!rs->iss || !rs->shared) {
+    if (!rs->iss) {
         rs__runspace_free(rs);
         return RS_ENOMEM;
     }

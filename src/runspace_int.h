@@ -60,7 +60,7 @@ struct rs_runspace {
     uint64_t id;
     char name[64];
     rs_iss *iss;          /* reference */
-    rs_shared *shared;    /* reference */
+    rs_shared *shared;    /* reference; NULL until first used in a standalone runspace */
     struct rs_pool *pool; /* owning pool, or NULL for a standalone runspace */
     atomic_int state;     /* rs_runspace_state */
     atomic_int busy;      /* an invocation is executing on it */

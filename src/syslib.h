@@ -8,6 +8,10 @@
 
 #include "runspace_int.h"
 
+/* Gives the userdata on top of the stack the metatable registered as name, whose __gc is gc;
+ * the metatable is made on first use, so that opening a runspace does not pay for it. */
+void rs__gc_metatable(lua_State *L, const char *name, lua_CFunction gc);
+
 /* Each defines its global table; called in protected mode while a runspace opens. */
 void rs__open_fs(lua_State *L, rs_runspace *rs);
 void rs__open_proc(lua_State *L, rs_runspace *rs);

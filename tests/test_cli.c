@@ -5,7 +5,10 @@
  */
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -430,6 +433,103 @@ static void test_demo(void **state)
     done(&r);
 }
 
+static void test_progress_bar(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("foreach", "--progress", "--range", "1..3000", "--batch", "10",
+                             "sleep(0.0005) return _"),
+                        NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), 3000);
+    assert_contains(r.err, "foreach [");
+    assert_contains(r.err, "3000/3000 100%");
+    assert_contains(r.err, "ETA");
+    done(&r);
+}
+
+/* A listener on 127.0.0.1; returns its port (the socket in *fd). */
+static int listener(int *fd)
+{
+    *fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(*fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(*fd, 8), 0);
+    assert_int_equal(getsockname(*fd, (struct sockaddr *)&a, &len), 0);
+    return ntohs(a.sin_port);
+}
+
+static void test_scan(void **state)
+{
+    (void)state;
+    int fd, closed_fd;
+    int open_port = listener(&fd);
+    int closed_port = listener(&closed_fd);
+    close(closed_fd); /* nothing listens there any more */
+    char ports[64];
+    snprintf(ports, sizeof ports, "%d,%d", open_port, closed_port);
+    proc_result r = cli(ARGV("scan", "-p", ports, "--format", "jsonl", "127.0.0.1",
+                             "nohost.invalid"),
+                        NULL);
+    assert_int_equal(r.status, 0);
+    char want[160];
+    snprintf(want, sizeof want,
+             "{\"host\":\"127.0.0.1\",\"address\":\"127.0.0.1\",\"port\":%d,\"state\":\"open\","
+             "\"reason\":\"syn-ack\"",
+             open_port);
+    assert_contains(r.out, want);
+    snprintf(want, sizeof want, "\"port\":%d,\"state\":\"closed\",\"reason\":\"conn-refused\"",
+             closed_port);
+    assert_contains(r.out, want);
+    assert_contains(r.out, "{\"host\":\"nohost.invalid\",\"address\":\"\",\"port\":0,"
+                           "\"state\":\"error\"");
+    assert_int_equal(count_lines(r.out), 3);
+    assert_contains(r.err, "Scan Summary:");
+    assert_contains(r.err, "Open ports:     1");
+    assert_contains(r.err, "Closed ports:   1");
+    assert_contains(r.err, "Scan errors:    1");
+    done(&r);
+    /* --open keeps only open ports; table format is the default. */
+    r = cli(ARGV("scan", "-p", ports, "--open", "127.0.0.1"), NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), 2); /* the header and the open port */
+    assert_contains(r.out, "open      syn-ack");
+    done(&r);
+    close(fd);
+}
+
+static void test_scan_usage_errors(void **state)
+{
+    (void)state;
+    struct {
+        char *const *argv;
+        const char *reason;
+    } cases[] = {
+        {ARGV("scan", "-p", "0", "127.0.0.1"), "runspace: "},
+        {ARGV("scan", "-p", "65536", "127.0.0.1"), "runspace: "},
+        {ARGV("scan", "-p", "a-b", "127.0.0.1"), "runspace: "},
+        {ARGV("scan", "127.0.0.1/33"), "runspace: "},
+        {ARGV("scan", "-p", "1-65535", "10.0.0.0/8"), "runspace: "},
+        {ARGV("scan"), "runspace: no targets given\n"},
+        {ARGV("scan", "--timeout", "-5", "127.0.0.1"),
+         "runspace: --timeout must be a positive number of milliseconds, not '-5'\n"},
+        {ARGV("scan", "--format", "xml", "127.0.0.1"),
+         "runspace: --format must be table, jsonl or csv, not 'xml'\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        proc_result r = cli(cases[i].argv, NULL);
+        if (r.status != 2)
+            fail_msg("case %zu: exit %d, stderr: %s", i, r.status, r.err);
+        assert_int_equal(count_lines(r.err), 2);
+        assert_memory_equal(r.err, cases[i].reason, strlen(cases[i].reason));
+        assert_contains(r.err, "Try 'runspace scan --help' for more information.");
+        done(&r);
+    }
+    proc_result r = cli(ARGV("scan", "-p", "1-65535", "10.0.0.0/8"), NULL);
+    assert_contains(r.err, "--force");
+    done(&r);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_help_and_version),
     cmocka_unit_test(test_foreach_raw_lines),
@@ -447,6 +547,9 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_summary),
     cmocka_unit_test(test_run),
     cmocka_unit_test(test_demo),
+    cmocka_unit_test(test_progress_bar),
+    cmocka_unit_test(test_scan),
+    cmocka_unit_test(test_scan_usage_errors),
 };
 
 RS_TEST_MAIN(tests)
