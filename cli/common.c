@@ -255,8 +255,16 @@ void out_value_raw(const rs_value *v)
         const char *s = rs_value_get_string(v, &len);
         out_write(s, len);
     } else if (rs_value_type(v) == RS_TINT) {
-        int n = snprintf(num, sizeof num, "%lld", (long long)rs_value_get_int(v));
-        out_write(num, (size_t)n);
+        /* By hand: this is the hot path of raw output. */
+        int64_t x = rs_value_get_int(v);
+        uint64_t u = x < 0 ? 0 - (uint64_t)x : (uint64_t)x;
+        char *p = num + sizeof num;
+        do
+            *--p = (char)('0' + u % 10);
+        while (u /= 10);
+        if (x < 0)
+            *--p = '-';
+        out_write(p, (size_t)(num + sizeof num - p));
     } else {
         char *text = json_text(v);
         out_puts(text ? text : "null");

@@ -6,6 +6,8 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,14 +51,17 @@ static const char usage[] =
 typedef enum { FMT_RAW, FMT_JSONL, FMT_CSV, FMT_TABLE } out_format;
 
 typedef struct cli {
-    /* Input. */
-    FILE *in;
-    bool own_in;
+    /* Input: lines of fd through our own buffer, so that the wait for data can also watch the
+     * engine's stop descriptor (a stop must not leave the reader blocked in read()). */
+    int fd;
+    bool own_fd;
+    bool eof;
+    char *buf;
+    size_t len, pos, cap;
     bool json;
     bool range;
+    bool range_done;
     long long range_next, range_last;
-    char *line;
-    size_t line_cap;
     unsigned long long line_no;
     /* Output. */
     out_format format;
@@ -71,35 +76,89 @@ static int next_range(void *ud, rs_value **item, char **error)
 {
     (void)error;
     cli *c = ud;
-    if (c->range_next > c->range_last)
+    if (c->range_done)
         return 0;
-    *item = rs_value_int(c->range_next++);
+    long long v = c->range_next;
+    if (v == c->range_last)
+        c->range_done = true; /* not ++: the range may end at LLONG_MAX */
+    else
+        c->range_next++;
+    *item = rs_value_int(v);
     return *item ? 1 : 0;
+}
+
+/* The next line (without its newline) in c->buf, NUL-terminated, or NULL at the end of the
+ * input or after a stop. */
+static char *read_line(cli *c, size_t *len)
+{
+    for (;;) {
+        char *start = c->buf + c->pos;
+        char *nl = c->len > c->pos ? memchr(start, '\n', c->len - c->pos) : NULL;
+        if (nl || (c->eof && c->len > c->pos)) {
+            size_t n = nl ? (size_t)(nl - start) : c->len - c->pos;
+            c->pos += n + (nl ? 1 : 0);
+            start[n] = '\0';
+            *len = n;
+            return start;
+        }
+        if (c->eof)
+            return NULL;
+        /* Keep the partial line, make room, and wait for data or a stop. */
+        if (c->pos) {
+            memmove(c->buf, c->buf + c->pos, c->len - c->pos);
+            c->len -= c->pos;
+            c->pos = 0;
+        }
+        if (c->cap - c->len < 65536 + 1) {
+            size_t cap = c->cap ? c->cap * 2 : 131072;
+            char *b = realloc(c->buf, cap);
+            if (!b) {
+                cli_error("cannot read input: out of memory");
+                return NULL;
+            }
+            c->buf = b;
+            c->cap = cap;
+        }
+        struct pollfd p[2] = {{.fd = c->fd, .events = POLLIN},
+                              {.fd = rs_foreach_stop_fd(c->fe), .events = POLLIN}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            cli_error("cannot read input: %s", strerror(errno));
+            return NULL;
+        }
+        if (p[1].revents)
+            return NULL; /* stopped */
+        ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len - 1);
+        if (n > 0) {
+            c->len += (size_t)n;
+        } else if (n == 0) {
+            c->eof = true;
+        } else if (errno != EINTR && errno != EAGAIN) {
+            cli_error("cannot read input: %s", strerror(errno));
+            return NULL;
+        }
+    }
 }
 
 static int next_line(void *ud, rs_value **item, char **error)
 {
     cli *c = ud;
-    errno = 0;
-    ssize_t n = getline(&c->line, &c->line_cap, c->in);
-    if (n < 0) {
-        if (ferror(c->in) && errno != EINTR)
-            cli_error("cannot read input: %s", strerror(errno));
-        return 0; /* end of input, or a stop interrupted the read */
-    }
+    size_t n;
+    char *line = read_line(c, &n);
+    if (!line)
+        return 0;
     c->line_no++;
-    if (n > 0 && c->line[n - 1] == '\n')
-        c->line[--n] = '\0';
-    if (n > 0 && c->line[n - 1] == '\r')
-        c->line[--n] = '\0';
+    if (n > 0 && line[n - 1] == '\r')
+        line[--n] = '\0';
     if (!c->json) {
-        *item = rs_value_stringn(c->line, (size_t)n);
+        *item = rs_value_stringn(line, n);
         return *item ? 1 : 0;
     }
     rs_errinfo err;
-    if (rs_json_decode(c->line, (size_t)n, item, &err) == 0)
+    if (rs_json_decode(line, n, item, &err) == 0)
         return 1;
-    *item = rs_value_stringn(c->line, (size_t)n);
+    *item = rs_value_stringn(line, n);
     char *msg = malloc(strlen(err.message) + 96);
     if (msg)
         sprintf(msg, "invalid JSON on line %llu, column %d: %s", c->line_no, err.column,
@@ -430,15 +489,15 @@ int cmd_foreach(int argc, char **argv)
     }
 
     /* The input. */
-    c.in = stdin;
+    c.fd = STDIN_FILENO;
     if (input_file) {
-        c.in = fopen(input_file, "r");
-        if (!c.in) {
+        c.fd = open(input_file, O_RDONLY | O_CLOEXEC);
+        if (c.fd < 0) {
             cli_error("cannot open '%s': %s", input_file, strerror(errno));
             free(script);
             return EXIT_USAGE;
         }
-        c.own_in = true;
+        c.own_fd = true;
     }
 
     /* The session state. */
@@ -465,7 +524,8 @@ int cmd_foreach(int argc, char **argv)
                          .retries = (unsigned)retries,
                          .ordered = ordered,
                          .fail_fast = fail_fast,
-                         .total = c.range ? (uint64_t)(c.range_last - c.range_next + 1) : 0,
+                         /* 0 (unknown) for the one range whose size does not fit */
+                         .total = c.range ? (uint64_t)c.range_last - (uint64_t)c.range_next + 1 : 0,
                          .next = c.range ? next_range : next_line,
                          .input_userdata = &c,
                          .on_record = on_record,
@@ -503,8 +563,9 @@ int cmd_foreach(int argc, char **argv)
     bar_clear(&c.bar);
     out_flush();
     if (run && run != RS_ESTOPPED) {
+        /* The run could not start (a module failed to load, say): a setup error. */
         cli_error("%s", rs_foreach_errmsg(fe));
-        rc = 1;
+        rc = EXIT_USAGE;
         goto done;
     }
     if (summary) {
@@ -535,9 +596,9 @@ done:
         free(params[i].name);
         rs_value_destroy(params[i].value);
     }
-    if (c.own_in)
-        fclose(c.in);
-    free(c.line);
+    if (c.own_fd)
+        close(c.fd);
+    free(c.buf);
     free(script);
     return rc;
 }

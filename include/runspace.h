@@ -607,9 +607,9 @@ typedef struct rs_foreach rs_foreach;
  * the input; or a negative RS_E* code for an input that could not be read as an item (a
  * malformed JSON line, say): *error (a new string, freed by the engine) says why and *item
  * (may stay NULL) stands for the input in its record, which has status error; the run goes on.
- * Called on a reader thread of the engine, never concurrently with itself. When the run is
- * stopped (rs_foreach_stop), a read blocked in the iterator is interrupted by a signal (EINTR):
- * the iterator should then return 0. */
+ * Called on a reader thread of the engine, never concurrently with itself. After a stop, the
+ * reader ends once the iterator's current call returns: an iterator that may block should also
+ * wait on rs_foreach_stop_fd and return 0 when it turns readable. */
 typedef int (*rs_input_fn)(void *userdata, rs_value **item, char **error);
 
 /* One input's outcome. Everything is borrowed for the duration of the callback. */
@@ -681,8 +681,12 @@ RS_EXTERN int rs_foreach_add_parameter(rs_foreach *fe, const char *name, rs_valu
  * not open). summary may be NULL. */
 RS_EXTERN int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary);
 /* Stops a run: running items are stopped and reported cancelled, as is everything already
- * read; no more input is read. Thread-safe and async-signal-unsafe; does not block. */
+ * read; no more input is read. A stop requested while no run is in progress ends the next run
+ * at once. Thread-safe (not async-signal-safe); does not block. */
 RS_EXTERN int rs_foreach_stop(rs_foreach *fe);
+/* A file descriptor that polls readable from a stop until the end of the run it stopped, for
+ * iterators that block (poll it with the input). Owned by fe; do not read or close it. */
+RS_EXTERN int rs_foreach_stop_fd(rs_foreach *fe);
 RS_EXTERN const char *rs_foreach_errmsg(const rs_foreach *fe);
 
 /* ============================================================================================

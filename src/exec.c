@@ -30,6 +30,7 @@
 
 #include <lauxlib.h>
 
+#include <stdio.h>
 #include <string.h>
 
 typedef struct rs__run {
@@ -48,6 +49,8 @@ typedef struct rs__run {
     int64_t run_start;
     rs__timer *timer; /* watching this run's deadlines, or NULL */
     /* Driver state. */
+    int g_idx;                     /* stack index of the globals table */
+    int key_idx;                   /* stack index of the string "_" */
     int msgh;                      /* stack index of the message handler */
     int fn_base;                   /* stack index of stage 0's function (nil for native commands) */
     const rs__iss_entry **natives; /* per stage: the native command, or NULL */
@@ -68,6 +71,18 @@ typedef struct rs__run {
 } rs__run;
 
 static const char saved_globals_key = 's';
+
+/* Raises "prefix: msg" (or msg alone for an empty prefix), msg being a C string the caller owns
+ * (NULL: out of memory): it is copied to the C stack and freed before anything that can
+ * raise, so that it cannot leak. */
+static int raise_owned(lua_State *L, const char *prefix, char *msg)
+{
+    char text[512];
+    snprintf(text, sizeof text, "%s%s%s", prefix, *prefix ? ": " : "", msg ? msg : "out of memory");
+    rs__free(msg);
+    lua_pushstring(L, text);
+    return lua_error(L);
+}
 static const char nil_sentinel_key = 'n';
 
 /* ---- records ------------------------------------------------------------------------------ */
@@ -374,9 +389,7 @@ void rs__run_emit(lua_State *L, rs_runspace *rs, int idx)
     if (v && rs_array_push(r->sink, v) == 0)
         return;
     r->value_error = v == NULL && code == RS_EVALUE;
-    lua_pushstring(L, msg ? msg : "out of memory");
-    rs__free(msg);
-    lua_error(L);
+    raise_owned(L, "", msg);
 }
 
 static int run_lua_stage(rs__run *r, size_t s, const rs_value *item, bool has_item)
@@ -387,13 +400,16 @@ static int run_lua_stage(rs__run *r, size_t s, const rs_value *item, bool has_it
     size_t nargs = st->args ? rs_array_len(st->args) : 0;
     luaL_checkstack(L, (int)(nargs + 4), "too many arguments");
     lua_pushvalue(L, r->fn_base + (int)s);
-    if (has_item) {
-        rs__lua_push_value(L, item);
-        lua_pushvalue(L, -1);
-    } else {
+    if (has_item)
+        rs__lua_push_value(L, item); /* the first argument */
+    /* _ = item, through the globals table and key kept on the driver's stack: per item this
+     * skips the string lookup lua_setglobal would make. */
+    lua_pushvalue(L, r->key_idx);
+    if (has_item)
+        lua_pushvalue(L, -2);
+    else
         lua_pushnil(L);
-    }
-    lua_setglobal(L, "_");
+    lua_rawset(L, r->g_idx);
     for (size_t i = 0; i < nargs; i++)
         rs__lua_push_value(L, rs_array_get(st->args, i));
     int status = lua_pcall(L, (int)nargs + (has_item ? 1 : 0), LUA_MULTRET, r->msgh);
@@ -475,6 +491,11 @@ static int run_chain(rs__run *r, size_t s, const rs_value *item, bool has_item)
 static void begin_run(rs__run *r, size_t i)
 {
     clear_failure(r);
+    /* Outputs a stage left when an error unwound the driver must not feed the next item. */
+    for (size_t s = 0; s + 1 < r->ps->nstages; s++) {
+        while (rs_array_len(r->tmp[s]))
+            rs_value_destroy(rs_array_take(r->tmp[s], rs_array_len(r->tmp[s]) - 1));
+    }
     r->rs->oom = false;
     r->cur = i;
     r->in_run = true;
@@ -579,6 +600,10 @@ static int resolve_stages(rs__run *r)
 static int driver(lua_State *L)
 {
     rs__run *r = lua_touserdata(L, 1);
+    lua_pushglobaltable(L);
+    r->g_idx = lua_gettop(L);
+    lua_pushliteral(L, "_");
+    r->key_idx = lua_gettop(L);
     lua_pushlightuserdata(L, r);
     lua_pushcclosure(L, msgh, 1);
     r->msgh = lua_gettop(L);
@@ -790,11 +815,8 @@ int rs__lua_call_command(lua_State *L)
         int code;
         char *msg;
         rs_value *v = rs__lua_to_value(L, i, "argument", i, &code, &msg);
-        if (!v || rs_array_push(rs->call_args, v)) {
-            lua_pushfstring(L, "%s: %s", e->name, msg ? msg : "out of memory");
-            rs__free(msg);
-            return lua_error(L);
-        }
+        if (!v || rs_array_push(rs->call_args, v))
+            return raise_owned(L, e->name, msg);
     }
     struct rs_call call = {.rs = rs,
                            .name = e->name,
@@ -804,11 +826,8 @@ int rs__lua_call_command(lua_State *L)
                            .sink = rs->call_out,
                            .L = L};
     int rc = e->fn(&call, e->userdata);
-    if (rc) {
-        lua_pushfstring(L, "%s: %s", e->name, call.error ? call.error : rs_strerror(rc));
-        rs__free(call.error);
-        return lua_error(L);
-    }
+    if (rc)
+        return raise_owned(L, e->name, call.error ? call.error : rs__strdup(rs_strerror(rc)));
     rs__free(call.error);
     size_t nres = rs_array_len(rs->call_out);
     luaL_checkstack(L, (int)nres + 1, "too many results");

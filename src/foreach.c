@@ -25,8 +25,8 @@
  *
  * Stopping (rs_foreach_stop, or fail-fast's first failure): running batches are stopped, and
  * everything read but not finished is reported cancelled. Fail-fast keeps reading the input to
- * the end so that every input gets its record; a stop reads no further (a read blocked in the
- * iterator is interrupted with the library's interrupt signal).
+ * the end so that every input gets its record; a stop reads no further: the reader ends after
+ * the iterator's current call, and an iterator that blocks watches the stop eventfd.
  */
 #include "common.h"
 #include "queue.h"
@@ -38,6 +38,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #define MAX_BATCH 4096
@@ -99,9 +100,9 @@ struct rs_foreach {
     bool reader_done;
     bool reader_quit;    /* stop reading (a stop) */
     bool run_waiting;    /* the run thread sleeps on cv */
+    int stop_fd;         /* eventfd, readable from a stop to the end of the run it stopped */
     uint64_t read_count; /* inputs read so far */
     rs__thread reader;
-    pthread_t reader_id;
     slot *done;    /* finished slots, newest first */
     bool stopping; /* stop or fail-fast: no more dispatch */
 
@@ -113,6 +114,7 @@ struct rs_foreach {
     pring retry;
     size_t batch;
     double ns_per_item; /* running average of item time */
+    rs_value *view;     /* completion order: lends a record its outputs (collect_streaming) */
     held *window;       /* ordered delivery */
     size_t window_cap;
     uint64_t next_deliver;
@@ -181,7 +183,11 @@ int rs_foreach_create(const rs_foreach_opts *opts, rs_foreach **out)
         fe->opts.batch = MAX_BATCH;
     atomic_init(&fe->running, false);
     atomic_init(&fe->stop_requested, false);
-    if (rs__mutex_init(&fe->mu) || rs__cond_init(&fe->cv) || rs__cond_init(&fe->space)) {
+    fe->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fe->stop_fd < 0 || rs__mutex_init(&fe->mu) || rs__cond_init(&fe->cv) ||
+        rs__cond_init(&fe->space)) {
+        if (fe->stop_fd >= 0)
+            close(fe->stop_fd);
         rs__free(fe);
         return RS_ESYSTEM;
     }
@@ -217,6 +223,7 @@ int rs_foreach_destroy(rs_foreach *fe)
     rs_value_destroy(fe->args);
     rs_value_destroy(fe->params);
     rs__msg_free(&fe->msg);
+    close(fe->stop_fd);
     rs__cond_destroy(&fe->space);
     rs__cond_destroy(&fe->cv);
     rs__mutex_destroy(&fe->mu);
@@ -307,10 +314,18 @@ int rs_foreach_stop(rs_foreach *fe)
     if (!fe)
         return RS_EMISUSE;
     atomic_store(&fe->stop_requested, true);
+    uint64_t one = 1;
+    ssize_t n = write(fe->stop_fd, &one, sizeof one);
+    (void)n; /* an eventfd write of 1 fails only on overflow */
     rs__mutex_lock(&fe->mu);
     rs__cond_signal(&fe->cv);
     rs__mutex_unlock(&fe->mu);
     return 0;
+}
+
+int rs_foreach_stop_fd(rs_foreach *fe)
+{
+    return fe ? fe->stop_fd : -1;
 }
 
 /* ---- the reader thread -------------------------------------------------------------------- */
@@ -319,7 +334,6 @@ static void *reader_main(void *arg)
 {
     rs_foreach *fe = arg;
     rs__mutex_lock(&fe->mu);
-    fe->reader_id = pthread_self();
     for (;;) {
         while (!fe->reader_quit && fe->ring.count >= fe->ring.cap)
             rs__cond_wait(&fe->space, &fe->mu);
@@ -330,22 +344,23 @@ static void *reader_main(void *arg)
         char *error = NULL;
         int rc = fe->opts.next(fe->opts.input_userdata, &item, &error);
         rs__mutex_lock(&fe->mu);
-        if (rc == 0 || fe->reader_quit) {
+        if (rc == 0) {
             rs_value_destroy(item);
             rs__free(error);
             break;
         }
         if (rc < 0 && !error)
             error = rs__strdup(rs_strerror(rc));
+        /* An input the iterator produced is owed a record even if a stop came meanwhile (the
+         * stopping run reports it cancelled). There is room: the reader waited for it, and
+         * only the run thread takes from the ring since; so this push does not allocate. */
         pending p = {.index = fe->read_count, .item = item, .error = error};
-        if (ring_push(&fe->ring, p)) {
-            rs_value_destroy(item);
-            rs__free(error);
-            break; /* out of memory: end the input here */
-        }
+        fe->ring.items[(fe->ring.head + fe->ring.count++) % fe->ring.cap] = p;
         fe->read_count++;
         if (fe->run_waiting)
             rs__cond_signal(&fe->cv);
+        if (fe->reader_quit)
+            break;
     }
     fe->reader_done = true;
     rs__cond_signal(&fe->cv);
@@ -481,7 +496,8 @@ static void slot_done(rs_ps *ps, rs_ps_state state, void *userdata)
 }
 
 /* Marks the run as stopping (fe->mu held): nothing more is dispatched, and with quit_reading
- * the reader stops (interrupted if it is blocked in the iterator). Returns true the first time;
+ * the reader stops after its current call (iterators that block watch the stop descriptor).
+ * Returns true the first time;
  * the caller then stops the running batches with stop_slots, without the lock, since stopping
  * a queued invocation completes it at once and its on_complete takes fe->mu. */
 static bool mark_stopping(rs_foreach *fe, bool quit_reading)
@@ -491,8 +507,6 @@ static bool mark_stopping(rs_foreach *fe, bool quit_reading)
     if (quit_reading && !fe->reader_quit) {
         fe->reader_quit = true;
         rs__cond_signal(&fe->space);
-        if (!fe->reader_done)
-            pthread_kill(fe->reader_id, rs__interrupt_signal());
     }
     return first;
 }
@@ -552,7 +566,9 @@ static bool dispatch(rs_foreach *fe, slot *s)
         if (p.index + 1 > fe->dispatched_hi)
             fe->dispatched_hi = p.index + 1;
         if (rs_ps_add_input(s->ps, p.item)) {
+            rs__mutex_unlock(&fe->mu);
             deliver(fe, p.index, RS_ITEM_ERROR, NULL, NULL, "out of memory", 0, 0, p.attempts);
+            rs__mutex_lock(&fe->mu);
             continue;
         }
         n++;
@@ -601,72 +617,121 @@ static rs_value *cut_tail(rs_value *out, size_t count)
     return arr;
 }
 
-/* Splits a finished batch into records (run thread, fe->mu not held). */
+/* Decides what happens to a failed item: true when it goes back for another attempt (taking
+ * `input`, which must then be owned); triggers fail-fast on a final failure. Run thread. */
+static bool retry_or_fail(rs_foreach *fe, rs_item_status st, uint64_t index, int attempts,
+                          rs_value **input)
+{
+    bool failed = st == RS_ITEM_ERROR || st == RS_ITEM_TIMEOUT;
+    if (!failed)
+        return false;
+    rs__mutex_lock(&fe->mu);
+    bool retry = (unsigned)attempts <= fe->opts.retries && !fe->stopping && *input;
+    if (retry &&
+        ring_push(&fe->retry, (pending){.index = index, .item = *input, .attempts = attempts}) == 0)
+        *input = NULL;
+    else
+        retry = false;
+    bool stop_now = !retry && fe->opts.fail_fast && mark_stopping(fe, false);
+    rs__mutex_unlock(&fe->mu);
+    if (stop_now)
+        stop_slots(fe);
+    return retry;
+}
+
+/* Completion order: every record is handed over at once, its outputs as a borrowed view (the
+ * values stay in the batch's output array; fe->view only lends them), so nothing per item is
+ * allocated or moved. */
+static void collect_streaming(rs_foreach *fe, slot *s, rs_value *out, rs_value *inputs, int rc)
+{
+    size_t nitems = rs_ps_item_count(s->ps);
+    for (size_t j = 0; j < s->n; j++) {
+        rs_item_result it = {.status = RS_ITEM_ERROR, .code = rc, .error = rs_ps_errmsg(s->ps)};
+        if (j < nitems)
+            rs_ps_item(s->ps, j, &it);
+        rs_value *input = inputs ? rs_array_get(inputs, j) : NULL;
+        if (it.status == RS_ITEM_ERROR || it.status == RS_ITEM_TIMEOUT) {
+            rs_value *copy = input ? rs_value_copy(input) : NULL;
+            if (retry_or_fail(fe, it.status, s->index[j], s->attempts[j], &copy))
+                continue;
+            rs_value_destroy(copy);
+        }
+        size_t have = out ? rs_array_len(out) : 0;
+        size_t count = it.output_first + it.output_count <= have ? it.output_count : 0;
+        if (count && rs__array_reserve(fe->view, count)) {
+            emit_record(fe, s->index[j], RS_ITEM_ERROR, input, NULL, "out of memory", it.duration,
+                        it.runspace_id, s->attempts[j]);
+            continue;
+        }
+        for (size_t k = 0; k < count; k++) /* cannot fail: reserved */
+            rs_array_push(fe->view, rs_array_get(out, it.output_first + k));
+        emit_record(fe, s->index[j], it.status, input, fe->view, it.error, it.duration,
+                    it.runspace_id, s->attempts[j]);
+        while (rs_array_len(fe->view)) /* give the loans back, without freeing them */
+            rs_array_take(fe->view, rs_array_len(fe->view) - 1);
+    }
+}
+
+/* Input order: records wait in the reorder window, so each gets its own input and outputs,
+ * moved (not copied) out of the batch. Walking the items backwards, each one's input and
+ * outputs are at the tail of the arrays, where taking them costs nothing. */
+static void collect_ordered(rs_foreach *fe, slot *s, rs_value *out, rs_value *inputs, int rc)
+{
+    size_t n = s->n;
+    size_t nitems = rs_ps_item_count(s->ps);
+    typedef struct rec {
+        rs_item_result it;
+        rs_value *input;
+        rs_value *output;
+    } rec;
+    rec *recs = rs__calloc(n, sizeof *recs);
+    for (size_t j = n; j-- > 0;) {
+        rec *r = recs ? &recs[j] : &(rec){0};
+        r->it = (rs_item_result){.status = RS_ITEM_ERROR, .code = rc, .error = rs_ps_errmsg(s->ps)};
+        if (j < nitems)
+            rs_ps_item(s->ps, j, &r->it);
+        r->input = inputs && rs_array_len(inputs) == j + 1 ? rs_array_take(inputs, j) : NULL;
+        size_t have = out ? rs_array_len(out) : 0;
+        r->output = cut_tail(out, r->it.output_count <= have ? r->it.output_count : have);
+        if (!recs) /* out of memory: deliver as we go, backwards */
+            deliver(fe, s->index[j], r->it.status, r->input, r->output, r->it.error, r->it.duration,
+                    r->it.runspace_id, s->attempts[j]);
+    }
+    for (size_t j = 0; recs && j < n; j++) {
+        rec *r = &recs[j];
+        if (retry_or_fail(fe, r->it.status, s->index[j], s->attempts[j], &r->input)) {
+            rs_value_destroy(r->output);
+            continue;
+        }
+        deliver(fe, s->index[j], r->it.status, r->input, r->output, r->it.error, r->it.duration,
+                r->it.runspace_id, s->attempts[j]);
+    }
+    rs__free(recs);
+}
+
+/* Turns a finished batch into records (run thread, fe->mu not held). */
 static void collect(rs_foreach *fe, slot *s)
 {
     rs_value *out = NULL;
     int rc = rs_ps_end_invoke(s->ps, s->async, &out);
     rs_value *inputs = rs_ps_take_inputs(s->ps);
-    size_t n = s->n;
-    size_t nitems = rs_ps_item_count(s->ps);
-    /* Walk the items backwards: each one's inputs and outputs are then at the tail of the
-     * arrays, and moving them out costs nothing. Records are delivered forwards. */
-    typedef struct rec {
-        rs_item_status st;
-        rs_value *input;
-        rs_value *output;
-        const char *error;
-        double duration;
-        uint64_t runspace_id;
-    } rec;
-    rec *recs = rs__calloc(n, sizeof *recs);
-    double item_ns = 0;
-    for (size_t j = n; j-- > 0;) {
-        rec *r = recs ? &recs[j] : &(rec){0};
-        rs_item_result it = {.status = RS_ITEM_ERROR, .code = rc, .error = rs_ps_errmsg(s->ps)};
-        if (j < nitems)
-            rs_ps_item(s->ps, j, &it);
-        r->input = inputs && rs_array_len(inputs) == j + 1 ? rs_array_take(inputs, j) : NULL;
-        size_t have = out ? rs_array_len(out) : 0;
-        r->output = cut_tail(out, it.output_count <= have ? it.output_count : have);
-        r->st = it.status;
-        r->error = it.error;
-        r->duration = it.duration;
-        r->runspace_id = it.runspace_id;
-        item_ns += it.duration * 1e9;
-        if (!recs) { /* out of memory: deliver as we go, backwards */
-            deliver(fe, s->index[j], r->st, r->input, r->output, r->error, r->duration,
-                    r->runspace_id, s->attempts[j]);
-        }
-    }
-    if (n && !fe->opts.batch) {
+    if (s->n && !fe->opts.batch) {
         /* Follow the time items take: a batch of about BATCH_TARGET_NS. */
-        double per = item_ns / (double)n;
+        double item_ns = 0;
+        rs_item_result it;
+        for (size_t j = 0; j < s->n; j++) {
+            if (rs_ps_item(s->ps, j, &it) == 0)
+                item_ns += it.duration * 1e9;
+        }
+        double per = item_ns / (double)s->n;
         fe->ns_per_item = fe->ns_per_item ? 0.7 * fe->ns_per_item + 0.3 * per : per;
         double b = fe->ns_per_item > 1 ? BATCH_TARGET_NS / fe->ns_per_item : MAX_BATCH;
         fe->batch = b < 1 ? 1 : b > MAX_BATCH ? MAX_BATCH : (size_t)b;
     }
-    for (size_t j = 0; recs && j < n; j++) {
-        rec *r = &recs[j];
-        bool failed = r->st == RS_ITEM_ERROR || r->st == RS_ITEM_TIMEOUT;
-        rs__mutex_lock(&fe->mu);
-        bool retry = failed && (unsigned)s->attempts[j] <= fe->opts.retries && !fe->stopping;
-        if (retry) {
-            pending p = {.index = s->index[j], .item = r->input, .attempts = s->attempts[j]};
-            retry = ring_push(&fe->retry, p) == 0;
-        }
-        bool stop_now = !retry && failed && fe->opts.fail_fast && mark_stopping(fe, false);
-        rs__mutex_unlock(&fe->mu);
-        if (stop_now)
-            stop_slots(fe);
-        if (retry) {
-            rs_value_destroy(r->output);
-            continue;
-        }
-        deliver(fe, s->index[j], r->st, r->input, r->output, r->error, r->duration, r->runspace_id,
-                s->attempts[j]);
-    }
-    rs__free(recs);
+    if (fe->window)
+        collect_ordered(fe, s, out, inputs, rc);
+    else
+        collect_streaming(fe, s, out, inputs, rc);
     rs_value_destroy(out);
     rs_value_destroy(inputs);
     report_progress(fe);
@@ -712,6 +777,9 @@ static int setup(rs_foreach *fe)
         if (rc)
             return rs__msg_set(&fe->msg, rc, "%s", rs_ps_errmsg(s->ps));
     }
+    fe->view = rs_value_array();
+    if (!fe->view)
+        return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
     if (fe->opts.ordered) {
         /* The reorder window: enough for every slot's largest batch, twice over. */
         fe->window_cap = fe->nslots * cap * 2;
@@ -736,6 +804,8 @@ static void teardown(rs_foreach *fe)
     }
     rs__free(fe->slots);
     fe->slots = NULL;
+    rs_value_destroy(fe->view); /* empty: loans are always given back */
+    fe->view = NULL;
     ring_free(&fe->ring);
     ring_free(&fe->retry);
     for (size_t i = 0; fe->window && i < fe->window_cap; i++) {
@@ -779,9 +849,8 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
     fe->next_deliver = fe->dispatched_hi = fe->read_count = 0;
     fe->reader_done = fe->reader_quit = fe->stopping = fe->run_waiting = false;
     fe->done = NULL;
-    atomic_store(&fe->stop_requested, false);
     int rc = setup(fe);
-    if (!rc && rs__thread_create(&fe->reader, reader_main, fe, rs__interrupt_signal()))
+    if (!rc && rs__thread_create(&fe->reader, reader_main, fe, 0))
         rc = rs__msg_set(&fe->msg, RS_ESYSTEM, "cannot start the reader thread: %s",
                          strerror(errno));
     if (rc) {
@@ -841,6 +910,11 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
         fe->sum.total ? 100.0 * (double)fe->sum.succeeded / (double)fe->sum.total : 100.0;
     if (summary)
         *summary = fe->sum;
+    /* The stop (if any) is used up by this run. */
+    atomic_store(&fe->stop_requested, false);
+    uint64_t drained;
+    while (read(fe->stop_fd, &drained, sizeof drained) > 0)
+        continue;
     atomic_store(&fe->running, false);
     if (stopped)
         return rs__msg_set(&fe->msg, RS_ESTOPPED, "the run was stopped");

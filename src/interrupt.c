@@ -162,7 +162,7 @@ void rs__exec_set_deadlines(rs__exec *ex, int64_t item_deadline, int64_t inv_dea
     int64_t d = item_deadline;
     if (inv_deadline && (!d || inv_deadline < d))
         d = inv_deadline;
-    atomic_store_explicit(&ex->deadline, d, memory_order_release);
+    atomic_store(&ex->deadline, d); /* sequentially consistent: see rs__timer_moved */
 }
 
 int rs__exec_due(rs__exec *ex)

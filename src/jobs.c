@@ -29,6 +29,7 @@ typedef struct job {
     rs_async *async;
     rs_job_state state;
     bool ended;
+    bool starting; /* being begun: its name is taken, but it is not visible yet */
     bool removing;
     double start;
     double end;
@@ -106,16 +107,22 @@ int rs_jobs_create(const rs_jobs_opts *opts, rs_jobs **out)
     return 0;
 }
 
-/* The job named name, or NULL (jobs->mu held). Jobs being removed are not found. */
-static job *find(rs_jobs *jobs, const char *name)
+/* The job named name, or NULL (jobs->mu held). Jobs being removed are not found; jobs being
+ * started only with include_starting (their name is taken already). */
+static job *lookup(rs_jobs *jobs, const char *name, bool include_starting)
 {
     rs__qnode *n;
     RS__QUEUE_FOREACH (n, &jobs->list) {
         job *j = RS__QUEUE_DATA(n, job, node);
-        if (!j->removing && strcmp(j->name, name) == 0)
+        if (!j->removing && (include_starting || !j->starting) && strcmp(j->name, name) == 0)
             return j;
     }
     return NULL;
+}
+
+static job *find(rs_jobs *jobs, const char *name)
+{
+    return lookup(jobs, name, false);
 }
 
 /* on_complete of a job's invocation: records its end (worker thread). */
@@ -153,7 +160,7 @@ static void auto_name(rs_jobs *jobs, char *buf, size_t size)
         if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
             r = (uint32_t)rs__now_ns() ^ (uint32_t)(uintptr_t)buf;
         snprintf(buf, size, "Job_%08x", r);
-    } while (find(jobs, buf));
+    } while (lookup(jobs, buf, true));
 }
 
 int rs_jobs_start(rs_jobs *jobs, const char *name, const char *script, const rs_value *params,
@@ -195,7 +202,7 @@ int rs_jobs_start(rs_jobs *jobs, const char *name, const char *script, const rs_
         auto_name(jobs, autobuf, sizeof autobuf);
         name = autobuf;
     }
-    if (find(jobs, name)) {
+    if (lookup(jobs, name, true)) {
         rs__mutex_unlock(&jobs->mu);
         free_job(j);
         return fail(RS_EEXIST, "a job named '%s' already exists", name);
@@ -212,13 +219,13 @@ int rs_jobs_start(rs_jobs *jobs, const char *name, const char *script, const rs_
     j->state = RS_JOB_RUNNING;
     rs__queue_insert_tail(&jobs->list, &j->node);
     jobs->running++;
-    j->removing = true; /* not visible until it has begun */
+    j->starting = true; /* not visible until it has begun */
     rs__mutex_unlock(&jobs->mu);
 
     rc = rs_ps_begin_invoke(j->ps, &j->async);
 
     rs__mutex_lock(&jobs->mu);
-    j->removing = false;
+    j->starting = false;
     if (rc) {
         rs__queue_remove(&j->node);
         jobs->running--;
@@ -276,7 +283,7 @@ size_t rs_jobs_list(rs_jobs *jobs, rs_job_filter filter, const char **names, siz
     rs__qnode *q;
     RS__QUEUE_FOREACH (q, &jobs->list) {
         job *j = RS__QUEUE_DATA(q, job, node);
-        if (j->removing || (filter == RS_JOBS_RUNNING && j->ended) ||
+        if (j->removing || j->starting || (filter == RS_JOBS_RUNNING && j->ended) ||
             (filter == RS_JOBS_COMPLETED && !j->ended))
             continue;
         if (names && n < cap)

@@ -194,8 +194,9 @@ static int l_shared_set(lua_State *L)
     size_t klen;
     const char *key = luaL_checklstring(L, 1, &klen);
     luaL_checkany(L, 2);
+    rs_shared *st = store(L); /* may raise: before holding a converted value */
     rs_value *v = lua_isnil(L, 2) ? NULL : shared_arg(L, 2, "set");
-    if (rs__shared_put(store(L), key, klen, v))
+    if (rs__shared_put(st, key, klen, v))
         return luaL_error(L, "shared.set: out of memory");
     return 0;
 }
@@ -224,9 +225,10 @@ static int l_shared_add(lua_State *L)
     luaL_checkany(L, 2);
     if (lua_isnil(L, 2))
         return luaL_argerror(L, 2, "value expected");
+    rs_shared *st = store(L); /* may raise: before holding a converted value */
     rs_value *v = shared_arg(L, 2, "add");
     bool added;
-    if (rs__shared_cas(store(L), key, klen, NULL, v, &added))
+    if (rs__shared_cas(st, key, klen, NULL, v, &added))
         return luaL_error(L, "shared.add: out of memory");
     lua_pushboolean(L, added);
     return 1;
@@ -238,11 +240,12 @@ static int l_shared_cas(lua_State *L)
     const char *key = luaL_checklstring(L, 1, &klen);
     lua_settop(L, 3);
     rs_runspace *rs = self(L);
+    rs_shared *st = store(L); /* may raise: before holding converted values */
     /* The expected value is kept in scratch: converting the new one may raise. */
     rs_value *expected = lua_isnil(L, 2) ? NULL : keep(&rs->scratch_value, shared_arg(L, 2, "cas"));
     rs_value *v = lua_isnil(L, 3) ? NULL : shared_arg(L, 3, "cas");
     bool swapped;
-    int rc = rs__shared_cas(store(L), key, klen, expected, v, &swapped);
+    int rc = rs__shared_cas(st, key, klen, expected, v, &swapped);
     keep(&rs->scratch_value, NULL);
     if (rc)
         return luaL_error(L, "shared.cas: out of memory");

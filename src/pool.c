@@ -248,8 +248,10 @@ static void *worker_main(void *arg)
     rs__queue_insert_tail(&pool->zombies, &w->node);
     pool->nretiring--;
     /* Work may be waiting with nobody left to start a worker for it. */
+    /* Work may be waiting with nobody left to run it. After a failed open too: each new worker
+     * that fails takes one queued invocation with it, so this ends. */
     if (pool->state == RS_POOL_OPENED && !rs__queue_empty(&pool->pending) &&
-        pool->nworkers < pool->max && pool->npending > pool->nstarting && rc == 0)
+        pool->nworkers < pool->max && pool->npending > pool->nstarting)
         spawn(pool);
     rs__cond_broadcast(&pool->changed);
     rs__mutex_unlock(&pool->mu);
@@ -440,22 +442,18 @@ int rs_pool_close(rs_pool *pool)
         return 0;
     }
     pool->state = RS_POOL_CLOSING;
-    rs__qnode cancelled;
-    rs__queue_init(&cancelled);
-    while (!rs__queue_empty(&pool->pending)) {
-        rs__qnode *n = rs__queue_head(&pool->pending);
-        rs__queue_remove(n);
-        rs__queue_insert_tail(&cancelled, n);
-    }
-    pool->npending = 0;
     wake_idle(pool);
-    rs__mutex_unlock(&pool->mu);
-
-    while (!rs__queue_empty(&cancelled)) {
-        rs_ps *ps = RS__QUEUE_DATA(rs__queue_head(&cancelled), rs_ps, qnode);
+    /* Cancel what is queued, one invocation at a time, each unlinked under the lock: a stop
+     * racing with the close then finds it no longer queued and leaves it to us. */
+    while (!rs__queue_empty(&pool->pending)) {
+        rs_ps *ps = RS__QUEUE_DATA(rs__queue_head(&pool->pending), rs_ps, qnode);
         rs__queue_remove(&ps->qnode);
+        pool->npending--;
+        rs__mutex_unlock(&pool->mu);
         rs__ps_finish_unrun(ps, RS_ECANCELED, "cancelled: the pool was closed");
+        rs__mutex_lock(&pool->mu);
     }
+    rs__mutex_unlock(&pool->mu);
 
     rs__qnode zombies;
     rs__mutex_lock(&pool->mu);

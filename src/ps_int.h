@@ -108,8 +108,8 @@ void rs__ps_publish(rs_ps *ps, int code);
 void rs__ps_finish_unrun(rs_ps *ps, int code, const char *message);
 
 /* ---- pool.c ---- */
-/* Queues ps (phase QUEUED); RS_ECLOSED when the pool does not take work. Takes the pool lock
- * and ps->mu. */
+/* Queues ps (phase QUEUED); RS_ECLOSED when the pool does not take work. Takes the pool
+ * lock. */
 int rs__pool_submit(rs_pool *pool, rs_ps *ps);
 /* Removes ps from the queue if it is still there; true if it was. Takes the pool lock. */
 bool rs__pool_dequeue(rs_pool *pool, rs_ps *ps);

@@ -31,12 +31,15 @@ static void *timer_main(void *arg)
     rs__timer *t = arg;
     rs__mutex_lock(&t->mu);
     while (!t->quit) {
+        /* Re-planning: an execution that moves its deadline from now on sees 0 and wakes us
+         * (rs__timer_moved), or moved it before and our scan below sees it. */
+        atomic_store(&t->wake_at, 0);
         int64_t now = rs__now_ns();
         int64_t next = 0;
         rs__qnode *n;
         RS__QUEUE_FOREACH (n, &t->watched) {
             rs__exec *ex = RS__QUEUE_DATA(n, rs__exec, timer_node);
-            int64_t d = atomic_load_explicit(&ex->deadline, memory_order_acquire);
+            int64_t d = atomic_load(&ex->deadline);
             if (!d)
                 continue;
             if (d <= now) {
@@ -117,8 +120,10 @@ void rs__timer_watch(rs__timer *t, rs__exec *ex)
 
 void rs__timer_moved(rs__timer *t, rs__exec *ex)
 {
-    int64_t d = atomic_load_explicit(&ex->deadline, memory_order_acquire);
-    int64_t w = atomic_load_explicit(&t->wake_at, memory_order_acquire);
+    /* Sequentially consistent with the timer's store of 0 and its scan: one side always sees
+     * the other (the deadline was published by rs__exec_set_deadlines before this load). */
+    int64_t d = atomic_load(&ex->deadline);
+    int64_t w = atomic_load(&t->wake_at);
     if (d && (!w || d < w))
         rs__timer_watch(t, ex);
 }

@@ -39,6 +39,8 @@ static void append(char **buf, size_t *len, const char *data, size_t n)
 static proc_result run_program(char *const argv[], const char *input, size_t input_len,
                                double limit, size_t interrupt_after)
 {
+    /* A program that exits before reading its input (a usage error) must not kill the test. */
+    signal(SIGPIPE, SIG_IGN);
     int in[2], out[2], err[2];
     assert_int_equal(pipe(in), 0);
     assert_int_equal(pipe(out), 0);
@@ -325,6 +327,49 @@ static void test_foreach_sigint(void **state)
     done(&r);
 }
 
+static void test_foreach_range_at_int64_max(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("foreach", "--ordered", "--range",
+                             "9223372036854775806..9223372036854775807", "return _"),
+                        NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "9223372036854775806\n9223372036854775807\n");
+    done(&r);
+}
+
+static void test_foreach_sigint_while_input_is_silent(void **state)
+{
+    (void)state;
+    /* stdin is a pipe that stays open and sends nothing: Ctrl-C must still end the run. */
+    int in[2];
+    assert_int_equal(pipe(in), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_addclose(&fa, in[1]);
+    pid_t pid;
+    assert_int_equal(posix_spawn(&pid, RS_CLI, &fa, NULL, ARGV("foreach", "return _"), environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(in[0]);
+    assert_int_equal(write(in[1], "1\n", 2), 2);
+    sleep_for(0.3);
+    kill(pid, SIGINT);
+    int st = 0;
+    double t0 = rs_test_now();
+    pid_t got = 0;
+    while ((got = waitpid(pid, &st, WNOHANG)) == 0 && rs_test_now() - t0 < 10)
+        sleep_for(0.01);
+    if (got == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        fail_msg("runspace did not end within 10 s of SIGINT");
+    }
+    close(in[1]);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 130);
+}
+
 static void test_foreach_closed_pipe(void **state)
 {
     (void)state;
@@ -468,9 +513,8 @@ static void test_scan(void **state)
     close(closed_fd); /* nothing listens there any more */
     char ports[64];
     snprintf(ports, sizeof ports, "%d,%d", open_port, closed_port);
-    proc_result r = cli(ARGV("scan", "-p", ports, "--format", "jsonl", "127.0.0.1",
-                             "nohost.invalid"),
-                        NULL);
+    proc_result r =
+        cli(ARGV("scan", "-p", ports, "--format", "jsonl", "127.0.0.1", "nohost.invalid"), NULL);
     assert_int_equal(r.status, 0);
     char want[160];
     snprintf(want, sizeof want,
@@ -543,6 +587,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_foreach_timeout),
     cmocka_unit_test(test_foreach_sigint),
     cmocka_unit_test(test_foreach_closed_pipe),
+    cmocka_unit_test(test_foreach_range_at_int64_max),
+    cmocka_unit_test(test_foreach_sigint_while_input_is_silent),
     cmocka_unit_test(test_one_record_per_input),
     cmocka_unit_test(test_summary),
     cmocka_unit_test(test_run),

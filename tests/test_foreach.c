@@ -4,7 +4,9 @@
  */
 #include "util.h"
 
+#include <poll.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <stdatomic.h>
 
 /* An input of n integers 0..n-1; `bad` marks indexes that cannot be read (-1: none). */
@@ -340,6 +342,108 @@ static void test_stop(void **state)
     free(k.seen);
 }
 
+static void test_stop_before_and_at_start(void **state)
+{
+    (void)state;
+    /* A stop requested before the run ends that run at once; the next run is not affected. */
+    source src = {.n = 1000};
+    sink k;
+    sink_init(&k, &src);
+    rs_foreach_opts o = {.throttle = 2,
+                         .next = next_int,
+                         .input_userdata = &src,
+                         .on_record = on_record,
+                         .userdata = &k};
+    rs_foreach *fe;
+    assert_ok(rs_foreach_create(&o, &fe));
+    assert_ok(rs_foreach_set_script(fe, "return _ * _", (size_t)-1));
+    assert_ok(rs_foreach_stop(fe));
+    assert_rs(RS_ESTOPPED, rs_foreach_run(fe, NULL));
+    assert_int_equal(k.count, src.next); /* whatever was read has its record */
+    long after_first = src.next;
+    assert_ok(rs_foreach_run(fe, NULL));
+    assert_int_equal(src.next, 1000);
+    assert_int_equal(k.count, 1000);
+    (void)after_first;
+    assert_ok(rs_foreach_destroy(fe));
+    free(k.seen);
+    /* Stops racing the start of runs, many times. */
+    for (int round = 0; round < 50; round++) {
+        source s2 = {.n = 100000};
+        sink k2;
+        sink_init(&k2, &s2);
+        rs_foreach_opts o2 = {.throttle = 2,
+                              .next = next_int,
+                              .input_userdata = &s2,
+                              .on_record = on_record,
+                              .userdata = &k2};
+        assert_ok(rs_foreach_create(&o2, &fe));
+        assert_ok(rs_foreach_set_script(fe, "return _ * _", (size_t)-1));
+        stopper st = {fe, 0.0005 * (round % 5)};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, stop_later, &st), 0);
+        int rc = rs_foreach_run(fe, NULL);
+        pthread_join(t, NULL);
+        assert_true(rc == 0 || rc == RS_ESTOPPED);
+        assert_int_equal(k2.count, s2.next);
+        assert_ok(rs_foreach_destroy(fe));
+        free(k2.seen);
+    }
+}
+
+/* An iterator that blocks on a pipe nobody writes to, until a stop: it waits on the stop
+ * descriptor as rs_input_fn's contract asks. */
+typedef struct blocking_input {
+    rs_foreach *fe;
+    int fd;
+    int given;
+} blocking_input;
+
+static int next_blocking(void *ud, rs_value **item, char **error)
+{
+    (void)error;
+    blocking_input *b = ud;
+    if (b->given < 3) { /* three items first, then silence */
+        *item = rs_value_int(b->given++);
+        return 1;
+    }
+    struct pollfd p[2] = {{.fd = b->fd, .events = POLLIN},
+                          {.fd = rs_foreach_stop_fd(b->fe), .events = POLLIN}};
+    while (poll(p, 2, 30000) < 0)
+        continue;
+    return 0;
+}
+
+static void test_stop_reaches_blocked_iterator(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    blocking_input b = {.fd = fds[0]};
+    int records = 0;
+    rs_foreach_opts o = {.throttle = 2, .next = next_blocking, .input_userdata = &b};
+    o.on_record = NULL;
+    rs_foreach *fe;
+    assert_ok(rs_foreach_create(&o, &fe));
+    b.fe = fe;
+    assert_ok(rs_foreach_set_script(fe, "return _", (size_t)-1));
+    stopper st = {fe, 0.2};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, stop_later, &st), 0);
+    double t0 = rs_test_now();
+    rs_foreach_summary sum;
+    assert_rs(RS_ESTOPPED, rs_foreach_run(fe, &sum));
+    double took = rs_test_now() - t0;
+    pthread_join(t, NULL);
+    if (took > 5)
+        fail_msg("the stop took %.2f s to reach a blocked iterator", took);
+    assert_int_equal(sum.total, 3);
+    (void)records;
+    assert_ok(rs_foreach_destroy(fe));
+    close(fds[0]);
+    close(fds[1]);
+}
+
 /* sq(x): a native command, squaring. */
 static int cmd_sq(rs_call *call, void *ud)
 {
@@ -407,6 +511,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_read_ahead_is_bounded),
     cmocka_unit_test(test_syntax_error_reads_nothing),
     cmocka_unit_test(test_stop),
+    cmocka_unit_test(test_stop_before_and_at_start),
+    cmocka_unit_test(test_stop_reaches_blocked_iterator),
     cmocka_unit_test(test_command_and_parameters),
     cmocka_unit_test(test_on_existing_pool_with_total),
 };

@@ -182,10 +182,40 @@ static void test_many_waiters(void **state)
     assert_ok(rs_jobs_destroy(jobs));
 }
 
+typedef struct starter {
+    rs_jobs *jobs;
+    int rc;
+} starter;
+
+static void *start_x(void *arg)
+{
+    starter *s = arg;
+    s->rc = rs_jobs_start(s->jobs, "X", "return 1", NULL, NULL);
+    return NULL;
+}
+
+static void test_duplicate_names_across_threads(void **state)
+{
+    (void)state;
+    rs_jobs *jobs = new_jobs(2);
+    for (int round = 0; round < 200; round++) {
+        starter a = {jobs, -1}, b = {jobs, -1};
+        pthread_t ta, tb;
+        assert_int_equal(pthread_create(&ta, NULL, start_x, &a), 0);
+        assert_int_equal(pthread_create(&tb, NULL, start_x, &b), 0);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        /* Exactly one of them gets the name. */
+        assert_true((a.rc == 0 && b.rc == RS_EEXIST) || (a.rc == RS_EEXIST && b.rc == 0));
+        assert_ok(rs_jobs_remove(jobs, "X"));
+    }
+    assert_ok(rs_jobs_destroy(jobs));
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_seed_jobs),    cmocka_unit_test(test_names),
     cmocka_unit_test(test_states),       cmocka_unit_test(test_destroy_stops_running_jobs),
-    cmocka_unit_test(test_many_waiters),
+    cmocka_unit_test(test_many_waiters), cmocka_unit_test(test_duplicate_names_across_threads),
 };
 
 RS_TEST_MAIN(tests)

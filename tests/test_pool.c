@@ -307,6 +307,43 @@ static void test_open_failure_is_reported(void **state)
     assert_ok(rs_pool_destroy(pool));
 }
 
+typedef struct stop_all {
+    rs_ps **ps;
+    int n;
+} stop_all;
+
+static void *stop_everything(void *arg)
+{
+    stop_all *s = arg;
+    for (int i = s->n; i-- > 0;)
+        rs_ps_stop(s->ps[i]);
+    return NULL;
+}
+
+static void test_close_races_stops(void **state)
+{
+    (void)state;
+    /* A close cancelling queued invocations while another thread stops them: each ends once. */
+    for (int round = 0; round < 20; round++) {
+        enum { N = 64 };
+        rs_pool *pool = open_pool(1, 1, 0);
+        rs_ps *ps[N];
+        rs_async *a[N];
+        begin_many(pool, "sleep(0.001) return _", ps, a, N);
+        stop_all s = {ps, N};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, stop_everything, &s), 0);
+        assert_ok(rs_pool_close(pool));
+        pthread_join(t, NULL);
+        for (int i = 0; i < N; i++) {
+            int rc = rs_ps_end_invoke(ps[i], a[i], NULL);
+            assert_true(rc == 0 || rc == RS_ESTOPPED || rc == RS_ECANCELED);
+            assert_ok(rs_ps_destroy(ps[i]));
+        }
+        assert_ok(rs_pool_destroy(pool));
+    }
+}
+
 static void test_shared_store_is_pool_wide(void **state)
 {
     (void)state;
@@ -335,6 +372,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_many_client_threads),
     cmocka_unit_test(test_open_failure_is_reported),
     cmocka_unit_test(test_shared_store_is_pool_wide),
+    cmocka_unit_test(test_close_races_stops),
 };
 
 RS_TEST_MAIN(tests)
