@@ -47,6 +47,7 @@ typedef struct rs__run {
     int64_t item_ns; /* per-item timeout, 0 = none */
     int64_t inv_deadline;
     int64_t run_start;
+    int64_t last_end; /* when the previous item of this driver ended; 0 at the first */
     rs__timer *timer; /* watching this run's deadlines, or NULL */
     /* Driver state. */
     int g_idx;                     /* stack index of the globals table */
@@ -499,7 +500,8 @@ static void begin_run(rs__run *r, size_t i)
     r->rs->oom = false;
     r->cur = i;
     r->in_run = true;
-    r->run_start = rs__now_ns();
+    /* The previous item's end is this one's start: one clock read per item. */
+    r->run_start = r->last_end ? r->last_end : rs__now_ns();
     if (r->item_ns) {
         rs__exec_set_deadlines(&r->rs->exec, r->run_start + r->item_ns, r->inv_deadline);
         if (r->timer)
@@ -544,7 +546,8 @@ static bool end_run(rs__run *r, int rc)
     if (r->item_mode) {
         rs_item_result *it = &ps->items[i];
         it->output_count = rs_array_len(ps->output) - it->output_first;
-        it->duration = (double)(rs__now_ns() - r->run_start) * 1e-9;
+        r->last_end = rs__now_ns();
+        it->duration = (double)(r->last_end - r->run_start) * 1e-9;
         it->code = rc;
         it->error = rc == RS_ESTOPPED ? "cancelled: the invocation was stopped" : message;
         it->status = rc == 0              ? RS_ITEM_OK
@@ -600,6 +603,7 @@ static int resolve_stages(rs__run *r)
 static int driver(lua_State *L)
 {
     rs__run *r = lua_touserdata(L, 1);
+    r->last_end = 0;
     lua_pushglobaltable(L);
     r->g_idx = lua_gettop(L);
     lua_pushliteral(L, "_");

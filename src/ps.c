@@ -30,7 +30,7 @@
 
 static bool running(const rs_ps *ps)
 {
-    return ps->phase != RS__PHASE_IDLE;
+    return atomic_load(&ps->phase) != RS__PHASE_IDLE;
 }
 
 /* Sets the message of a failing call on the handle and returns code. The caller's message and
@@ -69,6 +69,7 @@ int rs_ps_create(rs_ps **out)
         return RS_ESYSTEM;
     }
     atomic_init(&ps->state, RS_PS_NOT_STARTED);
+    atomic_init(&ps->phase, RS__PHASE_IDLE);
     atomic_init(&ps->completed, false);
     rs__queue_init(&ps->qnode);
     ps->async.ps = ps;
@@ -404,7 +405,7 @@ void rs__ps_publish(rs_ps *ps, int code)
     rs__mutex_lock(&ps->mu);
     ps->result = code;
     ps->result_stamp = ++ps->stamp;
-    ps->phase = RS__PHASE_IDLE;
+    atomic_store(&ps->phase, RS__PHASE_IDLE);
     ps->running_on = NULL;
     atomic_store(&ps->state, st);
     atomic_store(&ps->completed, true);
@@ -420,7 +421,7 @@ void rs__ps_publish(rs_ps *ps, int code)
 void rs__ps_finish_unrun(rs_ps *ps, int code, const char *message)
 {
     rs__mutex_lock(&ps->mu);
-    ps->phase = RS__PHASE_FINISHING;
+    atomic_store(&ps->phase, RS__PHASE_FINISHING);
     rs__mutex_unlock(&ps->mu);
     rs__ps_clear_results(ps);
     ps->output = rs_value_array();
@@ -451,7 +452,7 @@ bool rs__ps_claim(rs_ps *ps, rs_runspace *rs)
         ex->thread = pthread_self();
         atomic_store(&ex->stop, 0);
         ps->running_on = rs;
-        ps->phase = RS__PHASE_EXECUTING;
+        atomic_store(&ps->phase, RS__PHASE_EXECUTING);
     }
     rs__mutex_unlock(&ps->mu);
     return !stopped;
@@ -462,7 +463,7 @@ int rs__ps_run_claimed(rs_ps *ps, rs_runspace *rs, struct rs__timer *timer)
     int code = rs__ps_execute(ps, rs, timer);
     rs__mutex_lock(&ps->mu);
     ps->running_on = NULL;
-    ps->phase = RS__PHASE_FINISHING;
+    atomic_store(&ps->phase, RS__PHASE_FINISHING);
     rs__mutex_unlock(&ps->mu);
     return code;
 }
@@ -505,7 +506,7 @@ static int enter_queued(rs_ps *ps, bool begun)
     }
     ps->prev_state = atomic_load(&ps->state);
     ps->prev_completed = atomic_load(&ps->completed);
-    ps->phase = RS__PHASE_QUEUED;
+    atomic_store(&ps->phase, RS__PHASE_QUEUED);
     ps->begun = begun;
     ps->ended = false;
     ps->stop_requested = false;
@@ -527,7 +528,7 @@ static int enter_queued(rs_ps *ps, bool begun)
 static int undo_queued(rs_ps *ps, int code)
 {
     rs__mutex_lock(&ps->mu);
-    ps->phase = RS__PHASE_IDLE;
+    atomic_store(&ps->phase, RS__PHASE_IDLE);
     ps->begun = false;
     atomic_store(&ps->state, ps->prev_state);
     atomic_store(&ps->completed, ps->prev_completed);
@@ -700,9 +701,9 @@ int rs_ps_begin_stop(rs_ps *ps)
         return 0;
     }
     rs__mutex_lock(&ps->mu);
-    if (running(ps) && ps->phase != RS__PHASE_FINISHING) {
+    if (running(ps) && atomic_load(&ps->phase) != RS__PHASE_FINISHING) {
         ps->stop_requested = true;
-        if (ps->phase == RS__PHASE_EXECUTING && ps->running_on) {
+        if (atomic_load(&ps->phase) == RS__PHASE_EXECUTING && ps->running_on) {
             atomic_store(&ps->state, RS_PS_STOPPING);
             rs__exec_request_stop(&ps->running_on->exec);
         }
@@ -731,13 +732,12 @@ rs_ps_state rs_ps_get_state(rs_ps *ps)
 }
 
 /* True when the results may be read: the invocation is not running, or has finished and is
- * being published (as inside an on_complete callback). */
+ * being published (as inside an on_complete callback). Lock-free: the thread that ran it wrote
+ * the results before it stored FINISHING, and this load sees them with it. */
 static bool settled(rs_ps *ps)
 {
-    rs__mutex_lock(&ps->mu);
-    bool done = !running(ps) || ps->phase == RS__PHASE_FINISHING;
-    rs__mutex_unlock(&ps->mu);
-    return done;
+    int phase = atomic_load(&ps->phase);
+    return phase == RS__PHASE_IDLE || phase == RS__PHASE_FINISHING;
 }
 
 bool rs_ps_had_errors(rs_ps *ps)

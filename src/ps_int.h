@@ -46,7 +46,7 @@ struct rs_ps {
     rs__cond cv;           /* broadcast when the invocation ends */
     atomic_int state;      /* rs_ps_state, changed under mu */
     atomic_bool completed; /* ended and published */
-    rs__phase phase;       /* under mu */
+    atomic_int phase;      /* rs__phase: changed under mu, read without it */
     bool begun;            /* begin-invoke started the current invocation */
     bool ended;            /* end-invoke consumed it */
     bool stop_requested;   /* under mu */

@@ -360,11 +360,13 @@ static void test_stop_before_and_at_start(void **state)
     assert_ok(rs_foreach_stop(fe));
     assert_rs(RS_ESTOPPED, rs_foreach_run(fe, NULL));
     assert_int_equal(k.count, src.next); /* whatever was read has its record */
-    long after_first = src.next;
+    long first = src.next;
+    /* The next run numbers its inputs from 0 again: a sink of its own. */
+    free(k.seen);
+    sink_init(&k, &src);
     assert_ok(rs_foreach_run(fe, NULL));
     assert_int_equal(src.next, 1000);
-    assert_int_equal(k.count, 1000);
-    (void)after_first;
+    assert_int_equal(k.count, 1000 - first);
     assert_ok(rs_foreach_destroy(fe));
     free(k.seen);
     /* Stops racing the start of runs, many times. */
