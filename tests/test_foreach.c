@@ -108,8 +108,8 @@ static void assert_all_once(sink *k)
     }
 }
 
-/* Runs script over n integers with the given options; returns the run's code. */
-static int run(const char *script, source *src, sink *k, rs_foreach_opts o, rs_foreach_summary *sum)
+/* A run of script over src's integers, its records checked into k. */
+static rs_foreach *make_run(const char *script, source *src, sink *k, rs_foreach_opts o)
 {
     o.next = next_int;
     o.input_userdata = src;
@@ -119,6 +119,13 @@ static int run(const char *script, source *src, sink *k, rs_foreach_opts o, rs_f
     rs_foreach *fe;
     assert_ok(rs_foreach_create(&o, &fe));
     assert_ok(rs_foreach_set_script(fe, script, (size_t)-1));
+    return fe;
+}
+
+/* Runs script over n integers with the given options; returns the run's code. */
+static int run(const char *script, source *src, sink *k, rs_foreach_opts o, rs_foreach_summary *sum)
+{
+    rs_foreach *fe = make_run(script, src, k, o);
     int rc = rs_foreach_run(fe, sum);
     assert_ok(rs_foreach_destroy(fe));
     return rc;
@@ -315,15 +322,8 @@ static void test_stop(void **state)
     source src = {.n = 1000000};
     sink k;
     sink_init(&k, &src);
-    rs_foreach_opts o = {.throttle = 2,
-                         .next = next_int,
-                         .input_userdata = &src,
-                         .on_record = on_record,
-                         .userdata = &k};
-    rs_foreach *fe;
-    assert_ok(rs_foreach_create(&o, &fe));
-    assert_ok(
-        rs_foreach_set_script(fe, "if _ % 100 == 0 then sleep(0.01) end return _ * _", (size_t)-1));
+    rs_foreach *fe = make_run("if _ % 100 == 0 then sleep(0.01) end return _ * _", &src, &k,
+                              (rs_foreach_opts){.throttle = 2});
     stopper st = {fe, 0.2};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, stop_later, &st), 0);
@@ -349,14 +349,7 @@ static void test_stop_before_and_at_start(void **state)
     source src = {.n = 1000};
     sink k;
     sink_init(&k, &src);
-    rs_foreach_opts o = {.throttle = 2,
-                         .next = next_int,
-                         .input_userdata = &src,
-                         .on_record = on_record,
-                         .userdata = &k};
-    rs_foreach *fe;
-    assert_ok(rs_foreach_create(&o, &fe));
-    assert_ok(rs_foreach_set_script(fe, "return _ * _", (size_t)-1));
+    rs_foreach *fe = make_run("return _ * _", &src, &k, (rs_foreach_opts){.throttle = 2});
     assert_ok(rs_foreach_stop(fe));
     assert_rs(RS_ESTOPPED, rs_foreach_run(fe, NULL));
     assert_int_equal(k.count, src.next); /* whatever was read has its record */
@@ -374,13 +367,7 @@ static void test_stop_before_and_at_start(void **state)
         source s2 = {.n = 100000};
         sink k2;
         sink_init(&k2, &s2);
-        rs_foreach_opts o2 = {.throttle = 2,
-                              .next = next_int,
-                              .input_userdata = &s2,
-                              .on_record = on_record,
-                              .userdata = &k2};
-        assert_ok(rs_foreach_create(&o2, &fe));
-        assert_ok(rs_foreach_set_script(fe, "return _ * _", (size_t)-1));
+        fe = make_run("return _ * _", &s2, &k2, (rs_foreach_opts){.throttle = 2});
         stopper st = {fe, 0.0005 * (round % 5)};
         pthread_t t;
         assert_int_equal(pthread_create(&t, NULL, stop_later, &st), 0);
@@ -422,9 +409,7 @@ static void test_stop_reaches_blocked_iterator(void **state)
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     blocking_input b = {.fd = fds[0]};
-    int records = 0;
     rs_foreach_opts o = {.throttle = 2, .next = next_blocking, .input_userdata = &b};
-    o.on_record = NULL;
     rs_foreach *fe;
     assert_ok(rs_foreach_create(&o, &fe));
     b.fe = fe;
@@ -440,7 +425,6 @@ static void test_stop_reaches_blocked_iterator(void **state)
     if (took > 5)
         fail_msg("the stop took %.2f s to reach a blocked iterator", took);
     assert_int_equal(sum.total, 3);
-    (void)records;
     assert_ok(rs_foreach_destroy(fe));
     close(fds[0]);
     close(fds[1]);
