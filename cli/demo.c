@@ -251,10 +251,6 @@ static int demo_batch(void)
 
 /* ---- 4. scan ------------------------------------------------------------------------------ */
 
-typedef struct scan_state {
-    int listen_ports[3];
-} scan_state;
-
 static void scan_result(const rs_scan_result *r, void *ud)
 {
     (void)ud;

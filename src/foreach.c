@@ -397,12 +397,10 @@ static void emit_record(rs_foreach *fe, uint64_t index, rs_item_status st, const
     count(fe, st);
     if (!fe->opts.on_record)
         return;
-    static const rs_value *empty;
-    rs_value *none = NULL;
-    if (!output) {
-        none = rs_value_array();
-        output = none ? none : empty;
-    }
+    /* Records without outputs still get an (empty) array; NULL only when out of memory. */
+    rs_value *none = output ? NULL : rs_value_array();
+    if (!output)
+        output = none;
     rs_value *null_input = input ? NULL : rs_value_null();
     rs_foreach_record rec = {.index = index,
                              .input = input ? input : null_input,
