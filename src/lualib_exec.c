@@ -54,11 +54,53 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
-/* Kills the child's process group and reaps the child. */
+/* Longest wait, after the kill, for the group's processes to let go of the outputs. Only a
+ * process that left the group or sleeps uninterruptibly can hold them past the kill. */
+#define KILL_GRACE_NS 2000000000LL
+
+/* Reads and discards the outputs until every process holding them has exited (end of file on
+ * both) or the grace period passes; closes them. */
+static void await_outputs_closed(child *c)
+{
+    int64_t deadline = rs__now_ns() + KILL_GRACE_NS;
+    while (c->out >= 0 || c->err >= 0) {
+        struct pollfd fds[2];
+        int *which[2];
+        nfds_t n = 0;
+        if (c->out >= 0)
+            which[n] = &c->out, fds[n++] = (struct pollfd){.fd = c->out, .events = POLLIN};
+        if (c->err >= 0)
+            which[n] = &c->err, fds[n++] = (struct pollfd){.fd = c->err, .events = POLLIN};
+        int64_t left = deadline - rs__now_ns();
+        if (left <= 0)
+            break;
+        int r = poll(fds, n, (int)(left / 1000000) + 1);
+        if (r < 0 && errno != EINTR)
+            break;
+        for (nfds_t i = 0; r > 0 && i < n; i++) {
+            if (!fds[i].revents)
+                continue;
+            char chunk[4096];
+            ssize_t got;
+            while ((got = read(*which[i], chunk, sizeof chunk)) > 0)
+                continue;
+            if (got == 0 || (errno != EAGAIN && errno != EINTR))
+                close_fd(which[i]);
+        }
+    }
+    close_fd(&c->out);
+    close_fd(&c->err);
+}
+
+/* Kills the child's process group, waits for the group to let go of the outputs, so that no
+ * process of it is still running when this returns, and reaps the child. The child is reaped
+ * last: until then its pid, and so the group's id, cannot be reused. */
 static void kill_and_reap(child *c)
 {
     if (c->pid > 0) {
         kill(-c->pid, SIGKILL);
+        close_fd(&c->in);
+        await_outputs_closed(c);
         while (waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR)
             continue;
         c->pid = 0;
