@@ -150,7 +150,7 @@ static int kill_leftovers(void **state)
 {
     (void)state;
     char marker[64];
-    snprintf(marker, sizeof marker, "rs_orphan_marker_%d", (int)getpid());
+    snprintf(marker, sizeof marker, "rs_orphan_marker_%d_", (int)getpid());
     marked(marker, true);
     return 0;
 }
@@ -163,7 +163,7 @@ static void test_exec_leaves_no_orphans(void **state)
     assert_ok(rs_pool_create(&po, &pool));
     assert_ok(rs_pool_open(pool));
     char marker[64];
-    snprintf(marker, sizeof marker, "rs_orphan_marker_%d", (int)getpid());
+    snprintf(marker, sizeof marker, "rs_orphan_marker_%d_", (int)getpid());
     char src[512];
     /* A command with a child in the background and one in the foreground, each a shell whose
      * command line carries the marker, all in the command's process group. */
@@ -188,6 +188,13 @@ static void test_exec_leaves_no_orphans(void **state)
     /* Timed out (the invocation's timeout). */
     rs_ps_opts o = {.timeout = 0.3};
     assert_ok(rs_ps_set_opts(ps, &o));
+    assert_rs(RS_ETIMEDOUT, rs_ps_invoke(ps, NULL));
+    assert_int_equal(count_marked(marker), 0);
+    /* The command itself has exited; its background child, still in its group, holds the
+     * outputs, so exec still waits, and the timeout kills that child too. */
+    snprintf(src, sizeof src, "exec{'sh', '-c', 'sh -c \"sleep 300; : %s\" & exit 0'}", marker);
+    assert_ok(rs_ps_clear(ps));
+    assert_ok(rs_ps_add_script(ps, src, (size_t)-1));
     assert_rs(RS_ETIMEDOUT, rs_ps_invoke(ps, NULL));
     assert_int_equal(count_marked(marker), 0);
     assert_ok(rs_ps_destroy(ps));
