@@ -8,7 +8,8 @@
  *
  * A map keeps its entries in insertion order in a vector. Up to MAP_SCAN_MAX entries a
  * lookup scans them; beyond that the map also keeps an open-addressing index (linear
- * probing, load at most 1/2) of positions in the vector, so lookups stay O(1) on average.
+ * probing, load at most 1/2) of positions in the vector, so lookups stay O(1) on average;
+ * keys are hashed with the process's secret key (hash.c), so input cannot defeat that.
  *
  * Trees can be arbitrarily deep (a script may nest a million tables), so nothing here
  * recurses: copy and equal walk with an explicit stack on the heap, and destroy threads the
@@ -16,6 +17,8 @@
  * and so cannot fail.
  */
 #include "value.h"
+
+#include "hash.h"
 
 #include <string.h>
 
@@ -268,15 +271,6 @@ rs_value *rs_array_take(rs_value *arr, size_t index)
 
 /* ---- maps -------------------------------------------------------------------------------- */
 
-/* FNV-1a: short keys dominate, and it needs no setup. */
-static uint64_t hash_key(const char *key, size_t len)
-{
-    uint64_t h = 14695981039346656037u;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)key[i]) * 1099511628211u;
-    return h;
-}
-
 /* Whether entry e has this key; the stored hash settles most mismatches without a memcmp. */
 static bool key_matches(const map_entry *e, const char *key, size_t keylen, uint64_t hash)
 {
@@ -395,7 +389,7 @@ rs_value *rs_map_getn(const rs_value *map, const char *key, size_t keylen)
     const map_value *m = as_map(map);
     if (!m || (!key && keylen))
         return NULL;
-    size_t pos = map_find(m, key, keylen, hash_key(key, keylen));
+    size_t pos = map_find(m, key, keylen, rs__hash_key(key, keylen));
     return pos == NOT_FOUND ? NULL : m->entries[pos].value;
 }
 
@@ -412,7 +406,7 @@ int rs_map_setn(rs_value *map, const char *key, size_t keylen, rs_value *value)
         rs_value_destroy(value);
         return rc;
     }
-    uint64_t hash = hash_key(key, keylen);
+    uint64_t hash = rs__hash_key(key, keylen);
     size_t pos = map_find(m, key, keylen, hash);
     if (pos != NOT_FOUND) {
         if (m->entries[pos].value != value) {
@@ -449,7 +443,7 @@ int rs_map_remove(rs_value *map, const char *key, size_t keylen)
         return RS_EMISUSE;
     if (!key && keylen)
         return RS_EINVAL;
-    size_t pos = map_find(m, key, keylen, hash_key(key, keylen));
+    size_t pos = map_find(m, key, keylen, rs__hash_key(key, keylen));
     if (pos == NOT_FOUND)
         return RS_ENOENT;
     rs__free(m->entries[pos].key);

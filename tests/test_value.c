@@ -3,6 +3,7 @@
  * copy and equality, trees a million levels deep, and out-of-memory paths.
  */
 #include "harness.h"
+#include "hash.h"
 #include "value.h"
 
 #include <math.h>
@@ -517,6 +518,25 @@ static void test_oom_copy(void **state)
     rs_value_destroy(t);
 }
 
+/* SipHash-2-4 against the reference vectors (key 00..0f, message 00..len-1), which checks the
+ * rounds that SipHash-1-3 shares; and the map hash is keyed, not under an all-zero key. */
+static void test_siphash(void **state)
+{
+    (void)state;
+    uint8_t key[16], msg[64];
+    for (int i = 0; i < 16; i++)
+        key[i] = (uint8_t)i;
+    for (int i = 0; i < 64; i++)
+        msg[i] = (uint8_t)i;
+    assert_true(rs__siphash(2, 4, key, msg, 0) == 0x726fdb47dd0e0e31u);
+    assert_true(rs__siphash(2, 4, key, msg, 15) == 0xa129ca6149be45e5u);
+    uint8_t zero[16] = {0};
+    const char *k = "runspace";
+    assert_true(rs__hash_key(k, 8) == rs__hash_key(k, 8));
+    assert_true(rs__hash_key(k, 8) != rs__siphash(1, 3, zero, k, 8));
+    assert_true(rs__hash_key(k, 8) != rs__hash_key(k, 7));
+}
+
 static void test_oom_build(void **state)
 {
     rs__test_fail_allocations_after(0);
@@ -633,6 +653,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_map_random_ops), cmocka_unit_test(test_copy_equal),
     cmocka_unit_test(test_deep_million),   cmocka_unit_test(test_oom_copy),
     cmocka_unit_test(test_oom_build),      cmocka_unit_test(test_concurrent_readers),
+    cmocka_unit_test(test_siphash),
 };
 
 RS_TEST_MAIN(tests)
