@@ -395,16 +395,15 @@ static rs_ps_state state_for(int code)
     return RS_PS_FAILED;
 }
 
-/* Publishes the end of an invocation. The caller must not touch ps afterwards unless it owns
- * it (the synchronous paths do). */
+/* Publishes the end of an invocation, whose result code and message are already set (see
+ * rs__ps_run_claimed), so that an on_complete callback, and whoever it wakes, reads them. The
+ * caller must not touch ps afterwards unless it owns it (the synchronous paths do). */
 void rs__ps_publish(rs_ps *ps, int code)
 {
     rs_ps_state st = state_for(code);
     if (ps->opts.on_complete)
         ps->opts.on_complete(ps, st, ps->opts.userdata);
     rs__mutex_lock(&ps->mu);
-    ps->result = code;
-    ps->result_stamp = ++ps->stamp;
     atomic_store(&ps->phase, RS__PHASE_IDLE);
     ps->running_on = NULL;
     atomic_store(&ps->state, st);
@@ -440,6 +439,10 @@ void rs__ps_finish_unrun(rs_ps *ps, int code, const char *message)
         }
     }
     rs__msg_set(&ps->result_msg, code, "%s", message);
+    rs__mutex_lock(&ps->mu);
+    ps->result = code;
+    ps->result_stamp = ++ps->stamp;
+    rs__mutex_unlock(&ps->mu);
     rs__ps_publish(ps, code);
 }
 
@@ -463,6 +466,8 @@ int rs__ps_run_claimed(rs_ps *ps, rs_runspace *rs, struct rs__timer *timer)
     int code = rs__ps_execute(ps, rs, timer);
     rs__mutex_lock(&ps->mu);
     ps->running_on = NULL;
+    ps->result = code;
+    ps->result_stamp = ++ps->stamp; /* rs_ps_errmsg now shows the invocation's message */
     atomic_store(&ps->phase, RS__PHASE_FINISHING);
     rs__mutex_unlock(&ps->mu);
     return code;

@@ -349,6 +349,58 @@ static void test_callbacks(void **state)
     assert_ok(rs_pool_destroy(pool));
 }
 
+typedef struct seen_end {
+    int result;
+    char msg[128];
+} seen_end;
+
+static void note_end(rs_ps *ps, rs_ps_state st, void *ud)
+{
+    (void)st;
+    seen_end *e = ud;
+    e->result = rs_ps_result(ps);
+    snprintf(e->msg, sizeof e->msg, "%s", rs_ps_errmsg(ps));
+}
+
+/* An on_complete callback already sees the invocation's result code and message: whoever it
+ * wakes (the job manager's waiters) reads them at once. */
+static void test_callback_sees_result(void **state)
+{
+    (void)state;
+    rs_pool *pool = open_pool(1, 1);
+    /* Run, and failed. */
+    seen_end e = {0};
+    rs_ps *ps = new_ps(pool, "error('broken')");
+    rs_ps_opts o = {.on_complete = note_end, .userdata = &e};
+    assert_ok(rs_ps_set_opts(ps, &o));
+    rs_async *a;
+    assert_ok(rs_ps_begin_invoke(ps, &a));
+    assert_rs(RS_ERUNTIME, rs_ps_end_invoke(ps, a, NULL));
+    assert_rs(RS_ERUNTIME, e.result);
+    assert_string_equal(e.msg, "script:1: broken");
+    /* Stopped while queued behind a busy runspace: never run. */
+    rs_ps *busy = new_ps(pool, "sleep(30)");
+    rs_async *ab;
+    assert_ok(rs_ps_begin_invoke(busy, &ab));
+    seen_end q = {0};
+    rs_ps *queued = new_ps(pool, "return 1");
+    rs_ps_opts oq = {.on_complete = note_end, .userdata = &q};
+    assert_ok(rs_ps_set_opts(queued, &oq));
+    rs_async *aq;
+    assert_ok(rs_ps_begin_invoke(queued, &aq));
+    assert_ok(rs_ps_stop(queued));
+    assert_rs(RS_ESTOPPED, rs_ps_end_invoke(queued, aq, NULL));
+    assert_rs(RS_ESTOPPED, q.result);
+    assert_string_equal(q.msg, rs_ps_errmsg(queued));
+    assert_true(strlen(q.msg) > 0);
+    assert_ok(rs_ps_stop(busy));
+    assert_rs(RS_ESTOPPED, rs_ps_end_invoke(busy, ab, NULL));
+    assert_ok(rs_ps_destroy(queued));
+    assert_ok(rs_ps_destroy(busy));
+    assert_ok(rs_ps_destroy(ps));
+    assert_ok(rs_pool_destroy(pool));
+}
+
 static void test_arguments_and_parameters(void **state)
 {
     (void)state;
@@ -531,6 +583,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_streams_and_records),
     cmocka_unit_test(test_runtime_error_record),
     cmocka_unit_test(test_callbacks),
+    cmocka_unit_test(test_callback_sees_result),
     cmocka_unit_test(test_arguments_and_parameters),
     cmocka_unit_test(test_inputs),
     cmocka_unit_test(test_pipeline_stages),
