@@ -745,6 +745,7 @@ void rs__lualib_open(lua_State *L, rs_runspace *rs)
 {
     rs_profile profile = rs->iss->profile;
     open_standard(L, profile);
+    rs__open_pattern(L);
     sandbox(L, profile);
     rs__marshal_open(L);
 

@@ -10,4 +10,8 @@
  * and defines the built-ins. Called in protected mode while the runspace opens. */
 void rs__lualib_open(lua_State *L, rs_runspace *rs);
 
+/* Replaces string.find, match, gmatch and gsub with versions that a stop or a timeout can
+ * interrupt (lualib_pattern.c); L must have the string library open. */
+void rs__open_pattern(lua_State *L);
+
 #endif

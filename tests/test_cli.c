@@ -300,16 +300,22 @@ static void test_foreach_missing_input_file(void **state)
 static void test_foreach_timeout(void **state)
 {
     (void)state;
-    proc_result r = cli(ARGV("foreach", "--timeout", "0.2", "--format", "jsonl", "-j", "2",
-                             "if _ == '2' then while true do end end return _"),
-                        "1\n2\n3\n");
-    assert_int_equal(r.status, 1);
-    assert_int_equal(count_lines(r.out), 3);
-    assert_contains(r.out, "\"status\":\"timeout\"");
-    assert_contains(r.out, "\"error\":\"timed out after 0.2 s\"");
-    if (r.seconds > 3)
-        fail_msg("the run took %.2f s", r.seconds);
-    done(&r);
+    /* A tight loop, and a pattern match that would run for hours inside string.find. */
+    char *scripts[] = {"if _ == '2' then while true do end end return _",
+                       "if _ == '2' then return ('a'):rep(3000):find('.-.-.-.-b') end "
+                       "return _"};
+    for (int i = 0; i < 2; i++) {
+        proc_result r =
+            cli(ARGV("foreach", "--timeout", "0.2", "--format", "jsonl", "-j", "2", scripts[i]),
+                "1\n2\n3\n");
+        assert_int_equal(r.status, 1);
+        assert_int_equal(count_lines(r.out), 3);
+        assert_contains(r.out, "\"status\":\"timeout\"");
+        assert_contains(r.out, "\"error\":\"timed out after 0.2 s\"");
+        if (r.seconds > 3)
+            fail_msg("the run of '%s' took %.2f s", scripts[i], r.seconds);
+        done(&r);
+    }
 }
 
 static void test_foreach_sigint(void **state)
