@@ -232,8 +232,9 @@ typedef struct rs_limits {
     /* Maximum bytes of Lua memory per runspace; 0 = unlimited. An invocation that needs more
      * fails with RS_ENOMEM and its runspace is discarded and replaced. */
     size_t memory_bytes;
-    /* Maximum Lua VM instructions per invocation (per input item with RS_PS_ITEM_RESULTS);
-     * 0 = unlimited. Exceeding it fails with RS_ELIMIT. A budget keeps a count hook on while
+    /* Maximum Lua VM instructions per invocation (per input item with RS_PS_ITEM_RESULTS),
+     * steps of the pattern matcher (string.find etc.) counting as instructions; 0 =
+     * unlimited. Exceeding it fails with RS_ELIMIT. A budget keeps a count hook on while
      * scripts run, which slows tight loops; prefer timeouts to stop runaway scripts. */
     uint64_t instructions;
 } rs_limits;

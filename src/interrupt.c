@@ -247,6 +247,17 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
         rs__exec_raise(L, ex, why);
 }
 
+int rs__exec_charge(rs__exec *ex, uint64_t work)
+{
+    int why = rs__exec_due(ex);
+    if (why || !ex->budget)
+        return why;
+    if (ex->budget_left <= work)
+        return RS_ELIMIT;
+    ex->budget_left -= work;
+    return 0;
+}
+
 void rs__exec_reset_hooks(rs__exec *ex)
 {
     ex->reason = 0;

@@ -6,8 +6,9 @@
  * the VM, and a pattern can take time polynomial or exponential in the subject
  * (("a"):rep(3000):find(".-.-.-.-b") runs for hours). No hook fires in C code, so neither a
  * stop nor a timeout could end such a call, and a runspace, its pool and a for-each run would
- * hang. This matcher counts its steps and every CHECK_EVERY of them asks whether the
- * invocation is due to end (rs__exec_due); if so it raises the interruption as the hook does.
+ * hang. This matcher counts its steps and every CHECK_EVERY of them charges them to the
+ * instruction budget and asks whether the invocation is due to end (rs__exec_charge); if so
+ * it raises the interruption as the hook does.
  * A plain find uses memmem, which is linear where the standard library's search is
  * O(subject x needle).
  *
@@ -52,13 +53,14 @@ typedef struct match_state {
 
 static const char *match(match_state *ms, const char *s, const char *p);
 
-/* One step of work; every CHECK_EVERY steps, raises the interruption that is due, if any. */
+/* One step of work; every CHECK_EVERY steps, charges them to the run's instruction budget (a
+ * step counts as one instruction) and raises the interruption that is due, if any. */
 static inline void step(match_state *ms)
 {
     if (--ms->steps > 0)
         return;
     ms->steps = CHECK_EVERY;
-    int why = ms->ex ? rs__exec_due(ms->ex) : 0;
+    int why = ms->ex ? rs__exec_charge(ms->ex, CHECK_EVERY) : 0;
     if (why)
         rs__exec_raise(ms->L, ms->ex, why);
 }

@@ -126,6 +126,9 @@ void rs__exec_leave(rs__exec *ex);
 void rs__exec_set_deadlines(rs__exec *ex, int64_t item_deadline, int64_t inv_deadline);
 /* Executing thread: the interruption due now (RS_ESTOPPED, RS_ETIMEDOUT), or 0. */
 int rs__exec_due(rs__exec *ex);
+/* Executing thread: charges work done in C (counted like instructions) to the run's budget;
+ * the interruption due now, RS_ELIMIT when the budget is spent, or 0. */
+int rs__exec_charge(rs__exec *ex, uint64_t work);
 /* Executing thread: raises the Lua error of interruption `why` on L, keeping the hook armed
  * so that a script's pcall cannot swallow it. Never returns. */
 int rs__exec_raise(lua_State *L, rs__exec *ex, int why);

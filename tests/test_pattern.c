@@ -235,6 +235,34 @@ static void test_stop_ends_a_match(void **state)
     assert_ok(rs_runspace_destroy(rs));
 }
 
+/* Matching steps count against the instruction budget: with no timeout, a budget alone ends
+ * a pattern that would run for hours, while a normal match under the same budget completes. */
+static void test_budget_ends_a_match(void **state)
+{
+    (void)state;
+    rs_iss *iss;
+    assert_ok(rs_iss_create(RS_PROFILE_RESTRICTED, &iss));
+    rs_limits l = {.instructions = 1000000};
+    assert_ok(rs_iss_set_limits(iss, &l));
+    rs_runspace *rs;
+    rs_runspace_opts ro = {.iss = iss};
+    assert_ok(rs_runspace_create(&ro, &rs));
+    assert_ok(rs_iss_destroy(iss));
+    assert_ok(rs_runspace_open(rs));
+    rs_ps *ps;
+    assert_ok(rs_ps_create(&ps));
+    assert_ok(rs_ps_set_runspace(ps, rs));
+    assert_ok(rs_ps_add_script(ps, "return (('key=value '):rep(100)):gsub('(%w+)=(%w+)', '%2=%1')",
+                               (size_t)-1));
+    assert_ok(rs_ps_invoke(ps, NULL));
+    assert_ok(rs_ps_clear(ps));
+    assert_ok(rs_ps_add_script(ps, "return ('a'):rep(3000):find('.-.-.-.-b')", (size_t)-1));
+    assert_rs(RS_ELIMIT, rs_ps_invoke(ps, NULL));
+    assert_string_equal(rs_ps_errmsg(ps), "instruction budget of 1000000 exceeded");
+    assert_ok(rs_ps_destroy(ps));
+    assert_ok(rs_runspace_destroy(rs));
+}
+
 /* A plain find whose naive search is quadratic (10^11 comparisons here) answers at once. */
 static void test_plain_find_is_linear(void **state)
 {
@@ -255,7 +283,7 @@ static void test_plain_find_is_linear(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_same_as_lua),          cmocka_unit_test(test_known_results),
     cmocka_unit_test(test_timeout_ends_a_match), cmocka_unit_test(test_stop_ends_a_match),
-    cmocka_unit_test(test_plain_find_is_linear),
+    cmocka_unit_test(test_budget_ends_a_match),  cmocka_unit_test(test_plain_find_is_linear),
 };
 
 RS_TEST_MAIN(tests)
