@@ -414,11 +414,14 @@ static int run_lua_stage(rs__run *r, size_t s, const rs_value *item, bool has_it
     for (size_t i = 0; i < nargs; i++)
         rs__lua_push_value(L, rs_array_get(st->args, i));
     int status = lua_pcall(L, (int)nargs + (has_item ? 1 : 0), LUA_MULTRET, r->msgh);
-    if (status == LUA_OK && r->rs->exec.reason) {
+    int due = status == LUA_OK ? rs__exec_due(&r->rs->exec) : 0;
+    if (due) {
         /* The script swallowed an interruption and returned before another instruction could
-         * raise it again (`return pcall(sleep, 10)` is a tail call): it still counts. */
+         * raise it again (`return pcall(sleep, 10)` is a tail call), or its last act was a C
+         * function that returned after the deadline or the stop (`return os.execute(...)`,
+         * also a tail call, so no instruction of the script ran after it): it still counts. */
         lua_settop(L, base);
-        status = LUA_ERRRUN;
+        return fail_with(r, due, failure_message(r, due));
     }
     if (status != LUA_OK) {
         lua_settop(L, base);

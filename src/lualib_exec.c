@@ -172,6 +172,21 @@ static const char **command_line(lua_State *L, bool table, int *argc)
     return argv;
 }
 
+/* Spawn attributes of every child: a process group of its own (so that it can be killed
+ * whole), default signal dispositions and an empty signal mask. */
+static void own_group_attr(posix_spawnattr_t *attr)
+{
+    posix_spawnattr_init(attr);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(attr, &none);
+    posix_spawnattr_setsigdefault(attr, &all);
+    posix_spawnattr_setpgroup(attr, 0);
+    posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                       POSIX_SPAWN_SETPGROUP);
+}
+
 /* Starts the command; fills c or returns an errno. */
 static int start(child *c, const char *const *argv, const char *cwd)
 {
@@ -191,20 +206,12 @@ static int start(child *c, const char *const *argv, const char *cwd)
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
+    own_group_attr(&attr);
     posix_spawn_file_actions_adddup2(&fa, pin[0], 0);
     posix_spawn_file_actions_adddup2(&fa, pout[1], 1);
     posix_spawn_file_actions_adddup2(&fa, perr[1], 2);
     if (cwd)
         posix_spawn_file_actions_addchdir_np(&fa, cwd);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                        POSIX_SPAWN_SETPGROUP);
     pid_t pid;
     int rc = posix_spawnp(&pid, argv[0], &fa, &attr, (char *const *)argv, environ);
     posix_spawn_file_actions_destroy(&fa);
@@ -345,9 +352,74 @@ static int l_exec(lua_State *L)
     return 1;
 }
 
+/* os.execute([command]): Lua's results, but the shell runs in a process group of its own and
+ * the wait is one a stop or timeout ends, killing the group (system() would wait it out). */
+static int l_os_execute(lua_State *L)
+{
+    const char *cmd = luaL_optstring(L, 1, NULL);
+    if (!cmd) {
+        lua_pushboolean(L, access("/bin/sh", X_OK) == 0);
+        return 1;
+    }
+    child *c = lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    c->pidfd = c->in = c->out = c->err = -1;
+    rs__gc_metatable(L, CHILD_MT, child_gc);
+    posix_spawnattr_t attr;
+    own_group_attr(&attr);
+    const char *argv[] = {"sh", "-c", cmd, NULL};
+    pid_t pid;
+    int rc = posix_spawn(&pid, "/bin/sh", NULL, &attr, (char *const *)argv, environ);
+    posix_spawnattr_destroy(&attr);
+    if (rc) {
+        errno = rc;
+        return luaL_fileresult(L, 0, NULL);
+    }
+    c->pid = pid;
+    c->pidfd = pidfd_open(pid, 0);
+    if (c->pidfd < 0) {
+        int e = errno;
+        kill_and_reap(c);
+        errno = e;
+        return luaL_fileresult(L, 0, NULL);
+    }
+    rs__exec *ex = rs__exec_current();
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, rs__interrupt_signal());
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int why = 0;
+    while (c->pid > 0) {
+        if (ex && ex->L && (why = rs__exec_due(ex)))
+            break;
+        struct pollfd pfd = {.fd = c->pidfd, .events = POLLIN};
+        int r = ppoll(&pfd, 1, NULL, &old);
+        if (r < 0 && errno != EINTR)
+            break; /* cannot wait on the pidfd: the blocking waitpid below */
+        if (r > 0 && waitpid(c->pid, &c->status, WNOHANG) == c->pid)
+            c->pid = 0;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (why) {
+        kill_and_reap(c);
+        return rs__exec_raise(L, ex, why);
+    }
+    if (c->pid > 0) {
+        while (waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR)
+            continue;
+        c->pid = 0;
+    }
+    errno = 0; /* luaL_execresult reads a nonzero errno as a failure to run */
+    return luaL_execresult(L, c->status);
+}
+
 void rs__open_exec(lua_State *L, rs_runspace *rs)
 {
     lua_pushlightuserdata(L, rs);
     lua_pushcclosure(L, l_exec, 1);
     lua_setglobal(L, "exec");
+    lua_getglobal(L, "os");
+    lua_pushcfunction(L, l_os_execute);
+    lua_setfield(L, -2, "execute");
+    lua_pop(L, 1);
 }

@@ -203,6 +203,14 @@ static void test_native_command_in_pipeline(void **state)
     sleep_for(0.05);
     assert_ok(rs_ps_stop(ps));
     assert_rs(RS_ESTOPPED, rs_ps_end_invoke(ps, a, NULL));
+    /* Called from a script as its last act (a tail call: no instruction of the script runs
+     * after it), a command that returns after the stop still ends the invocation stopped. */
+    assert_ok(rs_ps_clear(ps));
+    assert_ok(rs_ps_add_script(ps, "return wait_for_stop()", (size_t)-1));
+    assert_ok(rs_ps_begin_invoke(ps, &a));
+    sleep_for(0.05);
+    assert_ok(rs_ps_stop(ps));
+    assert_rs(RS_ESTOPPED, rs_ps_end_invoke(ps, a, NULL));
     assert_ok(rs_ps_destroy(ps));
     assert_ok(rs_runspace_destroy(rs));
 }

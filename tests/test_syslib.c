@@ -201,6 +201,39 @@ static void test_exec_leaves_no_orphans(void **state)
     assert_ok(rs_pool_destroy(pool));
 }
 
+/* os.execute: Lua's results, and a stop or timeout ends the shell (system() would wait). */
+static void test_os_execute(void **state)
+{
+    (void)state;
+    rs_runspace *rs = open_runspace(NULL);
+    assert_eval(rs, "return os.execute('exit 3')", "[null,\"exit\",3]");
+    assert_eval(rs, "return os.execute('kill -9 $$')", "[null,\"signal\",9]");
+    assert_eval(rs, "return os.execute('true')", "[true,\"exit\",0]");
+    assert_eval(rs, "return os.execute()", "[true]");
+    assert_ok(rs_runspace_destroy(rs));
+
+    rs_pool *pool;
+    rs_pool_opts po = {.max_runspaces = 1};
+    assert_ok(rs_pool_create(&po, &pool));
+    assert_ok(rs_pool_open(pool));
+    char marker[64], src[256];
+    snprintf(marker, sizeof marker, "rs_orphan_marker_%d_", (int)getpid());
+    snprintf(src, sizeof src, "return os.execute('sleep 300; : %s')", marker);
+    rs_ps *ps;
+    assert_ok(rs_ps_create(&ps));
+    assert_ok(rs_ps_set_pool(ps, pool));
+    assert_ok(rs_ps_add_script(ps, src, (size_t)-1));
+    rs_ps_opts o = {.timeout = 0.3};
+    assert_ok(rs_ps_set_opts(ps, &o));
+    double t0 = rs_test_now();
+    assert_rs(RS_ETIMEDOUT, rs_ps_invoke(ps, NULL));
+    if (rs_test_now() - t0 > 5)
+        fail_msg("a 0.3 s timeout of os.execute took %.2f s", rs_test_now() - t0);
+    assert_int_equal(count_marked(marker), 0);
+    assert_ok(rs_ps_destroy(ps));
+    assert_ok(rs_pool_destroy(pool));
+}
+
 static void test_absent_from_restricted(void **state)
 {
     (void)state;
@@ -226,6 +259,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_proc_list),
     cmocka_unit_test(test_exec),
     cmocka_unit_test_teardown(test_exec_leaves_no_orphans, kill_leftovers),
+    cmocka_unit_test_teardown(test_os_execute, kill_leftovers),
     cmocka_unit_test(test_absent_from_restricted),
 };
 
