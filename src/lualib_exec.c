@@ -13,6 +13,10 @@
  * running; the first two raise the interruption, the last an error naming the timeout. A
  * command that cannot start (not found, not executable) is a Lua error with the OS reason.
  *
+ * os.execute is replaced too (default profile), with Lua's results: its shell runs in a
+ * process group of its own and waits the same interruptible way, where system() would wait
+ * out a stop.
+ *
  * DESIGN: the wait is one ppoll over the pipes and a pidfd of the child, with the interrupt
  * signal blocked except inside ppoll, so a stop that arrives between the check and the wait
  * still wakes it (ppoll returns EINTR). All C state lives in a userdata whose __gc kills and
