@@ -238,51 +238,25 @@ static int start(child *c, const char *const *argv, const char *cwd)
     return c->pidfd < 0 ? errno : 0;
 }
 
-static int l_exec(lua_State *L)
+/* Waits for the child, interruptibly: feeds it input, collects its outputs, until it has
+ * exited with its outputs closed, the deadline passes (0 = none; *timed_out), the invocation
+ * ex (or NULL) is due to end (*why), or a failure: an errno, EFBIG when the outputs exceed
+ * mem_limit (0 = none). A child still running then is killed with its group and reaped. */
+static int wait_child(child *c, rs__exec *ex, const char *input, size_t input_len, int64_t deadline,
+                      size_t mem_limit, int *why, bool *timed_out)
 {
-    rs_runspace *rs = lua_touserdata(L, lua_upvalueindex(1));
-    bool table = lua_istable(L, 1);
-    double timeout = 0;
-    size_t input_len = 0;
-    const char *input = NULL, *cwd = NULL;
-    if (table) {
-        lua_getfield(L, 1, "timeout");
-        lua_getfield(L, 1, "input");
-        lua_getfield(L, 1, "cwd");
-        timeout = luaL_optnumber(L, -3, 0);
-        input = luaL_optlstring(L, -2, NULL, &input_len);
-        cwd = luaL_optstring(L, -1, NULL);
-        if (!(timeout >= 0))
-            return luaL_error(L, "exec: timeout must be a non-negative number of seconds");
-    }
-    int argc;
-    const char **argv = command_line(L, table, &argc);
-
-    child *c = lua_newuserdatauv(L, sizeof *c, 0);
-    memset(c, 0, sizeof *c);
-    c->pidfd = c->in = c->out = c->err = -1;
-    rs__gc_metatable(L, CHILD_MT, child_gc);
-    int err = start(c, argv, cwd);
-    if (err)
-        return luaL_error(L, "exec: %s: %s", argv[0], strerror(err));
-    if (!input)
-        close_fd(&c->in);
-
-    rs__exec *ex = rs__exec_current();
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, rs__interrupt_signal());
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    int64_t deadline = timeout > 0 ? rs__now_ns() + rs__seconds_to_ns(timeout) : 0;
     size_t written = 0;
-    int why = 0, failure = 0;
-    bool timed_out = false;
+    int failure = 0;
     while (c->pid > 0) {
-        if (ex && ex->L && (why = rs__exec_due(ex)))
+        if (ex && ex->L && (*why = rs__exec_due(ex)))
             break;
         int64_t now = rs__now_ns();
         if (deadline && now >= deadline) {
-            timed_out = true;
+            *timed_out = true;
             break;
         }
         struct pollfd fds[4];
@@ -317,7 +291,7 @@ static int l_exec(lua_State *L)
             break;
         if (ierr >= 0 && fds[ierr].revents && (failure = drain(&c->err, &c->ebuf)))
             break;
-        if (rs->mem_limit && c->obuf.len + c->ebuf.len > rs->mem_limit) {
+        if (mem_limit && c->obuf.len + c->ebuf.len > mem_limit) {
             failure = EFBIG;
             break;
         }
@@ -327,6 +301,44 @@ static int l_exec(lua_State *L)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (c->pid > 0)
         kill_and_reap(c);
+    return failure;
+}
+
+static int l_exec(lua_State *L)
+{
+    rs_runspace *rs = lua_touserdata(L, lua_upvalueindex(1));
+    bool table = lua_istable(L, 1);
+    double timeout = 0;
+    size_t input_len = 0;
+    const char *input = NULL, *cwd = NULL;
+    if (table) {
+        lua_getfield(L, 1, "timeout");
+        lua_getfield(L, 1, "input");
+        lua_getfield(L, 1, "cwd");
+        timeout = luaL_optnumber(L, -3, 0);
+        input = luaL_optlstring(L, -2, NULL, &input_len);
+        cwd = luaL_optstring(L, -1, NULL);
+        if (!(timeout >= 0))
+            return luaL_error(L, "exec: timeout must be a non-negative number of seconds");
+    }
+    int argc;
+    const char **argv = command_line(L, table, &argc);
+
+    child *c = lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    c->pidfd = c->in = c->out = c->err = -1;
+    rs__gc_metatable(L, CHILD_MT, child_gc);
+    int err = start(c, argv, cwd);
+    if (err)
+        return luaL_error(L, "exec: %s: %s", argv[0], strerror(err));
+    if (!input)
+        close_fd(&c->in);
+
+    rs__exec *ex = rs__exec_current();
+    int64_t deadline = timeout > 0 ? rs__now_ns() + rs__seconds_to_ns(timeout) : 0;
+    int why = 0;
+    bool timed_out = false;
+    int failure = wait_child(c, ex, input, input_len, deadline, rs->mem_limit, &why, &timed_out);
     if (why)
         return rs__exec_raise(L, ex, why);
     if (timed_out) {
@@ -388,30 +400,14 @@ static int l_os_execute(lua_State *L)
         return luaL_fileresult(L, 0, NULL);
     }
     rs__exec *ex = rs__exec_current();
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, rs__interrupt_signal());
-    pthread_sigmask(SIG_BLOCK, &block, &old);
     int why = 0;
-    while (c->pid > 0) {
-        if (ex && ex->L && (why = rs__exec_due(ex)))
-            break;
-        struct pollfd pfd = {.fd = c->pidfd, .events = POLLIN};
-        int r = ppoll(&pfd, 1, NULL, &old);
-        if (r < 0 && errno != EINTR)
-            break; /* cannot wait on the pidfd: the blocking waitpid below */
-        if (r > 0 && waitpid(c->pid, &c->status, WNOHANG) == c->pid)
-            c->pid = 0;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (why) {
-        kill_and_reap(c);
+    bool timed_out = false; /* no deadline of its own: stays false */
+    int failure = wait_child(c, ex, NULL, 0, 0, 0, &why, &timed_out);
+    if (why)
         return rs__exec_raise(L, ex, why);
-    }
-    if (c->pid > 0) {
-        while (waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR)
-            continue;
-        c->pid = 0;
+    if (failure) {
+        errno = failure;
+        return luaL_fileresult(L, 0, NULL);
     }
     errno = 0; /* luaL_execresult reads a nonzero errno as a failure to run */
     return luaL_execresult(L, c->status);
