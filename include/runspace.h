@@ -213,6 +213,9 @@ RS_EXTERN int rs_json_decode(const char *text, size_t len, rs_value **out, rs_er
 /* The maximum nesting depth of values that JSON and the Lua bridge accept. */
 #define RS_MAX_DEPTH 512
 
+/* Seconds the finalizers of a closing runspace may take in all (rs_runspace_close). */
+#define RS_CLOSE_GRACE 1.0
+
 /* ============================================================================================
  * Initial session state: the recipe for a runspace.
  * ========================================================================================= */
@@ -229,13 +232,19 @@ typedef enum rs_profile {
 } rs_profile;
 
 typedef struct rs_limits {
-    /* Maximum bytes of Lua memory per runspace; 0 = unlimited. An invocation that needs more
-     * fails with RS_ENOMEM and its runspace is discarded and replaced. */
+    /* Maximum bytes per runspace; 0 = unlimited. It covers the Lua heap and what the running
+     * script makes the library hold in C: its outputs and stream records (per input item with
+     * RS_PS_ITEM_RESULTS, else per invocation), and values being copied (for emit, shared.*,
+     * json.*, native commands; a table referenced n times is copied n times). An invocation
+     * that needs more fails with RS_ENOMEM, which no pcall in the script can catch, and its
+     * runspace is discarded and replaced. The shared store that scripts of such runspaces
+     * write to holds at most this many bytes too (a write past it is a catchable error). */
     size_t memory_bytes;
     /* Maximum Lua VM instructions per invocation (per input item with RS_PS_ITEM_RESULTS),
-     * steps of the pattern matcher (string.find etc.) counting as instructions; 0 =
-     * unlimited. Exceeding it fails with RS_ELIMIT. A budget keeps a count hook on while
-     * scripts run, which slows tight loops; prefer timeouts to stop runaway scripts. */
+     * steps of the pattern matcher (string.find etc.) and values copied counting as
+     * instructions, finalizers' instructions too; 0 = unlimited. Exceeding it fails with
+     * RS_ELIMIT. A budget keeps a count hook on while scripts run, which slows tight loops;
+     * prefer timeouts to stop runaway scripts. */
     uint64_t instructions;
 } rs_limits;
 
@@ -260,9 +269,14 @@ RS_EXTERN int rs_iss_destroy(rs_iss *iss);
 RS_EXTERN int rs_iss_set_variable(rs_iss *iss, const char *name, const rs_value *value);
 /* Preloads a Lua module in every runspace. spec is either a file path (it contains '/' or
  * ends in ".lua"), read and compiled now (RS_ENOENT / RS_EIO / RS_ESYNTAX on failure) and
- * bound to the global named after the file's base name; or a module name, loaded with
- * require when each runspace opens and bound to the global of that name (dots become '_').
- * The module's value is also stored in package.loaded. */
+ * bound to the global named after the file's base name; or a module name, found on
+ * package.path as the runspace opened with it (in the restricted profile too, where scripts
+ * cannot load files) and bound to the global of that name (dots become '_'). The module's
+ * value is also stored in package.loaded. A module's code runs in each runspace's first
+ * invocation, before its script, under that invocation's stop, timeouts (the item timeout
+ * included) and budget; if it fails, the invocation fails with "loading the modules: ..."
+ * (every item with it, under RS_PS_ITEM_RESULTS) and the next invocation tries again on a
+ * fresh interpreter. */
 RS_EXTERN int rs_iss_add_module(rs_iss *iss, const char *spec);
 /* Defines a global Lua function from the source of a chunk body; its arguments arrive as
  * "...". The body is compiled now (RS_ESYNTAX). Example: ("twice", "local x = ... return 2*x"). */
@@ -349,9 +363,14 @@ typedef struct rs_runspace_opts {
 /* Creates a runspace (state before-open). opts may be NULL. Ids are unique in the process. */
 RS_EXTERN int rs_runspace_create(const rs_runspace_opts *opts, rs_runspace **out);
 /* Builds the interpreter from the ISS: standard libraries per profile, built-ins, variables,
- * functions, commands, modules. Errors leave the runspace broken, with the message on it. */
+ * functions, commands (modules load in the first invocation: rs_iss_add_module). Errors
+ * leave the runspace broken, with the message on it. */
 RS_EXTERN int rs_runspace_open(rs_runspace *rs);
-/* Closes the interpreter. RS_EBUSY while an invocation runs on it. */
+/* Closes the interpreter. RS_EBUSY while an invocation runs on it. Lua then runs the
+ * finalizers (__gc) of the objects still alive: they get at most RS_CLOSE_GRACE seconds in
+ * all, after which they are stopped like a script that timed out, and no other runs. The same
+ * holds wherever a runspace closes (pool close, trimming, the replacement of a runspace that
+ * ran out of memory), and in rs_runspace_destroy. */
 RS_EXTERN int rs_runspace_close(rs_runspace *rs);
 /* RS_EBUSY while invocations (rs_ps) are bound to it. */
 RS_EXTERN int rs_runspace_destroy(rs_runspace *rs);
@@ -462,7 +481,8 @@ typedef struct rs_record {
     int line;              /* 0 when unknown */
     const char *traceback; /* Lua traceback of a terminating error, else NULL */
     int code;              /* error records: RS_ERUNTIME, RS_ESTOPPED, ...; else 0 */
-    int64_t item;          /* index of the input item it belongs to, or -1 */
+    int64_t item;          /* index of the input item being run when it was written (with or
+                            * without RS_PS_ITEM_RESULTS), or -1 (no input) */
     const char *activity;  /* progress only, else NULL */
     int percent;           /* progress only: 0..100, or -1 */
     double time;           /* when it was written, seconds since the Unix epoch */

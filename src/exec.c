@@ -66,9 +66,11 @@ typedef struct rs__run {
     int err_line;
     char *err_tb;
     bool value_error;
+    char *oom_detail; /* what did not fit, when the memory limit was hit converting a value */
     /* Outcome of the invocation. */
     int result;
     char *result_msg;
+    bool setup_failed; /* the modules could not load: the result is every item's error */
 } rs__run;
 
 static const char saved_globals_key = 's';
@@ -167,12 +169,33 @@ void rs__ps_clear_results(rs_ps *ps)
     ps->had_errors = false;
 }
 
+/* The input item the current run belongs to, or -1 (no run, or an invocation without input). */
+static int64_t current_item(const rs__run *r)
+{
+    return r->in_run && r->ps->inputs && rs_array_len(r->ps->inputs) ? (int64_t)r->cur : -1;
+}
+
+/* About what a stream record of a script costs the memory limit: its slot (the array grows
+ * by doubling) and its strings. */
+static size_t record_cost(size_t len, const char *activity)
+{
+    return 2 * sizeof(rs_record) + len + (activity ? strlen(activity) : 0) + 64 + 16;
+}
+
 int rs__run_record(rs_runspace *rs, lua_State *L, rs_stream stream, const char *msg, size_t len,
                    const char *activity, int percent)
 {
     rs__run *r = rs->run;
     if (!r)
         return 0;
+    if (rs__charge(rs, record_cost(len, activity))) {
+        rs__free(r->oom_detail);
+        r->oom_detail = rs__format("the %s records of this run do not fit in the runspace memory "
+                                   "limit of %zu bytes",
+                                   rs_stream_name(stream), rs->mem_limit);
+        rs__exec_fail(&rs->exec, RS_ENOMEM);
+        return RS_ENOMEM;
+    }
     const char *source = NULL;
     int line = 0;
     lua_Debug ar;
@@ -180,8 +203,8 @@ int rs__run_record(rs_runspace *rs, lua_State *L, rs_stream stream, const char *
         source = ar.short_src;
         line = ar.currentline;
     }
-    int64_t item = r->item_mode && r->in_run ? (int64_t)r->cur : -1;
-    return add_record(r->ps, stream, msg, len, source, line, NULL, 0, item, activity, percent)
+    return add_record(r->ps, stream, msg, len, source, line, NULL, 0, current_item(r), activity,
+                      percent)
                ? 0
                : RS_ENOMEM;
 }
@@ -193,7 +216,8 @@ static void clear_failure(rs__run *r)
     rs__free(r->err_msg);
     rs__free(r->err_source);
     rs__free(r->err_tb);
-    r->err_msg = r->err_source = r->err_tb = NULL;
+    rs__free(r->oom_detail);
+    r->err_msg = r->err_source = r->err_tb = r->oom_detail = NULL;
     r->err_line = 0;
     r->code = 0;
     r->value_error = false;
@@ -272,6 +296,8 @@ static char *failure_message(rs__run *r, int code)
         return rs__format("instruction budget of %llu exceeded",
                           (unsigned long long)r->rs->exec.budget);
     case RS_ENOMEM:
+        if (r->oom_detail)
+            return rs__format("out of memory: %s", r->oom_detail);
         if (r->rs->mem_limit)
             return rs__format("out of memory: the runspace memory limit of %zu bytes was exceeded",
                               r->rs->mem_limit);
@@ -282,6 +308,17 @@ static char *failure_message(rs__run *r, int code)
 }
 
 /* ---- parameters ---------------------------------------------------------------------------- */
+
+/* Sets global `name` to the value on top (popped). Raw: a script's metatable on _G must not
+ * run inside the runner, where no stop or limit reaches it. */
+static void set_global(lua_State *L, const char *name)
+{
+    lua_pushglobaltable(L);
+    lua_pushstring(L, name);
+    lua_rotate(L, -3, -1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
 
 /* Puts back the globals that parameters replaced and empties `params`. */
 static void unbind_params(rs__run *r)
@@ -305,7 +342,7 @@ static void unbind_params(rs__run *r)
     }
     lua_pop(L, 2);
     lua_newtable(L);
-    lua_setglobal(L, "params");
+    set_global(L, "params");
 }
 
 /* Makes stage s's named parameters visible: in `params` and as globals (the globals they
@@ -356,24 +393,54 @@ static void bind_params(rs__run *r, size_t s)
         }
         lua_rawset(L, -5); /* _G[k] = v */
     }
-    lua_setglobal(L, "params");
+    set_global(L, "params");
     lua_pop(L, 2);
 }
 
 /* ---- stages ------------------------------------------------------------------------------- */
 
-/* Appends the Lua value at idx to the sink, naming it output[k] in errors. */
+/* Records why a value could not be converted (msg taken); returns the code. An interruption
+ * or the memory limit reported by the conversion becomes the run's failure like any other. */
+static int conversion_failed(rs__run *r, int code, char *msg)
+{
+    if (code == RS_ENOMEM && msg) {
+        rs__free(r->oom_detail);
+        r->oom_detail = msg;
+        return fail_with(r, code, NULL);
+    }
+    if (code != RS_EVALUE) {
+        rs__free(msg);
+        return fail_with(r, code, failure_message(r, code));
+    }
+    return fail_with(r, code, msg);
+}
+
+/* Appends the Lua value at idx to the sink, naming it output[k] in errors. Its charge to the
+ * memory limit stays with it until the item ends. */
 static int append_output(rs__run *r, int idx)
 {
     int code;
     char *msg;
     lua_Integer k = (lua_Integer)(rs_array_len(r->sink) - r->sink_first + 1);
-    rs_value *v = rs__lua_to_value(r->L, idx, "output", k, &code, &msg);
+    rs_value *v = rs__lua_to_value(r->L, r->rs, idx, "output", k, NULL, &code, &msg);
     if (!v)
-        return fail_with(r, code, msg);
+        return conversion_failed(r, code, msg);
     if (rs_array_push(r->sink, v))
         return fail_with(r, RS_ENOMEM, NULL);
     return 0;
+}
+
+int rs__run_raise(lua_State *L, rs_runspace *rs, const char *what, int code, char *msg)
+{
+    rs__run *r = rs->run;
+    if (code == RS_EVALUE || !rs->exec.L)
+        return raise_owned(L, what, msg);
+    if (code == RS_ENOMEM && r) {
+        rs__free(r->oom_detail);
+        r->oom_detail = msg ? rs__format("%s: %s", what, msg) : NULL;
+    }
+    rs__free(msg);
+    return rs__exec_raise(L, &rs->exec, code);
 }
 
 void rs__run_emit(lua_State *L, rs_runspace *rs, int idx)
@@ -386,9 +453,14 @@ void rs__run_emit(lua_State *L, rs_runspace *rs, int idx)
     int code;
     char *msg;
     lua_Integer k = (lua_Integer)(rs_array_len(r->sink) - r->sink_first + 1);
-    rs_value *v = rs__lua_to_value(L, idx, "output", k, &code, &msg);
+    rs_value *v = rs__lua_to_value(L, rs, idx, "output", k, NULL, &code, &msg);
     if (v && rs_array_push(r->sink, v) == 0)
         return;
+    if (!v && code != RS_EVALUE) {
+        /* The memory limit or an interruption: raised so that no pcall can swallow it. */
+        rs__run_raise(L, rs, "emit", code, msg);
+        return;
+    }
     r->value_error = v == NULL && code == RS_EVALUE;
     raise_owned(L, "", msg);
 }
@@ -501,6 +573,12 @@ static void begin_run(rs__run *r, size_t i)
             rs_value_destroy(rs_array_take(r->tmp[s], rs_array_len(r->tmp[s]) - 1));
     }
     r->rs->oom = false;
+    if (r->item_mode) {
+        /* Each item has the whole budget and memory limit (its predecessors' outputs are
+         * delivered with the batch, not held by the script). */
+        r->rs->c_held = 0;
+        rs__exec_new_item(&r->rs->exec);
+    }
     r->cur = i;
     r->in_run = true;
     /* The previous item's end is this one's start: one clock read per item. */
@@ -536,14 +614,14 @@ static bool end_run(rs__run *r, int rc)
     rs_ps *ps = r->ps;
     rs__exec *ex = &r->rs->exec;
     size_t i = r->cur;
+    int64_t item = current_item(r);
     r->in_run = false;
     bool inv_timeout = rc == RS_ETIMEDOUT && invocation_timed_out(r);
     const char *message = NULL;
     if (rc && rc != RS_ESTOPPED) {
         const char *msg = r->err_msg ? r->err_msg : rs_strerror(rc);
-        rs_record *rec =
-            add_record(ps, RS_STREAM_ERROR, msg, strlen(msg), r->err_source, r->err_line, r->err_tb,
-                       rc, r->item_mode ? (int64_t)i : -1, NULL, -1);
+        rs_record *rec = add_record(ps, RS_STREAM_ERROR, msg, strlen(msg), r->err_source,
+                                    r->err_line, r->err_tb, rc, item, NULL, -1);
         message = rec ? rec->message : rs_strerror(rc);
     }
     if (r->item_mode) {
@@ -560,7 +638,8 @@ static bool end_run(rs__run *r, int rc)
     }
     if (ex->reason)
         rs__exec_reset_hooks(ex);
-    if (rc == RS_ENOMEM)
+    r->rs->oom_armed = false;
+    if (rc == RS_ENOMEM || ex->tainted)
         r->need_reset = true;
     if (rc == RS_ESTOPPED || inv_timeout || (!r->item_mode && rc)) {
         set_result(r, rc,
@@ -594,7 +673,8 @@ static int resolve_stages(rs__run *r)
             lua_pushnil(L);
             continue;
         }
-        if (lua_getglobal(L, st->text) != LUA_TFUNCTION) {
+        lua_pushstring(L, st->text);
+        if (lua_rawget(L, r->g_idx) != LUA_TFUNCTION) {
             lua_pop(L, 1);
             return fail_with(r, RS_ENOENT,
                              rs__format("no command or function named '%s'", st->text));
@@ -615,6 +695,21 @@ static int driver(lua_State *L)
     lua_pushcclosure(L, msgh, 1);
     r->msgh = lua_gettop(L);
     r->fn_base = r->msgh + 1;
+    int status = rs__runspace_load_modules(r->rs, r->msgh);
+    if (status != LUA_OK) {
+        /* The state is half set up: have it replaced; every item fails with this. */
+        int code = classify(r, status);
+        char *why = (code == RS_ERUNTIME || code == RS_EVALUE) && r->err_msg
+                        ? rs__strdup(r->err_msg)
+                        : failure_message(r, code);
+        set_result(r, code, rs__format("loading the modules: %s", why ? why : "out of memory"));
+        rs__free(why);
+        r->setup_failed = code != RS_ESTOPPED;
+        r->need_reset = true;
+        r->done = true;
+        return 0;
+    }
+    lua_settop(L, r->fn_base - 1);
     int rc = resolve_stages(r);
     if (rc) {
         set_result(r, rc, r->err_msg ? rs__strdup(r->err_msg) : NULL);
@@ -642,7 +737,7 @@ static int cleanup(lua_State *L)
     if (r->bound >= 0)
         unbind_params(r);
     lua_pushnil(L);
-    lua_setglobal(L, "_");
+    set_global(L, "_");
     return 0;
 }
 
@@ -712,6 +807,8 @@ int rs__ps_execute(rs_ps *ps, rs_runspace *rs, rs__timer *timer)
 
     rs__exec *ex = &rs->exec;
     ex->budget = rs->iss->limits.instructions;
+    rs->c_held = 0;
+    rs->oom_armed = false;
     rs->run = r;
     rs__exec_enter(ex, r->L);
     rs__exec_set_deadlines(ex, r->item_ns ? now + r->item_ns : 0, r->inv_deadline);
@@ -741,6 +838,10 @@ int rs__ps_execute(rs_ps *ps, rs_runspace *rs, rs__timer *timer)
                 r->done = true;
             }
         }
+        if (ex->reason && !r->in_run)
+            rs__exec_reset_hooks(ex); /* an interruption outside any item (the modules) */
+        if (ex->tainted)
+            r->need_reset = true; /* hooks-off code was cut short: finalizers are disarmed */
         if (!r->need_reset) {
             lua_pushcfunction(L, cleanup);
             lua_pushlightuserdata(L, r);
@@ -774,7 +875,7 @@ int rs__ps_execute(rs_ps *ps, rs_runspace *rs, rs__timer *timer)
         const char *why = "cancelled: the invocation was stopped";
         rs_item_status st = RS_ITEM_CANCELLED;
         int code = r->result ? r->result : RS_ECANCELED;
-        if (r->result == RS_ETIMEDOUT) {
+        if (r->result == RS_ETIMEDOUT && !r->setup_failed) {
             why = "cancelled: the invocation timed out";
         } else if (r->result && r->result != RS_ESTOPPED) {
             st = RS_ITEM_ERROR;
@@ -818,12 +919,21 @@ int rs__lua_call_command(lua_State *L)
     rs->call_out = rs_value_array();
     if (!rs->call_args || !rs->call_out)
         return luaL_error(L, "%s: out of memory", e->name);
+    size_t charged = 0;
     for (int i = 1; i <= n; i++) {
         int code;
         char *msg;
-        rs_value *v = rs__lua_to_value(L, i, "argument", i, &code, &msg);
-        if (!v || rs_array_push(rs->call_args, v))
+        size_t c;
+        rs_value *v = rs__lua_to_value(L, rs, i, "argument", i, &c, &code, &msg);
+        if (!v && code != RS_EVALUE) {
+            rs__uncharge(rs, charged);
+            return rs__run_raise(L, rs, e->name, code, msg);
+        }
+        if (!v || rs_array_push(rs->call_args, v)) {
+            rs__uncharge(rs, charged);
             return raise_owned(L, e->name, msg);
+        }
+        charged += c;
     }
     struct rs_call call = {.rs = rs,
                            .name = e->name,
@@ -833,6 +943,7 @@ int rs__lua_call_command(lua_State *L)
                            .sink = rs->call_out,
                            .L = L};
     int rc = e->fn(&call, e->userdata);
+    rs__uncharge(rs, charged); /* the arguments are dropped on the next call or at close */
     if (rc)
         return raise_owned(L, e->name, call.error ? call.error : rs__strdup(rs_strerror(rc)));
     rs__free(call.error);

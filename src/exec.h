@@ -26,6 +26,12 @@ void rs__run_emit(lua_State *L, rs_runspace *rs, int idx);
  * the source position of the writer. Returns 0 or RS_ENOMEM. */
 int rs__run_record(rs_runspace *rs, lua_State *L, rs_stream stream, const char *msg, size_t len,
                    const char *activity, int percent);
+/* Raises the failure of a built-in `what` (e.g. "shared.set") that could not convert or hold
+ * a value: code is RS_EVALUE (a plain error with msg), RS_ENOMEM (the memory limit: raised as
+ * an interruption no pcall can swallow, the item failing with msg as its detail) or an
+ * interruption (RS_ESTOPPED, RS_ETIMEDOUT, RS_ELIMIT). msg (may be NULL) is taken. Never
+ * returns. */
+int rs__run_raise(lua_State *L, rs_runspace *rs, const char *what, int code, char *msg);
 /* The lua_CFunction behind a native command's global: upvalues are the runspace and the ISS
  * entry (light userdata). */
 int rs__lua_call_command(lua_State *L);

@@ -1,5 +1,6 @@
 /*
- * interrupt.c -- stopping a running script, promptly and without a permanent hook.
+ * interrupt.c -- stopping a running script, promptly and without a permanent hook, wherever
+ * its Lua code runs.
  *
  * DESIGN
  * A Lua state may only be touched by the thread running it, and a count hook left on all the
@@ -15,34 +16,71 @@
  * the error reaches the runner's own pcall. A stale signal (the run it was meant for already
  * ended) finds nothing due and the hook removes itself.
  *
- * The signal is SIGRTMIN+6. ThreadSanitizer defers asynchronous signals until the thread next
- * enters an intercepted libc call, which a tight Lua loop never does, but delivers the signals
- * it considers synchronous at once; TSan builds therefore use SIGSYS, and the mechanism is
- * otherwise the same.
+ * Code Lua runs with hooks off. Lua calls no hook while a thread's `allowhook` flag is clear,
+ * and it clears the flag while it runs a finalizer (__gc), while a hook runs (so also in a
+ * debug.sethook function, and in a message handler called for an error a hook raised), and
+ * it leaves it clear on a coroutine that died inside a hook, whose __close handlers then run
+ * with it clear. A loop in any of them would ignore every stop. There is no API to set the
+ * flag, so the handler does it itself ("break-in"): when an interruption is due, it sets the
+ * flag on the running Lua threads, after which the armed hook fires in that code too. The
+ * flag's place in struct lua_State is not in Lua's public headers; probe_allowhook() finds it
+ * at start-up by watching the byte change where Lua documents the flag changes (inside a
+ * hook, inside a finalizer, and back), and the break-in is disabled if the probe disagrees.
+ * Lua resets the flag for each finalizer it starts, so one break-in may not be enough: the
+ * watchdog below keeps signalling while an interruption stays due. Once hooks-off code has
+ * been cut short, the runspace's Lua finalizers are disarmed (lualib.c keeps every metatable
+ * that makes an object finalizable, rs__lualib_disarm_finalizers) so that no further one
+ * runs, and the runspace is replaced after the run (`tainted`).
  *
- * Coroutines are Lua threads of their own with their own hooks. coroutine.resume and
- * coroutine.wrap are replaced (lualib.c) by versions that record the resumed thread in `co`
- * and hand it the resumer's hook, so the handler arms every thread on the running chain.
+ * The watchdog is one thread for the whole process, started on first use. It keeps a list of
+ * executions that need attention: one with a due interruption it signals every RESIGNAL_NS
+ * until the run ends; one closing its state (rs__exec_enter_close) it signals once its grace
+ * has passed; and one with an instruction budget whose budget hook has not ticked for two
+ * periods it "pokes" with a second signal, installed with SA_RESTART so that a blocking read
+ * is not disturbed, whose handler only performs the break-in so that the budget also counts
+ * code run with hooks off.
  *
- * The signal is installed without SA_RESTART, so a blocking system call in a script (io.read
- * on a pipe, for one) returns EINTR and the hook then fires.
+ * The interrupt signal is SIGRTMIN+6, the poke SIGRTMIN+7. ThreadSanitizer defers
+ * asynchronous signals until the thread next enters an intercepted libc call, which a tight
+ * Lua loop never does, but delivers the signals it considers synchronous at once; TSan builds
+ * therefore use SIGSYS for both, and the mechanism is otherwise the same.
+ *
+ * Coroutines are Lua threads of their own with their own hooks. coroutine.resume, wrap and
+ * close are replaced (lualib.c) by versions that record the thread they run in `co` and hand
+ * it the resumer's hook, so the handler arms every thread on the running chain.
+ *
+ * The interrupt signal is installed without SA_RESTART, so a blocking system call in a script
+ * (io.read on a pipe, for one) returns EINTR and the hook then fires.
+ *
+ * Lock order: the watchdog's lock, then an execution's mu is never taken under it (the
+ * watchdog only reads atomics and signals).
  */
 #include "runspace_int.h"
 
+#include "lualib_int.h"
+#include "queue.h"
+#include "thread.h"
+
 #include <lauxlib.h>
+#include <lualib.h>
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__SANITIZE_THREAD__)
 #define INTERRUPT_SIGNAL SIGSYS
+#define POKE_SIGNAL SIGSYS
 #else
 #define INTERRUPT_SIGNAL (SIGRTMIN + 6)
+#define POKE_SIGNAL (SIGRTMIN + 7)
 #endif
 
 /* How many instructions the budget hook lets pass between its checks. */
 #define BUDGET_STEP 1000
+/* How often the watchdog signals an execution whose interruption stays due. */
+#define RESIGNAL_NS 5000000
 
 /* The context of the script this thread runs. initial-exec: the signal handler reads it, and
  * a dynamic TLS access could allocate on first use. */
@@ -50,16 +88,135 @@ static __thread rs__exec *tls_exec __attribute__((tls_model("initial-exec")));
 
 static void interrupt_hook(lua_State *L, lua_Debug *ar);
 static void budget_hook(lua_State *L, lua_Debug *ar);
+/* What the watchdog watches an execution for (rs__exec.wd_what). */
+enum { WD_DUE = 1, WD_BUDGET = 2, WD_CLOSE = 4 };
+static void watch(rs__exec *ex, int what);
+static void unwatch(rs__exec *ex);
 
 int rs__interrupt_signal(void)
 {
     return INTERRUPT_SIGNAL;
 }
 
+void rs__interrupt_sigset(sigset_t *set)
+{
+    sigaddset(set, INTERRUPT_SIGNAL);
+    sigaddset(set, POKE_SIGNAL);
+}
+
 rs__exec *rs__exec_current(void)
 {
     return tls_exec;
 }
+
+/* ---- break-in ----------------------------------------------------------------------------- */
+
+/* Offset of `allowhook` in struct lua_State, or -1 when the probe could not confirm it. */
+static ptrdiff_t allowhook_offset = -1;
+
+static unsigned char *allowhook_of(lua_State *L, ptrdiff_t off)
+{
+    return (unsigned char *)L + off;
+}
+
+static int probe_seen_in_hook = -1;
+static int probe_seen_in_gc = -1;
+static ptrdiff_t probe_off;
+
+static void probe_hook(lua_State *L, lua_Debug *ar)
+{
+    RS__UNUSED(ar);
+    probe_seen_in_hook = *allowhook_of(L, probe_off);
+    lua_sethook(L, NULL, 0, 0);
+}
+
+static int probe_gc(lua_State *L)
+{
+    probe_seen_in_gc = *allowhook_of(L, probe_off);
+    return 0;
+}
+
+static void *probe_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    RS__UNUSED(ud);
+    RS__UNUSED(osize);
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    return realloc(ptr, nsize);
+}
+
+static int probe_body(lua_State *L)
+{
+    lua_sethook(L, probe_hook, LUA_MASKCOUNT, 1);
+    luaL_loadstring(L, "local x = 0 for i = 1, 3 do x = x + i end return x");
+    lua_call(L, 0, 0);
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushcfunction(L, probe_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_pop(L, 1);
+    lua_gc(L, LUA_GCCOLLECT);
+    return 0;
+}
+
+/* Finds where struct lua_State keeps `allowhook`: right after the common object header
+ * (a pointer and two bytes) and the status byte, in every Lua 5.4 release. Confirms it on a
+ * scratch state: the byte must be 1 normally, 0 inside a hook and inside a finalizer, and the
+ * status byte before it must read LUA_YIELD on a suspended coroutine. */
+static void probe_allowhook(void)
+{
+    ptrdiff_t off = (ptrdiff_t)(sizeof(void *) + 3);
+    probe_off = off;
+    lua_State *L = lua_newstate(probe_alloc, NULL);
+    if (!L)
+        return;
+    bool ok = lua_version(L) == 504 && *allowhook_of(L, off) == 1 && *allowhook_of(L, off - 1) == 0;
+    if (ok) {
+        luaL_openlibs(L);
+        lua_pushcfunction(L, probe_body);
+        ok = lua_pcall(L, 0, 0, 0) == LUA_OK && probe_seen_in_hook == 0 && probe_seen_in_gc == 0 &&
+             *allowhook_of(L, off) == 1;
+    }
+    if (ok) {
+        lua_State *co = lua_newthread(L);
+        int nres;
+        ok = luaL_loadstring(co, "coroutine.yield(1)") == LUA_OK &&
+             lua_resume(co, L, 0, &nres) == LUA_YIELD && *allowhook_of(co, off - 1) == LUA_YIELD &&
+             *allowhook_of(co, off) == 1;
+    }
+    lua_close(L);
+    if (ok)
+        allowhook_offset = off;
+}
+
+bool rs__interrupt_can_break_in(void)
+{
+    return allowhook_offset >= 0;
+}
+
+/* Re-allows hooks on the running Lua threads where Lua has them off, unless one of our own
+ * hooks is what is running. Async-signal-safe. */
+static void break_in(rs__exec *ex)
+{
+    if (allowhook_offset < 0 || ex->in_hook)
+        return;
+    int n = ex->depth;
+    atomic_signal_fence(memory_order_acquire);
+    if (n > RS__CO_MAX)
+        n = RS__CO_MAX;
+    for (int i = 0; i < n; i++) {
+        unsigned char *flag = allowhook_of(ex->co[i], allowhook_offset);
+        if (*flag == 0) {
+            *flag = 1;
+            ex->broke_in = 1;
+        }
+    }
+}
+
+/* ---- signals ------------------------------------------------------------------------------ */
 
 /* Arms the interrupt hook on every Lua thread of the running chain. Async-signal-safe. */
 static void arm(rs__exec *ex)
@@ -74,13 +231,17 @@ static void arm(rs__exec *ex)
 
 static void on_signal(int sig, siginfo_t *info, void *uctx)
 {
-    RS__UNUSED(sig);
     RS__UNUSED(info);
     RS__UNUSED(uctx);
     int saved = errno;
     rs__exec *ex = tls_exec;
-    if (ex && ex->L)
-        arm(ex);
+    if (ex && ex->L) {
+        bool due = rs__exec_due(ex) != 0;
+        if (sig == INTERRUPT_SIGNAL)
+            arm(ex);
+        if (due || ex->budget)
+            break_in(ex);
+    }
     errno = saved;
 }
 
@@ -89,12 +250,18 @@ static int setup_result;
 
 static void setup(void)
 {
+    probe_allowhook();
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_signal;
     sa.sa_flags = SA_SIGINFO; /* no SA_RESTART: see the DESIGN note */
     sigemptyset(&sa.sa_mask);
     setup_result = sigaction(INTERRUPT_SIGNAL, &sa, NULL) == 0 ? 0 : RS_ESYSTEM;
+    if (POKE_SIGNAL != INTERRUPT_SIGNAL) {
+        sa.sa_flags = SA_SIGINFO | SA_RESTART;
+        if (sigaction(POKE_SIGNAL, &sa, NULL) != 0)
+            setup_result = RS_ESYSTEM;
+    }
 }
 
 int rs__interrupt_setup(void)
@@ -103,12 +270,18 @@ int rs__interrupt_setup(void)
     return setup_result;
 }
 
+/* ---- the execution context ---------------------------------------------------------------- */
+
 int rs__exec_init(rs__exec *ex)
 {
     memset(ex, 0, sizeof *ex);
     atomic_init(&ex->stop, 0);
     atomic_init(&ex->deadline, 0);
+    atomic_init(&ex->running, false);
+    atomic_init(&ex->beat, 0);
+    atomic_init(&ex->watched, false);
     rs__queue_init(&ex->timer_node);
+    rs__queue_init(&ex->wd_node);
     if (rs__mutex_init(&ex->mu))
         return RS_ESYSTEM;
     if (rs__cond_init(&ex->cv)) {
@@ -120,6 +293,7 @@ int rs__exec_init(rs__exec *ex)
 
 void rs__exec_destroy(rs__exec *ex)
 {
+    unwatch(ex);
     rs__cond_destroy(&ex->cv);
     rs__mutex_destroy(&ex->mu);
 }
@@ -139,20 +313,39 @@ void rs__exec_enter(rs__exec *ex, lua_State *L)
     ex->L = L;
     ex->co[0] = L;
     ex->reason = 0;
+    ex->broke_in = 0;
+    ex->in_hook = 0;
     ex->budget_left = ex->budget;
     atomic_signal_fence(memory_order_release);
     ex->depth = 1;
     tls_exec = ex;
+    atomic_store(&ex->running, true);
     set_resting_hook(ex, L);
+    if (ex->budget)
+        watch(ex, WD_BUDGET);
 }
 
 void rs__exec_leave(rs__exec *ex)
 {
-    tls_exec = NULL;
+    lua_State *L = ex->L;
+    /* Unpublish before anything else: a signal arriving from here on touches no Lua thread. */
     ex->depth = 0;
-    if (ex->L)
-        lua_sethook(ex->L, NULL, 0, 0);
+    atomic_signal_fence(memory_order_seq_cst);
     ex->L = NULL;
+    tls_exec = NULL;
+    atomic_store(&ex->running, false);
+    unwatch(ex);
+    if (L)
+        lua_sethook(L, NULL, 0, 0);
+}
+
+void rs__exec_enter_close(rs__exec *ex, lua_State *L, int64_t deadline)
+{
+    ex->thread = pthread_self();
+    ex->budget = 0;
+    rs__exec_set_deadlines(ex, deadline, 0);
+    rs__exec_enter(ex, L);
+    watch(ex, WD_CLOSE);
 }
 
 void rs__exec_set_deadlines(rs__exec *ex, int64_t item_deadline, int64_t inv_deadline)
@@ -181,6 +374,12 @@ int rs__exec_raise(lua_State *L, rs__exec *ex, int why)
 {
     if (!ex->reason)
         ex->reason = why;
+    if (ex->broke_in && !ex->tainted) {
+        /* Hooks-off code (a finalizer, say) is being cut short: let no other finalizer of
+         * this state run, and have the state replaced after the run. */
+        ex->tainted = true;
+        rs__lualib_disarm_finalizers(L);
+    }
     arm(ex);
     lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, 1);
     switch (ex->reason) {
@@ -192,6 +391,9 @@ int rs__exec_raise(lua_State *L, rs__exec *ex, int why)
         break;
     case RS_ELIMIT:
         lua_pushfstring(L, "instruction budget of %I exceeded", (lua_Integer)ex->budget);
+        break;
+    case RS_ENOMEM:
+        lua_pushliteral(L, "out of memory: the runspace memory limit was exceeded");
         break;
     default:
         lua_pushliteral(L, "interrupted");
@@ -218,6 +420,7 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
     rs__exec *ex = hook_context(L);
     if (!ex)
         return;
+    ex->in_hook = 1;
     int why = rs__exec_due(ex);
     if (!why) {
         /* Stale: the interruption was for a run that has ended. A stop that arrives while the
@@ -225,6 +428,7 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
         set_resting_hook(ex, L);
         why = rs__exec_due(ex);
     }
+    ex->in_hook = 0;
     if (why)
         rs__exec_raise(L, ex, why);
 }
@@ -235,6 +439,8 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     rs__exec *ex = hook_context(L);
     if (!ex)
         return;
+    ex->in_hook = 1;
+    atomic_fetch_add_explicit(&ex->beat, 1, memory_order_relaxed);
     int why = rs__exec_due(ex);
     if (!why) {
         uint64_t step = ex->budget < BUDGET_STEP ? ex->budget : BUDGET_STEP;
@@ -243,6 +449,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
         else
             ex->budget_left -= step;
     }
+    ex->in_hook = 0;
     if (why)
         rs__exec_raise(L, ex, why);
 }
@@ -252,10 +459,23 @@ int rs__exec_charge(rs__exec *ex, uint64_t work)
     int why = rs__exec_due(ex);
     if (why || !ex->budget)
         return why;
+    atomic_fetch_add_explicit(&ex->beat, 1, memory_order_relaxed);
     if (ex->budget_left <= work)
         return RS_ELIMIT;
     ex->budget_left -= work;
     return 0;
+}
+
+void rs__exec_fail(rs__exec *ex, int why)
+{
+    if (why) {
+        if (!ex->reason) {
+            ex->reason = why;
+            arm(ex);
+        }
+    } else if (ex->reason == RS_ENOMEM) {
+        ex->reason = 0; /* the armed hook finds nothing due and rests */
+    }
 }
 
 void rs__exec_reset_hooks(rs__exec *ex)
@@ -265,6 +485,13 @@ void rs__exec_reset_hooks(rs__exec *ex)
     ex->budget_left = ex->budget;
     if (ex->L)
         set_resting_hook(ex, ex->L);
+}
+
+void rs__exec_new_item(rs__exec *ex)
+{
+    ex->budget_left = ex->budget;
+    if (ex->budget && ex->L)
+        set_resting_hook(ex, ex->L); /* restarts the hook's count too */
 }
 
 void rs__exec_push_thread(rs__exec *ex, lua_State *co)
@@ -289,6 +516,7 @@ void rs__exec_interrupt(rs__exec *ex)
     rs__cond_broadcast(&ex->cv);
     rs__mutex_unlock(&ex->mu);
     pthread_kill(ex->thread, INTERRUPT_SIGNAL);
+    watch(ex, WD_DUE);
 }
 
 void rs__exec_request_stop(rs__exec *ex)
@@ -301,6 +529,7 @@ int rs__exec_sleep(rs__exec *ex, double seconds)
 {
     int64_t end = rs__now_ns() + rs__seconds_to_ns(seconds);
     int why;
+    atomic_store_explicit(&ex->blocked, 1, memory_order_relaxed);
     rs__mutex_lock(&ex->mu);
     while (!(why = rs__exec_due(ex))) {
         int64_t wake = end;
@@ -311,5 +540,124 @@ int rs__exec_sleep(rs__exec *ex, double seconds)
             break;
     }
     rs__mutex_unlock(&ex->mu);
+    atomic_store_explicit(&ex->blocked, 0, memory_order_relaxed);
     return why;
+}
+
+/* ---- the watchdog ------------------------------------------------------------------------- */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    rs__qnode list; /* rs__exec.wd_node */
+    bool started;
+} wd = {.mu = PTHREAD_MUTEX_INITIALIZER, .list = {&wd.list, &wd.list}};
+
+static pthread_once_t wd_once = PTHREAD_ONCE_INIT;
+
+static void wd_init(void)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (pthread_cond_init(&wd.cv, &attr) != 0)
+        abort();
+    pthread_condattr_destroy(&attr);
+}
+
+/* What the watchdog does for one execution (under wd.mu). Returns false when it no longer
+ * needs watching; *next is lowered to the time it wants to look again. The thread is read
+ * only while the run it belongs to is published (`running`, stored after it). */
+static bool wd_visit(rs__exec *ex, int64_t now, int64_t *next)
+{
+    if (!atomic_load(&ex->running))
+        return false;
+    int64_t d = atomic_load(&ex->deadline);
+    int64_t again = now + RESIGNAL_NS;
+    if (atomic_load(&ex->stop) || (d && d <= now)) {
+        pthread_kill(ex->thread, INTERRUPT_SIGNAL);
+        *next = again < *next ? again : *next;
+        return true;
+    }
+    if (ex->wd_what & WD_BUDGET) {
+        uint64_t beat = atomic_load_explicit(&ex->beat, memory_order_relaxed);
+        if (beat != ex->wd_beat || atomic_load_explicit(&ex->blocked, memory_order_relaxed)) {
+            ex->wd_beat = beat;
+            ex->wd_stalls = 0;
+        } else if (++ex->wd_stalls >= 2) {
+            pthread_kill(ex->thread, POKE_SIGNAL);
+        }
+        *next = again < *next ? again : *next;
+        return true;
+    }
+    if ((ex->wd_what & WD_CLOSE) && d) {
+        *next = d < *next ? d : *next;
+        return true;
+    }
+    return false;
+}
+
+static void *wd_main(void *arg)
+{
+    RS__UNUSED(arg);
+    pthread_mutex_lock(&wd.mu);
+    for (;;) {
+        int64_t now = rs__now_ns();
+        int64_t next = INT64_MAX;
+        rs__qnode *n = rs__queue_head(&wd.list);
+        while (n != &wd.list) {
+            rs__qnode *following = n->next;
+            rs__exec *ex = RS__QUEUE_DATA(n, rs__exec, wd_node);
+            if (!wd_visit(ex, now, &next)) {
+                rs__queue_remove(n);
+                ex->wd_what = 0;
+                atomic_store(&ex->watched, false);
+            }
+            n = following;
+        }
+        if (next == INT64_MAX) {
+            pthread_cond_wait(&wd.cv, &wd.mu);
+        } else {
+            struct timespec ts = {.tv_sec = next / 1000000000, .tv_nsec = next % 1000000000};
+            pthread_cond_timedwait(&wd.cv, &wd.mu, &ts);
+        }
+    }
+    return NULL;
+}
+
+/* Puts ex on the watchdog's list, to be watched for `what` (any thread). */
+static void watch(rs__exec *ex, int what)
+{
+    pthread_once(&wd_once, wd_init);
+    pthread_mutex_lock(&wd.mu);
+    if (!wd.started) {
+        rs__thread t;
+        if (rs__thread_create(&t, wd_main, NULL, NULL) == 0) {
+            pthread_detach(t);
+            wd.started = true;
+        }
+    }
+    if (!rs__queue_linked(&ex->wd_node)) {
+        ex->wd_beat = atomic_load_explicit(&ex->beat, memory_order_relaxed);
+        ex->wd_stalls = 0;
+        ex->wd_what = 0;
+        rs__queue_insert_tail(&wd.list, &ex->wd_node);
+        atomic_store(&ex->watched, true);
+    }
+    ex->wd_what |= what;
+    pthread_cond_signal(&wd.cv);
+    pthread_mutex_unlock(&wd.mu);
+}
+
+/* Takes ex off the list; after it returns, the watchdog sends ex->thread nothing more. */
+static void unwatch(rs__exec *ex)
+{
+    if (!atomic_load(&ex->watched))
+        return;
+    pthread_mutex_lock(&wd.mu);
+    if (rs__queue_linked(&ex->wd_node))
+        rs__queue_remove(&ex->wd_node);
+    ex->wd_what = 0;
+    atomic_store(&ex->watched, false);
+    pthread_mutex_unlock(&wd.mu);
 }

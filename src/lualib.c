@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -30,11 +31,14 @@ static rs_runspace *self(lua_State *L)
     return lua_touserdata(L, lua_upvalueindex(1));
 }
 
-/* Replaces the value in a scratch slot, freeing what a previous raise may have left. */
-static rs_value *keep(rs_value **slot, rs_value *v)
+/* Holds v in the runspace's scratch slot with `charge` bytes of its memory limit, freeing
+ * (and giving back the charge of) what a previous raise may have left there. */
+static rs_value *hold(rs_runspace *rs, rs_value *v, size_t charge)
 {
-    rs_value_destroy(*slot);
-    *slot = v;
+    rs_value_destroy(rs->scratch_value);
+    rs__uncharge(rs, rs->scratch_charge);
+    rs->scratch_value = v;
+    rs->scratch_charge = charge;
     return v;
 }
 
@@ -156,18 +160,25 @@ static rs_shared *store(lua_State *L)
     return rs->shared;
 }
 
-/* Converts argument idx for the store; raises with the path on failure. */
-static rs_value *shared_arg(lua_State *L, int idx, const char *fname)
+/* Converts argument idx for the store (charged to the memory limit: *charge); raises with the
+ * path on failure. */
+static rs_value *shared_arg(lua_State *L, int idx, const char *what, size_t *charge)
 {
     int code;
     char *msg;
-    rs_value *v = rs__lua_to_value(L, idx, "value", 0, &code, &msg);
-    if (!v) {
-        lua_pushfstring(L, "shared.%s: %s", fname, msg ? msg : "out of memory");
-        rs__free(msg);
-        lua_error(L);
-    }
+    rs_value *v = rs__lua_to_value(L, self(L), idx, "value", 0, charge, &code, &msg);
+    if (!v)
+        rs__run_raise(L, self(L), what, code, msg);
     return v;
+}
+
+/* Raises the failure of a write to the store. */
+static int shared_failed(lua_State *L, const char *what, int rc)
+{
+    if (rc == RS_ELIMIT)
+        return luaL_error(L, "%s: the shared store is full: it holds at most %I bytes", what,
+                          (lua_Integer)self(L)->mem_limit);
+    return luaL_error(L, "%s: out of memory", what);
 }
 
 static int l_shared_get(lua_State *L)
@@ -183,9 +194,9 @@ static int l_shared_get(lua_State *L)
     }
     if (rc)
         return luaL_error(L, "shared.get: out of memory");
-    keep(&rs->scratch_value, v);
+    hold(rs, v, 0);
     rs__lua_push_value(L, v);
-    keep(&rs->scratch_value, NULL);
+    hold(rs, NULL, 0);
     return 1;
 }
 
@@ -194,10 +205,14 @@ static int l_shared_set(lua_State *L)
     size_t klen;
     const char *key = luaL_checklstring(L, 1, &klen);
     luaL_checkany(L, 2);
+    rs_runspace *rs = self(L);
     rs_shared *st = store(L); /* may raise: before holding a converted value */
-    rs_value *v = lua_isnil(L, 2) ? NULL : shared_arg(L, 2, "set");
-    if (rs__shared_put(st, key, klen, v))
-        return luaL_error(L, "shared.set: out of memory");
+    size_t charge = 0;
+    rs_value *v = lua_isnil(L, 2) ? NULL : shared_arg(L, 2, "shared.set", &charge);
+    rs__uncharge(rs, charge); /* the store holds it now, within its own limit */
+    int rc = rs__shared_put(st, key, klen, v, rs->mem_limit);
+    if (rc)
+        return shared_failed(L, "shared.set", rc);
     return 0;
 }
 
@@ -207,13 +222,13 @@ static int l_shared_incr(lua_State *L)
     const char *key = luaL_checklstring(L, 1, &klen);
     lua_Integer delta = luaL_optinteger(L, 2, 1);
     int64_t out;
-    int rc = rs__shared_incr(store(L), key, klen, delta, &out);
+    int rc = rs__shared_incr(store(L), key, klen, delta, &out, self(L)->mem_limit);
     if (rc == RS_EINVAL)
         return luaL_error(L, "shared.incr: the value of '%s' is not an integer", key);
-    if (rc == RS_ELIMIT)
+    if (rc == RS_ERUNTIME)
         return luaL_error(L, "shared.incr: integer overflow");
     if (rc)
-        return luaL_error(L, "shared.incr: out of memory");
+        return shared_failed(L, "shared.incr", rc);
     lua_pushinteger(L, (lua_Integer)out);
     return 1;
 }
@@ -225,11 +240,15 @@ static int l_shared_add(lua_State *L)
     luaL_checkany(L, 2);
     if (lua_isnil(L, 2))
         return luaL_argerror(L, 2, "value expected");
+    rs_runspace *rs = self(L);
     rs_shared *st = store(L); /* may raise: before holding a converted value */
-    rs_value *v = shared_arg(L, 2, "add");
+    size_t charge;
+    rs_value *v = shared_arg(L, 2, "shared.add", &charge);
+    rs__uncharge(rs, charge);
     bool added;
-    if (rs__shared_cas(st, key, klen, NULL, v, &added))
-        return luaL_error(L, "shared.add: out of memory");
+    int rc = rs__shared_cas(st, key, klen, NULL, v, &added, rs->mem_limit);
+    if (rc)
+        return shared_failed(L, "shared.add", rc);
     lua_pushboolean(L, added);
     return 1;
 }
@@ -241,14 +260,21 @@ static int l_shared_cas(lua_State *L)
     lua_settop(L, 3);
     rs_runspace *rs = self(L);
     rs_shared *st = store(L); /* may raise: before holding converted values */
-    /* The expected value is kept in scratch: converting the new one may raise. */
-    rs_value *expected = lua_isnil(L, 2) ? NULL : keep(&rs->scratch_value, shared_arg(L, 2, "cas"));
-    rs_value *v = lua_isnil(L, 3) ? NULL : shared_arg(L, 3, "cas");
+    /* The expected value is held in scratch: converting the new one may raise. */
+    size_t charge = 0;
+    rs_value *expected = NULL;
+    if (!lua_isnil(L, 2)) {
+        expected = shared_arg(L, 2, "shared.cas", &charge);
+        hold(rs, expected, charge);
+    }
+    size_t vcharge = 0;
+    rs_value *v = lua_isnil(L, 3) ? NULL : shared_arg(L, 3, "shared.cas", &vcharge);
+    rs__uncharge(rs, vcharge);
     bool swapped;
-    int rc = rs__shared_cas(st, key, klen, expected, v, &swapped);
-    keep(&rs->scratch_value, NULL);
+    int rc = rs__shared_cas(st, key, klen, expected, v, &swapped, rs->mem_limit);
+    hold(rs, NULL, 0);
     if (rc)
-        return luaL_error(L, "shared.cas: out of memory");
+        return shared_failed(L, "shared.cas", rc);
     lua_pushboolean(L, swapped);
     return 1;
 }
@@ -259,9 +285,9 @@ static int l_shared_keys(lua_State *L)
     rs_value *keys = rs_shared_keys(store(L));
     if (!keys)
         return luaL_error(L, "shared.keys: out of memory");
-    keep(&rs->scratch_value, keys);
+    hold(rs, keys, 0);
     rs__lua_push_value(L, keys);
-    keep(&rs->scratch_value, NULL);
+    hold(rs, NULL, 0);
     return 1;
 }
 
@@ -283,16 +309,23 @@ static int l_json_encode(lua_State *L)
     rs_runspace *rs = self(L);
     int code;
     char *msg;
-    rs_value *v = keep(&rs->scratch_value, rs__lua_to_value(L, 1, "value", 0, &code, &msg));
-    if (!v) {
-        lua_pushfstring(L, "json.encode: %s", msg ? msg : "out of memory");
-        rs__free(msg);
-        return lua_error(L);
-    }
+    size_t charge;
+    rs_value *v = rs__lua_to_value(L, rs, 1, "value", 0, &charge, &code, &msg);
+    if (!v)
+        return rs__run_raise(L, rs, "json.encode", code, msg);
+    hold(rs, v, charge);
     rs_errinfo err;
     rs->scratch.len = 0;
     int rc = rs__json_encode_ex(v, flags, "value", 1, &rs->scratch, &err);
-    keep(&rs->scratch_value, NULL);
+    hold(rs, NULL, 0);
+    if (rc == 0 && rs__charge(rs, rs->scratch.len)) {
+        rs__buf_free(&rs->scratch);
+        return rs__run_raise(L, rs, "json.encode", RS_ENOMEM,
+                             rs__format("the text does not fit in the runspace memory limit of "
+                                        "%zu bytes",
+                                        rs->mem_limit));
+    }
+    rs__uncharge(rs, rs->scratch.len); /* a look only: the Lua string is charged as Lua's */
     if (rc)
         return luaL_error(L, "json.encode: %s", err.message);
     lua_pushlstring(L, rs->scratch.data ? rs->scratch.data : "", rs->scratch.len);
@@ -301,19 +334,51 @@ static int l_json_encode(lua_State *L)
     return 1;
 }
 
+/* An upper estimate of the C memory rs_json_decode needs for text: the parser's tree and the
+ * value tree, both alive at once, at about 160 bytes per value, and the string bytes twice. */
+static size_t json_decode_cost(const char *text, size_t len)
+{
+    size_t values = 1, strings = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_string) {
+            strings++;
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == ',' || c == ':' || c == '[' || c == '{') {
+            values++;
+        }
+    }
+    return values * 160 + strings * 2;
+}
+
 static int l_json_decode(lua_State *L)
 {
     size_t len;
     const char *text = luaL_checklstring(L, 1, &len);
     rs_runspace *rs = self(L);
+    size_t cost = rs->mem_limit ? json_decode_cost(text, len) : 0;
+    if (rs__charge(rs, cost))
+        return rs__run_raise(L, rs, "json.decode", RS_ENOMEM,
+                             rs__format("decoding %zu bytes of JSON takes about %zu bytes, more "
+                                        "than the runspace memory limit of %zu bytes leaves",
+                                        len, cost, rs->mem_limit));
     rs_errinfo err;
     rs_value *v = NULL;
-    if (rs_json_decode(text, len, &v, &err))
+    int rc = rs_json_decode(text, len, &v, &err);
+    if (rc) {
+        rs__uncharge(rs, cost);
         return luaL_error(L, "json.decode: line %d, column %d: %s", err.line, err.column,
                           err.message);
-    keep(&rs->scratch_value, v);
+    }
+    hold(rs, v, cost);
     rs__lua_push_value(L, v);
-    keep(&rs->scratch_value, NULL);
+    hold(rs, NULL, 0);
     return 1;
 }
 
@@ -407,6 +472,22 @@ static int l_co_resume(lua_State *L)
     return r + 1;
 }
 
+/* Closes co's pending to-be-closed variables (lua_resetthread) with co on the running chain,
+ * so that its __close handlers can be interrupted like any other code. */
+static int reset_thread(lua_State *L, lua_State *co)
+{
+    rs__exec *ex = rs__exec_current();
+    bool chained = ex && ex->L;
+    if (chained) {
+        lua_sethook(co, lua_gethook(L), lua_gethookmask(L), lua_gethookcount(L));
+        rs__exec_push_thread(ex, co);
+    }
+    int status = lua_resetthread(co);
+    if (chained)
+        rs__exec_pop_thread(ex);
+    return status;
+}
+
 static int l_co_wrapped(lua_State *L)
 {
     lua_State *co = lua_tothread(L, lua_upvalueindex(1));
@@ -415,8 +496,16 @@ static int l_co_wrapped(lua_State *L)
         return r;
     int st = lua_status(co);
     if (st != LUA_OK && st != LUA_YIELD) {
-        lua_resetthread(co); /* runs the dead coroutine's pending to-be-closed variables */
-        lua_settop(co, 0);
+        /* An error in the coroutine: close its variables; the error is the one left after
+         * their __close handlers ran. */
+        lua_pop(L, 1);
+        st = reset_thread(L, co);
+        lua_xmove(co, L, 1);
+    }
+    if (st != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+        luaL_where(L, 1);
+        lua_insert(L, -2);
+        lua_concat(L, 2);
     }
     return lua_error(L);
 }
@@ -431,12 +520,40 @@ static int l_co_wrap(lua_State *L)
     return 1;
 }
 
+/* coroutine.close(co): Lua's own, with the closing thread on the running chain. */
+static int l_co_close(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, 1);
+    luaL_argexpected(L, co, 1, "coroutine");
+    const char *what = "dead";
+    lua_Debug ar;
+    if (co == L)
+        what = "running";
+    else if (lua_status(co) == LUA_YIELD)
+        what = "suspended";
+    else if (lua_status(co) == LUA_OK)
+        what = lua_getstack(co, 0, &ar) ? "normal" : lua_gettop(co) == 0 ? "dead" : "suspended";
+    if (strcmp(what, "dead") != 0 && strcmp(what, "suspended") != 0)
+        return luaL_error(L, "cannot close a %s coroutine", what);
+    if (reset_thread(L, co) == LUA_OK) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    lua_xmove(co, L, 1);
+    return 2;
+}
+
 /* ---- code Lua runs with hooks off ------------------------------------------------------------
- * Lua calls hooks only while a thread's allowhook flag is set, and clears it in two places a
- * script can reach: while a hook runs (so a message handler called for an error raised by our
- * interrupt hook runs unhookable), and while finalizers run. A loop there could never be
- * stopped. xpcall's handler is therefore skipped while an interruption unwinds, and finalizers
- * written in Lua run in a coroutine of their own, whose hooks work. */
+ * Lua calls no hook while a thread's allowhook flag is clear: while a hook runs, while a
+ * finalizer runs. interrupt.c re-allows hooks there when an interruption is due. Two things
+ * remain for this file. A message handler called for the error our interrupt hook raised runs
+ * with hooks off, so xpcall's handler is skipped while an interruption unwinds (its result
+ * would be thrown away anyway). And every metatable that makes an object finalizable is
+ * remembered (weakly), so that once a finalizer had to be cut short, the others can be
+ * disarmed at once rather than each cut short in turn. */
+
+static const char finalizers_key = 'f';
 
 /* The message handler xpcall really installs; upvalue 1 is the script's handler. */
 static int l_xpcall_handler(lua_State *L)
@@ -476,48 +593,85 @@ static int l_xpcall(lua_State *L)
     return finish_xpcall(L, status, 2);
 }
 
-/* A Lua finalizer, run in a new coroutine; upvalue 1 is the script's __gc function. */
-static int l_gc_guard(lua_State *L)
+/* Remembers the metatable at idx when it has a __gc field, which is what makes Lua mark an
+ * object for finalization when the metatable is set. Done before the metatable is set, so
+ * that a memory error here leaves nothing unremembered. */
+static void remember_finalizer(lua_State *L, int idx)
 {
-    lua_State *co = lua_newthread(L);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_pushvalue(L, 1);
-    lua_xmove(L, co, 2);
-    rs__exec *ex = rs__exec_current();
-    if (ex && ex->L) {
-        lua_sethook(co, lua_gethook(L), lua_gethookmask(L), lua_gethookcount(L));
-        rs__exec_push_thread(ex, co);
-    }
-    int nres;
-    int status = lua_resume(co, L, 1, &nres);
-    if (ex && ex->L)
-        rs__exec_pop_thread(ex);
-    if (status != LUA_OK && status != LUA_YIELD) {
-        lua_xmove(co, L, 1);
-        return lua_error(L); /* Lua reports errors in finalizers as warnings */
-    }
-    return 0;
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return;
+    lua_pushliteral(L, "__gc");
+    int has_gc = lua_rawget(L, idx) != LUA_TNIL; /* Lua reads metamethods raw, too */
+    lua_pop(L, 1);
+    if (!has_gc)
+        return;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &finalizers_key);
+    lua_pushvalue(L, idx);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
 }
 
-/* setmetatable(t, mt) that routes a Lua __gc of mt through l_gc_guard; upvalue 1 is the
- * original setmetatable. */
-static int l_setmetatable(lua_State *L)
+void rs__lualib_disarm_finalizers(lua_State *L)
 {
-    if (lua_istable(L, 2)) {
-        lua_pushliteral(L, "__gc");
-        if (lua_rawget(L, 2) == LUA_TFUNCTION && !lua_iscfunction(L, -1)) {
-            lua_pushcclosure(L, l_gc_guard, 1);
-            lua_pushliteral(L, "__gc");
-            lua_insert(L, -2);
-            lua_rawset(L, 2);
-        } else {
-            lua_pop(L, 1);
+    if (!lua_checkstack(L, 4))
+        return;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &finalizers_key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pop(L, 1);
+        if (lua_istable(L, -1)) {
+            lua_pushliteral(L, "__gc"); /* an interned metamethod name: no allocation */
+            if (lua_rawget(L, -2) != LUA_TNIL) {
+                lua_pop(L, 1);
+                lua_pushliteral(L, "__gc");
+                lua_pushnil(L);
+                lua_rawset(L, -3); /* an existing key: no allocation */
+            } else {
+                lua_pop(L, 1);
+            }
         }
     }
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, 1);
+    lua_pop(L, 1);
+}
+
+/* setmetatable(t, mt): Lua's own, remembering finalizers. */
+static int l_setmetatable(lua_State *L)
+{
+    int t = lua_type(L, 2);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+    if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+        return luaL_error(L, "cannot change a protected metatable");
+    lua_settop(L, 2);
+    remember_finalizer(L, 2);
+    lua_setmetatable(L, 1);
     return 1;
+}
+
+/* debug.setmetatable(v, mt): Lua's own, remembering finalizers. */
+static int l_debug_setmetatable(lua_State *L)
+{
+    int t = lua_type(L, 2);
+    luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+    lua_settop(L, 2);
+    remember_finalizer(L, 2);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+/* Opens the finalizer bookkeeping: a table with weak keys in the registry. */
+static void open_finalizers(lua_State *L)
+{
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &finalizers_key);
 }
 
 /* ---- loading code: text only ---------------------------------------------------------------- */
@@ -593,6 +747,85 @@ static int l_search_lua(lua_State *L)
                           lua_tostring(L, -1));
     lua_pushstring(L, filename);
     return 2;
+}
+
+/* The restricted profile's last searcher: says why nothing else was looked at. */
+static int l_search_refused(lua_State *L)
+{
+    lua_pushliteral(L, "\n\tthe restricted profile loads no modules from files");
+    return 1;
+}
+
+/* package.path as the state opened with it, for the host's own module loading. */
+static const char host_path_key = 'p';
+
+/* The first file of the templates in path (';'-separated, '?' standing for name with dots
+ * turned into '/') that can be opened for reading; pushes its name, or returns false. */
+static bool host_search(lua_State *L, const char *name, const char *path)
+{
+    int base = lua_gettop(L);
+    const char *dirname = luaL_gsub(L, name, ".", "/");
+    for (const char *p = path; *p;) {
+        const char *end = strchr(p, ';');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        lua_pushlstring(L, p, len);
+        const char *file = luaL_gsub(L, lua_tostring(L, -1), "?", dirname);
+        FILE *f = len ? fopen(file, "r") : NULL;
+        if (f) {
+            fclose(f);
+            lua_replace(L, base + 1);
+            lua_settop(L, base + 1);
+            return true;
+        }
+        lua_settop(L, base + 1);
+        p += len + (end ? 1 : 0);
+    }
+    lua_settop(L, base);
+    return false;
+}
+
+void rs__lualib_require(lua_State *L, const char *name)
+{
+    luaL_checkstack(L, 8, "module loading");
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    int loaded = lua_gettop(L);
+    if (lua_getfield(L, loaded, name) != LUA_TNIL && lua_toboolean(L, -1)) {
+        lua_remove(L, loaded);
+        return;
+    }
+    lua_pop(L, 1);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    if (lua_getfield(L, -1, name) == LUA_TFUNCTION) {
+        lua_remove(L, -2);
+        lua_pushstring(L, name);
+        lua_pushliteral(L, ":preload:");
+    } else {
+        lua_pop(L, 2);
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &host_path_key);
+        const char *path = lua_tostring(L, -1);
+        if (!path || !host_search(L, name, path))
+            luaL_error(L, "module '%s' not found in package.path '%s'", name, path ? path : "");
+        const char *file = lua_tostring(L, -1); /* [loaded, path, file] */
+        if (luaL_loadfilex(L, file, "t") != LUA_OK)
+            luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, file,
+                       lua_tostring(L, -1));
+        lua_pushstring(L, name);
+        lua_pushvalue(L, loaded + 2); /* [loaded, path, file, chunk, name, file] */
+        lua_remove(L, loaded + 1);
+        lua_remove(L, loaded + 1);
+    }
+    lua_call(L, 2, 1); /* [loaded, value] */
+    if (!lua_isnil(L, -1))
+        lua_setfield(L, loaded, name);
+    else
+        lua_pop(L, 1);
+    if (lua_getfield(L, loaded, name) == LUA_TNIL) { /* the module set nothing: true */
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, loaded, name);
+    }
+    lua_remove(L, loaded);
 }
 
 static int l_refused(lua_State *L)
@@ -694,9 +927,14 @@ static void sandbox(lua_State *L, rs_profile profile)
     /* xpcall and setmetatable: see "code Lua runs with hooks off". */
     lua_pushcfunction(L, l_xpcall);
     lua_setfield(L, g, "xpcall");
-    lua_getfield(L, g, "setmetatable");
-    lua_pushcclosure(L, l_setmetatable, 1);
+    lua_pushcfunction(L, l_setmetatable);
     lua_setfield(L, g, "setmetatable");
+    if (profile == RS_PROFILE_DEFAULT) {
+        lua_getglobal(L, "debug");
+        lua_pushcfunction(L, l_debug_setmetatable);
+        lua_setfield(L, -2, "setmetatable");
+        lua_pop(L, 1);
+    }
     /* load: text chunks only, in every profile. */
     lua_getfield(L, g, "load");
     lua_pushcclosure(L, l_load, 1);
@@ -712,6 +950,8 @@ static void sandbox(lua_State *L, rs_profile profile)
     /* package: Lua files load as text only. */
     lua_getglobal(L, "package");
     int pkg = lua_gettop(L);
+    lua_getfield(L, pkg, "path");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &host_path_key);
     lua_getfield(L, pkg, "searchers");
     int searchers = lua_gettop(L);
     lua_pushvalue(L, pkg);
@@ -729,12 +969,18 @@ static void sandbox(lua_State *L, rs_profile profile)
                                                  "getenv",  "tmpname", NULL};
         for (int i = 0; os_removed[i]; i++)
             remove_field(L, os, os_removed[i]);
-        /* No C modules: only the preload and Lua-file searchers stay. */
+        /* require serves package.loaded and package.preload only: no searcher reads a file,
+         * and nothing tells whether a file exists. */
+        lua_pushcfunction(L, l_search_refused);
+        lua_rawseti(L, searchers, 2);
         lua_pushnil(L);
         lua_rawseti(L, searchers, 4);
         lua_pushnil(L);
         lua_rawseti(L, searchers, 3);
         remove_field(L, pkg, "loadlib");
+        remove_field(L, pkg, "searchpath");
+        lua_pushliteral(L, "");
+        lua_setfield(L, pkg, "path");
         lua_pushliteral(L, "");
         lua_setfield(L, pkg, "cpath");
     }
@@ -745,6 +991,7 @@ void rs__lualib_open(lua_State *L, rs_runspace *rs)
 {
     rs_profile profile = rs->iss->profile;
     open_standard(L, profile);
+    open_finalizers(L);
     rs__open_pattern(L);
     sandbox(L, profile);
     rs__marshal_open(L);
@@ -759,6 +1006,8 @@ void rs__lualib_open(lua_State *L, rs_runspace *rs)
     lua_setfield(L, -2, "resume");
     lua_pushcfunction(L, l_co_wrap);
     lua_setfield(L, -2, "wrap");
+    lua_pushcfunction(L, l_co_close);
+    lua_setfield(L, -2, "close");
     lua_pop(L, 1);
 
     lua_getglobal(L, "math");

@@ -247,7 +247,7 @@ static int wait_child(child *c, rs__exec *ex, const char *input, size_t input_le
 {
     sigset_t block, old;
     sigemptyset(&block);
-    sigaddset(&block, rs__interrupt_signal());
+    rs__interrupt_sigset(&block);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     size_t written = 0;
     int failure = 0;

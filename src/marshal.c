@@ -8,6 +8,9 @@
  */
 #include "marshal.h"
 
+#include "runspace_int.h"
+#include "value.h"
+
 #include <lauxlib.h>
 
 #include <stdio.h>
@@ -43,6 +46,11 @@ typedef struct path_elem {
 
 typedef struct to_ctx {
     lua_State *L;
+    rs_runspace *rs; /* charged for every node made, or NULL */
+    rs__exec *ex;    /* the run to check for interruptions and charge work to, or NULL */
+    size_t charged;  /* bytes charged to rs so far */
+    size_t nodes;    /* nodes made so far */
+    size_t tables;   /* tables met so far */
     const char *root;
     lua_Integer root_index;
     path_elem path[RS_MAX_DEPTH + 1];
@@ -109,6 +117,38 @@ static rs_value *oom(to_ctx *c)
         c->msg = rs__strdup("out of memory");
     }
     return NULL;
+}
+
+/* How many nodes are made between two looks at the run's stop, timeout and budget. */
+#define CHECK_EVERY 1024
+
+/* Accounts for a node about to be made, costing `bytes`: charges the runspace's memory limit
+ * and, every CHECK_EVERY nodes, the run's budget (a node counting as an instruction). Returns
+ * false, with the failure recorded, when the node must not be made. */
+static bool account(to_ctx *c, size_t bytes)
+{
+    if (c->rs) {
+        if (rs__charge(c->rs, bytes)) {
+            char what[192];
+            snprintf(what, sizeof what,
+                     "the copy does not fit in the runspace memory limit of %zu bytes%s",
+                     c->rs->mem_limit,
+                     c->tables > 1 ? " (a table referenced more than once is copied for each "
+                                     "reference)"
+                                   : "");
+            fail(c, RS_ENOMEM, what);
+            return false;
+        }
+        c->charged += bytes;
+    }
+    if (c->ex && ++c->nodes % CHECK_EVERY == 0) {
+        int why = rs__exec_charge(c->ex, CHECK_EVERY);
+        if (why) {
+            fail(c, why, rs_strerror(why));
+            return false;
+        }
+    }
+    return true;
 }
 
 static rs_value *convert(to_ctx *c, int idx);
@@ -187,6 +227,11 @@ static rs_value *convert_map(to_ctx *c, int t, size_t count)
             pe->is_key = true;
             pe->key = e->s;
             pe->keylen = e->len;
+            if (!account(c, e->len)) {
+                lua_pop(L, 2);
+                free_entries(entries, n);
+                return NULL;
+            }
         } else {
             lua_pop(L, 2);
             free_entries(entries, n);
@@ -249,6 +294,13 @@ static rs_value *convert_table(to_ctx *c, int t)
     while (lua_next(L, t)) {
         lua_pop(L, 1);
         count++;
+        if (c->ex && count % (16 * CHECK_EVERY) == 0) {
+            int why = rs__exec_due(c->ex);
+            if (why) {
+                lua_pop(L, 1);
+                return fail(c, why, rs_strerror(why));
+            }
+        }
         if (ints && lua_isinteger(L, -1)) {
             lua_Integer k = lua_tointeger(L, -1);
             if (k < 1)
@@ -259,9 +311,6 @@ static rs_value *convert_table(to_ctx *c, int t)
             ints = false;
         }
     }
-    path_elem *e = &c->path[c->depth++];
-    e->table = self;
-    rs_value *out;
     bool is_map = false;
     if (count == 0) {
         if (lua_getmetatable(L, t)) {
@@ -272,6 +321,12 @@ static rs_value *convert_table(to_ctx *c, int t)
     } else {
         is_map = !(ints && (size_t)max == count);
     }
+    c->tables++;
+    if (!account(c, rs__value_cost(is_map ? RS_TMAP : RS_TARRAY, count)))
+        return NULL; /* the path ends at this table */
+    path_elem *e = &c->path[c->depth++];
+    e->table = self;
+    rs_value *out;
     if (is_map) {
         out = convert_map(c, t, count);
     } else {
@@ -307,12 +362,16 @@ static rs_value *convert(to_ctx *c, int idx)
     case LUA_TBOOLEAN:
         return rs_value_bool(lua_toboolean(L, idx));
     case LUA_TNUMBER:
+        if (!account(c, rs__value_cost(RS_TINT, 0)))
+            return NULL;
         v = lua_isinteger(L, idx) ? rs_value_int(lua_tointeger(L, idx))
                                   : rs_value_double(lua_tonumber(L, idx));
         return v ? v : oom(c);
     case LUA_TSTRING: {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
+        if (!account(c, rs__value_cost(RS_TSTRING, len)))
+            return NULL;
         v = rs_value_stringn(s, len);
         return v ? v : oom(c);
     }
@@ -333,9 +392,11 @@ static rs_value *convert(to_ctx *c, int idx)
     }
 }
 
-rs_value *rs__lua_to_value(lua_State *L, int idx, const char *root, lua_Integer root_index,
-                           int *code, char **msg)
+rs_value *rs__lua_to_value(lua_State *L, rs_runspace *rs, int idx, const char *root,
+                           lua_Integer root_index, size_t *charged, int *code, char **msg)
 {
+    if (charged)
+        *charged = 0;
     /* The path is large (RS_MAX_DEPTH entries): keep it off small thread stacks. */
     to_ctx *c = rs__malloc(sizeof *c);
     if (!c) {
@@ -344,6 +405,11 @@ rs_value *rs__lua_to_value(lua_State *L, int idx, const char *root, lua_Integer 
         return NULL;
     }
     c->L = L;
+    c->rs = rs && rs->mem_limit ? rs : NULL;
+    c->ex = rs && rs->exec.L ? &rs->exec : NULL;
+    c->charged = 0;
+    c->nodes = 0;
+    c->tables = 0;
     c->root = root;
     c->root_index = root_index;
     c->depth = 0;
@@ -354,14 +420,28 @@ rs_value *rs__lua_to_value(lua_State *L, int idx, const char *root, lua_Integer 
     *msg = c->msg;
     if (!v && !c->code)
         *code = RS_ENOMEM;
+    if (!v && c->rs)
+        rs__uncharge(c->rs, c->charged); /* what was made is gone */
+    else if (charged)
+        *charged = c->charged;
     rs__free(c);
     return v;
 }
 
 /* ---- rs_value -> Lua ---------------------------------------------------------------------- */
 
-static void push(lua_State *L, const rs_value *v, int depth)
+typedef struct push_ctx {
+    rs__exec *ex; /* the run of this thread, checked every CHECK_EVERY nodes, or NULL */
+    size_t nodes;
+} push_ctx;
+
+static void push(lua_State *L, const rs_value *v, int depth, push_ctx *p)
 {
+    if (p->ex && ++p->nodes % CHECK_EVERY == 0) {
+        int why = rs__exec_charge(p->ex, CHECK_EVERY);
+        if (why)
+            rs__exec_raise(L, p->ex, why);
+    }
     if (depth > RS_MAX_DEPTH)
         luaL_error(L, "value nested deeper than %d levels", RS_MAX_DEPTH);
     luaL_checkstack(L, 3, "value nested too deeply");
@@ -391,7 +471,7 @@ static void push(lua_State *L, const rs_value *v, int depth)
         size_t n = rs_array_len(v);
         lua_createtable(L, n > INT32_MAX ? INT32_MAX : (int)n, 0);
         for (size_t i = 0; i < n; i++) {
-            push(L, rs_array_get(v, i), depth + 1);
+            push(L, rs_array_get(v, i), depth + 1, p);
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
         break;
@@ -407,7 +487,7 @@ static void push(lua_State *L, const rs_value *v, int depth)
             size_t klen;
             const char *k = rs_map_key(v, i, &klen);
             lua_pushlstring(L, k, klen);
-            push(L, rs_map_value(v, i), depth + 1);
+            push(L, rs_map_value(v, i), depth + 1, p);
             lua_rawset(L, -3);
         }
         break;
@@ -417,5 +497,7 @@ static void push(lua_State *L, const rs_value *v, int depth)
 
 void rs__lua_push_value(lua_State *L, const rs_value *v)
 {
-    push(L, v, 0);
+    rs__exec *ex = rs__exec_current();
+    push_ctx p = {.ex = ex && ex->L ? ex : NULL, .nodes = 0};
+    push(L, v, 0, &p);
 }

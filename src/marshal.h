@@ -12,15 +12,23 @@
  * keys exactly 1..n become arrays, other tables maps (integer and float keys turn into their
  * decimal text; keys are sorted: numbers ascending, then strings bytewise, so output is
  * deterministic); an empty table is an array unless it carries the map marker. json.null is
- * null. On failure returns NULL, sets *code (RS_EVALUE or RS_ENOMEM) and *msg to a new string
- * naming the path: "<root>[<index>].key: cannot pass a function between runspaces". root_index
- * 0 means the root has no index. */
-rs_value *rs__lua_to_value(lua_State *L, int idx, const char *root, lua_Integer root_index,
-                           int *code, char **msg);
+ * null. A table referenced several times is copied for each reference.
+ *
+ * With a runspace rs that has a memory limit, every node made is charged to it (rs__charge)
+ * and *charged (when not NULL) tells how much; the caller keeps the charge with the value or
+ * gives it back (rs__uncharge) when it frees the value. While rs runs a script on this thread,
+ * the conversion also counts each node as an instruction of the budget and stops at a due
+ * stop or timeout. On failure returns NULL, charges nothing, sets *code (RS_EVALUE, RS_ENOMEM,
+ * or the interruption: RS_ESTOPPED, RS_ETIMEDOUT, RS_ELIMIT) and *msg to a new string naming
+ * the path: "<root>[<index>].key: cannot pass a function between runspaces". root_index 0
+ * means the root has no index. */
+rs_value *rs__lua_to_value(lua_State *L, rs_runspace *rs, int idx, const char *root,
+                           lua_Integer root_index, size_t *charged, int *code, char **msg);
 
 /* Pushes a copy of v. A null at the top becomes nil, nested nulls become json.null; an empty
- * map becomes a table with the map marker. May raise Lua errors (memory, nesting > 512), so it
- * is called only where raising leaks nothing. */
+ * map becomes a table with the map marker. May raise Lua errors (memory, nesting > 512, and
+ * the stop, timeout or budget of the run on this thread), so it is called only where raising
+ * leaks nothing. */
 void rs__lua_push_value(lua_State *L, const rs_value *v);
 
 /* Registry keys (addresses) of the map marker metatable, created by rs__marshal_open. */

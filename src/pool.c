@@ -91,7 +91,10 @@ static int spawn(rs_pool *pool)
     rs__queue_insert_tail(&pool->workers, &w->node);
     pool->nworkers++;
     pool->nstarting++;
-    rc = rs__thread_create(&w->thread, worker_main, w, rs__interrupt_signal());
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    rs__interrupt_sigset(&sigs);
+    rc = rs__thread_create(&w->thread, worker_main, w, &sigs);
     if (rc) {
         rs__queue_remove(&w->node);
         pool->nworkers--;

@@ -602,7 +602,10 @@ static int start(rs_ps *ps, bool async)
         rs__mutex_lock(&ps->mu);
         ps->running_on = rs; /* read by the new thread; EXECUTING is published by it */
         rs__mutex_unlock(&ps->mu);
-        rc = rs__thread_create(&ps->thread, runspace_thread, ps, rs__interrupt_signal());
+        sigset_t sigs;
+        sigemptyset(&sigs);
+        rs__interrupt_sigset(&sigs);
+        rc = rs__thread_create(&ps->thread, runspace_thread, ps, &sigs);
         if (rc) {
             atomic_store(&rs->busy, 0);
             return undo_queued(ps, fail(ps, rc, "cannot start a thread: %s", strerror(errno)));
@@ -613,7 +616,7 @@ static int start(rs_ps *ps, bool async)
     /* Synchronous on the caller's thread: let the interrupt signal reach it meanwhile. */
     sigset_t set, old;
     sigemptyset(&set);
-    sigaddset(&set, rs__interrupt_signal());
+    rs__interrupt_sigset(&set);
     pthread_sigmask(SIG_UNBLOCK, &set, &old);
     run_here(ps, rs, timer_for(ps, rs));
     pthread_sigmask(SIG_SETMASK, &old, NULL);

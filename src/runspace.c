@@ -25,6 +25,35 @@
 
 static atomic_uint_fast64_t next_id;
 
+/* An allocation lua_alloc refuses (see there). */
+static void *refuse(rs_runspace *rs)
+{
+    rs->oom = true;
+    if (rs->exec.L && !rs->exec.reason) {
+        rs->oom_armed = true;
+        rs__exec_fail(&rs->exec, RS_ENOMEM);
+    }
+    return NULL;
+}
+
+int rs__charge(rs_runspace *rs, size_t bytes)
+{
+    if (!rs->mem_limit)
+        return 0;
+    size_t used = atomic_load_explicit(&rs->mem_used, memory_order_relaxed) + rs->c_held;
+    if (used > rs->mem_limit || bytes > rs->mem_limit - used) {
+        rs->oom = true;
+        return RS_ENOMEM;
+    }
+    rs->c_held += bytes;
+    return 0;
+}
+
+void rs__uncharge(rs_runspace *rs, size_t bytes)
+{
+    rs->c_held = bytes < rs->c_held ? rs->c_held - bytes : 0;
+}
+
 uint64_t rs__hash(const char *s, size_t len)
 {
     uint64_t h = 1469598103934665603ull;
@@ -35,15 +64,23 @@ uint64_t rs__hash(const char *s, size_t len)
     return h;
 }
 
-/* The lua_Alloc of a runspace: counts bytes, enforces the memory limit, and serves small
- * blocks from the runspace's arena. Only the thread running the runspace allocates; mem_used
- * is atomic so that others may read it. */
+/* The lua_Alloc of a runspace: counts bytes, enforces the memory limit (the Lua heap and the
+ * C memory held for the script, c_held, together), and serves small blocks from the
+ * runspace's arena. Only the thread running the runspace allocates; mem_used is atomic so
+ * that others may read it.
+ *
+ * A refusal during a run arms an RS_ENOMEM interruption (rs__exec_fail), so that a script
+ * cannot pcall its way past its memory limit: the next instruction raises again. Lua answers
+ * a refusal with an emergency collection and one more try, which runs no script code; if that
+ * try succeeds, Lua raised nothing and the interruption is called off. */
 static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     rs_runspace *rs = ud;
     size_t used = atomic_load_explicit(&rs->mem_used, memory_order_relaxed);
     size_t old = ptr ? osize : 0; /* without ptr, osize is a type tag, not a size */
     if (nsize == 0) {
+        if (ptr && ptr == rs->last_block)
+            rs__exec_leave(&rs->exec); /* lua_close frees the state itself: unpublish it first */
         if (old > RS__ARENA_MAX)
             rs__free(ptr);
         else if (ptr)
@@ -51,10 +88,8 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         atomic_store_explicit(&rs->mem_used, used - old, memory_order_relaxed);
         return NULL;
     }
-    if (nsize > old && rs->mem_limit && used - old + nsize > rs->mem_limit) {
-        rs->oom = true;
-        return NULL;
-    }
+    if (nsize > old && rs->mem_limit && used - old + nsize + rs->c_held > rs->mem_limit)
+        return refuse(rs);
     void *p;
     if (old > RS__ARENA_MAX && nsize > RS__ARENA_MAX) {
         p = rs__realloc(ptr, nsize);
@@ -73,9 +108,11 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
                 rs__arena_free(&rs->arena, ptr, old);
         }
     }
-    if (!p) {
-        rs->oom = true;
-        return NULL;
+    if (!p)
+        return refuse(rs);
+    if (rs->oom_armed && nsize > old) {
+        rs->oom_armed = false; /* the retry after the emergency collection worked */
+        rs__exec_fail(&rs->exec, 0);
     }
     atomic_store_explicit(&rs->mem_used, used - old + nsize, memory_order_relaxed);
     return p;
@@ -157,11 +194,31 @@ int rs__runspace_new(const rs_iss *iss, const char *name, rs_shared *shared, str
     return 0;
 }
 
-/* Binds the ISS's entries in a state being opened (protected mode). */
-static void apply_iss(lua_State *L, rs_runspace *rs)
+/* Sets the global name to the value on top (popped), raw: a script's metatable on _G must
+ * not run inside the runner. */
+static void set_global(lua_State *L, const char *name)
+{
+    lua_pushglobaltable(L);
+    lua_pushstring(L, name);
+    lua_rotate(L, -3, -1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+static bool is_module(const rs__iss_entry *e)
+{
+    return e->kind == RS__ISS_MODULE_FILE || e->kind == RS__ISS_MODULE_NAME;
+}
+
+/* Binds the ISS's entries in a state (protected mode): with modules false, everything but the
+ * modules, while the state opens; with modules true, the modules, which run script code and
+ * so load inside the first invocation (rs__runspace_load_modules). */
+static void apply_iss(lua_State *L, rs_runspace *rs, bool modules)
 {
     for (size_t i = 0; i < rs->iss->count; i++) {
         const rs__iss_entry *e = &rs->iss->entries[i];
+        if (is_module(e) != modules)
+            continue;
         switch (e->kind) {
         case RS__ISS_VARIABLE:
             rs__lua_push_value(L, e->value);
@@ -190,12 +247,10 @@ static void apply_iss(lua_State *L, rs_runspace *rs)
             lua_pop(L, 1);
             break;
         case RS__ISS_MODULE_NAME:
-            lua_getglobal(L, "require");
-            lua_pushstring(L, e->spec);
-            lua_call(L, 1, 1);
+            rs__lualib_require(L, e->spec);
             break;
         }
-        lua_setglobal(L, e->name);
+        set_global(L, e->name);
     }
 }
 
@@ -203,13 +258,36 @@ static int open_protected(lua_State *L)
 {
     rs_runspace *rs = lua_touserdata(L, 1);
     rs__lualib_open(L, rs);
-    apply_iss(L, rs);
+    apply_iss(L, rs, false);
     return 0;
+}
+
+static int load_modules_protected(lua_State *L)
+{
+    apply_iss(L, lua_touserdata(L, 1), true);
+    return 0;
+}
+
+int rs__runspace_load_modules(rs_runspace *rs, int msgh)
+{
+    if (rs->modules_loaded)
+        return LUA_OK;
+    lua_State *L = rs->L;
+    lua_pushcfunction(L, load_modules_protected);
+    lua_pushlightuserdata(L, rs);
+    int status = lua_pcall(L, 1, 0, msgh);
+    if (status == LUA_OK)
+        rs->modules_loaded = true;
+    return status;
 }
 
 int rs__runspace_open_state(rs_runspace *rs)
 {
     rs->oom = false;
+    rs->oom_armed = false;
+    rs->c_held = 0;
+    rs->exec.tainted = false;
+    rs->modules_loaded = false;
     lua_State *L = lua_newstate(lua_alloc, rs);
     if (!L) {
         atomic_store(&rs->state, RS_RUNSPACE_BROKEN);
@@ -243,6 +321,29 @@ int rs__runspace_open_state(rs_runspace *rs)
     return 0;
 }
 
+/* Closes the Lua state under a deadline: lua_close runs the finalizers of everything still
+ * alive, which is script code like any other (interrupt.c). A state whose hooks-off code was
+ * cut short runs none of them. */
+static void close_lua(rs_runspace *rs)
+{
+    lua_State *L = rs->L;
+    rs__exec *ex = &rs->exec;
+    if (ex->tainted)
+        rs__lualib_disarm_finalizers(L);
+    sigset_t set, old;
+    sigemptyset(&set);
+    rs__interrupt_sigset(&set);
+    pthread_sigmask(SIG_UNBLOCK, &set, &old);
+    atomic_store(&ex->stop, 0);
+    rs__exec_enter_close(ex, L, rs__now_ns() + RS__CLOSE_GRACE_NS);
+    rs->last_block = lua_getextraspace(L); /* the block lua_close frees last */
+    lua_close(L);
+    rs->last_block = NULL;
+    rs__exec_leave(ex); /* done already by the allocator; harmless again */
+    rs__exec_set_deadlines(ex, 0, 0);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 void rs__runspace_close_state(rs_runspace *rs)
 {
     for (size_t i = 0; i < RS__ARRAY_SIZE(rs->cache); i++) {
@@ -250,7 +351,7 @@ void rs__runspace_close_state(rs_runspace *rs)
         rs->cache[i].src = NULL;
     }
     if (rs->L) {
-        lua_close(rs->L);
+        close_lua(rs);
         rs->L = NULL;
     }
     rs__arena_release(&rs->arena);

@@ -26,27 +26,35 @@ struct rs__timer;
 /*
  * The execution context of a runspace: how a stop or a timeout reaches a running script.
  *
- * The executing thread publishes itself (tls_exec, `thread`) and the Lua threads it is running
- * (`co`). A stopper sets `stop`, a deadline is published in `deadline`; either then calls
- * rs__exec_interrupt, which wakes a sleep() through `cv` and sends the interrupt signal to the
- * executing thread. The signal handler runs on that thread and arms a count hook on the Lua
- * threads in `co` (lua_sethook is made to be called from a signal handler); the hook then
- * raises an error at the next VM instruction. So the hook is on only after an interrupt, and
- * the Lua state is only ever touched by its own thread.
+ * The executing thread publishes itself (tls_exec, `thread`, `running`) and the Lua threads it
+ * is running (`co`). A stopper sets `stop`, a deadline is published in `deadline`; either then
+ * calls rs__exec_interrupt, which wakes a sleep() through `cv` and sends the interrupt signal
+ * to the executing thread. The signal handler runs on that thread and arms a count hook on the
+ * Lua threads in `co` (lua_sethook is made to be called from a signal handler), re-allowing
+ * hooks where Lua turned them off (a finalizer, say); the hook then raises an error at the
+ * next VM instruction. The process's watchdog repeats the signal while the interruption stays
+ * due. So the hook is on only after an interrupt, and the Lua state is only ever touched by
+ * its own thread. See interrupt.c.
  */
 typedef struct rs__exec {
     /* Owned by the executing thread. */
-    lua_State *L;                /* the runspace's main thread while executing, else NULL */
-    lua_State *co[RS__CO_MAX];   /* co[0] = L, then the coroutines being resumed */
-    volatile sig_atomic_t depth; /* entries of co in use, read by the signal handler */
-    int reason;                  /* RS_E* of the interruption raised, 0 for none */
-    int64_t item_deadline;       /* ns, 0 = none */
-    int64_t inv_deadline;        /* ns, 0 = none */
-    uint64_t budget;             /* instruction budget per run, 0 = none */
+    lua_State *L;                   /* the runspace's main thread while executing, else NULL */
+    lua_State *co[RS__CO_MAX];      /* co[0] = L, then the coroutines being resumed */
+    volatile sig_atomic_t depth;    /* entries of co in use, read by the signal handler */
+    volatile sig_atomic_t in_hook;  /* one of our hooks runs (its allowhook is off by design) */
+    volatile sig_atomic_t broke_in; /* the handler re-allowed hooks in code Lua ran without */
+    bool tainted;                   /* such code was cut short: replace the state after the run */
+    int reason;                     /* RS_E* of the interruption raised, 0 for none */
+    int64_t item_deadline;          /* ns, 0 = none */
+    int64_t inv_deadline;           /* ns, 0 = none */
+    uint64_t budget;                /* instruction budget per run, 0 = none */
     uint64_t budget_left;
     /* Shared with other threads. */
     atomic_int stop;       /* nonzero once a stop was requested */
     atomic_llong deadline; /* min of the deadlines above, read by the timer */
+    atomic_bool running;   /* a run is published: `thread` is valid */
+    atomic_ullong beat;    /* ticks of the budget hook, for the watchdog's stall check */
+    atomic_int blocked;    /* waiting in sleep(): a silent budget hook is no stall */
     pthread_t thread;      /* the executing thread, valid while a run is published */
     rs__mutex mu;          /* sleep() waits on cv under mu */
     rs__cond cv;
@@ -54,6 +62,12 @@ typedef struct rs__exec {
     struct rs__timer *timer;
     rs__qnode timer_node;
     int64_t fired_deadline;
+    /* Watchdog registration (under the watchdog's lock; `watched` is read without it). */
+    rs__qnode wd_node;
+    atomic_bool watched;
+    int wd_what;
+    uint64_t wd_beat;
+    int wd_stalls;
 } rs__exec;
 
 struct rs_runspace {
@@ -69,7 +83,13 @@ struct rs_runspace {
     /* Lua memory accounting (the lua_Alloc of this runspace). */
     atomic_size_t mem_used;
     size_t mem_limit;
-    bool oom; /* an allocation was refused since the flag was last cleared */
+    /* C memory held for the script running now (its outputs and stream records, and values
+     * being converted), counted against mem_limit with the Lua heap; its own thread only. */
+    size_t c_held;
+    bool oom_armed;      /* a refused allocation armed an RS_ENOMEM interruption (lua_alloc) */
+    bool oom;            /* an allocation was refused since the flag was last cleared */
+    bool modules_loaded; /* the ISS's modules ran in this state (the first invocation) */
+    void *last_block;    /* while lua_close runs: the block it frees last (the state) */
     /* Scripts compiled in this runspace, by source. */
     struct rs__cached {
         uint64_t hash;
@@ -82,6 +102,7 @@ struct rs_runspace {
      * Native C functions never nest, so one of each suffices. */
     rs__buf scratch;
     rs_value *scratch_value;
+    size_t scratch_charge; /* of the memory limit, for scratch_value (c_held) */
     rs_value *call_args;
     rs_value *call_out;
     rs__exec exec;
@@ -94,6 +115,17 @@ struct rs_runspace {
 };
 
 /* ---- runspace.c ---- */
+/* How long, in all, the finalizers that lua_close runs may take when a runspace closes. */
+#define RS__CLOSE_GRACE_NS ((int64_t)(RS_CLOSE_GRACE * 1e9))
+/* Charges bytes of C memory held for the running script to the memory limit: 0, or RS_ENOMEM
+ * (nothing charged) when the Lua heap and what is held already leave no room. Its thread. */
+int rs__charge(rs_runspace *rs, size_t bytes);
+/* Gives back bytes charged before. */
+void rs__uncharge(rs_runspace *rs, size_t bytes);
+/* Runs the ISS's modules in the runspace's state once (protected, msgh as the message
+ * handler); before the first script of the first invocation, inside its execution context,
+ * so that their code runs under its stop, timeout and budget. Returns the lua_pcall status. */
+int rs__runspace_load_modules(rs_runspace *rs, int msgh);
 /* Creates the runspace object for a pool worker or a standalone runspace. */
 int rs__runspace_new(const rs_iss *iss, const char *name, rs_shared *shared, struct rs_pool *pool,
                      rs_runspace **out);
@@ -115,16 +147,24 @@ void rs__runspace_info(rs_runspace *rs, rs_runspace_info *row);
 /* ---- interrupt.c ---- */
 int rs__exec_init(rs__exec *ex);
 void rs__exec_destroy(rs__exec *ex);
-/* Installs the interrupt signal handler, once per process. 0 or RS_ESYSTEM. */
+/* Installs the interrupt signal handlers, once per process. 0 or RS_ESYSTEM. */
 int rs__interrupt_setup(void);
-/* The signal number used for interrupts (exposed for tests and the signal mask of workers). */
+/* The signal number used for interrupts (for code that waits in ppoll/epoll_pwait). */
 int rs__interrupt_signal(void);
+/* Adds the signals a thread that runs scripts must accept to set. */
+void rs__interrupt_sigset(sigset_t *set);
+/* Whether code Lua runs with hooks off can be interrupted on this build (see interrupt.c). */
+bool rs__interrupt_can_break_in(void);
 /* Executing thread: starts / ends a run of Lua code on L. */
 void rs__exec_enter(rs__exec *ex, lua_State *L);
 void rs__exec_leave(rs__exec *ex);
+/* Executing thread: starts the run that closes L (lua_close runs the finalizers), interrupted
+ * once `deadline` passes or on a stop; ends with rs__exec_leave. */
+void rs__exec_enter_close(rs__exec *ex, lua_State *L, int64_t deadline);
 /* Executing thread: sets the deadlines of the current run (0 = none) and the budget. */
 void rs__exec_set_deadlines(rs__exec *ex, int64_t item_deadline, int64_t inv_deadline);
-/* Executing thread: the interruption due now (RS_ESTOPPED, RS_ETIMEDOUT), or 0. */
+/* Executing thread: the interruption due now (RS_ESTOPPED, RS_ETIMEDOUT, or the reason being
+ * raised), or 0. Async-signal-safe. */
 int rs__exec_due(rs__exec *ex);
 /* Executing thread: charges work done in C (counted like instructions) to the run's budget;
  * the interruption due now, RS_ELIMIT when the budget is spent, or 0. */
@@ -132,8 +172,14 @@ int rs__exec_charge(rs__exec *ex, uint64_t work);
 /* Executing thread: raises the Lua error of interruption `why` on L, keeping the hook armed
  * so that a script's pcall cannot swallow it. Never returns. */
 int rs__exec_raise(lua_State *L, rs__exec *ex, int why);
+/* Executing thread: makes interruption `why` due from now on (armed like a stop: the next
+ * instruction raises it), without raising here; why == 0 calls off an RS_ENOMEM one that
+ * was not raised yet. */
+void rs__exec_fail(rs__exec *ex, int why);
 /* Executing thread: after a run ends, puts the hooks back to their resting state. */
 void rs__exec_reset_hooks(rs__exec *ex);
+/* Executing thread: a new input item starts: the budget is whole again. */
+void rs__exec_new_item(rs__exec *ex);
 /* Executing thread, in coroutine.resume: the resumed thread enters / leaves the running set. */
 void rs__exec_push_thread(rs__exec *ex, lua_State *co);
 void rs__exec_pop_thread(rs__exec *ex);

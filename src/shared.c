@@ -1,10 +1,13 @@
 /*
  * shared.c -- the synchronized hashtable shared by the runspaces of a pool: an insertion-
  * ordered map under one mutex. Values are copied in and out, so no Lua object is ever shared.
+ * The store counts the bytes it holds, so that scripts under a memory limit can be held to a
+ * limit here too (the `limit` arguments; 0 for none).
  */
 #include "shared.h"
 
 #include "thread.h"
+#include "value.h"
 
 #include <stdatomic.h>
 #include <string.h>
@@ -13,7 +16,32 @@ struct rs_shared {
     atomic_int refs;
     rs__mutex mu;
     rs_value *map;
+    size_t bytes; /* about what the entries take (rs__value_size and the keys) */
 };
+
+/* What an entry of the store costs: its value, its key, its slot. */
+static size_t entry_size(size_t klen, const rs_value *v)
+{
+    return v ? rs__value_size(v) + rs__value_cost(RS_TSTRING, klen) : 0;
+}
+
+/* Sets key to v (taken; NULL removes it) under s->mu, unless that would take the store past
+ * limit (0: none): then v is freed and RS_ELIMIT returned. */
+static int put_locked(rs_shared *s, const char *key, size_t klen, rs_value *v, size_t limit)
+{
+    const rs_value *cur = rs_map_getn(s->map, key, klen);
+    size_t before = entry_size(klen, cur);
+    size_t after = entry_size(klen, v);
+    if (v && limit && after > before &&
+        (after - before > limit || s->bytes + after - before > limit)) {
+        rs_value_destroy(v);
+        return RS_ELIMIT;
+    }
+    int rc = v ? rs_map_setn(s->map, key, klen, v) : rs_map_remove(s->map, key, klen);
+    if (rc == 0)
+        s->bytes = s->bytes - before + after;
+    return rc;
+}
 
 int rs_shared_create(rs_shared **out)
 {
@@ -66,15 +94,16 @@ int rs__shared_get(rs_shared *s, const char *key, size_t klen, rs_value **out)
     return *out ? 0 : RS_ENOMEM;
 }
 
-int rs__shared_put(rs_shared *s, const char *key, size_t klen, rs_value *v)
+int rs__shared_put(rs_shared *s, const char *key, size_t klen, rs_value *v, size_t limit)
 {
     rs__mutex_lock(&s->mu);
-    int rc = v ? rs_map_setn(s->map, key, klen, v) : rs_map_remove(s->map, key, klen);
+    int rc = put_locked(s, key, klen, v, limit);
     rs__mutex_unlock(&s->mu);
     return rc == RS_ENOENT ? 0 : rc;
 }
 
-int rs__shared_incr(rs_shared *s, const char *key, size_t klen, int64_t delta, int64_t *out)
+int rs__shared_incr(rs_shared *s, const char *key, size_t klen, int64_t delta, int64_t *out,
+                    size_t limit)
 {
     int rc = 0;
     int64_t result = 0;
@@ -83,10 +112,10 @@ int rs__shared_incr(rs_shared *s, const char *key, size_t klen, int64_t delta, i
     if (v && rs_value_type(v) != RS_TINT) {
         rc = RS_EINVAL;
     } else if (__builtin_add_overflow(v ? rs_value_get_int(v) : 0, delta, &result)) {
-        rc = RS_ELIMIT;
+        rc = RS_ERUNTIME;
     } else {
         rs_value *n = rs_value_int(result);
-        rc = n ? rs_map_setn(s->map, key, klen, n) : RS_ENOMEM;
+        rc = n ? put_locked(s, key, klen, n, limit) : RS_ENOMEM;
     }
     rs__mutex_unlock(&s->mu);
     if (!rc && out)
@@ -95,7 +124,7 @@ int rs__shared_incr(rs_shared *s, const char *key, size_t klen, int64_t delta, i
 }
 
 int rs__shared_cas(rs_shared *s, const char *key, size_t klen, const rs_value *expected,
-                   rs_value *v, bool *swapped)
+                   rs_value *v, bool *swapped, size_t limit)
 {
     int rc = 0;
     *swapped = false;
@@ -103,7 +132,7 @@ int rs__shared_cas(rs_shared *s, const char *key, size_t klen, const rs_value *e
     const rs_value *cur = rs_map_getn(s->map, key, klen);
     bool match = expected ? cur && rs_value_equal(cur, expected) : cur == NULL;
     if (match) {
-        rc = v ? rs_map_setn(s->map, key, klen, v) : rs_map_remove(s->map, key, klen);
+        rc = put_locked(s, key, klen, v, limit);
         v = NULL;
         if (rc == RS_ENOENT)
             rc = 0;
@@ -132,7 +161,7 @@ int rs_shared_set(rs_shared *s, const char *key, const rs_value *value)
     rs_value *v = NULL;
     if (value && !(v = rs_value_copy(value)))
         return RS_ENOMEM;
-    return rs__shared_put(s, key, strlen(key), v);
+    return rs__shared_put(s, key, strlen(key), v, 0);
 }
 
 int rs_shared_incr(rs_shared *s, const char *key, int64_t delta, int64_t *out)
@@ -141,7 +170,8 @@ int rs_shared_incr(rs_shared *s, const char *key, int64_t delta, int64_t *out)
         return RS_EMISUSE;
     if (!key)
         return RS_EINVAL;
-    return rs__shared_incr(s, key, strlen(key), delta, out);
+    int rc = rs__shared_incr(s, key, strlen(key), delta, out, 0);
+    return rc == RS_ERUNTIME ? RS_ELIMIT : rc; /* overflow */
 }
 
 rs_value *rs_shared_keys(rs_shared *s)

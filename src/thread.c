@@ -97,7 +97,7 @@ int rs__cond_wait_until(rs__cond *cv, rs__mutex *mu, int64_t deadline_ns)
     return 0;
 }
 
-int rs__thread_create(rs__thread *t, void *(*fn)(void *), void *arg, int unblock)
+int rs__thread_create(rs__thread *t, void *(*fn)(void *), void *arg, const sigset_t *unblock)
 {
     /* The new thread inherits the creator's mask: block everything around the create so the
      * thread starts with all asynchronous signals blocked, then reopen `unblock` for it. */
@@ -107,8 +107,10 @@ int rs__thread_create(rs__thread *t, void *(*fn)(void *), void *arg, int unblock
     sigdelset(&all, SIGBUS);
     sigdelset(&all, SIGFPE);
     sigdelset(&all, SIGILL);
-    if (unblock)
-        sigdelset(&all, unblock);
+    for (int sig = 1; unblock && sig < NSIG; sig++) {
+        if (sigismember(unblock, sig) == 1)
+            sigdelset(&all, sig);
+    }
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_attr_t attr;
     int err = pthread_attr_init(&attr);

@@ -12,6 +12,8 @@
 #include "common.h"
 
 #include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct rs__mutex {
@@ -38,10 +40,10 @@ void rs__cond_wait(rs__cond *cv, rs__mutex *mu);
  * (possibly spuriously), RS_ETIMEDOUT once the deadline has passed. */
 int rs__cond_wait_until(rs__cond *cv, rs__mutex *mu, int64_t deadline_ns);
 
-/* Starts a thread running fn(arg) with every asynchronous signal blocked except `unblock`
- * (0 for none), so that process signals such as SIGINT go to the application's threads.
- * 0 or RS_ESYSTEM (with errno's reason in the message of the caller's choosing). */
-int rs__thread_create(rs__thread *t, void *(*fn)(void *), void *arg, int unblock);
+/* Starts a thread running fn(arg) with every asynchronous signal blocked but those in
+ * `unblock` (NULL for none), so that process signals such as SIGINT go to the application's
+ * threads. 0 or RS_ESYSTEM (with errno's reason in the message of the caller's choosing). */
+int rs__thread_create(rs__thread *t, void *(*fn)(void *), void *arg, const sigset_t *unblock);
 void rs__thread_join(rs__thread t);
 
 /* Monotonic time in nanoseconds, and wall-clock seconds since the epoch. */

@@ -13,7 +13,8 @@
  *
  * When a deadline passes the thread interrupts the execution (rs__exec_interrupt) once per
  * deadline value; the execution's own hook decides, from the clock, whether it is still due.
- * Lock order: timer->mu, then an execution's mu (inside rs__exec_interrupt).
+ * Lock order: timer->mu, then an execution's mu and then the watchdog's lock (both inside
+ * rs__exec_interrupt, which also hands the execution to the watchdog to repeat the signal).
  */
 #include "timer.h"
 

@@ -89,6 +89,85 @@ static map_value *as_map(const rs_value *v)
     return v && v->type == RS_TMAP ? (map_value *)v : NULL;
 }
 
+/* ---- sizes -------------------------------------------------------------------------------- */
+
+/* What malloc adds to a block, and rounds it up to. */
+#define BLOCK_OVERHEAD 16
+
+static size_t block(size_t n)
+{
+    return (n + BLOCK_OVERHEAD + 15) & ~(size_t)15;
+}
+
+size_t rs__value_cost(rs_type t, size_t n)
+{
+    switch (t) {
+    case RS_TNULL:
+    case RS_TBOOL:
+        return 0; /* singletons */
+    case RS_TINT:
+    case RS_TDOUBLE:
+        return block(sizeof(int_value));
+    case RS_TSTRING:
+        return block(sizeof(string_value) + n + 1);
+    case RS_TARRAY:
+        return block(sizeof(array_value)) + (n ? block(n * sizeof(rs_value *)) : 0);
+    case RS_TMAP:
+        /* The entries, one key block each, and the index beyond MAP_SCAN_MAX entries. */
+        return block(sizeof(map_value)) + (n ? block(n * sizeof(map_entry)) : 0) + n * block(1) +
+               (n > MAP_SCAN_MAX ? block(4 * n * sizeof(size_t)) : 0);
+    }
+    return 0;
+}
+
+size_t rs__value_size(const rs_value *v)
+{
+    /* An explicit stack: trees can be arbitrarily deep. Out of memory for it, the answer is
+     * SIZE_MAX: too big for any limit, never too small. */
+    size_t total = 0, depth = 0, cap = 64;
+    struct frame {
+        const rs_value *v;
+        size_t next;
+    } small[64], *stack = small;
+    stack[depth++] = (struct frame){v, 0};
+    while (depth) {
+        struct frame *f = &stack[depth - 1];
+        const rs_value *cur = f->v;
+        size_t n = cur->type == RS_TARRAY ? as_array(cur)->len
+                   : cur->type == RS_TMAP ? as_map(cur)->len
+                                          : 0;
+        if (f->next == 0) {
+            size_t len = cur->type == RS_TSTRING ? ((const string_value *)cur)->len : n;
+            total += rs__value_cost(cur->type, len);
+            for (size_t i = 0; cur->type == RS_TMAP && i < n; i++)
+                total += as_map(cur)->entries[i].keylen;
+        }
+        if (f->next == n) {
+            depth--;
+            continue;
+        }
+        const rs_value *child = cur->type == RS_TARRAY ? as_array(cur)->items[f->next]
+                                                       : as_map(cur)->entries[f->next].value;
+        f->next++;
+        if (depth == cap) {
+            struct frame *grown = rs__malloc(2 * cap * sizeof *grown);
+            if (!grown) {
+                total = SIZE_MAX;
+                break;
+            }
+            memcpy(grown, stack, depth * sizeof *grown);
+            if (stack != small)
+                rs__free(stack);
+            stack = grown;
+            cap *= 2;
+        }
+        stack[depth++] = (struct frame){child, 0};
+    }
+    if (stack != small)
+        rs__free(stack);
+    return total;
+}
+
 /* ---- scalars ----------------------------------------------------------------------------- */
 
 rs_value *rs_value_null(void)

@@ -16,4 +16,12 @@ int rs__array_reserve(rs_value *arr, size_t n);
  * is not a map, or RS_ENOMEM (map keeps its entries then). */
 int rs__map_reserve(rs_value *map, size_t n);
 
+/* About how many heap bytes a node of type t takes, allocator overhead included: for a string
+ * of n bytes; for an array or map of n items, with its slots but without its items (a map's
+ * key bytes are extra). Used to charge values to a runspace's memory limit. */
+size_t rs__value_cost(rs_type t, size_t n);
+
+/* About how many heap bytes the whole tree v takes, by rs__value_cost. */
+size_t rs__value_size(const rs_value *v);
+
 #endif

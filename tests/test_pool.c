@@ -278,6 +278,33 @@ static void test_many_client_threads(void **state)
 static void test_open_failure_is_reported(void **state)
 {
     (void)state;
+    /* No runspace can open within 4 KiB: the pool says why and is broken. */
+    rs_iss *iss;
+    assert_ok(rs_iss_create(RS_PROFILE_DEFAULT, &iss));
+    rs_limits lim = {.memory_bytes = 4096};
+    assert_ok(rs_iss_set_limits(iss, &lim));
+    rs_pool *pool;
+    rs_pool_opts o = {.iss = iss, .min_runspaces = 2, .max_runspaces = 2};
+    assert_ok(rs_pool_create(&o, &pool));
+    assert_ok(rs_iss_destroy(iss));
+    assert_rs(RS_ENOMEM, rs_pool_open(pool));
+    assert_contains(rs_pool_errmsg(pool), "cannot open a runspace within a memory limit");
+    assert_int_equal(rs_pool_get_state(pool), RS_POOL_BROKEN);
+    assert_rs(RS_EMISUSE, rs_pool_open(pool));
+    rs_ps *ps;
+    assert_ok(rs_ps_create(&ps));
+    assert_ok(rs_ps_set_pool(ps, pool));
+    assert_ok(rs_ps_add_script(ps, "return 1", (size_t)-1));
+    assert_rs(RS_ECLOSED, rs_ps_invoke(ps, NULL));
+    assert_ok(rs_ps_destroy(ps));
+    assert_ok(rs_pool_destroy(pool));
+}
+
+/* A module whose code fails loads in each runspace's first invocation: every invocation fails
+ * with its message until one loads it; the pool stays open. */
+static void test_module_failure_fails_invocations(void **state)
+{
+    (void)state;
     char path[] = "/tmp/rs_test_module_XXXXXX.lua";
     int fd = mkstemps(path, 4);
     assert_true(fd >= 0);
@@ -294,15 +321,17 @@ static void test_open_failure_is_reported(void **state)
     rs_pool_opts o = {.iss = iss, .min_runspaces = 2, .max_runspaces = 2};
     assert_ok(rs_pool_create(&o, &pool));
     assert_ok(rs_iss_destroy(iss));
-    assert_rs(RS_ERUNTIME, rs_pool_open(pool));
-    assert_contains(rs_pool_errmsg(pool), "module refuses to load");
-    assert_int_equal(rs_pool_get_state(pool), RS_POOL_BROKEN);
-    assert_rs(RS_EMISUSE, rs_pool_open(pool));
+    assert_ok(rs_pool_open(pool));
     rs_ps *ps;
     assert_ok(rs_ps_create(&ps));
     assert_ok(rs_ps_set_pool(ps, pool));
     assert_ok(rs_ps_add_script(ps, "return 1", (size_t)-1));
-    assert_rs(RS_ECLOSED, rs_ps_invoke(ps, NULL));
+    for (int i = 0; i < 3; i++) {
+        assert_rs(RS_ERUNTIME, rs_ps_invoke(ps, NULL));
+        assert_contains(rs_ps_errmsg(ps), "loading the modules:");
+        assert_contains(rs_ps_errmsg(ps), "module refuses to load");
+    }
+    assert_int_equal(rs_pool_get_state(pool), RS_POOL_OPENED);
     assert_ok(rs_ps_destroy(ps));
     assert_ok(rs_pool_destroy(pool));
 }
@@ -371,6 +400,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_thousands_queued_then_close),
     cmocka_unit_test(test_many_client_threads),
     cmocka_unit_test(test_open_failure_is_reported),
+    cmocka_unit_test(test_module_failure_fails_invocations),
     cmocka_unit_test(test_shared_store_is_pool_wide),
     cmocka_unit_test(test_close_races_stops),
 };

@@ -362,12 +362,19 @@ static void test_memory_cap(void **state)
     rs_runspace_info row;
     assert_int_equal(rs_pool_runspaces(pool, &row, 1), 1);
     assert_true(row.memory_bytes < (1u << 20));
-    /* A cap caught by pcall in the script does not poison later work either. */
-    assert_ok(eval(NULL, pool,
-                   "local ok = pcall(function() local t = {} while true do "
-                   "t[#t + 1] = ('y'):rep(1e6) .. #t end end) return ok",
-                   &json, NULL));
-    assert_string_equal(json, "[false]");
+    /* The cap is a cap: a script cannot pcall its way past it, and later work is fine. */
+    rc = eval(NULL, pool,
+              "local ok = pcall(function() local t = {} while true do "
+              "t[#t + 1] = ('y'):rep(1e6) .. #t end end) return ok",
+              NULL, &msg);
+    assert_int_equal(rc, RS_ENOMEM);
+    free(msg);
+    rc = eval(NULL, pool, "for i = 1, 100 do pcall(string.rep, 'z', 1e8) end return 'swallowed'",
+              NULL, &msg);
+    assert_int_equal(rc, RS_ENOMEM);
+    free(msg);
+    assert_ok(eval(NULL, pool, "return 1", &json, NULL));
+    assert_string_equal(json, "[1]");
     rs_free(json);
     assert_ok(rs_pool_destroy(pool));
 }
