@@ -339,13 +339,20 @@ void rs__exec_leave(rs__exec *ex)
         lua_sethook(L, NULL, 0, 0);
 }
 
-void rs__exec_enter_close(rs__exec *ex, lua_State *L, int64_t deadline)
+void rs__exec_enter_close(rs__exec *ex, lua_State *L, int64_t deadline, int64_t inv_deadline)
 {
-    ex->thread = pthread_self();
+    /* Inside a run (a reset) the thread is this one already, and the run's timer reads it. */
+    if (!pthread_equal(ex->thread, pthread_self()))
+        ex->thread = pthread_self();
     ex->budget = 0;
-    rs__exec_set_deadlines(ex, deadline, 0);
+    rs__exec_set_deadlines(ex, deadline, inv_deadline);
     rs__exec_enter(ex, L);
     watch(ex, WD_CLOSE);
+}
+
+void rs__exec_set_current(rs__exec *ex)
+{
+    tls_exec = ex;
 }
 
 void rs__exec_set_deadlines(rs__exec *ex, int64_t item_deadline, int64_t inv_deadline)

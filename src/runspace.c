@@ -330,18 +330,31 @@ static void close_lua(rs_runspace *rs)
     rs__exec *ex = &rs->exec;
     if (ex->tainted)
         rs__lualib_disarm_finalizers(L);
+    /* Closing inside a run (the state is being replaced) keeps the run's stop, deadlines and
+     * budget, and the run's limits bound the close too; the thread's own context (a native
+     * command may close another runspace) is put back after. */
+    rs__exec *outer = rs__exec_current();
+    bool in_run = rs->run != NULL;
+    int64_t item_deadline = ex->item_deadline, inv_deadline = ex->inv_deadline;
+    uint64_t budget = ex->budget;
+    if (!in_run)
+        atomic_store(&ex->stop, 0);
+    int64_t deadline = rs__now_ns() + RS__CLOSE_GRACE_NS;
+    if (in_run && item_deadline && item_deadline < deadline)
+        deadline = item_deadline;
     sigset_t set, old;
     sigemptyset(&set);
     rs__interrupt_sigset(&set);
     pthread_sigmask(SIG_UNBLOCK, &set, &old);
-    atomic_store(&ex->stop, 0);
-    rs__exec_enter_close(ex, L, rs__now_ns() + RS__CLOSE_GRACE_NS);
+    rs__exec_enter_close(ex, L, deadline, in_run ? inv_deadline : 0);
     rs->last_block = lua_getextraspace(L); /* the block lua_close frees last */
     lua_close(L);
     rs->last_block = NULL;
     rs__exec_leave(ex); /* done already by the allocator; harmless again */
-    rs__exec_set_deadlines(ex, 0, 0);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    ex->budget = budget;
+    rs__exec_set_deadlines(ex, in_run ? item_deadline : 0, in_run ? inv_deadline : 0);
+    rs__exec_set_current(outer);
 }
 
 void rs__runspace_close_state(rs_runspace *rs)

@@ -159,8 +159,10 @@ bool rs__interrupt_can_break_in(void);
 void rs__exec_enter(rs__exec *ex, lua_State *L);
 void rs__exec_leave(rs__exec *ex);
 /* Executing thread: starts the run that closes L (lua_close runs the finalizers), interrupted
- * once `deadline` passes or on a stop; ends with rs__exec_leave. */
-void rs__exec_enter_close(rs__exec *ex, lua_State *L, int64_t deadline);
+ * once a deadline passes (inv_deadline may be 0) or on a stop; ends with rs__exec_leave. */
+void rs__exec_enter_close(rs__exec *ex, lua_State *L, int64_t deadline, int64_t inv_deadline);
+/* Makes ex (may be NULL) the calling thread's context again, after a nested run ended. */
+void rs__exec_set_current(rs__exec *ex);
 /* Executing thread: sets the deadlines of the current run (0 = none) and the budget. */
 void rs__exec_set_deadlines(rs__exec *ex, int64_t item_deadline, int64_t inv_deadline);
 /* Executing thread: the interruption due now (RS_ESTOPPED, RS_ETIMEDOUT, or the reason being

@@ -28,7 +28,7 @@ static void assert_capped(rs_runspace *rs, const char *src, const char *needle)
     if (rc != RS_ENOMEM)
         fail_msg("%s returned %s (%s), expected RS_ENOMEM", src, rs_err_name(rc), msg);
     assert_contains(msg, needle);
-    if (took > 5.0)
+    if (took > 20.0) /* generous for sanitizer builds; without the cap it runs for minutes */
         fail_msg("%s took %.2f s to fail", src, took);
     free(msg);
     /* The runspace was replaced and works. */
