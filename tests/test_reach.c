@@ -346,7 +346,50 @@ static void test_output_conversion_times_out(void **state)
     assert_ok(rs_runspace_destroy(rs));
 }
 
+/* A runspace replaced in the middle of an invocation (its item ran out of memory) keeps the
+ * invocation's timeout and budget for the items after it. */
+static void test_limits_survive_a_reset(void **state)
+{
+    (void)state;
+    for (int budget = 0; budget < 2; budget++) {
+        rs_iss *iss;
+        assert_ok(rs_iss_create(RS_PROFILE_DEFAULT, &iss));
+        rs_limits lim = {.memory_bytes = 4u << 20, .instructions = budget ? 5000000 : 0};
+        assert_ok(rs_iss_set_limits(iss, &lim));
+        rs_runspace *rs = open_runspace(iss);
+        assert_ok(rs_iss_destroy(iss));
+        rs_ps *ps;
+        assert_ok(rs_ps_create(&ps));
+        assert_ok(rs_ps_set_runspace(ps, rs));
+        assert_ok(rs_ps_add_script(ps,
+                                   "if _ == 1 then local t = {} while true do t[#t + 1] = "
+                                   "('x'):rep(1000) .. #t end end while true do end",
+                                   (size_t)-1));
+        rs_ps_opts o = {.flags = RS_PS_ITEM_RESULTS, .timeout = budget ? 0 : 0.5};
+        assert_ok(rs_ps_set_opts(ps, &o));
+        assert_ok(rs_ps_add_input(ps, rs_value_int(1)));
+        assert_ok(rs_ps_add_input(ps, rs_value_int(2)));
+        double t0 = rs_test_now();
+        int rc = rs_ps_invoke(ps, NULL);
+        assert_true(rs_test_now() - t0 < 10.0);
+        rs_item_result it;
+        assert_ok(rs_ps_item(ps, 0, &it));
+        assert_int_equal(it.code, RS_ENOMEM);
+        assert_ok(rs_ps_item(ps, 1, &it));
+        if (budget) {
+            assert_ok(rc);
+            assert_int_equal(it.code, RS_ELIMIT);
+        } else {
+            assert_rs(RS_ETIMEDOUT, rc);
+            assert_int_equal(it.code, RS_ETIMEDOUT);
+        }
+        assert_ok(rs_ps_destroy(ps));
+        assert_ok(rs_runspace_destroy(rs));
+    }
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_limits_survive_a_reset),
     cmocka_unit_test(test_late_finalizer),
     cmocka_unit_test(test_many_finalizers),
     cmocka_unit_test(test_finalizer_identity),
