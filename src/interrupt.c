@@ -582,7 +582,10 @@ static bool wd_visit(rs__exec *ex, int64_t now, int64_t *next)
     int64_t d = atomic_load(&ex->deadline);
     int64_t again = now + RESIGNAL_NS;
     if (atomic_load(&ex->stop) || (d && d <= now)) {
-        pthread_kill(ex->thread, INTERRUPT_SIGNAL);
+        if (ex->wd_signalled)
+            ex->wd_signalled = false; /* the interrupter signalled just now: one period first */
+        else
+            pthread_kill(ex->thread, INTERRUPT_SIGNAL);
         *next = again < *next ? again : *next;
         return true;
     }
@@ -652,6 +655,7 @@ static void watch(rs__exec *ex, int what)
         atomic_store(&ex->watched, true);
     }
     ex->wd_what |= what;
+    ex->wd_signalled = what == WD_DUE;
     pthread_cond_signal(&wd.cv);
     pthread_mutex_unlock(&wd.mu);
 }

@@ -66,6 +66,7 @@ typedef struct rs__exec {
     rs__qnode wd_node;
     atomic_bool watched;
     int wd_what;
+    bool wd_signalled; /* rs__exec_interrupt has just signalled: wait a period first */
     uint64_t wd_beat;
     int wd_stalls;
 } rs__exec;
