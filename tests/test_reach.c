@@ -9,6 +9,8 @@
  */
 #include "util.h"
 
+#include "runspace_int.h"
+
 #include <pthread.h>
 #include <unistd.h>
 
@@ -49,6 +51,8 @@ static void test_late_finalizer(void **state)
 {
     (void)state;
     rs_runspace *rs = open_runspace(NULL);
+    /* The start-up probe recognised this Lua's thread layout (or nothing below could pass). */
+    assert_true(rs__interrupt_can_break_in());
     /* __gc set after setmetatable: Lua still calls it, with hooks off. */
     assert_times_out(rs,
                      "local mt = {__gc = true} setmetatable({}, mt) "
