@@ -309,17 +309,6 @@ static char *failure_message(rs__run *r, int code)
 
 /* ---- parameters ---------------------------------------------------------------------------- */
 
-/* Sets global `name` to the value on top (popped). Raw: a script's metatable on _G must not
- * run inside the runner, where no stop or limit reaches it. */
-static void set_global(lua_State *L, const char *name)
-{
-    lua_pushglobaltable(L);
-    lua_pushstring(L, name);
-    lua_rotate(L, -3, -1);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
-}
-
 /* Puts back the globals that parameters replaced and empties `params`. */
 static void unbind_params(rs__run *r)
 {
@@ -342,7 +331,7 @@ static void unbind_params(rs__run *r)
     }
     lua_pop(L, 2);
     lua_newtable(L);
-    set_global(L, "params");
+    rs__set_global(L, "params");
 }
 
 /* Makes stage s's named parameters visible: in `params` and as globals (the globals they
@@ -393,7 +382,7 @@ static void bind_params(rs__run *r, size_t s)
         }
         lua_rawset(L, -5); /* _G[k] = v */
     }
-    set_global(L, "params");
+    rs__set_global(L, "params");
     lua_pop(L, 2);
 }
 
@@ -737,7 +726,7 @@ static int cleanup(lua_State *L)
     if (r->bound >= 0)
         unbind_params(r);
     lua_pushnil(L);
-    set_global(L, "_");
+    rs__set_global(L, "_");
     return 0;
 }
 

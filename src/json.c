@@ -57,6 +57,32 @@ static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
     return len;
 }
 
+/* ---- sizes ------------------------------------------------------------------------------- */
+
+size_t rs__json_decode_cost(const char *text, size_t len)
+{
+    /* Every value but the first follows a ',', ':', '[' or '{' outside strings; each costs a
+     * parser node and a value node (about 160 bytes with their slots), strings their bytes
+     * twice. */
+    size_t values = 1, string_bytes = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_string) {
+            string_bytes++;
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == ',' || c == ':' || c == '[' || c == '{') {
+            values++;
+        }
+    }
+    return values * 160 + string_bytes * 2;
+}
+
 /* ---- encoding ---------------------------------------------------------------------------- */
 
 /* Where the encoder is: the child at `index` of `container`, below `up`. The root value has

@@ -16,4 +16,8 @@
 int rs__json_encode_ex(const rs_value *v, unsigned flags, const char *root, int index_base,
                        rs__buf *out, rs_errinfo *err);
 
+/* An upper estimate of the C memory rs_json_decode takes for len bytes of text: the parser's
+ * tree and the value tree, both alive at once. A linear scan, no allocation. */
+size_t rs__json_decode_cost(const char *text, size_t len);
+
 #endif

@@ -334,35 +334,12 @@ static int l_json_encode(lua_State *L)
     return 1;
 }
 
-/* An upper estimate of the C memory rs_json_decode needs for text: the parser's tree and the
- * value tree, both alive at once, at about 160 bytes per value, and the string bytes twice. */
-static size_t json_decode_cost(const char *text, size_t len)
-{
-    size_t values = 1, strings = 0;
-    bool in_string = false;
-    for (size_t i = 0; i < len; i++) {
-        char c = text[i];
-        if (in_string) {
-            strings++;
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_string = false;
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == ',' || c == ':' || c == '[' || c == '{') {
-            values++;
-        }
-    }
-    return values * 160 + strings * 2;
-}
-
 static int l_json_decode(lua_State *L)
 {
     size_t len;
     const char *text = luaL_checklstring(L, 1, &len);
     rs_runspace *rs = self(L);
-    size_t cost = rs->mem_limit ? json_decode_cost(text, len) : 0;
+    size_t cost = rs->mem_limit ? rs__json_decode_cost(text, len) : 0;
     if (rs__charge(rs, cost))
         return rs__run_raise(L, rs, "json.decode", RS_ENOMEM,
                              rs__format("decoding %zu bytes of JSON takes about %zu bytes, more "

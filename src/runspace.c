@@ -194,9 +194,7 @@ int rs__runspace_new(const rs_iss *iss, const char *name, rs_shared *shared, str
     return 0;
 }
 
-/* Sets the global name to the value on top (popped), raw: a script's metatable on _G must
- * not run inside the runner. */
-static void set_global(lua_State *L, const char *name)
+void rs__set_global(lua_State *L, const char *name)
 {
     lua_pushglobaltable(L);
     lua_pushstring(L, name);
@@ -250,7 +248,7 @@ static void apply_iss(lua_State *L, rs_runspace *rs, bool modules)
             rs__lualib_require(L, e->spec);
             break;
         }
-        set_global(L, e->name);
+        rs__set_global(L, e->name);
     }
 }
 

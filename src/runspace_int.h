@@ -118,6 +118,9 @@ struct rs_runspace {
 /* ---- runspace.c ---- */
 /* How long, in all, the finalizers that lua_close runs may take when a runspace closes. */
 #define RS__CLOSE_GRACE_NS ((int64_t)(RS_CLOSE_GRACE * 1e9))
+/* Sets global `name` to the value on top (popped), raw: a script's metatable on _G must not
+ * run inside the runner, where no stop or limit reaches it. */
+void rs__set_global(lua_State *L, const char *name);
 /* Charges bytes of C memory held for the running script to the memory limit: 0, or RS_ENOMEM
  * (nothing charged) when the Lua heap and what is held already leave no room. Its thread. */
 int rs__charge(rs_runspace *rs, size_t bytes);

@@ -275,11 +275,7 @@ static void test_module_under_timeout(void **state)
 {
     (void)state;
     char path[] = "/tmp/rs_test_loop_XXXXXX.lua";
-    int fd = mkstemps(path, 4);
-    assert_true(fd >= 0);
-    const char *src = "while true do end";
-    assert_int_equal(write(fd, src, strlen(src)), (ssize_t)strlen(src));
-    close(fd);
+    write_temp_lua(path, "while true do end");
     rs_iss *iss;
     assert_ok(rs_iss_create(RS_PROFILE_DEFAULT, &iss));
     int rc = rs_iss_add_module(iss, path);

@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 char *json_of(const rs_value *v)
 {
@@ -54,4 +55,12 @@ void sleep_for(double seconds)
                           .tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9)};
     while (nanosleep(&ts, &ts) != 0)
         continue;
+}
+
+void write_temp_lua(char *path, const char *src)
+{
+    int fd = mkstemps(path, 4);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, src, strlen(src)), (ssize_t)strlen(src));
+    close(fd);
 }

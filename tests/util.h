@@ -46,6 +46,10 @@ int eval(rs_runspace *rs, rs_pool *pool, const char *src, char **json, char **ms
         free(m_);                                                                                  \
     } while (0)
 
+/* Writes src into a new file made from path, a mkstemps template ending in "XXXXXX.lua"
+ * (rewritten in place with the file's name); the caller unlinks it. */
+void write_temp_lua(char *path, const char *src);
+
 /* Sleeps for seconds (tests only: to let time pass, never to wait for an event). */
 void sleep_for(double seconds);
 
