@@ -1,8 +1,11 @@
 /*
  * test_numbers.c -- numbers at the edges: doubles in JSON text (the shortest form that reads
- * back, subnormals included).
+ * back, subnormals included) and durations turned into nanoseconds (a positive one never
+ * becomes 0, which means "none").
  */
 #include "util.h"
+
+#include "thread.h"
 
 #include <float.h>
 #include <math.h>
@@ -135,9 +138,50 @@ static void test_random_doubles(void **state)
     }
 }
 
+static void test_seconds_to_ns(void **state)
+{
+    (void)state;
+    /* 0 means "none" to every timeout: a positive duration must never become it. */
+    assert_int_equal(rs__seconds_to_ns(1e-10), 1);
+    assert_int_equal(rs__seconds_to_ns(DBL_TRUE_MIN), 1);
+    assert_int_equal(rs__seconds_to_ns(4e-10), 1);
+    assert_int_equal(rs__seconds_to_ns(1.6e-9), 2);
+    assert_int_equal(rs__seconds_to_ns(0.25), 250000000);
+    assert_int_equal(rs__seconds_to_ns(0), 0);
+    assert_int_equal(rs__seconds_to_ns(-0.0), 0);
+    assert_int_equal(rs__seconds_to_ns(-1), 0);
+    assert_int_equal(rs__seconds_to_ns(NAN), 0);
+    assert_int_equal(rs__seconds_to_ns(1e300), INT64_MAX / 2);
+    assert_int_equal(rs__seconds_to_ns(INFINITY), INT64_MAX / 2);
+}
+
+static void test_tiny_item_timeout(void **state)
+{
+    (void)state;
+    /* Through the public API: a 1e-10 s timeout stops a loop that never ends. */
+    rs_ps *ps = NULL;
+    assert_ok(rs_ps_create(&ps));
+    rs_ps_opts o = {.timeout = 1e-10};
+    assert_ok(rs_ps_set_opts(ps, &o));
+    assert_ok(rs_ps_add_script(ps, "while true do end", (size_t)-1));
+    assert_rs(RS_ETIMEDOUT, rs_ps_invoke(ps, NULL));
+    assert_ok(rs_ps_clear(ps));
+    o = (rs_ps_opts){.flags = RS_PS_ITEM_RESULTS, .item_timeout = 1e-10};
+    assert_ok(rs_ps_set_opts(ps, &o));
+    assert_ok(rs_ps_add_script(ps, "while true do end", (size_t)-1));
+    assert_ok(rs_ps_add_input(ps, rs_value_int(1)));
+    assert_ok(rs_ps_invoke(ps, NULL));
+    rs_item_result item;
+    assert_ok(rs_ps_item(ps, 0, &item));
+    assert_int_equal(item.status, RS_ITEM_TIMEOUT);
+    assert_ok(rs_ps_destroy(ps));
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_shortest_doubles),
     cmocka_unit_test(test_random_doubles),
+    cmocka_unit_test(test_seconds_to_ns),
+    cmocka_unit_test(test_tiny_item_timeout),
 };
 
 RS_TEST_MAIN(tests)
