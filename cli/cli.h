@@ -32,8 +32,9 @@ bool parse_count(const char *s, unsigned long min, unsigned long max, unsigned l
  * (0.5, 2e-3). A positive value too small to be represented (1e-400) counts as the smallest
  * positive one: a positive duration never turns into 0, which means "none" to the library. */
 bool parse_duration(const char *s, double max, double *out);
-#define DURATION_MAX 1e9 /* seconds (about 31 years): beyond any run, within the library's range   \
-                          */
+#define DURATION_MAX                                                                               \
+    1e9 /* seconds (about 31 years): beyond any run, within the library's range                    \
+         */
 bool parse_bytes(const char *s, size_t *out); /* 64M, 1G, 4096 */
 /* The value of a NAME=VALUE option: JSON when it parses as JSON, else the text as a string. */
 rs_value *parse_value_text(const char *text);
@@ -41,8 +42,12 @@ rs_value *parse_value_text(const char *text);
  * nothing is left for the caller to free. On success *name is a new string (free) and *value
  * a new value (rs_value_destroy). */
 bool parse_assignment(const char *arg, char **name, rs_value **value);
-/* Reads a whole file into a new string (NUL-terminated); NULL with errno set on failure. */
+/* Reads a whole file into a new string (NUL-terminated); NULL with errno set on failure:
+ * EFBIG past SCRIPT_MAX_BYTES (a script from /dev/zero must not take all memory). */
+#define SCRIPT_MAX_BYTES ((size_t)64 << 20)
 char *read_file(const char *path, size_t *len);
+/* "runspace: cannot read 'PATH': REASON" for read_file's errno. */
+void cli_read_error(const char *path, int err);
 
 /* The standard descriptors. std_fds_reserve must run first in main, before anything opens a
  * descriptor: a closed 0, 1 or 2 is reopened on /dev/null in the direction that fails (stdin
@@ -80,8 +85,10 @@ char *json_text(const rs_value *v);
  * a script or a scan is in progress; it is called once, on the signal thread for SIGINT and
  * SIGTERM, or on the writing thread when output fails. A stop requested before on_stop is set
  * calls fn as soon as it is. signals_init starts the thread that takes SIGINT and SIGTERM
- * (sigwait); a second signal ends the program at once with 130. Call it before any other
- * thread starts. interrupted() is true once a signal came. */
+ * (sigwait); a second signal ends the program at once with 130, and so does the first while
+ * no stop function was ever set (the command's setup: nothing to stop cleanly, nothing
+ * written, and a read there may block for ever). Call it before any other thread starts.
+ * interrupted() is true once a signal came. */
 void signals_init(void);
 void on_stop(void (*fn)(void *), void *userdata);
 bool interrupted(void);

@@ -166,8 +166,13 @@ char *read_file(const char *path, size_t *len)
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     size_t got;
+    int err = 0;
     while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
         n += got;
+        if (n > SCRIPT_MAX_BYTES) {
+            err = EFBIG; /* /dev/zero, say: never all of it */
+            break;
+        }
         if (cap - n - 1 == 0) {
             char *b = realloc(buf, cap * 2);
             if (!b) {
@@ -179,7 +184,8 @@ char *read_file(const char *path, size_t *len)
             cap *= 2;
         }
     }
-    int err = ferror(f) ? errno : 0;
+    if (!err && ferror(f))
+        err = errno;
     fclose(f);
     if (!buf || err) {
         free(buf);
@@ -190,6 +196,15 @@ char *read_file(const char *path, size_t *len)
     if (len)
         *len = n;
     return buf;
+}
+
+void cli_read_error(const char *path, int err)
+{
+    if (err == EFBIG)
+        cli_error("cannot read '%s': it is longer than %zu bytes, the most a script may be", path,
+                  SCRIPT_MAX_BYTES);
+    else
+        cli_error("cannot read '%s': %s", path, strerror(err));
 }
 
 /* ---- standard descriptors ----------------------------------------------------------------- */
@@ -223,6 +238,7 @@ bool std_closed(int fd)
 /* ---- stopping ------------------------------------------------------------------------------ */
 
 static atomic_bool stop_requested;
+static atomic_bool stop_armed; /* a command has set a stop function: it is past its setup */
 static atomic_bool was_interrupted;
 static void (*stop_fn)(void *);
 static void *stop_ud;
@@ -241,6 +257,8 @@ static void request_stop(void)
 
 void on_stop(void (*fn)(void *), void *userdata)
 {
+    if (fn)
+        atomic_store(&stop_armed, true);
     pthread_mutex_lock(&stop_mu);
     stop_fn = fn;
     stop_ud = userdata;
@@ -535,8 +553,10 @@ static void *signal_thread(void *arg)
         int sig;
         if (sigwait(set, &sig) != 0)
             continue;
-        if (atomic_exchange(&was_interrupted, true)) {
-            /* A second interrupt: do not wait for a clean stop. */
+        /* A second interrupt: do not wait for a clean stop. An interrupt during the setup
+         * (options, reading a script from a FIFO, opening a runspace): there is nothing to
+         * stop cleanly and nothing written yet, and the read that blocks may never end. */
+        if (atomic_exchange(&was_interrupted, true) || !atomic_load(&stop_armed)) {
             fputs("\nrunspace: interrupted\n", stderr);
             _exit(EXIT_INTERRUPTED);
         }

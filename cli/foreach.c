@@ -643,7 +643,7 @@ int cmd_foreach(int argc, char **argv)
     if (a.script_file) {
         script = read_file(a.script_file, &script_len);
         if (!script) {
-            cli_error("cannot read '%s': %s", a.script_file, strerror(errno));
+            cli_read_error(a.script_file, errno);
             rc = EXIT_USAGE;
             goto done;
         }

@@ -198,7 +198,7 @@ int cmd_run(int argc, char **argv)
     if (script_file) {
         script = read_file(script_file, &script_len);
         if (!script) {
-            cli_error("cannot read '%s': %s", script_file, strerror(errno));
+            cli_read_error(script_file, errno);
             rc = EXIT_USAGE;
             goto done;
         }

@@ -963,6 +963,44 @@ static void test_usage_errors_after_values(void **state)
     }
 }
 
+/* ---- scripts from odd files, and interrupts during the setup --------------------------------- */
+
+static void test_script_file_endless(void **state)
+{
+    (void)state;
+    /* A script read from /dev/zero once took all the memory there was. */
+    char *const *cases[] = {ARGV("run", "-f", "/dev/zero"), ARGV("foreach", "-f", "/dev/zero")};
+    for (size_t i = 0; i < 2; i++) {
+        proc_result r = run_program(cases[i], NULL, 0, 30, 0);
+        assert_int_equal(r.status, 2);
+        assert_string_equal(r.err, "runspace: cannot read '/dev/zero': it is longer than "
+                                   "67108864 bytes, the most a script may be\n");
+        done(&r);
+    }
+}
+
+static void test_sigint_during_setup(void **state)
+{
+    (void)state;
+    /* Reading the script from a FIFO that nothing writes to: no stop function is set yet, and
+     * the first SIGINT was ignored. It ends the program. */
+    char dir[] = "/tmp/rs_cli_fifo_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char fifo[64];
+    snprintf(fifo, sizeof fifo, "%s/script", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    char *const *cases[] = {ARGV("run", "-f", fifo), ARGV("foreach", "-f", fifo)};
+    for (size_t i = 0; i < 2; i++) {
+        how h = {.limit = 20, .interrupt_at = 0.3};
+        proc_result r = run_how(cases[i], &h);
+        assert_int_equal(r.status, 130);
+        assert_string_equal(r.out, "");
+        done(&r);
+    }
+    unlink(fifo);
+    rmdir(dir);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_help_and_version),
     cmocka_unit_test(test_foreach_raw_lines),
@@ -996,6 +1034,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_scan_targets_file_sigint),
     cmocka_unit_test(test_unrepresentable_values),
     cmocka_unit_test(test_usage_errors_after_values),
+    cmocka_unit_test(test_script_file_endless),
+    cmocka_unit_test(test_sigint_during_setup),
 };
 
 RS_TEST_MAIN(tests)
