@@ -33,7 +33,7 @@ static const char usage[] =
     "      --memory-limit N   Lua memory per runspace (default 1G; suffixes K, M, G)\n"
     "Execution:\n"
     "  -j, --throttle N       runspaces at once (default: the number of CPUs)\n"
-    "      --timeout SECONDS  per item (fractional); a late item has status timeout\n"
+    "      --timeout SECONDS  per item (fractional, up to 1e9); a late item has status timeout\n"
     "      --retries N        run failed or timed-out items again, up to N more times\n"
     "      --batch N          items per dispatch (default: automatic)\n"
     "      --ordered          output in input order (default: completion order)\n"
@@ -47,8 +47,11 @@ static const char usage[] =
     "      --summary          totals on stderr at the end\n"
     "  -h, --help             this help\n"
     "\n"
-    "Exit status: 0 every item ok; 1 some item failed, timed out or was cancelled; 2 usage\n"
-    "error or a script that does not compile; 130 interrupted.\n";
+    "Lines may be up to 64 MiB; a longer one is an error record, and the input ends there.\n"
+    "\n"
+    "Exit status: 0 every item ok; 1 some item failed, timed out or was cancelled, or the input\n"
+    "could not be read or the output written; 2 usage error or a script that does not compile;\n"
+    "130 interrupted.\n";
 
 typedef enum { FMT_RAW, FMT_JSONL, FMT_CSV, FMT_TABLE } out_format;
 

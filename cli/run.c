@@ -29,8 +29,8 @@ static const char usage[] =
     "\n"
     "Options come before the script. Outputs go to stdout when the script ends; print goes\n"
     "to stdout, warnings and errors to stderr, as they are written.\n"
-    "Exit status: 0 success; 1 the script failed or timed out; 2 usage error or a script that\n"
-    "does not compile; 130 interrupted.\n";
+    "Exit status: 0 success; 1 the script failed or timed out, or the output could not be\n"
+    "written; 2 usage error or a script that does not compile; 130 interrupted.\n";
 
 typedef struct run_cli {
     bool verbose;

@@ -29,7 +29,8 @@ static const char usage[] =
     "\n"
     "States are nmap's: open (connected), closed (refused), filtered (no answer, or ICMP\n"
     "unreachable/prohibited), error (the probe could not be made).\n"
-    "Exit status: 0 the scan ran; 1 it could not run; 2 usage error; 130 interrupted.\n";
+    "Exit status: 0 the scan ran; 1 it could not run, or the output could not be written;\n"
+    "2 usage error; 130 interrupted.\n";
 
 typedef enum { SFMT_TABLE, SFMT_JSONL, SFMT_CSV } scan_format;
 
