@@ -80,6 +80,9 @@ void out_value_raw(const rs_value *v);
  * valid UTF-8 becomes U+FFFD (a repaired key that meets another key gets more U+FFFD until
  * it is unique). */
 char *json_text(const rs_value *v);
+/* s with each byte that is not part of valid UTF-8 as U+FFFD, in a new string (free); NULL
+ * only when out of memory. For messages in the text formats (csv, table, stderr). */
+char *utf8_text(const char *s);
 
 /* Stopping the command in progress. on_stop sets what stops it (NULL: nothing) while a run,
  * a script or a scan is in progress; it is called once, on the signal thread for SIGINT and

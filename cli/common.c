@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <float.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -270,7 +271,12 @@ void on_stop(void (*fn)(void *), void *userdata)
 
 /* ---- output ------------------------------------------------------------------------------- */
 
+/* The buffer of stdout: our own rather than stdio's, so that a write that would block (a
+ * non-blocking pipe whose reader is slow) waits in poll() instead of failing, and so that
+ * what was written is always known. Used by one thread at a time (the command's). */
+#define OUT_CAP ((size_t)1 << 20)
 static char *out_buf;
+static size_t out_used;
 static atomic_int out_errno;
 
 void out_init(void)
@@ -278,9 +284,7 @@ void out_init(void)
     /* SIGPIPE is ignored so that a closed pipe shows up as EPIPE here, where it ends the program
      * quietly once the current line is dropped. */
     signal(SIGPIPE, SIG_IGN);
-    out_buf = malloc(1 << 20);
-    if (out_buf)
-        setvbuf(stdout, out_buf, _IOFBF, 1 << 20);
+    out_buf = malloc(OUT_CAP);
 }
 
 /* The reader of our output went away: leave as `yes | head -1` does. */
@@ -303,13 +307,44 @@ static void out_failed(int err)
         request_stop();
 }
 
+/* Writes all of data[0..len) to stdout, waiting while it would block; false on an error. */
+static bool write_all(const char *data, size_t len)
+{
+    while (len) {
+        ssize_t n = write(STDOUT_FILENO, data, len);
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+        } else if (n < 0 && errno == EAGAIN) {
+            struct pollfd p = {.fd = STDOUT_FILENO, .events = POLLOUT};
+            if (poll(&p, 1, -1) < 0 && errno != EINTR) {
+                out_failed(errno);
+                return false;
+            }
+        } else if (n < 0 && errno != EINTR) {
+            out_failed(errno);
+            return false;
+        } else if (n == 0) {
+            out_failed(EIO);
+            return false;
+        }
+    }
+    return true;
+}
+
 void out_write(const char *data, size_t len)
 {
     if (!len || atomic_load(&out_errno))
         return;
-    errno = 0;
-    if (fwrite(data, 1, len, stdout) != len)
-        out_failed(errno);
+    if (!out_buf || len > OUT_CAP - out_used) {
+        out_flush();
+        if (!out_buf || len >= OUT_CAP) {
+            write_all(data, len);
+            return;
+        }
+    }
+    memcpy(out_buf + out_used, data, len);
+    out_used += len;
 }
 
 void out_puts(const char *s)
@@ -324,11 +359,10 @@ void out_putc(char c)
 
 void out_flush(void)
 {
-    if (atomic_load(&out_errno))
-        return;
-    errno = 0;
-    if (fflush(stdout) != 0)
-        out_failed(errno);
+    size_t n = out_used;
+    out_used = 0;
+    if (n && !atomic_load(&out_errno))
+        write_all(out_buf, n);
 }
 
 int out_error(void)
@@ -422,6 +456,12 @@ static char *utf8_repair(const char *s, size_t len, size_t *out_len)
     r[n] = '\0';
     *out_len = n;
     return r;
+}
+
+char *utf8_text(const char *s)
+{
+    size_t len = strlen(s), n;
+    return utf8_valid(s, len) ? strdup(s) : utf8_repair(s, len, &n);
 }
 
 /* A copy of v that JSON can carry (see json_text), or NULL when out of memory. Recursion is

@@ -288,9 +288,11 @@ static void on_record(const rs_foreach_record *r, void *ud)
             for (size_t i = 0; i < rs_array_len(r->output); i++)
                 out_value_raw(rs_array_get(r->output, i));
         } else {
+            char *error = utf8_text(r->error);
             bar_clear(&c->bar);
             fprintf(stderr, "runspace: item %llu: %s: %s\n", (unsigned long long)r->index,
-                    rs_item_status_name(r->status), r->error);
+                    rs_item_status_name(r->status), error ? error : r->error);
+            free(error);
         }
         break;
     case FMT_JSONL:
@@ -323,14 +325,16 @@ static void on_record(const rs_foreach_record *r, void *ud)
         out_csv_field(outv ? outv : "");
         free(outv);
         out_putc(',');
-        out_csv_field(r->error ? r->error : "");
+        char *error = r->error ? utf8_text(r->error) : NULL;
+        out_csv_field(error ? error : "");
+        free(error);
         snprintf(num, sizeof num, ",%.3f,%llu\n", r->duration * 1e3,
                  (unsigned long long)r->runspace_id);
         out_puts(num);
         break;
     }
     case FMT_TABLE: {
-        char *text = r->status == RS_ITEM_OK ? json_text(r->output) : strdup(r->error);
+        char *text = r->status == RS_ITEM_OK ? json_text(r->output) : utf8_text(r->error);
         snprintf(num, sizeof num, "%8llu  %-9s %10.3f  %8llu  ", (unsigned long long)r->index,
                  rs_item_status_name(r->status), r->duration * 1e3,
                  (unsigned long long)r->runspace_id);

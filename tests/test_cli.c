@@ -46,6 +46,8 @@ typedef struct how {
     size_t interrupt_after; /* > 0: SIGINT once that much stdout has arrived */
     double interrupt_at;    /* > 0: SIGINT after that many seconds */
     bool close_stdin, close_stdout;
+    bool nonblocking_stdout; /* the stdout pipe is O_NONBLOCK (as another process may leave it) */
+    bool slow_reader;        /* a pause after each read of stdout, so that its pipe fills up */
     const char *stdin_path, *stdout_path;
 } how;
 
@@ -76,6 +78,8 @@ static proc_result run_how(char *const argv[], const how *h)
         posix_spawn_file_actions_addclose(&fa, 1);
     else if (h->stdout_path)
         posix_spawn_file_actions_addopen(&fa, 1, h->stdout_path, O_WRONLY, 0);
+    if (h->nonblocking_stdout)
+        fcntl(out[1], F_SETFL, O_NONBLOCK);
     pid_t pid;
     double t0 = rs_test_now();
     assert_int_equal(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0);
@@ -126,6 +130,8 @@ static proc_result run_how(char *const argv[], const how *h)
                     fds[i] = -1;
                 } else if (i == 1) {
                     append(&r.out, &r.out_len, buf, (size_t)n);
+                    if (h->slow_reader)
+                        sleep_for(0.002);
                 } else {
                     append(&r.err, &err_len, buf, (size_t)n);
                 }
@@ -1001,6 +1007,39 @@ static void test_sigint_during_setup(void **state)
     rmdir(dir);
 }
 
+static void test_nonblocking_stdout(void **state)
+{
+    (void)state;
+    /* A pipe left non-blocking by another process: a write that would block waits, rather
+     * than failing the run with "Resource temporarily unavailable". */
+    how h = {.limit = 60, .nonblocking_stdout = true, .slow_reader = true};
+    proc_result r = run_how(ARGV("foreach", "--ordered", "--range", "1..300000", "return _"), &h);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "");
+    assert_int_equal(count_lines(r.out), 300000);
+    assert_memory_equal(r.out + r.out_len - 14, "299999\n300000\n", 14);
+    done(&r);
+}
+
+static void test_error_text_repaired(void **state)
+{
+    (void)state;
+    /* An error message that is not UTF-8 is repaired in the text formats too. */
+    const char *script = "error('bad \\255 input', 0)";
+    proc_result r = cli(ARGV("foreach", "--format", "csv", (char *)script), "x\n");
+    assert_int_equal(r.status, 1);
+    assert_contains(r.out, ",error,[],bad \xef\xbf\xbd input,");
+    done(&r);
+    r = cli(ARGV("foreach", "--format", "table", (char *)script), "x\n");
+    assert_int_equal(r.status, 1);
+    assert_contains(r.out, "  bad \xef\xbf\xbd input\n");
+    done(&r);
+    r = cli(ARGV("foreach", (char *)script), "x\n");
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.err, "runspace: item 0: error: bad \xef\xbf\xbd input\n");
+    done(&r);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_help_and_version),
     cmocka_unit_test(test_foreach_raw_lines),
@@ -1036,6 +1075,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_usage_errors_after_values),
     cmocka_unit_test(test_script_file_endless),
     cmocka_unit_test(test_sigint_during_setup),
+    cmocka_unit_test(test_nonblocking_stdout),
+    cmocka_unit_test(test_error_text_repaired),
 };
 
 RS_TEST_MAIN(tests)
