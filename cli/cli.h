@@ -2,8 +2,10 @@
  * cli.h -- what the subcommands of the `runspace` program share. The program uses only the
  * public header, like lua.c over lua.h.
  *
- * Exit statuses: 0 success; 1 some item (or the script) failed, timed out or was cancelled;
- * 2 usage error or a script that does not compile; 130 interrupted (SIGINT or SIGTERM).
+ * Exit statuses: 0 success; 1 some item (or the script) failed, timed out or was cancelled,
+ * or the input could not be read or the output written; 2 usage error or a script that does
+ * not compile; 130 interrupted (SIGINT or SIGTERM). A closed pipe on stdout ends the program
+ * by SIGPIPE.
  */
 #ifndef RS_CLI_H
 #define RS_CLI_H
@@ -23,38 +25,75 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Strict parsers for option values. parse_choice returns the index of s in the NULL-ended
- * list, or -1. */
+ * list, or -1. parse_count takes decimal digits only (no sign, no blanks). */
 int parse_choice(const char *s, const char *const choices[]);
 bool parse_count(const char *s, unsigned long min, unsigned long max, unsigned long *out);
-bool parse_seconds(const char *s, double *out); /* a positive finite number */
-bool parse_bytes(const char *s, size_t *out);   /* 64M, 1G, 4096 */
+/* A duration: a finite number greater than 0 and at most max, in decimal or exponent form
+ * (0.5, 2e-3). A positive value too small to be represented (1e-400) counts as the smallest
+ * positive one: a positive duration never turns into 0, which means "none" to the library. */
+bool parse_duration(const char *s, double max, double *out);
+#define DURATION_MAX                                                                               \
+    1e9 /* seconds (about 31 years): beyond any run, within the library's range                    \
+         */
+bool parse_bytes(const char *s, size_t *out); /* 64M, 1G, 4096 */
 /* The value of a NAME=VALUE option: JSON when it parses as JSON, else the text as a string. */
 rs_value *parse_value_text(const char *text);
-/* Splits NAME=VALUE; false when there is no '=' or no name. *name points into a new string
- * the caller frees. */
+/* Splits NAME=VALUE; false when there is no '=' or no name (or out of memory), in which case
+ * nothing is left for the caller to free. On success *name is a new string (free) and *value
+ * a new value (rs_value_destroy). */
 bool parse_assignment(const char *arg, char **name, rs_value **value);
-/* Reads a whole file into a new string (NUL-terminated); NULL with errno set on failure. */
+/* Reads a whole file into a new string (NUL-terminated); NULL with errno set on failure:
+ * EFBIG past SCRIPT_MAX_BYTES (a script from /dev/zero must not take all memory). */
+#define SCRIPT_MAX_BYTES ((size_t)64 << 20)
 char *read_file(const char *path, size_t *len);
+/* "runspace: cannot read 'PATH': REASON" for read_file's errno. */
+void cli_read_error(const char *path, int err);
 
-/* Output on stdout through a large buffer. A closed pipe ends the program quietly, as
- * SIGPIPE ends the classic tools. */
+/* The standard descriptors. std_fds_reserve must run first in main, before anything opens a
+ * descriptor: a closed 0, 1 or 2 is reopened on /dev/null in the direction that fails (stdin
+ * write-only, stdout and stderr read-only), so that no file the program opens later (an
+ * eventfd, a socket, a script) can take its number and receive records or be read as input.
+ * std_closed tells whether fd (0-2) was closed at start. */
+void std_fds_reserve(void);
+bool std_closed(int fd);
+
+/* Output on stdout through a large buffer. A closed pipe (EPIPE) ends the program at once by
+ * SIGPIPE, quietly, as it ends `seq` or `yes` (status 141 in a shell). Any other write error
+ * is kept: the command in progress is stopped (see on_stop), later output is dropped, and
+ * out_finish reports it. */
 void out_init(void);
 void out_write(const char *data, size_t len);
 void out_puts(const char *s);
 void out_putc(char c);
 void out_flush(void);
-/* Writes v as the raw format does: strings as they are, integers in decimal, others as JSON.
- * Values JSON cannot carry (NaN, invalid UTF-8) fall back to a readable form. */
+/* 0 while every write succeeded, else the errno of the first failure. */
+int out_error(void);
+/* Flushes stdout; false, after "runspace: cannot write output: REASON" on stderr, when any
+ * write failed. main ends with it, so that no command exits 0 with output lost. */
+bool out_finish(void);
+/* Writes v as the raw format does: strings as they are (bytes), integers in decimal, other
+ * values as json_text writes them. */
 void out_value_raw(const rs_value *v);
-/* v as compact JSON in a new string (free). A value JSON cannot carry is still shown: NaN and
- * infinities as such, bytes that are not UTF-8 as a quoted note. NULL only when out of memory. */
+/* v as compact JSON in a new string (free); NULL only when out of memory. Values JSON cannot
+ * carry are repaired one by one, so a record keeps its shape: a NaN or an infinity becomes
+ * null (as JSON.stringify does), and in a string or a map key each byte that is not part of
+ * valid UTF-8 becomes U+FFFD (a repaired key that meets another key gets more U+FFFD until
+ * it is unique). */
 char *json_text(const rs_value *v);
+/* s with each byte that is not part of valid UTF-8 as U+FFFD, in a new string (free); NULL
+ * only when out of memory. For messages in the text formats (csv, table, stderr). */
+char *utf8_text(const char *s);
 
-/* Interrupts: SIGINT and SIGTERM are taken by a thread of their own (sigwait), which calls
- * on_interrupt once; a second signal ends the program at once with 130. Call before any other
- * thread starts. */
+/* Stopping the command in progress. on_stop sets what stops it (NULL: nothing) while a run,
+ * a script or a scan is in progress; it is called once, on the signal thread for SIGINT and
+ * SIGTERM, or on the writing thread when output fails. A stop requested before on_stop is set
+ * calls fn as soon as it is. signals_init starts the thread that takes SIGINT and SIGTERM
+ * (sigwait); a second signal ends the program at once with 130, and so does the first while
+ * no stop function was ever set (the command's setup: nothing to stop cleanly, nothing
+ * written, and a read there may block for ever). Call it before any other thread starts.
+ * interrupted() is true once a signal came. */
 void signals_init(void);
-void signals_on_interrupt(void (*fn)(void *), void *userdata);
+void on_stop(void (*fn)(void *), void *userdata);
 bool interrupted(void);
 
 /* A progress bar on stderr: done/total when the total is known, rate, ETA. */

@@ -1,12 +1,17 @@
 /*
- * common.c -- helpers of the `runspace` program: messages, option parsing, buffered output
- * that ends quietly on a closed pipe, interrupt handling through a sigwait thread, and the
- * progress bar.
+ * common.c -- helpers of the `runspace` program: messages, option parsing, the standard
+ * descriptors, buffered output whose failures are never silent (a closed pipe ends the
+ * program quietly), JSON text that keeps a record's shape, stopping on interrupts through a
+ * sigwait thread, and the progress bar.
  */
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <float.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -61,7 +66,7 @@ double now_seconds(void)
 
 bool parse_count(const char *s, unsigned long min, unsigned long max, unsigned long *out)
 {
-    if (!s || !*s || *s == '-' || *s == '+')
+    if (!s || !isdigit((unsigned char)*s))
         return false;
     char *end;
     errno = 0;
@@ -72,14 +77,20 @@ bool parse_count(const char *s, unsigned long min, unsigned long max, unsigned l
     return true;
 }
 
-bool parse_seconds(const char *s, double *out)
+bool parse_duration(const char *s, double max, double *out)
 {
-    if (!s || !*s)
+    if (!s || !*s || isspace((unsigned char)*s))
         return false;
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || *end || !isfinite(v) || v <= 0)
+    if (end == s || *end || isnan(v))
+        return false;
+    /* strtod says ERANGE for an overflow (then v is infinite, refused below) and for an
+     * underflow, where v is 0 or subnormal with the sign of the text. */
+    if (errno == ERANGE && fabs(v) < DBL_MIN && !signbit(v))
+        v = DBL_MIN;
+    if (!(v > 0) || !(v <= max))
         return false;
     *out = v;
     return true;
@@ -133,11 +144,19 @@ rs_value *parse_value_text(const char *text)
 bool parse_assignment(const char *arg, char **name, rs_value **value)
 {
     const char *eq = strchr(arg, '=');
+    *name = NULL;
+    *value = NULL;
     if (!eq || eq == arg)
         return false;
     *name = strndup(arg, (size_t)(eq - arg));
     *value = parse_value_text(eq + 1);
-    return *name && *value;
+    if (*name && *value)
+        return true;
+    free(*name);
+    rs_value_destroy(*value);
+    *name = NULL;
+    *value = NULL;
+    return false;
 }
 
 char *read_file(const char *path, size_t *len)
@@ -148,8 +167,13 @@ char *read_file(const char *path, size_t *len)
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     size_t got;
+    int err = 0;
     while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
         n += got;
+        if (n > SCRIPT_MAX_BYTES) {
+            err = EFBIG; /* /dev/zero, say: never all of it */
+            break;
+        }
         if (cap - n - 1 == 0) {
             char *b = realloc(buf, cap * 2);
             if (!b) {
@@ -161,7 +185,8 @@ char *read_file(const char *path, size_t *len)
             cap *= 2;
         }
     }
-    int err = ferror(f) ? errno : 0;
+    if (!err && ferror(f))
+        err = errno;
     fclose(f);
     if (!buf || err) {
         free(buf);
@@ -174,18 +199,92 @@ char *read_file(const char *path, size_t *len)
     return buf;
 }
 
+void cli_read_error(const char *path, int err)
+{
+    if (err == EFBIG)
+        cli_error("cannot read '%s': it is longer than %zu bytes, the most a script may be", path,
+                  SCRIPT_MAX_BYTES);
+    else
+        cli_error("cannot read '%s': %s", path, strerror(err));
+}
+
+/* ---- standard descriptors ----------------------------------------------------------------- */
+
+static bool closed_at_start[3];
+
+void std_fds_reserve(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+            continue;
+        /* The lower descriptors are open by now, so open() returns fd itself. No O_CLOEXEC:
+         * commands that scripts start see the same closed-like stream. */
+        int got = open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY);
+        if (got != fd) {
+            static const char msg[] = "runspace: cannot open /dev/null in place of a closed "
+                                      "standard descriptor\n";
+            ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+            (void)ignored;
+            _exit(1);
+        }
+        closed_at_start[fd] = true;
+    }
+}
+
+bool std_closed(int fd)
+{
+    return fd >= 0 && fd <= 2 && closed_at_start[fd];
+}
+
+/* ---- stopping ------------------------------------------------------------------------------ */
+
+static atomic_bool stop_requested;
+static atomic_bool stop_armed; /* a command has set a stop function: it is past its setup */
+static atomic_bool was_interrupted;
+static void (*stop_fn)(void *);
+static void *stop_ud;
+static pthread_mutex_t stop_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Calls the stop function once, whoever asks first. */
+static void request_stop(void)
+{
+    if (atomic_exchange(&stop_requested, true))
+        return;
+    pthread_mutex_lock(&stop_mu);
+    if (stop_fn)
+        stop_fn(stop_ud);
+    pthread_mutex_unlock(&stop_mu);
+}
+
+void on_stop(void (*fn)(void *), void *userdata)
+{
+    if (fn)
+        atomic_store(&stop_armed, true);
+    pthread_mutex_lock(&stop_mu);
+    stop_fn = fn;
+    stop_ud = userdata;
+    bool already = atomic_load(&stop_requested);
+    pthread_mutex_unlock(&stop_mu);
+    if (already && fn)
+        fn(userdata);
+}
+
 /* ---- output ------------------------------------------------------------------------------- */
 
+/* The buffer of stdout: our own rather than stdio's, so that a write that would block (a
+ * non-blocking pipe whose reader is slow) waits in poll() instead of failing, and so that
+ * what was written is always known. Used by one thread at a time (the command's). */
+#define OUT_CAP ((size_t)1 << 20)
 static char *out_buf;
+static size_t out_used;
+static atomic_int out_errno;
 
 void out_init(void)
 {
     /* SIGPIPE is ignored so that a closed pipe shows up as EPIPE here, where it ends the program
      * quietly once the current line is dropped. */
     signal(SIGPIPE, SIG_IGN);
-    out_buf = malloc(1 << 20);
-    if (out_buf)
-        setvbuf(stdout, out_buf, _IOFBF, 1 << 20);
+    out_buf = malloc(OUT_CAP);
 }
 
 /* The reader of our output went away: leave as `yes | head -1` does. */
@@ -197,14 +296,55 @@ static void closed_pipe(void)
     _exit(141);
 }
 
+/* A write failed with err: a closed pipe ends the program; anything else is kept, and stops
+ * the command, since its records can no longer reach anyone. */
+static void out_failed(int err)
+{
+    if (err == EPIPE)
+        closed_pipe();
+    int none = 0;
+    if (atomic_compare_exchange_strong(&out_errno, &none, err ? err : EIO))
+        request_stop();
+}
+
+/* Writes all of data[0..len) to stdout, waiting while it would block; false on an error. */
+static bool write_all(const char *data, size_t len)
+{
+    while (len) {
+        ssize_t n = write(STDOUT_FILENO, data, len);
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+        } else if (n < 0 && errno == EAGAIN) {
+            struct pollfd p = {.fd = STDOUT_FILENO, .events = POLLOUT};
+            if (poll(&p, 1, -1) < 0 && errno != EINTR) {
+                out_failed(errno);
+                return false;
+            }
+        } else if (n < 0 && errno != EINTR) {
+            out_failed(errno);
+            return false;
+        } else if (n == 0) {
+            out_failed(EIO);
+            return false;
+        }
+    }
+    return true;
+}
+
 void out_write(const char *data, size_t len)
 {
-    if (len && fwrite(data, 1, len, stdout) != len) {
-        if (errno == EPIPE)
-            closed_pipe();
-        cli_error("cannot write output: %s", strerror(errno));
-        exit(1);
+    if (!len || atomic_load(&out_errno))
+        return;
+    if (!out_buf || len > OUT_CAP - out_used) {
+        out_flush();
+        if (!out_buf || len >= OUT_CAP) {
+            write_all(data, len);
+            return;
+        }
     }
+    memcpy(out_buf + out_used, data, len);
+    out_used += len;
 }
 
 void out_puts(const char *s)
@@ -219,32 +359,203 @@ void out_putc(char c)
 
 void out_flush(void)
 {
-    if (fflush(stdout) != 0) {
-        if (errno == EPIPE)
-            closed_pipe();
-        cli_error("cannot write output: %s", strerror(errno));
-        exit(1);
+    size_t n = out_used;
+    out_used = 0;
+    if (n && !atomic_load(&out_errno))
+        write_all(out_buf, n);
+}
+
+int out_error(void)
+{
+    return atomic_load(&out_errno);
+}
+
+bool out_finish(void)
+{
+    out_flush();
+    int err = atomic_load(&out_errno);
+    if (!err)
+        return true;
+    if (err == EBADF && std_closed(STDOUT_FILENO))
+        cli_error("cannot write output: standard output is closed");
+    else
+        cli_error("cannot write output: %s", strerror(err));
+    return false;
+}
+
+/* ---- JSON text ---------------------------------------------------------------------------- */
+
+/* The length of the valid UTF-8 sequence at s (n > 0 bytes available), or 0 when the bytes
+ * there are not one: a stray continuation byte, a truncated sequence, an overlong form, a
+ * surrogate or a code point beyond U+10FFFF. */
+static size_t utf8_sequence(const unsigned char *s, size_t n)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xbf; /* the allowed range of the second byte */
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        len = 2;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        len = 3;
+        if (s[0] == 0xe0)
+            lo = 0xa0; /* overlong below */
+        else if (s[0] == 0xed)
+            hi = 0x9f; /* surrogates above */
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        len = 4;
+        if (s[0] == 0xf0)
+            lo = 0x90; /* overlong below */
+        else if (s[0] == 0xf4)
+            hi = 0x8f; /* beyond U+10FFFF above */
+    } else {
+        return 0;
     }
+    if (len > n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    }
+    return len;
+}
+
+static bool utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0, n; i < len; i += n) {
+        if (!(n = utf8_sequence(p + i, len - i)))
+            return false;
+    }
+    return true;
+}
+
+/* s[0..len) with each byte that is not part of valid UTF-8 replaced by U+FFFD, in a new
+ * NUL-terminated string (free); *out_len gets its length. NULL when out of memory. */
+static char *utf8_repair(const char *s, size_t len, size_t *out_len)
+{
+    if (len > (SIZE_MAX - 1) / 3)
+        return NULL;
+    char *r = malloc(3 * len + 1);
+    if (!r)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = 0;
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_sequence(p + i, len - i);
+        if (k) {
+            memcpy(r + n, s + i, k);
+            n += k;
+            i += k;
+        } else {
+            memcpy(r + n, "\xef\xbf\xbd", 3);
+            n += 3;
+            i++;
+        }
+    }
+    r[n] = '\0';
+    *out_len = n;
+    return r;
+}
+
+char *utf8_text(const char *s)
+{
+    size_t len = strlen(s), n;
+    return utf8_valid(s, len) ? strdup(s) : utf8_repair(s, len, &n);
+}
+
+/* A copy of v that JSON can carry (see json_text), or NULL when out of memory. Recursion is
+ * bounded: values are at most RS_MAX_DEPTH deep (deeper ones fail to encode either way). */
+static rs_value *json_safe_copy(const rs_value *v, int depth)
+{
+    switch (rs_value_type(v)) {
+    case RS_TDOUBLE:
+        return isfinite(rs_value_get_double(v)) ? rs_value_copy(v) : rs_value_null();
+    case RS_TSTRING: {
+        size_t len, fixed_len;
+        const char *s = rs_value_get_string(v, &len);
+        if (utf8_valid(s, len))
+            return rs_value_copy(v);
+        char *fixed = utf8_repair(s, len, &fixed_len);
+        rs_value *r = fixed ? rs_value_stringn(fixed, fixed_len) : NULL;
+        free(fixed);
+        return r;
+    }
+    case RS_TARRAY: {
+        rs_value *a = rs_value_array();
+        for (size_t i = 0; a && i < rs_array_len(v) && depth < RS_MAX_DEPTH; i++) {
+            if (rs_array_push(a, json_safe_copy(rs_array_get(v, i), depth + 1))) {
+                rs_value_destroy(a);
+                a = NULL;
+            }
+        }
+        return a;
+    }
+    case RS_TMAP: {
+        rs_value *m = rs_value_map();
+        for (size_t i = 0; m && i < rs_map_len(v) && depth < RS_MAX_DEPTH; i++) {
+            size_t klen;
+            const char *key = rs_map_key(v, i, &klen);
+            char *fixed = NULL;
+            if (!utf8_valid(key, klen)) {
+                /* Room for the U+FFFDs that make it unique: each one added gets past a key of
+                 * v or of m, and they have at most 2 x len(v) keys. */
+                char *r = utf8_repair(key, klen, &klen);
+                size_t cap = klen + 6 * rs_map_len(v) + 1;
+                fixed = r ? realloc(r, cap) : NULL;
+                if (!fixed) {
+                    free(r);
+                    rs_value_destroy(m);
+                    return NULL;
+                }
+                /* A valid key of v, or one already placed, may read the same. */
+                while (rs_map_getn(v, fixed, klen) || rs_map_getn(m, fixed, klen)) {
+                    memcpy(fixed + klen, "\xef\xbf\xbd", 3);
+                    klen += 3;
+                }
+                key = fixed;
+            }
+            if (rs_map_setn(m, key, klen, json_safe_copy(rs_map_value(v, i), depth + 1))) {
+                rs_value_destroy(m);
+                m = NULL;
+            }
+            free(fixed);
+        }
+        return m;
+    }
+    default:
+        return rs_value_copy(v);
+    }
+}
+
+/* rs_json_encode into a malloc'ed string; RS_E* on failure. */
+static int encode(const rs_value *v, char **text)
+{
+    char *lib = NULL;
+    size_t len;
+    int rc = rs_json_encode(v, 0, &lib, &len, NULL);
+    *text = NULL;
+    if (rc)
+        return rc;
+    *text = malloc(len + 1);
+    if (*text)
+        memcpy(*text, lib, len + 1);
+    rs_free(lib);
+    return *text ? 0 : RS_ENOMEM;
 }
 
 char *json_text(const rs_value *v)
 {
-    char *lib = NULL;
-    size_t len;
-    if (rs_json_encode(v, 0, &lib, &len, NULL) == 0) {
-        char *text = malloc(len + 1);
-        if (text)
-            memcpy(text, lib, len + 1);
-        rs_free(lib);
+    char *text;
+    int rc = encode(v, &text);
+    if (rc != RS_EVALUE)
         return text;
-    }
-    /* Not representable as JSON: say so readably rather than lose the record. */
-    if (rs_value_type(v) == RS_TDOUBLE) {
-        double d = rs_value_get_double(v);
-        return strdup(isnan(d) ? "NaN" : d > 0 ? "Infinity" : "-Infinity");
-    }
-    return strdup(rs_value_type(v) == RS_TSTRING ? "\"<bytes that are not UTF-8>\""
-                                                 : "\"<a value JSON cannot carry>\"");
+    /* Something inside cannot be carried: repair it value by value, keep the rest. */
+    rs_value *safe = json_safe_copy(v, 0);
+    if (safe && encode(safe, &text) == RS_EVALUE)
+        text = strdup("null"); /* nested deeper than JSON may be: nothing to keep */
+    rs_value_destroy(safe);
+    return safe ? text : NULL;
 }
 
 void out_value_raw(const rs_value *v)
@@ -275,11 +586,6 @@ void out_value_raw(const rs_value *v)
 
 /* ---- interrupts --------------------------------------------------------------------------- */
 
-static atomic_bool was_interrupted;
-static void (*interrupt_fn)(void *);
-static void *interrupt_ud;
-static pthread_mutex_t interrupt_mu = PTHREAD_MUTEX_INITIALIZER;
-
 static void *signal_thread(void *arg)
 {
     sigset_t *set = arg;
@@ -287,15 +593,14 @@ static void *signal_thread(void *arg)
         int sig;
         if (sigwait(set, &sig) != 0)
             continue;
-        if (atomic_exchange(&was_interrupted, true)) {
-            /* A second interrupt: do not wait for a clean stop. */
+        /* A second interrupt: do not wait for a clean stop. An interrupt during the setup
+         * (options, reading a script from a FIFO, opening a runspace): there is nothing to
+         * stop cleanly and nothing written yet, and the read that blocks may never end. */
+        if (atomic_exchange(&was_interrupted, true) || !atomic_load(&stop_armed)) {
             fputs("\nrunspace: interrupted\n", stderr);
             _exit(EXIT_INTERRUPTED);
         }
-        pthread_mutex_lock(&interrupt_mu);
-        if (interrupt_fn)
-            interrupt_fn(interrupt_ud);
-        pthread_mutex_unlock(&interrupt_mu);
+        request_stop();
     }
     return NULL;
 }
@@ -310,17 +615,6 @@ void signals_init(void)
     pthread_t t;
     if (pthread_create(&t, NULL, signal_thread, &set) == 0)
         pthread_detach(t);
-}
-
-void signals_on_interrupt(void (*fn)(void *), void *userdata)
-{
-    pthread_mutex_lock(&interrupt_mu);
-    interrupt_fn = fn;
-    interrupt_ud = userdata;
-    bool already = atomic_load(&was_interrupted);
-    pthread_mutex_unlock(&interrupt_mu);
-    if (already && fn)
-        fn(userdata);
 }
 
 bool interrupted(void)

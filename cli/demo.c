@@ -317,10 +317,10 @@ static int demo_scan(void)
 int cmd_demo(int argc, char **argv)
 {
     if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        fputs("Usage: runspace demo\n"
-              "Runs the examples end to end on built-in data: parallel squares, background "
-              "jobs,\nbatch processing with a progress bar, and a scan of loopback listeners.\n",
-              stdout);
+        out_puts(
+            "Usage: runspace demo\n"
+            "Runs the examples end to end on built-in data: parallel squares, background "
+            "jobs,\nbatch processing with a progress bar, and a scan of loopback listeners.\n");
         return 0;
     }
     if (argc > 1)

@@ -7,8 +7,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <getopt.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,7 +33,7 @@ static const char usage[] =
     "      --memory-limit N   Lua memory per runspace (default 1G; suffixes K, M, G)\n"
     "Execution:\n"
     "  -j, --throttle N       runspaces at once (default: the number of CPUs)\n"
-    "      --timeout SECONDS  per item (fractional); a late item has status timeout\n"
+    "      --timeout SECONDS  per item (fractional, up to 1e9); a late item has status timeout\n"
     "      --retries N        run failed or timed-out items again, up to N more times\n"
     "      --batch N          items per dispatch (default: automatic)\n"
     "      --ordered          output in input order (default: completion order)\n"
@@ -45,24 +47,38 @@ static const char usage[] =
     "      --summary          totals on stderr at the end\n"
     "  -h, --help             this help\n"
     "\n"
-    "Exit status: 0 every item ok; 1 some item failed, timed out or was cancelled; 2 usage\n"
-    "error or a script that does not compile; 130 interrupted.\n";
+    "Lines may be up to 64 MiB; a longer one is an error record, and the input ends there.\n"
+    "\n"
+    "Exit status: 0 every item ok; 1 some item failed, timed out or was cancelled, or the input\n"
+    "could not be read or the output written; 2 usage error or a script that does not compile;\n"
+    "130 interrupted.\n";
 
 typedef enum { FMT_RAW, FMT_JSONL, FMT_CSV, FMT_TABLE } out_format;
 
+/* The longest input line (without its newline). A longer line yields an error record, and
+ * the input ends there: where it ends cannot be known without reading on (from /dev/zero,
+ * forever). The run then exits with status 1. */
+#define LINE_MAX_BYTES ((size_t)64 << 20)
+
 typedef struct cli {
     /* Input: lines of fd through our own buffer, so that the wait for data can also watch the
-     * engine's stop descriptor (a stop must not leave the reader blocked in read()). */
+     * engine's stop descriptor (a stop must not leave the reader blocked in read()). The line
+     * being read starts at pos; bytes pos..pos+scanned hold no newline. */
     int fd;
+    const char *input_name; /* the --input file, or NULL for stdin */
     bool own_fd;
     bool eof;
     char *buf;
-    size_t len, pos, cap;
+    size_t len, pos, scanned, cap;
     bool json;
     bool range;
     bool range_done;
     long long range_next, range_last;
     unsigned long long line_no;
+    /* Why the input ended before its end (a read error, an over-long line), or NULL. Set on
+     * the engine's reader thread, read once the run is over; the run then exits 1. */
+    char *input_error;
+    bool input_over;
     /* Output. */
     out_format format;
     progress_bar bar;
@@ -87,33 +103,80 @@ static int next_range(void *ud, rs_value **item, char **error)
     return *item ? 1 : 0;
 }
 
+/* A new string formatted like printf (NULL when out of memory). */
+static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *format(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return s;
+}
+
+/* Ends the input with an error (kept for the end of the run). */
+static void input_failed(cli *c, int err)
+{
+    if (c->input_error)
+        return;
+    if (err == ENOMEM)
+        c->input_error = format("cannot read input: out of memory");
+    else if (!c->input_name && err == EBADF && std_closed(STDIN_FILENO))
+        c->input_error = format("cannot read input: standard input is closed");
+    else if (c->input_name)
+        c->input_error = format("cannot read '%s': %s", c->input_name, strerror(err));
+    else
+        c->input_error = format("cannot read input: %s", strerror(err));
+    if (!c->input_error)
+        c->input_error = strdup("cannot read input");
+}
+
 /* The next line (without its newline) in c->buf, NUL-terminated, or NULL at the end of the
- * input or after a stop. */
+ * input, after a stop, after a read error (c->input_error) or when the line is longer than
+ * LINE_MAX_BYTES (*len is then past the limit). */
 static char *read_line(cli *c, size_t *len)
 {
+    *len = 0;
     for (;;) {
         char *start = c->buf + c->pos;
-        char *nl = c->len > c->pos ? memchr(start, '\n', c->len - c->pos) : NULL;
-        if (nl || (c->eof && c->len > c->pos)) {
-            size_t n = nl ? (size_t)(nl - start) : c->len - c->pos;
+        size_t have = c->len - c->pos;
+        char *nl = have > c->scanned ? memchr(start + c->scanned, '\n', have - c->scanned) : NULL;
+        c->scanned = have;
+        if (nl || (c->eof && have)) {
+            size_t n = nl ? (size_t)(nl - start) : have;
+            if (n > LINE_MAX_BYTES) {
+                *len = n;
+                return NULL;
+            }
             c->pos += n + (nl ? 1 : 0);
+            c->scanned = 0;
             start[n] = '\0';
             *len = n;
             return start;
+        }
+        if (have > LINE_MAX_BYTES) {
+            *len = have;
+            return NULL;
         }
         if (c->eof)
             return NULL;
         /* Keep the partial line, make room, and wait for data or a stop. */
         if (c->pos) {
-            memmove(c->buf, c->buf + c->pos, c->len - c->pos);
-            c->len -= c->pos;
+            memmove(c->buf, c->buf + c->pos, have);
+            c->len = have;
             c->pos = 0;
         }
         if (c->cap - c->len < 65536 + 1) {
+            /* Doubling, but never much past what the longest line needs. */
+            size_t most = LINE_MAX_BYTES + 65536 + 2;
             size_t cap = c->cap ? c->cap * 2 : 131072;
+            if (cap > most)
+                cap = most > c->len + 65536 + 1 ? most : c->len + 65536 + 1;
             char *b = realloc(c->buf, cap);
             if (!b) {
-                cli_error("cannot read input: out of memory");
+                input_failed(c, ENOMEM);
                 return NULL;
             }
             c->buf = b;
@@ -124,7 +187,7 @@ static char *read_line(cli *c, size_t *len)
         if (poll(p, 2, -1) < 0) {
             if (errno == EINTR)
                 continue;
-            cli_error("cannot read input: %s", strerror(errno));
+            input_failed(c, errno);
             return NULL;
         }
         if (p[1].revents)
@@ -135,7 +198,7 @@ static char *read_line(cli *c, size_t *len)
         } else if (n == 0) {
             c->eof = true;
         } else if (errno != EINTR && errno != EAGAIN) {
-            cli_error("cannot read input: %s", strerror(errno));
+            input_failed(c, errno);
             return NULL;
         }
     }
@@ -144,10 +207,22 @@ static char *read_line(cli *c, size_t *len)
 static int next_line(void *ud, rs_value **item, char **error)
 {
     cli *c = ud;
+    if (c->input_over)
+        return 0;
     size_t n;
     char *line = read_line(c, &n);
-    if (!line)
-        return 0;
+    if (!line) {
+        c->input_over = true;
+        if (n <= LINE_MAX_BYTES)
+            return 0; /* the end, a stop or a read error */
+        /* The over-long line gets its record; nothing after it is read. */
+        c->line_no++;
+        *error = format("line %llu is longer than %zu bytes", c->line_no, LINE_MAX_BYTES);
+        c->input_error = format("line %llu of the input is longer than %zu bytes; the input "
+                                "after it was not read",
+                                c->line_no, LINE_MAX_BYTES);
+        return RS_ELIMIT;
+    }
     c->line_no++;
     if (n > 0 && line[n - 1] == '\r')
         line[--n] = '\0';
@@ -159,11 +234,8 @@ static int next_line(void *ud, rs_value **item, char **error)
     if (rs_json_decode(line, n, item, &err) == 0)
         return 1;
     *item = rs_value_stringn(line, n);
-    char *msg = malloc(strlen(err.message) + 96);
-    if (msg)
-        sprintf(msg, "invalid JSON on line %llu, column %d: %s", c->line_no, err.column,
-                err.message);
-    *error = msg;
+    *error =
+        format("invalid JSON on line %llu, column %d: %s", c->line_no, err.column, err.message);
     return RS_EJSON;
 }
 
@@ -208,15 +280,19 @@ static void on_record(const rs_foreach_record *r, void *ud)
     char num[64];
     if (r->status != RS_ITEM_OK)
         c->failed_records++;
+    if (out_error())
+        return; /* the run is stopping: its records can reach no one */
     switch (c->format) {
     case FMT_RAW:
         if (r->status == RS_ITEM_OK) {
             for (size_t i = 0; i < rs_array_len(r->output); i++)
                 out_value_raw(rs_array_get(r->output, i));
         } else {
+            char *error = utf8_text(r->error);
             bar_clear(&c->bar);
             fprintf(stderr, "runspace: item %llu: %s: %s\n", (unsigned long long)r->index,
-                    rs_item_status_name(r->status), r->error);
+                    rs_item_status_name(r->status), error ? error : r->error);
+            free(error);
         }
         break;
     case FMT_JSONL:
@@ -249,14 +325,16 @@ static void on_record(const rs_foreach_record *r, void *ud)
         out_csv_field(outv ? outv : "");
         free(outv);
         out_putc(',');
-        out_csv_field(r->error ? r->error : "");
+        char *error = r->error ? utf8_text(r->error) : NULL;
+        out_csv_field(error ? error : "");
+        free(error);
         snprintf(num, sizeof num, ",%.3f,%llu\n", r->duration * 1e3,
                  (unsigned long long)r->runspace_id);
         out_puts(num);
         break;
     }
     case FMT_TABLE: {
-        char *text = r->status == RS_ITEM_OK ? json_text(r->output) : strdup(r->error);
+        char *text = r->status == RS_ITEM_OK ? json_text(r->output) : utf8_text(r->error);
         snprintf(num, sizeof num, "%8llu  %-9s %10.3f  %8llu  ", (unsigned long long)r->index,
                  rs_item_status_name(r->status), r->duration * 1e3,
                  (unsigned long long)r->runspace_id);
@@ -349,87 +427,92 @@ typedef struct assign {
     rs_value *value;
 } assign;
 
-int cmd_foreach(int argc, char **argv)
-{
-    const char *cmd = "foreach";
-    cli c = {.format = FMT_RAW};
-    const char *script_file = NULL, *input_file = NULL, *range_text = NULL;
-    unsigned long throttle = 0, retries = 0, batch = 0;
-    double timeout = 0;
-    bool ordered = false, fail_fast = false, summary = false, restricted = false;
-    int progress = -1;
-    size_t memory = 1ull << 30;
+/* Everything cmd_foreach gathers from its options; freed in one place, whichever way the
+ * command ends. */
+typedef struct foreach_args {
+    const char *script_file, *input_file, *range_text;
+    unsigned long throttle, retries, batch;
+    double timeout;
+    bool ordered, fail_fast, summary, restricted;
+    int progress;
+    size_t memory;
     assign vars[64], params[64];
     const char *modules[64];
-    int nvars = 0, nparams = 0, nmodules = 0;
-    int rc = 0;
+    int nvars, nparams, nmodules;
+} foreach_args;
 
+/* Parses the options into a and c. Returns -1 to go on, or the exit status. */
+static int parse_options(int argc, char **argv, foreach_args *a, cli *c)
+{
+    const char *cmd = "foreach";
     opterr = 0;
     optind = 1;
     int opt;
     while ((opt = getopt_long(argc, argv, ":f:j:h", long_options, NULL)) != -1) {
         switch (opt) {
         case 'h':
-            fputs(usage, stdout);
+            out_puts(usage);
             return 0;
         case 'f':
-            script_file = optarg;
+            a->script_file = optarg;
             break;
         case 'j':
-            if (!parse_count(optarg, 1, 1024, &throttle))
+            if (!parse_count(optarg, 1, 1024, &a->throttle))
                 return cli_usage(
                     cmd, "-j/--throttle must be a whole number from 1 to 1024, not '%s'", optarg);
             break;
         case OPT_INPUT:
-            input_file = optarg;
+            a->input_file = optarg;
             break;
         case OPT_RANGE:
-            range_text = optarg;
-            if (!parse_range(optarg, &c.range_next, &c.range_last))
+            a->range_text = optarg;
+            if (!parse_range(optarg, &c->range_next, &c->range_last))
                 return cli_usage(cmd, "invalid range '%s': expected A..B with integers A <= B",
                                  optarg);
-            c.range = true;
+            c->range = true;
             break;
         case OPT_JSON:
-            c.json = true;
+            c->json = true;
             break;
         case OPT_TIMEOUT:
-            if (!parse_seconds(optarg, &timeout))
-                return cli_usage(cmd, "--timeout must be a positive number of seconds, not '%s'",
-                                 optarg);
+            if (!parse_duration(optarg, DURATION_MAX, &a->timeout))
+                return cli_usage(cmd,
+                                 "--timeout must be a number of seconds above 0 and at most "
+                                 "%.0f, not '%s'",
+                                 DURATION_MAX, optarg);
             break;
         case OPT_RETRIES:
-            if (!parse_count(optarg, 0, 1000, &retries))
+            if (!parse_count(optarg, 0, 1000, &a->retries))
                 return cli_usage(cmd, "--retries must be a whole number from 0 to 1000, not '%s'",
                                  optarg);
             break;
         case OPT_BATCH:
-            if (!parse_count(optarg, 1, 4096, &batch))
+            if (!parse_count(optarg, 1, 4096, &a->batch))
                 return cli_usage(cmd, "--batch must be a whole number from 1 to 4096, not '%s'",
                                  optarg);
             break;
         case OPT_ORDERED:
-            ordered = true;
+            a->ordered = true;
             break;
         case OPT_FAIL_FAST:
-            fail_fast = true;
+            a->fail_fast = true;
             break;
         case OPT_VAR:
         case OPT_PARAM: {
-            assign *list = opt == OPT_VAR ? vars : params;
-            int *n = opt == OPT_VAR ? &nvars : &nparams;
+            const char *what = opt == OPT_VAR ? "var" : "param";
+            assign *list = opt == OPT_VAR ? a->vars : a->params;
+            int *n = opt == OPT_VAR ? &a->nvars : &a->nparams;
             if (*n == 64)
-                return cli_usage(cmd, "too many --%s options", opt == OPT_VAR ? "var" : "param");
+                return cli_usage(cmd, "too many --%s options", what);
             if (!parse_assignment(optarg, &list[*n].name, &list[*n].value))
-                return cli_usage(cmd, "--%s needs NAME=VALUE, not '%s'",
-                                 opt == OPT_VAR ? "var" : "param", optarg);
+                return cli_usage(cmd, "--%s needs NAME=VALUE, not '%s'", what, optarg);
             (*n)++;
             break;
         }
         case OPT_MODULE:
-            if (nmodules == 64)
+            if (a->nmodules == 64)
                 return cli_usage(cmd, "too many --module options");
-            modules[nmodules++] = optarg;
+            a->modules[a->nmodules++] = optarg;
             break;
         case OPT_FORMAT: {
             static const char *const formats[] = {"raw", "jsonl", "csv", "table", NULL};
@@ -437,23 +520,23 @@ int cmd_foreach(int argc, char **argv)
             if (f < 0)
                 return cli_usage(cmd, "--format must be raw, jsonl, csv or table, not '%s'",
                                  optarg);
-            c.format = (out_format)f;
+            c->format = (out_format)f;
             break;
         }
         case OPT_PROGRESS:
-            progress = 1;
+            a->progress = 1;
             break;
         case OPT_NO_PROGRESS:
-            progress = 0;
+            a->progress = 0;
             break;
         case OPT_SUMMARY:
-            summary = true;
+            a->summary = true;
             break;
         case OPT_RESTRICTED:
-            restricted = true;
+            a->restricted = true;
             break;
         case OPT_MEMORY:
-            if (!parse_bytes(optarg, &memory))
+            if (!parse_bytes(optarg, &a->memory))
                 return cli_usage(cmd, "--memory-limit must be a size such as 256M or 1G, not '%s'",
                                  optarg);
             break;
@@ -464,111 +547,73 @@ int cmd_foreach(int argc, char **argv)
         }
     }
     int nargs = argc - optind;
-    if (script_file && nargs > 0)
+    if (a->script_file && nargs > 0)
         return cli_usage(cmd, "give the script either as an argument or with -f, not both");
-    if (!script_file && nargs == 0)
+    if (!a->script_file && nargs == 0)
         return cli_usage(cmd, "no script given");
     if (nargs > 1)
         return cli_usage(cmd, "unexpected argument '%s' (quote the script as one argument)",
                          argv[optind + 1]);
-    if (input_file && range_text)
+    if (a->input_file && a->range_text)
         return cli_usage(cmd, "--input and --range cannot be used together");
+    return -1;
+}
 
-    /* The script. */
-    char *script = NULL;
-    size_t script_len = 0;
-    if (script_file) {
-        script = read_file(script_file, &script_len);
-        if (!script) {
-            cli_error("cannot read '%s': %s", script_file, strerror(errno));
-            return EXIT_USAGE;
-        }
-    } else {
-        script = strdup(argv[optind]);
-        script_len = strlen(script);
-    }
-
-    /* The input. */
-    c.fd = STDIN_FILENO;
-    if (input_file) {
-        c.fd = open(input_file, O_RDONLY | O_CLOEXEC);
-        if (c.fd < 0) {
-            cli_error("cannot open '%s': %s", input_file, strerror(errno));
-            free(script);
-            return EXIT_USAGE;
-        }
-        c.own_fd = true;
-    }
-
-    /* The session state. */
-    rs_iss *iss = NULL;
-    rs_foreach *fe = NULL;
-    rc = rs_iss_create(restricted ? RS_PROFILE_RESTRICTED : RS_PROFILE_DEFAULT, &iss);
-    rs_limits limits = {.memory_bytes = memory};
-    if (!rc)
-        rc = rs_iss_set_limits(iss, &limits);
-    for (int i = 0; !rc && i < nvars; i++)
-        rc = rs_iss_set_variable(iss, vars[i].name, vars[i].value);
-    for (int i = 0; !rc && i < nmodules; i++)
-        rc = rs_iss_add_module(iss, modules[i]);
-    if (rc) {
-        cli_error("%s", rs_iss_errmsg(iss));
-        rc = EXIT_USAGE;
-        goto done;
-    }
-
+/* Runs the for-each once everything is parsed and open; returns the exit status. */
+static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script, size_t script_len)
+{
     rs_foreach_opts o = {.iss = iss,
-                         .throttle = (unsigned)throttle,
-                         .batch = (unsigned)batch,
-                         .timeout = timeout,
-                         .retries = (unsigned)retries,
-                         .ordered = ordered,
-                         .fail_fast = fail_fast,
+                         .throttle = (unsigned)a->throttle,
+                         .batch = (unsigned)a->batch,
+                         .timeout = a->timeout,
+                         .retries = (unsigned)a->retries,
+                         .ordered = a->ordered,
+                         .fail_fast = a->fail_fast,
                          /* 0 (unknown) for the one range whose size does not fit */
-                         .total = c.range ? (uint64_t)c.range_last - (uint64_t)c.range_next + 1 : 0,
-                         .next = c.range ? next_range : next_line,
-                         .input_userdata = &c,
+                         .total =
+                             c->range ? (uint64_t)c->range_last - (uint64_t)c->range_next + 1 : 0,
+                         .next = c->range ? next_range : next_line,
+                         .input_userdata = c,
                          .on_record = on_record,
                          .on_progress = on_progress,
-                         .userdata = &c};
-    rc = rs_foreach_create(&o, &fe);
+                         .userdata = c};
+    int rc = rs_foreach_create(&o, &c->fe);
     if (rc) {
         cli_error("%s", rs_strerror(rc));
-        rc = EXIT_USAGE;
-        goto done;
+        return EXIT_USAGE;
     }
-    c.fe = fe;
+    rs_foreach *fe = c->fe;
     rc = rs_foreach_set_script(fe, script, script_len);
-    for (int i = 0; !rc && i < nparams; i++) {
-        rc = rs_foreach_add_parameter(fe, params[i].name, params[i].value);
-        params[i].value = NULL;
+    for (int i = 0; !rc && i < a->nparams; i++) {
+        rc = rs_foreach_add_parameter(fe, a->params[i].name, a->params[i].value);
+        a->params[i].value = NULL; /* taken */
     }
     if (rc) {
         cli_error("%s", rs_foreach_errmsg(fe));
-        rc = EXIT_USAGE;
-        goto done;
+        return EXIT_USAGE;
     }
 
-    bar_init(&c.bar, progress, "foreach");
-    if (c.format == FMT_CSV)
+    bar_init(&c->bar, a->progress, "foreach");
+    if (c->format == FMT_CSV)
         out_puts("index,input,status,output,error,duration_ms,runspace\n");
-    else if (c.format == FMT_TABLE)
+    else if (c->format == FMT_TABLE)
         out_puts("   INDEX  STATUS       TIME(ms)  RUNSPACE  OUTPUT / ERROR\n");
-    signals_on_interrupt(stop_run, fe);
+    on_stop(stop_run, fe);
     rs_foreach_summary sum;
     int run = rs_foreach_run(fe, &sum);
-    signals_on_interrupt(NULL, NULL);
+    on_stop(NULL, NULL);
     if (run == 0 || run == RS_ESTOPPED)
-        bar_draw(&c.bar, sum.total, o.total, sum.elapsed, true);
-    bar_clear(&c.bar);
+        bar_draw(&c->bar, sum.total, o.total, sum.elapsed, true);
+    bar_clear(&c->bar);
     out_flush();
     if (run && run != RS_ESTOPPED) {
         /* The run could not start (a module failed to load, say): a setup error. */
         cli_error("%s", rs_foreach_errmsg(fe));
-        rc = EXIT_USAGE;
-        goto done;
+        return EXIT_USAGE;
     }
-    if (summary) {
+    if (c->input_error)
+        cli_error("%s", c->input_error);
+    if (a->summary) {
         fprintf(stderr,
                 "Processing Summary:\n"
                 "  Total items:  %llu\n"
@@ -582,23 +627,86 @@ int cmd_foreach(int argc, char **argv)
                 (unsigned long long)sum.failed, (unsigned long long)sum.timed_out,
                 (unsigned long long)sum.cancelled, sum.success_rate, sum.elapsed);
     }
-    rc = interrupted() || run == RS_ESTOPPED ? EXIT_INTERRUPTED
-         : c.failed_records                  ? EXIT_ITEMS_FAILED
-                                             : 0;
-done:
-    rs_foreach_destroy(fe);
-    rs_iss_destroy(iss);
-    for (int i = 0; i < nvars; i++) {
-        free(vars[i].name);
-        rs_value_destroy(vars[i].value);
+    if (interrupted())
+        return EXIT_INTERRUPTED;
+    /* A stop that no signal sent came from failed output: main reports it. */
+    if (run == RS_ESTOPPED && !out_error())
+        return EXIT_INTERRUPTED;
+    return c->failed_records || c->input_error || run == RS_ESTOPPED ? EXIT_ITEMS_FAILED : 0;
+}
+
+int cmd_foreach(int argc, char **argv)
+{
+    cli c = {.format = FMT_RAW, .fd = STDIN_FILENO};
+    foreach_args a = {.progress = -1, .memory = 1ull << 30};
+    char *script = NULL;
+    size_t script_len = 0;
+    rs_iss *iss = NULL;
+    int rc = parse_options(argc, argv, &a, &c);
+    if (rc >= 0)
+        goto done;
+
+    /* The script. */
+    if (a.script_file) {
+        script = read_file(a.script_file, &script_len);
+        if (!script) {
+            cli_read_error(a.script_file, errno);
+            rc = EXIT_USAGE;
+            goto done;
+        }
+    } else {
+        script = strdup(argv[optind]);
+        if (!script) {
+            cli_error("out of memory");
+            rc = EXIT_ITEMS_FAILED;
+            goto done;
+        }
+        script_len = strlen(script);
     }
-    for (int i = 0; i < nparams; i++) {
-        free(params[i].name);
-        rs_value_destroy(params[i].value);
+
+    /* The input. Non-blocking: the reader polls it, and a FIFO without a writer yet must not
+     * keep open() from returning (a stop could not end that wait). */
+    if (a.input_file) {
+        c.input_name = a.input_file;
+        c.fd = open(a.input_file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (c.fd < 0) {
+            cli_error("cannot open '%s': %s", a.input_file, strerror(errno));
+            rc = EXIT_USAGE;
+            goto done;
+        }
+        c.own_fd = true;
+    }
+
+    /* The session state. */
+    rc = rs_iss_create(a.restricted ? RS_PROFILE_RESTRICTED : RS_PROFILE_DEFAULT, &iss);
+    rs_limits limits = {.memory_bytes = a.memory};
+    if (!rc)
+        rc = rs_iss_set_limits(iss, &limits);
+    for (int i = 0; !rc && i < a.nvars; i++)
+        rc = rs_iss_set_variable(iss, a.vars[i].name, a.vars[i].value);
+    for (int i = 0; !rc && i < a.nmodules; i++)
+        rc = rs_iss_add_module(iss, a.modules[i]);
+    if (rc) {
+        cli_error("%s", iss ? rs_iss_errmsg(iss) : rs_strerror(rc));
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    rc = run_foreach(&c, &a, iss, script, script_len);
+done:
+    rs_foreach_destroy(c.fe);
+    rs_iss_destroy(iss);
+    for (int i = 0; i < a.nvars; i++) {
+        free(a.vars[i].name);
+        rs_value_destroy(a.vars[i].value);
+    }
+    for (int i = 0; i < a.nparams; i++) {
+        free(a.params[i].name);
+        rs_value_destroy(a.params[i].value);
     }
     if (c.own_fd)
         close(c.fd);
     free(c.buf);
+    free(c.input_error);
     free(script);
     return rc;
 }

@@ -20,30 +20,32 @@ static const char usage[] = "Usage: runspace COMMAND [OPTIONS] [ARGS]\n"
 
 int main(int argc, char **argv)
 {
+    std_fds_reserve(); /* first: before anything opens a descriptor */
     signals_init();
     out_init();
     if (argc < 2)
         return cli_usage(NULL, "no command given");
     const char *cmd = argv[1];
-    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
-        fputs(usage, stdout);
-        return 0;
-    }
-    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
-        printf("runspace %s\n", rs_version());
-        return 0;
-    }
     int rc;
-    if (strcmp(cmd, "foreach") == 0)
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        out_puts(usage);
+        rc = 0;
+    } else if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        out_puts("runspace ");
+        out_puts(rs_version());
+        out_putc('\n');
+        rc = 0;
+    } else if (strcmp(cmd, "foreach") == 0) {
         rc = cmd_foreach(argc - 1, argv + 1);
-    else if (strcmp(cmd, "run") == 0)
+    } else if (strcmp(cmd, "run") == 0) {
         rc = cmd_run(argc - 1, argv + 1);
-    else if (strcmp(cmd, "scan") == 0)
+    } else if (strcmp(cmd, "scan") == 0) {
         rc = cmd_scan(argc - 1, argv + 1);
-    else if (strcmp(cmd, "demo") == 0)
+    } else if (strcmp(cmd, "demo") == 0) {
         rc = cmd_demo(argc - 1, argv + 1);
-    else
+    } else {
         return cli_usage(NULL, "unknown command '%s'", cmd);
-    out_flush();
-    return rc;
+    }
+    /* Output that did not get out fails the command, whatever else it did. */
+    return out_finish() ? rc : EXIT_ITEMS_FAILED;
 }

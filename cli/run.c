@@ -29,8 +29,8 @@ static const char usage[] =
     "\n"
     "Options come before the script. Outputs go to stdout when the script ends; print goes\n"
     "to stdout, warnings and errors to stderr, as they are written.\n"
-    "Exit status: 0 success; 1 the script failed or timed out; 2 usage error or a script that\n"
-    "does not compile; 130 interrupted.\n";
+    "Exit status: 0 success; 1 the script failed or timed out, or the output could not be\n"
+    "written; 2 usage error or a script that does not compile; 130 interrupted.\n";
 
 typedef struct run_cli {
     bool verbose;
@@ -111,13 +111,8 @@ int cmd_run(int argc, char **argv)
     rs_runspace *rs = NULL;
     rs_ps *ps = NULL;
     char *script = NULL;
-    int rc = rs_iss_create(RS_PROFILE_DEFAULT, &iss);
-    if (rc) {
-        cli_error("%s", rs_strerror(rc));
-        return 1;
-    }
-    rs_ps_create(&ps);
-    /* Parameters wait for the script's stage; variables and modules need the profile. */
+    int rc = 0;
+    /* Parameters wait for the script's stage; variables and modules for the profile. */
     char *pnames[64];
     rs_value *pvalues[64];
     char *vnames[64];
@@ -131,7 +126,7 @@ int cmd_run(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "+:f:vh", long_options, NULL)) != -1) {
         switch (opt) {
         case 'h':
-            fputs(usage, stdout);
+            out_puts(usage);
             rc = 0;
             goto done;
         case 'f':
@@ -175,16 +170,18 @@ int cmd_run(int argc, char **argv)
             }
             break;
         case OPT_TIMEOUT:
-            if (!parse_seconds(optarg, &timeout)) {
-                rc = cli_usage(cmd, "--timeout must be a positive number of seconds, not '%s'",
-                               optarg);
+            if (!parse_duration(optarg, DURATION_MAX, &timeout)) {
+                rc = cli_usage(cmd,
+                               "--timeout must be a number of seconds above 0 and at most "
+                               "%.0f, not '%s'",
+                               DURATION_MAX, optarg);
                 goto done;
             }
             break;
         case OPT_FORMAT:
-            if (strcmp(optarg, "json") == 0)
+            if (strcmp(optarg, "json") == 0) {
                 json = true;
-            else if (strcmp(optarg, "raw") != 0) {
+            } else if (strcmp(optarg, "raw") != 0) {
                 rc = cli_usage(cmd, "--format must be raw or json, not '%s'", optarg);
                 goto done;
             }
@@ -201,21 +198,24 @@ int cmd_run(int argc, char **argv)
     if (script_file) {
         script = read_file(script_file, &script_len);
         if (!script) {
-            cli_error("cannot read '%s': %s", script_file, strerror(errno));
+            cli_read_error(script_file, errno);
             rc = EXIT_USAGE;
             goto done;
         }
     } else if (optind < argc) {
         script = strdup(argv[optind++]);
-        script_len = strlen(script);
+        script_len = script ? strlen(script) : 0;
     } else {
         rc = cli_usage(cmd, "no script given");
         goto done;
     }
 
-    if (restricted) {
-        rs_iss_destroy(iss);
-        rs_iss_create(RS_PROFILE_RESTRICTED, &iss);
+    if (!script ||
+        (rc = rs_iss_create(restricted ? RS_PROFILE_RESTRICTED : RS_PROFILE_DEFAULT, &iss)) ||
+        (rc = rs_ps_create(&ps))) {
+        cli_error("%s", rs_strerror(rc ? rc : RS_ENOMEM));
+        rc = EXIT_ITEMS_FAILED;
+        goto done;
     }
     rs_limits limits = {.memory_bytes = memory};
     rc = rs_iss_set_limits(iss, &limits);
@@ -231,7 +231,7 @@ int cmd_run(int argc, char **argv)
     rs_runspace_opts ro = {.iss = iss};
     if ((rc = rs_runspace_create(&ro, &rs)) || (rc = rs_runspace_open(rs))) {
         cli_error("%s", rs ? rs_runspace_errmsg(rs) : rs_strerror(rc));
-        rc = 1;
+        rc = EXIT_ITEMS_FAILED;
         goto done;
     }
     rc = rs_ps_add_script(ps, script, script_len);
@@ -240,20 +240,27 @@ int cmd_run(int argc, char **argv)
         rc = EXIT_USAGE;
         goto done;
     }
-    for (int i = optind; i < argc; i++)
-        rs_ps_add_argument(ps, rs_value_string(argv[i]));
-    for (int i = 0; i < np; i++) {
-        rs_ps_add_parameter(ps, pnames[i], pvalues[i]);
-        pvalues[i] = NULL;
+    for (int i = optind; !rc && i < argc; i++)
+        rc = rs_ps_add_argument(ps, rs_value_string(argv[i]));
+    for (int i = 0; !rc && i < np; i++) {
+        rc = rs_ps_add_parameter(ps, pnames[i], pvalues[i]);
+        pvalues[i] = NULL; /* taken */
     }
     rs_ps_opts po = {.timeout = timeout, .on_record = on_record, .userdata = &c};
-    rs_ps_set_opts(ps, &po);
-    rs_ps_set_runspace(ps, rs);
+    if (!rc)
+        rc = rs_ps_set_opts(ps, &po);
+    if (!rc)
+        rc = rs_ps_set_runspace(ps, rs);
+    if (rc) {
+        cli_error("%s", rs_ps_errmsg(ps)[0] ? rs_ps_errmsg(ps) : rs_strerror(rc));
+        rc = EXIT_ITEMS_FAILED;
+        goto done;
+    }
 
-    signals_on_interrupt(stop_script, ps);
+    on_stop(stop_script, ps);
     rs_value *out = NULL;
     int result = rs_ps_invoke(ps, &out);
-    signals_on_interrupt(NULL, NULL);
+    on_stop(NULL, NULL);
     if (c.progress_shown)
         fputs("\r\033[K", stderr);
     if (json) {
@@ -267,14 +274,15 @@ int cmd_run(int argc, char **argv)
     }
     out_flush();
     rs_value_destroy(out);
-    if (result) {
+    /* A stop that no signal sent came from failed output, which main reports. */
+    if (result && !(result == RS_ESTOPPED && out_error() && !interrupted())) {
         cli_error("%s", rs_ps_errmsg(ps));
         rs_record r;
         size_t n = rs_ps_record_count(ps, RS_STREAM_ERROR);
         if (c.verbose && n && rs_ps_record(ps, RS_STREAM_ERROR, n - 1, &r) == 0 && r.traceback)
             fprintf(stderr, "%s\n", r.traceback);
     }
-    rc = interrupted() ? EXIT_INTERRUPTED : result ? 1 : 0;
+    rc = interrupted() ? EXIT_INTERRUPTED : result ? EXIT_ITEMS_FAILED : 0;
 done:
     rs_ps_destroy(ps);
     rs_runspace_destroy(rs);

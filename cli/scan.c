@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 
+#include <float.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,8 @@ static const char usage[] =
     "\n"
     "States are nmap's: open (connected), closed (refused), filtered (no answer, or ICMP\n"
     "unreachable/prohibited), error (the probe could not be made).\n"
-    "Exit status: 0 the scan ran; 1 it could not run; 2 usage error; 130 interrupted.\n";
+    "Exit status: 0 the scan ran; 1 it could not run, or the output could not be written;\n"
+    "2 usage error; 130 interrupted.\n";
 
 typedef enum { SFMT_TABLE, SFMT_JSONL, SFMT_CSV } scan_format;
 
@@ -154,7 +156,7 @@ int cmd_scan(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, ":p:h", long_options, NULL)) != -1) {
         switch (opt) {
         case 'h':
-            fputs(usage, stdout);
+            out_puts(usage);
             return 0;
         case 'p':
             if (nports == 64)
@@ -167,12 +169,13 @@ int cmd_scan(int argc, char **argv)
             lists[nlists++] = optarg;
             break;
         case OPT_TIMEOUT:
-            if (!parse_seconds(optarg, &ms))
+            if (!parse_duration(optarg, DURATION_MAX * 1e3, &ms))
                 return cli_usage(cmd,
-                                 "--timeout must be a positive number of milliseconds, "
-                                 "not '%s'",
-                                 optarg);
-            o.timeout = ms / 1e3;
+                                 "--timeout must be a number of milliseconds above 0 and at "
+                                 "most %.0f, not '%s'",
+                                 DURATION_MAX * 1e3, optarg);
+            /* A positive timeout stays positive (0 would mean the default). */
+            o.timeout = ms / 1e3 > 0 ? ms / 1e3 : DBL_MIN;
             break;
         case OPT_RETRIES:
             if (!parse_count(optarg, 0, 100, &n))
@@ -221,8 +224,12 @@ int cmd_scan(int argc, char **argv)
     o.userdata = &c;
     rs_scan *scan = NULL;
     int rc = rs_scan_create(&o, &scan);
-    if (rc)
-        return cli_usage(cmd, "%s", rs_strerror(rc));
+    if (rc) {
+        cli_error("%s", rs_strerror(rc));
+        return EXIT_ITEMS_FAILED;
+    }
+    /* Reading a targets file can take long (a pipe, a slow disk): an interrupt ends it too. */
+    on_stop(stop_scan, scan);
     for (int i = 0; !rc && i < nports; i++)
         rc = rs_scan_add_ports(scan, ports[i]);
     for (int i = optind; !rc && i < argc; i++)
@@ -230,17 +237,24 @@ int cmd_scan(int argc, char **argv)
     for (int i = 0; !rc && i < nlists; i++)
         rc = rs_scan_add_targets_file(scan, lists[i]);
     if (rc) {
-        rc = cli_usage(cmd, "%s", rs_scan_errmsg(scan));
+        on_stop(NULL, NULL);
+        if (rc == RS_ESTOPPED)
+            rc = EXIT_INTERRUPTED;
+        else if (rc == RS_EINVAL || rc == RS_ENOENT || rc == RS_ELIMIT)
+            rc = cli_usage(cmd, "%s", rs_scan_errmsg(scan));
+        else {
+            cli_error("%s", rs_scan_errmsg(scan));
+            rc = EXIT_ITEMS_FAILED;
+        }
         rs_scan_destroy(scan);
         return rc;
     }
     c.total = rs_scan_probe_count(scan);
     bar_init(&c.bar, progress, "scan");
     c.started = now_seconds();
-    signals_on_interrupt(stop_scan, scan);
     rs_scan_summary sum;
     int run = rs_scan_run(scan, &sum);
-    signals_on_interrupt(NULL, NULL);
+    on_stop(NULL, NULL);
     bar_clear(&c.bar);
     out_flush();
     if (run == RS_ELIMIT || run == RS_EINVAL) {

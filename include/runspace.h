@@ -837,16 +837,20 @@ RS_EXTERN int rs_scan_create(const rs_scan_opts *opts, rs_scan **out);
 RS_EXTERN int rs_scan_destroy(rs_scan *scan);
 /* Adds targets: a host name, an IPv4 or IPv6 address, a CIDR block ("10.0.0.0/24",
  * "fd00::/120"), or an IPv4 range ("127.0.0.1-20" or "10.0.0.1-10.0.1.255"). RS_EINVAL with a
- * message for a malformed spec. Names are resolved when the scan runs (the first address
- * returned is probed); one that does not resolve yields one error result and the scan goes on. */
+ * message for a malformed or NULL spec; RS_ELIMIT past 16,777,216 targets in a scan. Names are
+ * resolved when the scan runs (the first address returned is probed); one that does not
+ * resolve yields one error result and the scan goes on. */
 RS_EXTERN int rs_scan_add_target(rs_scan *scan, const char *spec);
-/* Adds the targets of a file, one spec per line; blank lines and '#' comments are skipped.
- * RS_ENOENT or RS_EIO with the OS reason; RS_EINVAL naming the line of a malformed spec, in
- * which case nothing of the file is added. */
+/* Adds the targets of a file, one spec per line of at most 1024 bytes; blank lines and '#'
+ * comments are skipped, and the last line needs no newline. RS_ENOENT or RS_EIO with the OS
+ * reason; RS_EINVAL (NULL path, or naming the line) for a malformed spec, a NUL byte or a
+ * longer line; RS_ELIMIT past 16,777,216 targets. On any error nothing of the file is added.
+ * Blocks while the file has no data (a FIFO); rs_scan_stop from another thread ends the
+ * reading with RS_ESTOPPED, and that stop, like any other, also ends the next run at once. */
 RS_EXTERN int rs_scan_add_targets_file(rs_scan *scan, const char *path);
 /* Adds ports: "22,80,1000-2000". RS_EINVAL for 0, numbers above 65535, reversed or malformed
- * ranges ("a-b", "5-", ""). Without any call, the seed's list: 22,80,135,139,443,445,3389,5985,
- * 5986. A port given twice is probed once. */
+ * ranges ("a-b", "5-", ""), or a NULL spec. Without any call, the seed's list: 22,80,135,139,
+ * 443,445,3389,5985,5986. A port given twice is probed once. */
 RS_EXTERN int rs_scan_add_ports(rs_scan *scan, const char *spec);
 /* The number of probes the scan will make (addresses x ports, a name counting as one). */
 RS_EXTERN uint64_t rs_scan_probe_count(const rs_scan *scan);

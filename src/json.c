@@ -254,17 +254,44 @@ static int encode_string(encoder *e, const char *s, size_t len, const path *at, 
     return rc ? rc : rs__buf_putc(e->out, '"');
 }
 
-/* Formats d, which is finite, into text (32 bytes): the shortest of 15, 16 and 17
- * significant digits that reads back to the same bits, always with a '.' or an exponent so
- * that it decodes as a double again. */
+/* Whether d printed with `digits` significant digits (%g) into text (32 bytes) reads back to
+ * the same bits. */
+static bool round_trips(double d, int digits, char *text)
+{
+    snprintf(text, 32, "%.*g", digits, d);
+    double back = strtod(text, NULL);
+    return !memcmp(&back, &d, sizeof d);
+}
+
+/* Formats d, which is finite, into text (32 bytes): the fewest significant digits (%g, so no
+ * trailing zeros) that read back to the same bits, always with a '.' or an exponent so that
+ * it decodes as a double again.
+ *
+ * Reading back is monotonic in the number of digits (the nearest (p+1)-digit decimal is at
+ * least as near as the nearest p-digit one, which is also a (p+1)-digit decimal), so the
+ * fewest is found by bisection over 1..17; 17 always reads back. A normal double needs at
+ * least 15 unless 15 print no more than the fewest (two 15-digit decimals are further apart
+ * than its precision, so the 15-digit one is the fewest-digit one with zeros that %g drops):
+ * 15 first is then both the answer and the common case. Subnormals carry fewer bits
+ * (5e-324 is one), so they search from 1. */
 static void format_double(double d, char *text)
 {
-    for (int digits = 15; digits <= 17; digits++) {
-        snprintf(text, 32, "%.*g", digits, d);
-        double back = strtod(text, NULL);
-        if (!memcmp(&back, &d, sizeof d))
-            break;
+    int lo = 1, hi = 17; /* the fewest is in lo..hi */
+    if (fpclassify(d) != FP_SUBNORMAL) {
+        if (round_trips(d, 15, text))
+            hi = 0; /* done: text holds it */
+        else
+            lo = 16;
     }
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (round_trips(d, mid, text))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    if (hi)
+        snprintf(text, 32, "%.*g", hi, d);
     /* %g and strtod both use the locale's decimal point (possibly not one byte); JSON's is
      * '.'. It is whatever follows the sign and the integer digits, unless that is the
      * exponent. */

@@ -17,7 +17,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -29,7 +31,10 @@
 #define FD_RESERVE 256u   /* descriptors the default window leaves to the application */
 #define SPLIT_MIN 4096u   /* probes from which a scan runs one event loop per CPU */
 #define LOOPS_MAX 8u
-#define LINE_MAX_BYTES 1024
+#define LINE_MAX_BYTES 1024 /* a line of a targets file, without its newline */
+#define TARGETS_MAX                                                                                \
+    (UINT32_C(1) << 24) /* targets in a scan: a probe names its target in 32 bits,                 \
+                         * and more targets than this make too many probes */
 
 /* The seed's list, used until rs_scan_add_ports is called. */
 static const uint16_t default_ports[] = {22, 80, 135, 139, 443, 445, 3389, 5985, 5986};
@@ -305,9 +310,15 @@ static int parse_target(const char *spec, target *t, const char **why)
     return *why ? RS_EINVAL : 0;
 }
 
-/* Appends n parsed targets (taking their names) to the scan. */
+/* Appends n parsed targets (taking their names) to the scan. RS_ELIMIT past TARGETS_MAX,
+ * RS_ENOMEM; either way nothing is added, and the message is set. */
 static int push_targets(rs_scan *scan, target *ts, size_t n)
 {
+    if (n > TARGETS_MAX - scan->ntargets)
+        return rs__msg_set(&scan->msg, RS_ELIMIT, "a scan takes at most %" PRIu32 " targets",
+                           TARGETS_MAX);
+    if (!n)
+        return 0;
     if (scan->ntargets + n > scan->cap) {
         size_t cap = scan->cap ? scan->cap : 8;
         while (cap < scan->ntargets + n)
@@ -551,8 +562,10 @@ int rs_scan_destroy(rs_scan *scan)
 
 int rs_scan_add_target(rs_scan *scan, const char *spec)
 {
-    if (!scan || !spec)
+    if (!scan)
         return RS_EMISUSE;
+    if (!spec)
+        return rs__msg_set(&scan->msg, RS_EINVAL, "no target given");
     if (atomic_load(&scan->running))
         return RS_EBUSY;
     target t;
@@ -560,77 +573,163 @@ int rs_scan_add_target(rs_scan *scan, const char *spec)
     int rc = parse_target(spec, &t, &why);
     if (rc == RS_EINVAL)
         return rs__msg_set(&scan->msg, rc, "invalid target '%s': %s", spec, why);
-    if (!rc && (rc = push_targets(scan, &t, 1)))
+    if (rc)
+        return rs__msg_set(&scan->msg, rc, "out of memory");
+    if ((rc = push_targets(scan, &t, 1)))
         rs__free(t.name);
-    return rc ? rs__msg_set(&scan->msg, rc, "out of memory") : 0;
+    return rc;
+}
+
+/* Reading a targets file: the file, its line in progress, and the targets parsed so far
+ * (added to the scan only once the whole file is good). */
+typedef struct targets_reader {
+    rs_scan *scan;
+    const char *path;
+    char line[LINE_MAX_BYTES + 1];
+    size_t len;
+    bool too_long;
+    unsigned long long lineno;
+    target *got;
+    size_t n, cap;
+} targets_reader;
+
+/* Parses the line in r (without its newline): blank lines and '#' comments are skipped. */
+static int targets_line(targets_reader *r)
+{
+    rs_scan *scan = r->scan;
+    r->lineno++;
+    if (r->too_long)
+        return rs__msg_set(&scan->msg, RS_EINVAL, "%s:%llu: the line is longer than %d bytes",
+                           r->path, r->lineno, LINE_MAX_BYTES);
+    r->line[r->len] = '\0';
+    char *hash = strchr(r->line, '#');
+    if (hash)
+        *hash = '\0';
+    char *s = r->line + strspn(r->line, " \t\r");
+    size_t len = strlen(s);
+    while (len && strchr(" \t\r", s[len - 1]))
+        s[--len] = '\0';
+    if (!len)
+        return 0;
+    if (r->n == r->cap) {
+        if (scan->ntargets + r->n >= TARGETS_MAX)
+            return rs__msg_set(&scan->msg, RS_ELIMIT,
+                               "%s:%llu: a scan takes at most %" PRIu32 " targets", r->path,
+                               r->lineno, TARGETS_MAX);
+        size_t cap = r->cap ? 2 * r->cap : 16;
+        target *grown = rs__realloc(r->got, cap * sizeof *grown);
+        if (!grown)
+            return rs__msg_set(&scan->msg, RS_ENOMEM, "out of memory");
+        r->got = grown;
+        r->cap = cap;
+    }
+    const char *why;
+    int rc = parse_target(s, &r->got[r->n], &why);
+    if (rc == RS_EINVAL)
+        return rs__msg_set(&scan->msg, rc, "%s:%llu: invalid target '%s': %s", r->path, r->lineno,
+                           s, why);
+    if (rc)
+        return rs__msg_set(&scan->msg, rc, "out of memory");
+    r->n++;
+    return 0;
+}
+
+/* Takes the bytes of one read: whole lines are parsed, the last partial one is kept. A NUL
+ * byte is refused (text after it would silently not count), and so is a line too long to be
+ * a target (reading on, in search of its end, could last forever: /dev/zero). */
+static int targets_bytes(targets_reader *r, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '\n') {
+            int rc = targets_line(r);
+            if (rc)
+                return rc;
+            r->len = 0;
+        } else if (p[i] == '\0') {
+            return rs__msg_set(&r->scan->msg, RS_EINVAL, "%s:%llu: the line holds a NUL byte",
+                               r->path, r->lineno + 1);
+        } else if (r->len == LINE_MAX_BYTES) {
+            r->too_long = true;
+            return targets_line(r);
+        } else {
+            r->line[r->len++] = p[i];
+        }
+    }
+    return 0;
 }
 
 int rs_scan_add_targets_file(rs_scan *scan, const char *path)
 {
-    if (!scan || !path)
+    if (!scan)
         return RS_EMISUSE;
+    if (!path)
+        return rs__msg_set(&scan->msg, RS_EINVAL, "no targets file given");
     if (atomic_load(&scan->running))
         return RS_EBUSY;
-    FILE *f = fopen(path, "r");
-    if (!f)
+    /* Non-blocking, and every wait a poll that also watches the stop descriptor: a FIFO
+     * without a writer yet, or one that never ends, must not keep a stop from ending the
+     * reading. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
         return rs__msg_set(&scan->msg, errno == ENOENT ? RS_ENOENT : RS_EIO,
                            "cannot open targets file '%s': %s", path, strerror(errno));
-    /* Parsed into `got` first, so a bad line adds nothing. */
-    target *got = NULL;
-    size_t n = 0, cap = 0;
-    char line[LINE_MAX_BYTES];
+    targets_reader *r = rs__calloc(1, sizeof *r);
+    if (!r) {
+        close(fd);
+        return rs__msg_set(&scan->msg, RS_ENOMEM, "out of memory");
+    }
+    r->scan = scan;
+    r->path = path;
     int rc = 0;
-    for (unsigned lineno = 1; !rc && fgets(line, sizeof line, f); lineno++) {
-        size_t len = strlen(line);
-        if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f)) {
-            rc = rs__msg_set(&scan->msg, RS_EINVAL, "%s:%u: the line is longer than %d bytes", path,
-                             lineno, LINE_MAX_BYTES - 2);
+    for (;;) {
+        /* Poll before every read: a FIFO opened without a writer reads as its end until one
+         * comes, but does not poll readable before. */
+        struct pollfd p[2] = {{.fd = fd, .events = POLLIN},
+                              {.fd = scan->stop_fd, .events = POLLIN}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = rs__msg_set(&scan->msg, RS_ESYSTEM, "poll: %s", strerror(errno));
             break;
         }
-        char *hash = strchr(line, '#');
-        if (hash)
-            *hash = '\0';
-        char *s = line + strspn(line, " \t\r\n");
-        len = strlen(s);
-        while (len && strchr(" \t\r\n", s[len - 1]))
-            s[--len] = '\0';
-        if (!len)
-            continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            target *grown = rs__realloc(got, cap * sizeof *grown);
-            if (!grown) {
-                rc = rs__msg_set(&scan->msg, RS_ENOMEM, "out of memory");
-                break;
-            }
-            got = grown;
+        if (p[1].revents) {
+            rc = rs__msg_set(&scan->msg, RS_ESTOPPED, "stopped while reading targets file '%s'",
+                             path);
+            break;
         }
-        const char *why;
-        rc = parse_target(s, &got[n], &why);
-        if (rc == RS_EINVAL)
-            rs__msg_set(&scan->msg, rc, "%s:%u: invalid target '%s': %s", path, lineno, s, why);
-        else if (rc)
-            rs__msg_set(&scan->msg, rc, "out of memory");
-        else
-            n++;
+        char buf[4096];
+        ssize_t got = read(fd, buf, sizeof buf);
+        if (got > 0) {
+            if ((rc = targets_bytes(r, buf, (size_t)got)))
+                break;
+        } else if (got == 0) {
+            if (r->len)
+                rc = targets_line(r); /* the last line, without a newline */
+            break;
+        } else if (errno != EINTR && errno != EAGAIN) {
+            rc = rs__msg_set(&scan->msg, RS_EIO, "cannot read targets file '%s': %s", path,
+                             strerror(errno));
+            break;
+        }
     }
-    if (!rc && ferror(f))
-        rc = rs__msg_set(&scan->msg, RS_EIO, "cannot read targets file '%s'", path);
-    fclose(f);
+    close(fd);
     if (!rc)
-        rc = push_targets(scan, got, n);
+        rc = push_targets(scan, r->got, r->n);
     if (rc) {
-        for (size_t i = 0; i < n; i++)
-            rs__free(got[i].name);
+        for (size_t i = 0; i < r->n; i++)
+            rs__free(r->got[i].name);
     }
-    rs__free(got);
+    rs__free(r->got);
+    rs__free(r);
     return rc;
 }
 
 int rs_scan_add_ports(rs_scan *scan, const char *spec)
 {
-    if (!scan || !spec)
+    if (!scan)
         return RS_EMISUSE;
+    if (!spec)
+        return rs__msg_set(&scan->msg, RS_EINVAL, "no ports given");
     if (atomic_load(&scan->running))
         return RS_EBUSY;
     if (!*spec)

@@ -156,5 +156,8 @@ int64_t rs__seconds_to_ns(double seconds)
         return 0;
     if (seconds >= 9.2e9)
         return INT64_MAX / 2;
-    return (int64_t)llround(seconds * 1e9);
+    /* 0 means "none" to every timeout, so a positive duration must stay positive: 1e-10 s
+     * is 1 ns, not no timeout at all. */
+    int64_t ns = (int64_t)llround(seconds * 1e9);
+    return ns > 0 ? ns : 1;
 }

@@ -49,7 +49,8 @@ void rs__thread_join(rs__thread t);
 /* Monotonic time in nanoseconds, and wall-clock seconds since the epoch. */
 int64_t rs__now_ns(void);
 double rs__wall_time(void);
-/* seconds (>= 0, finite) as nanoseconds, saturating. */
+/* seconds as nanoseconds, rounded and saturating at INT64_MAX / 2; a positive duration is at
+ * least 1 ns, so that it never reads as 0 ("none"). 0, negative and NaN give 0. */
 int64_t rs__seconds_to_ns(double seconds);
 
 #endif

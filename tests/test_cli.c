@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,10 +35,24 @@ static void append(char **buf, size_t *len, const char *data, size_t n)
     (*buf)[*len] = '\0';
 }
 
-/* Runs argv with input on stdin; waits at most `limit` seconds (then kills it and fails). With
- * interrupt_after > 0, sends SIGINT once that much stdout has arrived. */
-static proc_result run_program(char *const argv[], const char *input, size_t input_len,
-                               double limit, size_t interrupt_after)
+/* How to start the program: stdin is a pipe fed with input (or, without input, closed at
+ * once: an empty input), unless stdin_path opens a file there or close_stdin leaves fd 0
+ * closed; stdout is a pipe read into the result unless stdout_path opens a file there or
+ * close_stdout leaves fd 1 closed. */
+typedef struct how {
+    const char *input;
+    size_t input_len;
+    double limit;           /* seconds; then the program is killed and the test fails */
+    size_t interrupt_after; /* > 0: SIGINT once that much stdout has arrived */
+    double interrupt_at;    /* > 0: SIGINT after that many seconds */
+    bool close_stdin, close_stdout;
+    bool nonblocking_stdout; /* the stdout pipe is O_NONBLOCK (as another process may leave it) */
+    bool slow_reader;        /* a pause after each read of stdout, so that its pipe fills up */
+    const char *stdin_path, *stdout_path;
+} how;
+
+/* Runs argv as `h` says; waits at most h->limit seconds (then kills it and fails). */
+static proc_result run_how(char *const argv[], const how *h)
 {
     /* A program that exits before reading its input (a usage error) must not kill the test. */
     signal(SIGPIPE, SIG_IGN);
@@ -55,6 +70,16 @@ static proc_result run_program(char *const argv[], const char *input, size_t inp
         posix_spawn_file_actions_addclose(&fa, out[i]);
         posix_spawn_file_actions_addclose(&fa, err[i]);
     }
+    if (h->close_stdin)
+        posix_spawn_file_actions_addclose(&fa, 0);
+    else if (h->stdin_path)
+        posix_spawn_file_actions_addopen(&fa, 0, h->stdin_path, O_RDONLY, 0);
+    if (h->close_stdout)
+        posix_spawn_file_actions_addclose(&fa, 1);
+    else if (h->stdout_path)
+        posix_spawn_file_actions_addopen(&fa, 1, h->stdout_path, O_WRONLY, 0);
+    if (h->nonblocking_stdout)
+        fcntl(out[1], F_SETFL, O_NONBLOCK);
     pid_t pid;
     double t0 = rs_test_now();
     assert_int_equal(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0);
@@ -66,28 +91,32 @@ static proc_result run_program(char *const argv[], const char *input, size_t inp
     proc_result r = {0};
     size_t err_len = 0, written = 0;
     int fds[3] = {in[1], out[0], err[0]};
-    if (!input || input_len == 0) {
+    if (!h->input || h->input_len == 0) {
         close(fds[0]);
         fds[0] = -1;
     }
     bool signalled = false;
     while (fds[1] >= 0 || fds[2] >= 0) {
-        double left = limit - (rs_test_now() - t0);
+        double left = h->limit - (rs_test_now() - t0);
         if (left <= 0) {
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
-            fail_msg("%s %s did not finish within %.1f s", argv[1], argv[2] ? argv[2] : "", limit);
+            fail_msg("%s %s did not finish within %.1f s", argv[1], argv[2] ? argv[2] : "",
+                     h->limit);
         }
         struct pollfd p[3];
         for (int i = 0; i < 3; i++)
             p[i] = (struct pollfd){.fd = fds[i], .events = i == 0 ? POLLOUT : POLLIN};
-        if (poll(p, 3, (int)(left * 1000) + 1) < 0 && errno != EINTR)
+        int wait_ms = (int)(left * 1000) + 1;
+        if (h->interrupt_at > 0 && !signalled)
+            wait_ms = 10;
+        if (poll(p, 3, wait_ms) < 0 && errno != EINTR)
             fail_msg("poll: %s", strerror(errno));
         if (fds[0] >= 0 && p[0].revents) {
-            ssize_t w = write(fds[0], input + written, input_len - written);
+            ssize_t w = write(fds[0], h->input + written, h->input_len - written);
             if (w > 0)
                 written += (size_t)w;
-            if (w < 0 || written == input_len) {
+            if (w < 0 || written == h->input_len) {
                 close(fds[0]);
                 fds[0] = -1;
             }
@@ -101,12 +130,15 @@ static proc_result run_program(char *const argv[], const char *input, size_t inp
                     fds[i] = -1;
                 } else if (i == 1) {
                     append(&r.out, &r.out_len, buf, (size_t)n);
+                    if (h->slow_reader)
+                        sleep_for(0.002);
                 } else {
                     append(&r.err, &err_len, buf, (size_t)n);
                 }
             }
         }
-        if (interrupt_after && !signalled && r.out_len >= interrupt_after) {
+        if (!signalled && ((h->interrupt_after && r.out_len >= h->interrupt_after) ||
+                           (h->interrupt_at > 0 && rs_test_now() - t0 >= h->interrupt_at))) {
             kill(pid, SIGINT);
             signalled = true;
         }
@@ -122,6 +154,16 @@ static proc_result run_program(char *const argv[], const char *input, size_t inp
     if (!r.err)
         r.err = strdup("");
     return r;
+}
+
+/* Runs argv with input on stdin; waits at most `limit` seconds (then kills it and fails). With
+ * interrupt_after > 0, sends SIGINT once that much stdout has arrived. */
+static proc_result run_program(char *const argv[], const char *input, size_t input_len,
+                               double limit, size_t interrupt_after)
+{
+    how h = {
+        .input = input, .input_len = input_len, .limit = limit, .interrupt_after = interrupt_after};
+    return run_how(argv, &h);
 }
 
 #define ARGV(...) ((char *const[]){RS_CLI, __VA_ARGS__, NULL})
@@ -257,7 +299,8 @@ static void test_foreach_usage_errors(void **state)
         {ARGV("foreach", "-j", "0", "return 1"),
          "runspace: -j/--throttle must be a whole number from 1 to 1024, not '0'\n"},
         {ARGV("foreach", "--timeout", "-1", "return 1"),
-         "runspace: --timeout must be a positive number of seconds, not '-1'\n"},
+         "runspace: --timeout must be a number of seconds above 0 and at most 1000000000, not "
+         "'-1'\n"},
         {ARGV("foreach", "--range", "5..", "return 1"),
          "runspace: invalid range '5..': expected A..B with integers A <= B\n"},
         {ARGV("foreach", "--format", "xml", "return 1"),
@@ -379,13 +422,27 @@ static void test_foreach_sigint_while_input_is_silent(void **state)
 static void test_foreach_closed_pipe(void **state)
 {
     (void)state;
+    /* The reader went away: runspace ends at once, quietly, by SIGPIPE (as seq or yes do), so
+     * that the shell sees 141 and never 0. Its status goes to stderr here. */
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "%s foreach --ordered --range 1..10000000 'return _' | head -1",
+    snprintf(cmd, sizeof cmd,
+             "{ %s foreach --ordered --range 1..10000000 'return _'; echo \"status $?\" >&2; } "
+             "| head -1",
              RS_CLI);
     proc_result r = run_program((char *const[]){"/bin/sh", "-c", cmd, NULL}, NULL, 0, 60, 0);
     assert_int_equal(r.status, 0);
     assert_string_equal(r.out, "1\n");
-    assert_string_equal(r.err, "");
+    assert_string_equal(r.err, "status 141\n");
+    done(&r);
+    /* The same for every format and for run. */
+    snprintf(cmd, sizeof cmd,
+             "{ %s foreach --format jsonl --range 1..10000000 'return _'; echo \"status $?\" >&2; "
+             "} | head -1 >/dev/null;"
+             "{ %s run 'for i = 1, 10000000 do print(i) end'; echo \"status $?\" >&2; } "
+             "| head -1 >/dev/null",
+             RS_CLI, RS_CLI);
+    r = run_program((char *const[]){"/bin/sh", "-c", cmd, NULL}, NULL, 0, 60, 0);
+    assert_string_equal(r.err, "status 141\nstatus 141\n");
     done(&r);
 }
 
@@ -562,7 +619,8 @@ static void test_scan_usage_errors(void **state)
         {ARGV("scan", "-p", "1-65535", "10.0.0.0/8"), "runspace: "},
         {ARGV("scan"), "runspace: no targets given\n"},
         {ARGV("scan", "--timeout", "-5", "127.0.0.1"),
-         "runspace: --timeout must be a positive number of milliseconds, not '-5'\n"},
+         "runspace: --timeout must be a number of milliseconds above 0 and at most "
+         "1000000000000, not '-5'\n"},
         {ARGV("scan", "--format", "xml", "127.0.0.1"),
          "runspace: --format must be table, jsonl or csv, not 'xml'\n"},
     };
@@ -577,6 +635,408 @@ static void test_scan_usage_errors(void **state)
     }
     proc_result r = cli(ARGV("scan", "-p", "1-65535", "10.0.0.0/8"), NULL);
     assert_contains(r.err, "--force");
+    done(&r);
+}
+
+/* ---- closed and failing standard descriptors ------------------------------------------------ */
+
+static void test_closed_stdin(void **state)
+{
+    (void)state;
+    /* fd 0 closed: it must not become the run's stop eventfd (which never turns readable, so
+     * the run waited forever); reading fails, clearly. */
+    how h = {.limit = 20, .close_stdin = true};
+    proc_result r = run_how(ARGV("foreach", "return _"), &h);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "");
+    assert_string_equal(r.err, "runspace: cannot read input: standard input is closed\n");
+    done(&r);
+    /* Other inputs do not need stdin. */
+    r = run_how(ARGV("foreach", "--ordered", "--range", "1..3", "return _"), &h);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "1\n2\n3\n");
+    done(&r);
+}
+
+/* "1\n2\n...\nn\n" in a new string. */
+static char *numbers(int n, size_t *len)
+{
+    char *text = malloc((size_t)n * 8 + 1);
+    size_t k = 0;
+    for (int i = 1; i <= n; i++)
+        k += (size_t)sprintf(text + k, "%d\n", i);
+    *len = k;
+    return text;
+}
+
+static void test_closed_stdout(void **state)
+{
+    (void)state;
+    /* fd 1 closed: records once went into whatever took fd 1 (the stop eventfd: reading then
+     * stopped early and the run said 100% success). Writing must fail, and say so. */
+    size_t len;
+    char *input = numbers(200000, &len);
+    how h = {.input = input, .input_len = len, .limit = 60, .close_stdout = true};
+    proc_result r = run_how(ARGV("foreach", "return _"), &h);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.err, "runspace: cannot write output: standard output is closed\n");
+    done(&r);
+    r = run_how(ARGV("foreach", "--format", "jsonl", "--summary", "return _"), &h);
+    assert_int_equal(r.status, 1);
+    assert_contains(r.err, "runspace: cannot write output: standard output is closed\n");
+    done(&r);
+    free(input);
+    h = (how){.limit = 30, .close_stdout = true};
+    r = run_how(ARGV("run", "return 1"), &h);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.err, "runspace: cannot write output: standard output is closed\n");
+    done(&r);
+    r = run_how(ARGV("--version"), &h);
+    assert_int_equal(r.status, 1);
+    done(&r);
+}
+
+static void test_full_stdout(void **state)
+{
+    (void)state;
+    /* Every write error of records ends in a message and status 1, never 0 with records lost;
+     * a run that could go on for ever (print in a loop) is stopped. */
+    struct {
+        char *const *argv;
+    } cases[] = {
+        {ARGV("foreach", "--range", "1..200000", "return _")},
+        {ARGV("foreach", "--range", "1..200000", "--format", "csv", "return _")},
+        {ARGV("foreach", "--range", "1..3", "return _")}, /* fails only at the last flush */
+        {ARGV("run", "while true do print(1) end")},
+        {ARGV("run", "--format", "json", "return 1")},
+        {ARGV("scan", "-p", "1-3", "127.0.0.1")},
+        {ARGV("--help")},
+        {ARGV("foreach", "--help")},
+        {ARGV("--version")},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        how h = {.limit = 30, .stdout_path = "/dev/full"};
+        proc_result r = run_how(cases[i].argv, &h);
+        if (r.status != 1)
+            fail_msg("case %zu: exit %d, stderr: %s", i, r.status, r.err);
+        assert_contains(r.err, "runspace: cannot write output: No space left on device\n");
+        assert_true(count_lines(r.err) <= 10); /* no flood of per-item messages */
+        done(&r);
+    }
+}
+
+/* ---- input errors --------------------------------------------------------------------------- */
+
+static void test_input_read_errors(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("foreach", "--input", "/", "return _"), NULL);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.err, "runspace: cannot read '/': Is a directory\n");
+    done(&r);
+    how h = {.limit = 20, .stdin_path = "/"};
+    r = run_how(ARGV("foreach", "return _"), &h);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.err, "runspace: cannot read input: Is a directory\n");
+    done(&r);
+}
+
+static void test_input_line_too_long(void **state)
+{
+    (void)state;
+    /* An endless line: the run ends (it once read forever), with status 1 and a message; the
+     * line gets its error record. */
+    proc_result r = run_program(
+        ARGV("foreach", "--input", "/dev/zero", "--format", "jsonl", "return _"), NULL, 0, 60, 0);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "{\"index\":0,\"input\":null,\"status\":\"error\",\"output\":[],"
+                               "\"error\":\"line 1 is longer than 67108864 bytes\","
+                               "\"duration_ms\":0.000,\"runspace\":0}\n");
+    assert_string_equal(r.err, "runspace: line 1 of the input is longer than 67108864 bytes; "
+                               "the input after it was not read\n");
+    done(&r);
+    /* Records of what was read before it are all there; nothing after it is read. A line of
+     * exactly the limit is fine. */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "{ printf '1\\n'; head -c 67108864 /dev/zero | tr '\\0' x; printf '\\n2\\n';"
+             "  head -c 67108865 /dev/zero; printf '\\n3\\n'; } | "
+             "%s foreach --ordered 'return #_'",
+             RS_CLI);
+    r = run_program((char *const[]){"/bin/sh", "-c", cmd, NULL}, NULL, 0, 120, 0);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "1\n67108864\n1\n");
+    assert_string_equal(r.err, "runspace: item 3: error: line 4 is longer than 67108864 bytes\n"
+                               "runspace: line 4 of the input is longer than 67108864 bytes; "
+                               "the input after it was not read\n");
+    done(&r);
+}
+
+/* ---- durations ------------------------------------------------------------------------------ */
+
+static void test_tiny_timeouts(void **state)
+{
+    (void)state;
+    /* A positive timeout too short to count in nanoseconds is still a timeout, not "none". */
+    proc_result r =
+        run_program(ARGV("foreach", "--timeout", "1e-10", "--format", "jsonl", "while true do end"),
+                    "1\n", 2, 30, 0);
+    assert_int_equal(r.status, 1);
+    assert_contains(r.out, "\"status\":\"timeout\"");
+    done(&r);
+    r = run_program(ARGV("foreach", "--timeout", "1e-400", "while true do end"), "1\n", 2, 30, 0);
+    assert_int_equal(r.status, 1);
+    assert_contains(r.err, "timeout");
+    done(&r);
+    r = run_program(ARGV("run", "--timeout", "1e-10", "while true do end"), NULL, 0, 30, 0);
+    assert_int_equal(r.status, 1);
+    assert_contains(r.err, "timed out");
+    done(&r);
+    r = run_program(ARGV("scan", "--timeout", "1e-10", "-p", "1", "127.0.0.1"), NULL, 0, 30, 0);
+    assert_int_equal(r.status, 0);
+    done(&r);
+}
+
+static void test_duration_usage_errors(void **state)
+{
+    (void)state;
+    const char *bad[] = {"0",    "-1",     "-0", "nan", "NaN", "inf", "-inf",   "1e300",
+                         "1e13", "1e5000", "",   " 5",  "5s",  "0x",  "-1e-400"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *const *argvs[] = {
+            ARGV("foreach", "--timeout", (char *)bad[i], "return 1"),
+            ARGV("run", "--timeout", (char *)bad[i], "return 1"),
+            ARGV("scan", "--timeout", (char *)bad[i], "127.0.0.1"),
+        };
+        for (size_t k = 0; k < 3; k++) {
+            proc_result r = cli(argvs[k], NULL);
+            if (r.status != 2)
+                fail_msg("%s --timeout '%s': exit %d, stderr: %s", argvs[k][1], bad[i], r.status,
+                         r.err);
+            assert_contains(r.err, "runspace: --timeout must be a number of ");
+            assert_contains(r.err, "above 0 and at most");
+            assert_int_equal(count_lines(r.err), 2);
+            assert_string_equal(r.out, "");
+            done(&r);
+        }
+    }
+    /* The largest accepted values. */
+    proc_result r = cli(ARGV("foreach", "--timeout", "1e9", "--range", "1..1", "return _"), NULL);
+    assert_int_equal(r.status, 0);
+    done(&r);
+    r = cli(ARGV("run", "--timeout", "1000000000", "return 1"), NULL);
+    assert_int_equal(r.status, 0);
+    done(&r);
+    /* Counts: digits only. */
+    const char *counts[] = {" 5", "+5", "-5", "5 ", "0x5", "1e3", ""};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        r = cli(ARGV("foreach", "-j", (char *)counts[i], "return 1"), NULL);
+        assert_int_equal(r.status, 2);
+        done(&r);
+    }
+}
+
+/* ---- scan targets files ---------------------------------------------------------------------- */
+
+static void test_scan_targets_file_errors(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/rs_cli_targets_XXXXXX";
+    int fd = mkstemp(path);
+    assert_int_equal(write(fd, "127.0.0.1\0junk\n", 15), 15);
+    close(fd);
+    proc_result r = cli(ARGV("scan", "-p", "1", "-iL", path), NULL);
+    assert_int_equal(r.status, 2);
+    char want[128];
+    snprintf(want, sizeof want, "runspace: %s:1: the line holds a NUL byte\n", path);
+    assert_memory_equal(r.err, want, strlen(want));
+    done(&r);
+    /* Empty: no targets, said plainly. */
+    fd = open(path, O_WRONLY | O_TRUNC);
+    close(fd);
+    r = cli(ARGV("scan", "-p", "1", "-iL", path), NULL);
+    assert_int_equal(r.status, 2);
+    assert_contains(r.err, "runspace: no targets to scan\n");
+    done(&r);
+    unlink(path);
+    /* An endless file ends at once. */
+    r = run_program(ARGV("scan", "-p", "1", "-iL", "/dev/zero"), NULL, 0, 20, 0);
+    assert_int_equal(r.status, 2);
+    assert_contains(r.err, "runspace: /dev/zero:1: the line holds a NUL byte\n");
+    done(&r);
+}
+
+static void test_scan_targets_file_sigint(void **state)
+{
+    (void)state;
+    /* A targets file that never ends (a FIFO whose writer sends nothing): the first SIGINT
+     * ends the program. */
+    char dir[] = "/tmp/rs_cli_fifo_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char fifo[64];
+    snprintf(fifo, sizeof fifo, "%s/targets", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    int writer = open(fifo, O_RDWR); /* a writer that stays, without blocking on open */
+    assert_true(writer >= 0);
+    assert_int_equal(write(writer, "127.0.0.1\n", 10), 10);
+    how h = {.limit = 20, .interrupt_at = 0.5};
+    proc_result r = run_how(ARGV("scan", "-p", "1", "-iL", fifo), &h);
+    close(writer);
+    unlink(fifo);
+    rmdir(dir);
+    assert_int_equal(r.status, 130);
+    assert_string_equal(r.out, "");
+    done(&r);
+}
+
+/* ---- records keep their shape --------------------------------------------------------------- */
+
+static void test_unrepresentable_values(void **state)
+{
+    (void)state;
+    /* NaN and infinities become null, bytes that are not UTF-8 become U+FFFD, value by value:
+     * the rest of the record stays. */
+    const char *script = "return {1, 0/0, 'a\\255b', -1/0, {k = 1/0}}, 'raw\\255', 0/0";
+    proc_result r = cli(ARGV("foreach", "--format", "jsonl", (char *)script), "x\n");
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "\"output\":[[1,null,\"a\xef\xbf\xbd"
+                           "b\",null,{\"k\":null}],\"raw\xef\xbf\xbd\",null],");
+    done(&r);
+    r = cli(ARGV("foreach", (char *)script), "x\n");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "[1,null,\"a\xef\xbf\xbd"
+                               "b\",null,{\"k\":null}]\nraw\xff\nnull\n");
+    done(&r);
+    r = cli(ARGV("foreach", "--format", "csv", (char *)script), "x\n");
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "0,\"\"\"x\"\"\",ok,\"[[1,null,\"\"a\xef\xbf\xbd"
+                           "b\"\",null,{\"\"k\"\":null}],\"\"raw\xef\xbf\xbd\"\",null]\",,");
+    done(&r);
+    r = cli(ARGV("foreach", "--format", "table", (char *)script), "x\n");
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "  [[1,null,\"a\xef\xbf\xbd"
+                           "b\",null,{\"k\":null}],\"raw\xef\xbf\xbd\",null]\n");
+    done(&r);
+    r = cli(ARGV("run", "--format", "json", (char *)script), NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "[[1,null,\"a\xef\xbf\xbd"
+                               "b\",null,{\"k\":null}],\"raw\xef\xbf\xbd\",null]\n");
+    done(&r);
+    /* Inputs and errors too; keys that meet after repair stay apart. */
+    r = cli(ARGV("foreach", "--format", "jsonl",
+                 "if _ == 'e\\255' then error('bad \\254', 0) end "
+                 "return {['\\255'] = 1, ['\\254'] = 2}"),
+            "x\xfe\ne\xff\n");
+    assert_int_equal(r.status, 1);
+    assert_contains(r.out, "\"input\":\"x\xef\xbf\xbd\",\"status\":\"ok\",\"output\":[{");
+    assert_contains(r.out, "\"\xef\xbf\xbd\":");
+    assert_contains(r.out, "\"\xef\xbf\xbd\xef\xbf\xbd\":");
+    assert_contains(r.out, "\"input\":\"e\xef\xbf\xbd\",\"status\":\"error\",\"output\":[],"
+                           "\"error\":\"bad \xef\xbf\xbd\"");
+    done(&r);
+}
+
+/* ---- usage errors free what they parsed (LeakSanitizer checks in the ASan build) ------------ */
+
+static void test_usage_errors_after_values(void **state)
+{
+    (void)state;
+    char *const *cases[] = {
+        ARGV("foreach", "--var", "a=[1,2]", "--param", "b={\"c\":3}", "--frob", "return 1"),
+        ARGV("foreach", "--param", "b=x", "--timeout", "never", "return 1"),
+        ARGV("foreach", "--var", "a=1", "--param", "b=2", "--var", "nope", "return 1"),
+        ARGV("foreach", "--var", "a=1", "--param", "b=2"),
+        ARGV("foreach", "--var", "a=1", "--param", "b=2", "-f", "/nonexistent/script.lua"),
+        ARGV("foreach", "--var", "a=1", "--param", "b=2", "--input", "/nonexistent/in", "return 1"),
+        ARGV("foreach", "--var", "a=1", "--param", "b=2", "--module", "/nonexistent/m.lua",
+             "return 1"),
+        ARGV("foreach", "--var", "a=1", "--param", "b=2", "return +"),
+        ARGV("run", "--var", "a=1", "--param", "b=2", "--frob", "return 1"),
+        ARGV("run", "--var", "a=1", "--param", "b=2"),
+        ARGV("run", "--var", "a=1", "--param", "b=2", "-f", "/nonexistent/script.lua"),
+        ARGV("run", "--var", "a=1", "--param", "b=2", "--module", "/nonexistent/m.lua", "return 1"),
+        ARGV("run", "--var", "a=1", "--param", "b=2", "return +"),
+        ARGV("scan", "-p", "80", "--frob", "127.0.0.1"),
+        ARGV("scan", "-p", "80", "-iL", "/nonexistent/targets"),
+        ARGV("scan", "-p", "0", "127.0.0.1"),
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        proc_result r = cli(cases[i], NULL);
+        if (r.status != 2 || !strstr(r.err, "runspace: ") || strstr(r.err, "Sanitizer"))
+            fail_msg("case %zu (%s %s): exit %d, stderr: %s", i, cases[i][1], cases[i][2], r.status,
+                     r.err);
+        done(&r);
+    }
+}
+
+/* ---- scripts from odd files, and interrupts during the setup --------------------------------- */
+
+static void test_script_file_endless(void **state)
+{
+    (void)state;
+    /* A script read from /dev/zero once took all the memory there was. */
+    char *const *cases[] = {ARGV("run", "-f", "/dev/zero"), ARGV("foreach", "-f", "/dev/zero")};
+    for (size_t i = 0; i < 2; i++) {
+        proc_result r = run_program(cases[i], NULL, 0, 30, 0);
+        assert_int_equal(r.status, 2);
+        assert_string_equal(r.err, "runspace: cannot read '/dev/zero': it is longer than "
+                                   "67108864 bytes, the most a script may be\n");
+        done(&r);
+    }
+}
+
+static void test_sigint_during_setup(void **state)
+{
+    (void)state;
+    /* Reading the script from a FIFO that nothing writes to: no stop function is set yet, and
+     * the first SIGINT was ignored. It ends the program. */
+    char dir[] = "/tmp/rs_cli_fifo_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char fifo[64];
+    snprintf(fifo, sizeof fifo, "%s/script", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    char *const *cases[] = {ARGV("run", "-f", fifo), ARGV("foreach", "-f", fifo)};
+    for (size_t i = 0; i < 2; i++) {
+        how h = {.limit = 20, .interrupt_at = 0.3};
+        proc_result r = run_how(cases[i], &h);
+        assert_int_equal(r.status, 130);
+        assert_string_equal(r.out, "");
+        done(&r);
+    }
+    unlink(fifo);
+    rmdir(dir);
+}
+
+static void test_nonblocking_stdout(void **state)
+{
+    (void)state;
+    /* A pipe left non-blocking by another process: a write that would block waits, rather
+     * than failing the run with "Resource temporarily unavailable". */
+    how h = {.limit = 60, .nonblocking_stdout = true, .slow_reader = true};
+    proc_result r = run_how(ARGV("foreach", "--ordered", "--range", "1..300000", "return _"), &h);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "");
+    assert_int_equal(count_lines(r.out), 300000);
+    assert_memory_equal(r.out + r.out_len - 14, "299999\n300000\n", 14);
+    done(&r);
+}
+
+static void test_error_text_repaired(void **state)
+{
+    (void)state;
+    /* An error message that is not UTF-8 is repaired in the text formats too. */
+    const char *script = "error('bad \\255 input', 0)";
+    proc_result r = cli(ARGV("foreach", "--format", "csv", (char *)script), "x\n");
+    assert_int_equal(r.status, 1);
+    assert_contains(r.out, ",error,[],bad \xef\xbf\xbd input,");
+    done(&r);
+    r = cli(ARGV("foreach", "--format", "table", (char *)script), "x\n");
+    assert_int_equal(r.status, 1);
+    assert_contains(r.out, "  bad \xef\xbf\xbd input\n");
+    done(&r);
+    r = cli(ARGV("foreach", (char *)script), "x\n");
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.err, "runspace: item 0: error: bad \xef\xbf\xbd input\n");
     done(&r);
 }
 
@@ -602,6 +1062,21 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_progress_bar),
     cmocka_unit_test(test_scan),
     cmocka_unit_test(test_scan_usage_errors),
+    cmocka_unit_test(test_closed_stdin),
+    cmocka_unit_test(test_closed_stdout),
+    cmocka_unit_test(test_full_stdout),
+    cmocka_unit_test(test_input_read_errors),
+    cmocka_unit_test(test_input_line_too_long),
+    cmocka_unit_test(test_tiny_timeouts),
+    cmocka_unit_test(test_duration_usage_errors),
+    cmocka_unit_test(test_scan_targets_file_errors),
+    cmocka_unit_test(test_scan_targets_file_sigint),
+    cmocka_unit_test(test_unrepresentable_values),
+    cmocka_unit_test(test_usage_errors_after_values),
+    cmocka_unit_test(test_script_file_endless),
+    cmocka_unit_test(test_sigint_during_setup),
+    cmocka_unit_test(test_nonblocking_stdout),
+    cmocka_unit_test(test_error_text_repaired),
 };
 
 RS_TEST_MAIN(tests)
