@@ -990,10 +990,15 @@ int rs_call_fail(rs_call *call, const char *fmt, ...)
 {
     if (!call)
         return RS_EMISUSE;
-    va_list ap;
-    va_start(ap, fmt);
-    char *msg = rs__vformat(fmt, ap);
-    va_end(ap);
+    char *msg;
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        msg = rs__vformat(fmt, ap);
+        va_end(ap);
+    } else {
+        msg = rs__strdup("failed");
+    }
     rs__free(call->error);
     call->error = msg;
     return RS_ERUNTIME;

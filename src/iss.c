@@ -252,6 +252,10 @@ int rs_iss_add_command(rs_iss *iss, const char *name, rs_command_fn fn, void *us
 }
 
 /* Reads a whole file into a new buffer; 0, RS_ENOENT, RS_EIO or RS_ENOMEM with a message. */
+/* The largest module file read (a script of that size is far beyond any real module; a
+ * device such as /dev/zero would otherwise be read until memory runs out). */
+#define RS__MODULE_MAX (64 << 20)
+
 static int read_file(rs_iss *iss, const char *path, char **out, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -263,6 +267,11 @@ static int read_file(rs_iss *iss, const char *path, char **out, size_t *len)
     size_t n;
     int rc = 0;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (b.len + n > RS__MODULE_MAX) {
+            rc = rs__msg_set(&iss->msg, RS_EIO, "module '%s' is larger than %d bytes", path,
+                             RS__MODULE_MAX);
+            break;
+        }
         if (rs__buf_append(&b, chunk, n)) {
             rc = rs__msg_set(&iss->msg, RS_ENOMEM, "out of memory");
             break;

@@ -138,6 +138,15 @@ static int cmd_wait_for_stop(rs_call *call, void *ud)
     return rs_call_stopping(call) ? 0 : rs_call_fail(call, "never stopped");
 }
 
+/* fail_plain(): fails without a message of its own (a NULL format). */
+static int cmd_fail_plain(rs_call *call, void *ud)
+{
+    const char *const *no_format = ud;
+    return rs_call_fail(call, *no_format);
+}
+
+static const char *const null_format = NULL;
+
 static rs_iss *command_iss(atomic_int *calls)
 {
     rs_iss *iss;
@@ -145,6 +154,7 @@ static rs_iss *command_iss(atomic_int *calls)
     assert_ok(rs_iss_add_command(iss, "sum", cmd_sum, calls));
     assert_ok(rs_iss_add_command(iss, "pair", cmd_pair, NULL));
     assert_ok(rs_iss_add_command(iss, "wait_for_stop", cmd_wait_for_stop, NULL));
+    assert_ok(rs_iss_add_command(iss, "fail_plain", cmd_fail_plain, (void *)&null_format));
     assert_rs(RS_EINVAL, rs_iss_add_command(iss, "nofn", NULL, NULL));
     return iss;
 }
@@ -164,6 +174,7 @@ static void test_native_command_as_function(void **state)
                 "[false,\"sum: argument 1 is a string, not an integer\"]");
     assert_eval_fails(rs, "return sum(print)", RS_ERUNTIME,
                       "sum: argument[1]: cannot pass a function between runspaces");
+    assert_eval_fails(rs, "return fail_plain()", RS_ERUNTIME, "fail_plain: failed");
     assert_ok(rs_runspace_destroy(rs));
 }
 
@@ -229,6 +240,9 @@ static void test_module_from_file(void **state)
     assert_rs(RS_ESYNTAX, rs_iss_add_module(iss, RS_TEST_FIXTURES "/bad_syntax.lua"));
     assert_contains(rs_iss_errmsg(iss), "bad_syntax.lua:1:");
     assert_rs(RS_EEXIST, rs_iss_add_module(iss, RS_TEST_FIXTURES "/greet.lua"));
+    /* A device that never ends is refused rather than read until memory runs out. */
+    assert_rs(RS_EIO, rs_iss_add_module(iss, "/dev/zero"));
+    assert_contains(rs_iss_errmsg(iss), "larger than");
     rs_runspace *rs = open_runspace(iss);
     assert_ok(rs_iss_destroy(iss));
     assert_eval(rs, "return greet.hello('world'), greet.loaded_as, package.loaded.greet == greet",
