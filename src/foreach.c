@@ -543,13 +543,17 @@ static bool ring_head_fits(const rs_foreach *fe, size_t span)
 }
 
 /* Fills a free slot from the retry queue and the ring and begins it (fe->mu held; released
- * while beginning). Returns false when there is nothing to dispatch. */
+ * while beginning, and while delivering the records of inputs that need no runspace). Returns
+ * whether it took anything: if it did, it may have released the lock, and the caller must look
+ * at everything again before it waits. */
 static bool dispatch(rs_foreach *fe, slot *s)
 {
     size_t want = batch_size(fe);
     size_t n = 0;
+    bool took = false;
     while (n < want && (fe->retry.count || ring_head_fits(fe, fe->window_cap / 2))) {
         pending p = fe->retry.count ? ring_pop(&fe->retry) : ring_pop(&fe->ring);
+        took = true;
         if (p.error) { /* an input that could not be read: its record needs no runspace */
             rs__mutex_unlock(&fe->mu);
             deliver(fe, p.index, RS_ITEM_ERROR, p.item, NULL, p.error, 0, 0, 0);
@@ -573,7 +577,7 @@ static bool dispatch(rs_foreach *fe, slot *s)
     }
     rs__cond_signal(&fe->space);
     if (n == 0)
-        return false;
+        return took;
     s->n = n;
     s->busy = true;
     rs__mutex_unlock(&fe->mu);
@@ -857,6 +861,10 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
         return rc;
     }
 
+    /* Each step below that releases the lock loops back to the top (continue), so that every
+     * condition is looked at again, under the lock, right before the wait: whatever changed
+     * while the lock was free (a batch finished, the reader added or ended) was signalled when
+     * nobody waited, and is seen only by looking. */
     bool stopped = false;
     rs__mutex_lock(&fe->mu);
     for (;;) {
@@ -867,6 +875,7 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
                 stop_slots(fe);
                 rs__mutex_lock(&fe->mu);
             }
+            continue;
         }
         /* Finished batches first: their records, retries and fail-fast decisions. */
         if (fe->done) {
@@ -890,7 +899,7 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
         if (!fe->stopping && (fe->retry.count || ring_head_fits(fe, fe->window_cap / 2))) {
             slot *s = free_slot(fe);
             if (s && dispatch(fe, s))
-                continue;
+                continue; /* it took inputs, and may have released the lock */
         }
         if (fe->reader_done && !fe->ring.count && !fe->retry.count && !any_busy(fe))
             break;

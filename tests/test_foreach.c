@@ -6,6 +6,7 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 #include <stdatomic.h>
 
@@ -485,6 +486,91 @@ static void test_on_existing_pool_with_total(void **state)
     free(k.seen);
 }
 
+/* Runs fe on a thread of its own and waits for it at most `limit` seconds, so that a run that
+ * hangs fails the test with a message instead of blocking until CTest's timeout. */
+typedef struct bounded_run {
+    rs_foreach *fe;
+    rs_foreach_summary *sum;
+    int rc;
+} bounded_run;
+
+static void *bounded_main(void *arg)
+{
+    bounded_run *b = arg;
+    b->rc = rs_foreach_run(b->fe, b->sum);
+    return NULL;
+}
+
+static int run_bounded(rs_foreach *fe, rs_foreach_summary *sum, double limit, const char *what)
+{
+    bounded_run b = {.fe = fe, .sum = sum};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, bounded_main, &b), 0);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)limit;
+    if (pthread_timedjoin_np(t, NULL, &ts) != 0)
+        fail_msg("%s: rs_foreach_run still running after %.0f s", what, limit);
+    return b.rc;
+}
+
+/* One readable input, then `bad` unreadable ones. */
+typedef struct good_then_bad {
+    int bad;
+    int next;
+} good_then_bad;
+
+static int next_good_then_bad(void *ud, rs_value **item, char **error)
+{
+    good_then_bad *g = ud;
+    if (g->next > g->bad)
+        return 0;
+    if (g->next++ == 0) {
+        *item = rs_value_int(7);
+        return 1;
+    }
+    *error = strdup("not an input");
+    return RS_EJSON;
+}
+
+/* Holds the run thread in the record of the first unreadable input (delivered while the
+ * engine's lock is released) long enough for the readable input's batch to finish and for the
+ * reader to reach the end: the batch's completion then comes while the run thread does not
+ * wait, and it must still be seen. */
+static void on_record_slow_first_error(const rs_foreach_record *r, void *ud)
+{
+    long *count = ud;
+    if (r->index == 1)
+        sleep_for(0.3);
+    (*count)++;
+}
+
+static void test_completion_during_unreadable_delivery(void **state)
+{
+    (void)state;
+    for (unsigned throttle = 1; throttle <= 3; throttle++) {
+        good_then_bad g = {.bad = 2};
+        long count = 0;
+        rs_foreach_opts o = {.throttle = throttle,
+                             .batch = 1,
+                             .next = next_good_then_bad,
+                             .input_userdata = &g,
+                             .on_record = on_record_slow_first_error,
+                             .userdata = &count};
+        rs_foreach *fe;
+        assert_ok(rs_foreach_create(&o, &fe));
+        assert_ok(rs_foreach_set_script(fe, "return _", (size_t)-1));
+        rs_foreach_summary sum;
+        assert_ok(run_bounded(fe, &sum, 10,
+                              "a batch finished while unreadable inputs were "
+                              "delivered"));
+        assert_int_equal(count, 3);
+        assert_int_equal(sum.succeeded, 1);
+        assert_int_equal(sum.failed, 2);
+        assert_ok(rs_foreach_destroy(fe));
+    }
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_squares_completion_order),
     cmocka_unit_test(test_ordered),
@@ -501,6 +587,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_stop_reaches_blocked_iterator),
     cmocka_unit_test(test_command_and_parameters),
     cmocka_unit_test(test_on_existing_pool_with_total),
+    cmocka_unit_test(test_completion_during_unreadable_delivery),
 };
 
 RS_TEST_MAIN(tests)
