@@ -492,6 +492,13 @@ typedef void (*rs_record_fn)(rs_ps *ps, const rs_record *record, void *userdata)
  * before rs_async_is_completed turns true. Results may be read; it must not block, and must
  * not begin, end, stop, clear or destroy this invocation. */
 typedef void (*rs_complete_fn)(rs_ps *ps, rs_ps_state state, void *userdata);
+/* Under RS_PS_ITEM_RESULTS: called on the thread executing the invocation right after the
+ * result of input item `index` is set, for every item that ran (items cancelled or failed
+ * before they started get no call). result is borrowed for the call. It must not block. It
+ * may call rs_ps_begin_stop on this invocation (the items after this one are then cancelled)
+ * and thread-safe functions of other handles, but no other function on this invocation: its
+ * results are readable only once it has ended. */
+typedef void (*rs_item_fn)(rs_ps *ps, size_t index, const rs_item_result *result, void *userdata);
 
 enum {
     /* Each input item is processed on its own: a failing or timed-out item is recorded in its
@@ -506,6 +513,7 @@ typedef struct rs_ps_opts {
     double item_timeout; /* seconds per input item; 0: none */
     rs_record_fn on_record;
     rs_complete_fn on_complete;
+    rs_item_fn on_item; /* optional, RS_PS_ITEM_RESULTS only */
     void *userdata;
 } rs_ps_opts;
 

@@ -13,9 +13,12 @@
  *
  * Who wakes whom (all under fe->mu): the reader signals `cv` when it adds to the ring while the
  * run thread waits, and waits on `space` when the ring is full; a slot's on_complete (worker
- * thread) appends the slot to the done list and signals `cv`; the run thread signals `space`
- * when it takes from the ring. The run thread sleeps on `cv` only when it can neither dispatch
- * nor deliver. Nothing polls.
+ * thread) appends the slot to the done list and signals `cv`, as does a fail-fast failure on a
+ * worker (on_item) and rs_foreach_stop; the run thread signals `space` when it takes from the
+ * ring. The run thread sleeps on `cv` only when it can neither dispatch nor deliver, and decides
+ * that under the lock right before it waits: every step that releases the lock loops back to
+ * look again, since what was signalled while it did not wait is seen only by looking. Nothing
+ * polls.
  *
  * Delivery: a finished batch is split into one record per item (outputs and inputs are moved
  * out of the invocation, not copied). Failed or timed-out items with retries left go back to a
@@ -24,9 +27,12 @@
  * undelivered input is a whole window behind, which bounds memory.
  *
  * Stopping (rs_foreach_stop, or fail-fast's first failure): running batches are stopped, and
- * everything read but not finished is reported cancelled. Fail-fast keeps reading the input to
- * the end so that every input gets its record; a stop reads no further: the reader ends after
- * the iterator's current call, and an iterator that blocks watches the stop eventfd.
+ * everything read but not finished is reported cancelled. Fail-fast acts on the worker: the
+ * item that fails with no attempt left stops the rest of its own batch at once (on_item) and
+ * marks the run stopping; the run thread then stops the other batches. Fail-fast keeps reading
+ * the input to the end so that every input gets its record; a stop reads no further: the
+ * reader ends after the iterator's current call, and an iterator that blocks watches the stop
+ * eventfd.
  */
 #include "common.h"
 #include "queue.h"
@@ -495,18 +501,36 @@ static void slot_done(rs_ps *ps, rs_ps_state state, void *userdata)
 
 /* Marks the run as stopping (fe->mu held): nothing more is dispatched, and with quit_reading
  * the reader stops after its current call (iterators that block watch the stop descriptor).
- * Returns true the first time;
- * the caller then stops the running batches with stop_slots, without the lock, since stopping
- * a queued invocation completes it at once and its on_complete takes fe->mu. */
-static bool mark_stopping(rs_foreach *fe, bool quit_reading)
+ * The run thread, which may be the caller or be woken by it, then stops the running batches
+ * (stop_slots) once, without the lock, since stopping a queued invocation completes it at once
+ * and its on_complete takes fe->mu. */
+static void mark_stopping(rs_foreach *fe, bool quit_reading)
 {
-    bool first = !fe->stopping;
     fe->stopping = true;
     if (quit_reading && !fe->reader_quit) {
         fe->reader_quit = true;
         rs__cond_signal(&fe->space);
     }
-    return first;
+    rs__cond_signal(&fe->cv);
+}
+
+/* on_item of a slot's invocation (worker thread, right after an item's result is set): under
+ * fail-fast, an item that failed with no attempt left stops the rest of its own batch at once
+ * (they are reported cancelled) and marks the run stopping, so that the run thread stops the
+ * other batches without waiting for this one to be collected. The attempt numbers were written
+ * by the run thread before the batch began. */
+static void slot_item_done(rs_ps *ps, size_t index, const rs_item_result *it, void *userdata)
+{
+    slot *s = userdata;
+    rs_foreach *fe = s->fe;
+    if (!fe->opts.fail_fast || (it->status != RS_ITEM_ERROR && it->status != RS_ITEM_TIMEOUT))
+        return;
+    if (index < s->n && (unsigned)s->attempts[index] <= fe->opts.retries)
+        return; /* it gets another attempt */
+    rs_ps_begin_stop(ps);
+    rs__mutex_lock(&fe->mu);
+    mark_stopping(fe, false);
+    rs__mutex_unlock(&fe->mu);
 }
 
 /* Stops every running batch (run thread, fe->mu not held; only the run thread changes
@@ -634,10 +658,9 @@ static bool retry_or_fail(rs_foreach *fe, rs_item_status st, uint64_t index, int
         *input = NULL;
     else
         retry = false;
-    bool stop_now = !retry && fe->opts.fail_fast && mark_stopping(fe, false);
+    if (!retry && fe->opts.fail_fast)
+        mark_stopping(fe, false); /* the run loop stops the running batches */
     rs__mutex_unlock(&fe->mu);
-    if (stop_now)
-        stop_slots(fe);
     return retry;
 }
 
@@ -764,6 +787,7 @@ static int setup(rs_foreach *fe)
         rs_ps_opts o = {.flags = RS_PS_ITEM_RESULTS,
                         .item_timeout = fe->opts.timeout,
                         .on_complete = slot_done,
+                        .on_item = slot_item_done,
                         .userdata = s};
         rc = rs_ps_set_pool(s->ps, fe->pool);
         if (!rc)
@@ -865,16 +889,21 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
      * condition is looked at again, under the lock, right before the wait: whatever changed
      * while the lock was free (a batch finished, the reader added or ended) was signalled when
      * nobody waited, and is seen only by looking. */
-    bool stopped = false;
+    bool stopped = false;       /* rs_foreach_stop ended this run */
+    bool slots_stopped = false; /* the running batches were told to stop */
     rs__mutex_lock(&fe->mu);
     for (;;) {
         if (atomic_load(&fe->stop_requested) && !stopped) {
             stopped = true;
-            if (mark_stopping(fe, true)) {
-                rs__mutex_unlock(&fe->mu);
-                stop_slots(fe);
-                rs__mutex_lock(&fe->mu);
-            }
+            mark_stopping(fe, true);
+            continue;
+        }
+        /* A stop, or fail-fast (here or on a worker): stop every running batch, once. */
+        if (fe->stopping && !slots_stopped) {
+            slots_stopped = true;
+            rs__mutex_unlock(&fe->mu);
+            stop_slots(fe);
+            rs__mutex_lock(&fe->mu);
             continue;
         }
         /* Finished batches first: their records, retries and fail-fast decisions. */

@@ -571,6 +571,79 @@ static void test_completion_during_unreadable_delivery(void **state)
     }
 }
 
+/* An unreadable input, then the integers 1..n. */
+typedef struct bad_then_ints {
+    int n;
+    int next;
+} bad_then_ints;
+
+static int next_bad_then_ints(void *ud, rs_value **item, char **error)
+{
+    bad_then_ints *b = ud;
+    if (b->next > b->n)
+        return 0;
+    if (b->next++ == 0) {
+        *error = strdup("not an input");
+        return RS_EJSON;
+    }
+    *item = rs_value_int(b->next - 1);
+    return 1;
+}
+
+typedef struct status_log {
+    rs_item_status status[16];
+    int records;
+} status_log;
+
+/* Records each index's status; the first record (the unreadable input, delivered before any
+ * batch is formed) holds the run thread until the reader has read everything, so that the
+ * next dispatch puts all the readable inputs into one batch. */
+static void on_record_log(const rs_foreach_record *r, void *ud)
+{
+    status_log *l = ud;
+    if (r->index == 0)
+        sleep_for(0.3);
+    if (r->index < 16)
+        l->status[r->index] = r->status;
+    l->records++;
+}
+
+static void test_fail_fast_stops_own_batch(void **state)
+{
+    (void)state;
+    /* Item 1 fails for good (an error; a timeout) in a batch of 1..10: the items after it in
+     * that batch never run, they are cancelled at once. */
+    const char *scripts[] = {"if _ == 1 then error('first failure') end return _",
+                             "if _ == 1 then while true do end end return _"};
+    for (int v = 0; v < 2; v++) {
+        bad_then_ints in = {.n = 10};
+        status_log log = {0};
+        rs_foreach_opts o = {.throttle = 1,
+                             .batch = 10,
+                             .fail_fast = true,
+                             .timeout = v == 1 ? 0.1 : 0,
+                             .next = next_bad_then_ints,
+                             .input_userdata = &in,
+                             .on_record = on_record_log,
+                             .userdata = &log};
+        rs_foreach *fe;
+        assert_ok(rs_foreach_create(&o, &fe));
+        assert_ok(rs_foreach_set_script(fe, scripts[v], (size_t)-1));
+        rs_foreach_summary sum;
+        assert_ok(run_bounded(fe, &sum, 20, "fail-fast"));
+        assert_ok(rs_foreach_destroy(fe));
+        assert_int_equal(log.records, 11);
+        assert_int_equal(log.status[0], RS_ITEM_ERROR);
+        assert_int_equal(log.status[1], v == 1 ? RS_ITEM_TIMEOUT : RS_ITEM_ERROR);
+        for (int i = 2; i <= 10; i++) {
+            if (log.status[i] != RS_ITEM_CANCELLED)
+                fail_msg("script %d: item %d of the failing batch is %s, not cancelled", v, i,
+                         rs_item_status_name(log.status[i]));
+        }
+        assert_int_equal(sum.cancelled, 9);
+    }
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_squares_completion_order),
     cmocka_unit_test(test_ordered),
@@ -588,6 +661,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_command_and_parameters),
     cmocka_unit_test(test_on_existing_pool_with_total),
     cmocka_unit_test(test_completion_during_unreadable_delivery),
+    cmocka_unit_test(test_fail_fast_stops_own_batch),
 };
 
 RS_TEST_MAIN(tests)
