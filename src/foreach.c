@@ -873,8 +873,12 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
     fe->batch = 1;
     fe->ns_per_item = 0;
     fe->next_deliver = fe->dispatched_hi = fe->read_count = 0;
-    fe->reader_done = fe->reader_quit = fe->stopping = fe->run_waiting = false;
+    fe->reader_done = fe->run_waiting = false;
     fe->done = NULL;
+    /* A stop requested before the run ends it at once: the reader quits before its first
+     * call, so that nothing is read. */
+    bool stopped = atomic_load(&fe->stop_requested); /* rs_foreach_stop ended this run */
+    fe->reader_quit = fe->stopping = stopped;
     int rc = setup(fe);
     if (!rc && rs__thread_create(&fe->reader, reader_main, fe, 0))
         rc = rs__msg_set(&fe->msg, RS_ESYSTEM, "cannot start the reader thread: %s",
@@ -889,7 +893,6 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
      * condition is looked at again, under the lock, right before the wait: whatever changed
      * while the lock was free (a batch finished, the reader added or ended) was signalled when
      * nobody waited, and is seen only by looking. */
-    bool stopped = false;       /* rs_foreach_stop ended this run */
     bool slots_stopped = false; /* the running batches were told to stop */
     rs__mutex_lock(&fe->mu);
     for (;;) {
