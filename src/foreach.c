@@ -319,11 +319,14 @@ int rs_foreach_stop(rs_foreach *fe)
 {
     if (!fe)
         return RS_EMISUSE;
+    /* The flag and the descriptor change together under the lock, as the end of a run clears
+     * them together: a stop racing that end then either belongs to the run ending (both are
+     * cleared) or to the next one (both stay set), never half to each. */
+    rs__mutex_lock(&fe->mu);
     atomic_store(&fe->stop_requested, true);
     uint64_t one = 1;
     ssize_t n = write(fe->stop_fd, &one, sizeof one);
     (void)n; /* an eventfd write of 1 fails only on overflow */
-    rs__mutex_lock(&fe->mu);
     rs__cond_signal(&fe->cv);
     rs__mutex_unlock(&fe->mu);
     return 0;
@@ -950,10 +953,12 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
     if (summary)
         *summary = fe->sum;
     /* The stop (if any) is used up by this run. */
+    rs__mutex_lock(&fe->mu);
     atomic_store(&fe->stop_requested, false);
     uint64_t drained;
     while (read(fe->stop_fd, &drained, sizeof drained) > 0)
         continue;
+    rs__mutex_unlock(&fe->mu);
     atomic_store(&fe->running, false);
     if (stopped)
         return rs__msg_set(&fe->msg, RS_ESTOPPED, "the run was stopped");

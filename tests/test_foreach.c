@@ -6,6 +6,7 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 #include <stdatomic.h>
@@ -648,6 +649,86 @@ static void test_fail_fast_stops_own_batch(void **state)
     }
 }
 
+/* A stopper that fires a little after the last record of a run: racing the run's end. */
+typedef struct end_racer {
+    rs_foreach *fe;
+    atomic_int go; /* 1: the last record is out; -1: quit */
+    long delay_ns;
+} end_racer;
+
+static void *race_the_end(void *arg)
+{
+    end_racer *e = arg;
+    int go;
+    while ((go = atomic_load(&e->go)) == 0)
+        sched_yield();
+    if (go < 0)
+        return NULL;
+    double until = rs_test_now() + (double)e->delay_ns * 1e-9;
+    while (rs_test_now() < until)
+        continue; /* a spin: a sleep this short would take far longer */
+    rs_foreach_stop(e->fe);
+    return NULL;
+}
+
+typedef struct last_record {
+    source *src;
+    end_racer *racer;
+    long count;
+    long trigger; /* the record count that starts the racer */
+} last_record;
+
+static void on_record_starts_racer(const rs_foreach_record *r, void *ud)
+{
+    (void)r;
+    last_record *l = ud;
+    atomic_fetch_add(&l->src->delivered, 1);
+    if (++l->count == l->trigger)
+        atomic_store(&l->racer->go, 1);
+}
+
+static void test_stop_racing_the_end_of_a_run(void **state)
+{
+    (void)state;
+    /* A stop that comes as a run ends belongs either to that run or to the next: after the run,
+     * the stop descriptor is readable exactly when the next run will be stopped at once (an
+     * iterator that trusts the descriptor would otherwise end a run early, or block in a run
+     * that waits for it). */
+    unsigned seed = (unsigned)time(NULL);
+    for (int round = 0; round < 400; round++) {
+        source src = {.n = 20};
+        end_racer racer = {.delay_ns = (long)(rand_r(&seed) % 30000)};
+        atomic_init(&racer.go, 0);
+        last_record l = {.src = &src, .racer = &racer, .trigger = src.n - rand_r(&seed) % 3};
+        rs_foreach_opts o = {.throttle = 1,
+                             .next = next_int,
+                             .input_userdata = &src,
+                             .on_record = on_record_starts_racer,
+                             .userdata = &l};
+        rs_foreach *fe;
+        assert_ok(rs_foreach_create(&o, &fe));
+        assert_ok(rs_foreach_set_script(fe, "return _", (size_t)-1));
+        racer.fe = fe;
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, race_the_end, &racer), 0);
+        int rc = run_bounded(fe, NULL, 20, "a run whose end a stop races");
+        atomic_store(&racer.go, atomic_load(&racer.go) ? 1 : -1);
+        pthread_join(t, NULL);
+        assert_true(rc == 0 || rc == RS_ESTOPPED);
+        struct pollfd p = {.fd = rs_foreach_stop_fd(fe), .events = POLLIN};
+        bool readable = poll(&p, 1, 0) == 1;
+        src = (source){.n = 5};
+        l.count = 0;
+        atomic_store(&racer.go, -1);
+        int rc2 = run_bounded(fe, NULL, 20, "the run after a raced stop");
+        if (readable != (rc2 == RS_ESTOPPED))
+            fail_msg("round %d: stop descriptor %s after the run, but the next run returned %s",
+                     round, readable ? "readable" : "not readable", rs_err_name(rc2));
+        assert_int_equal(src.next, rc2 == RS_ESTOPPED ? 0 : 5);
+        assert_ok(rs_foreach_destroy(fe));
+    }
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_squares_completion_order),
     cmocka_unit_test(test_ordered),
@@ -666,6 +747,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_on_existing_pool_with_total),
     cmocka_unit_test(test_completion_during_unreadable_delivery),
     cmocka_unit_test(test_fail_fast_stops_own_batch),
+    cmocka_unit_test(test_stop_racing_the_end_of_a_run),
 };
 
 RS_TEST_MAIN(tests)
