@@ -218,13 +218,14 @@ typedef struct all_waiter {
     rs_jobs *jobs;
     atomic_bool quit;
     long waits;
+    int rc; /* the first failing wait's code (asserted on the main thread) */
 } all_waiter;
 
 static void *wait_all_loop(void *arg)
 {
     all_waiter *w = arg;
-    while (!atomic_load(&w->quit)) {
-        assert_ok(rs_jobs_wait_all(w->jobs, -1));
+    while (!atomic_load(&w->quit) && !w->rc) {
+        w->rc = rs_jobs_wait_all(w->jobs, -1);
         w->waits++;
     }
     return NULL;
@@ -255,6 +256,7 @@ static void test_wait_all_sees_failed_starts(void **state)
         fail_msg("rs_jobs_wait_all still waits 10 s after the last failed start (%ld waits "
                  "returned)",
                  w.waits);
+    assert_ok(w.rc);
     assert_ok(rs_jobs_destroy(jobs));
     assert_ok(rs_pool_destroy(pool));
 }
