@@ -691,7 +691,8 @@ RS_EXTERN int rs_foreach_add_parameter(rs_foreach *fe, const char *name, rs_valu
 RS_EXTERN int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary);
 /* Stops a run: running items are stopped and reported cancelled, as is everything already
  * read; no more input is read. A stop requested while no run is in progress ends the next run
- * at once. Thread-safe (not async-signal-safe); does not block. */
+ * at once: it reads no input and returns RS_ESTOPPED. Thread-safe (not async-signal-safe); does
+ * not block. */
 RS_EXTERN int rs_foreach_stop(rs_foreach *fe);
 /* A file descriptor that polls readable from a stop until the end of the run it stopped, for
  * iterators that block (poll it with the input). Owned by fe; do not read or close it. */
