@@ -578,7 +578,10 @@ static bool dispatch(rs_foreach *fe, slot *s)
     size_t want = batch_size(fe);
     size_t n = 0;
     bool took = false;
-    while (n < want && (fe->retry.count || ring_head_fits(fe, fe->window_cap / 2))) {
+    /* The lock is released while records are delivered: a stop or a fail-fast failure may come
+     * meanwhile, and what is taken after it would run although it is due to be cancelled. */
+    while (n < want && !fe->stopping && !atomic_load(&fe->stop_requested) &&
+           (fe->retry.count || ring_head_fits(fe, fe->window_cap / 2))) {
         pending p = fe->retry.count ? ring_pop(&fe->retry) : ring_pop(&fe->ring);
         took = true;
         if (p.error) { /* an input that could not be read: its record needs no runspace */

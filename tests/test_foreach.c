@@ -729,6 +729,60 @@ static void test_stop_racing_the_end_of_a_run(void **state)
     }
 }
 
+typedef struct attempts_log {
+    int attempts[16];
+    uint64_t runspace[16];
+    rs_item_status status[16];
+    int records;
+} attempts_log;
+
+/* Holds the run thread in the first record (the unreadable input) while the reader reads the
+ * rest and a stop comes. */
+static void on_record_attempts(const rs_foreach_record *r, void *ud)
+{
+    attempts_log *l = ud;
+    if (r->index == 0)
+        sleep_for(0.4);
+    if (r->index < 16) {
+        l->attempts[r->index] = r->attempts;
+        l->runspace[r->index] = r->runspace_id;
+        l->status[r->index] = r->status;
+    }
+    l->records++;
+}
+
+static void test_nothing_dispatched_after_a_stop(void **state)
+{
+    (void)state;
+    /* A stop that comes while the run thread delivers records (its lock released) must keep
+     * what was read from being dispatched: those inputs are cancelled without running. */
+    bad_then_ints in = {.n = 10};
+    attempts_log log = {0};
+    rs_foreach_opts o = {.throttle = 1,
+                         .batch = 10,
+                         .next = next_bad_then_ints,
+                         .input_userdata = &in,
+                         .on_record = on_record_attempts,
+                         .userdata = &log};
+    rs_foreach *fe;
+    assert_ok(rs_foreach_create(&o, &fe));
+    assert_ok(rs_foreach_set_script(fe, "return _", (size_t)-1));
+    stopper st = {fe, 0.15};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, stop_later, &st), 0);
+    rs_foreach_summary sum;
+    assert_rs(RS_ESTOPPED, run_bounded(fe, &sum, 20, "a stop during delivery"));
+    pthread_join(t, NULL);
+    assert_ok(rs_foreach_destroy(fe));
+    assert_int_equal(log.records, 11);
+    for (int i = 1; i <= 10; i++) {
+        if (log.status[i] != RS_ITEM_CANCELLED || log.attempts[i] != 0 || log.runspace[i] != 0)
+            fail_msg("input %d read before the stop: %s after %d attempts on runspace %llu", i,
+                     rs_item_status_name(log.status[i]), log.attempts[i],
+                     (unsigned long long)log.runspace[i]);
+    }
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_squares_completion_order),
     cmocka_unit_test(test_ordered),
@@ -748,6 +802,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_completion_during_unreadable_delivery),
     cmocka_unit_test(test_fail_fast_stops_own_batch),
     cmocka_unit_test(test_stop_racing_the_end_of_a_run),
+    cmocka_unit_test(test_nothing_dispatched_after_a_stop),
 };
 
 RS_TEST_MAIN(tests)
