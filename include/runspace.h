@@ -512,6 +512,13 @@ typedef void (*rs_record_fn)(rs_ps *ps, const rs_record *record, void *userdata)
  * before rs_async_is_completed turns true. Results may be read; it must not block, and must
  * not begin, end, stop, clear or destroy this invocation. */
 typedef void (*rs_complete_fn)(rs_ps *ps, rs_ps_state state, void *userdata);
+/* Under RS_PS_ITEM_RESULTS: called on the thread executing the invocation right after the
+ * result of input item `index` is set, for every item that ran (items cancelled or failed
+ * before they started get no call). result is borrowed for the call. It must not block. It
+ * may call rs_ps_begin_stop on this invocation (the items after this one are then cancelled)
+ * and thread-safe functions of other handles, but no other function on this invocation: its
+ * results are readable only once it has ended. */
+typedef void (*rs_item_fn)(rs_ps *ps, size_t index, const rs_item_result *result, void *userdata);
 
 enum {
     /* Each input item is processed on its own: a failing or timed-out item is recorded in its
@@ -526,6 +533,7 @@ typedef struct rs_ps_opts {
     double item_timeout; /* seconds per input item; 0: none */
     rs_record_fn on_record;
     rs_complete_fn on_complete;
+    rs_item_fn on_item; /* optional, RS_PS_ITEM_RESULTS only */
     void *userdata;
 } rs_ps_opts;
 
@@ -703,7 +711,8 @@ RS_EXTERN int rs_foreach_add_parameter(rs_foreach *fe, const char *name, rs_valu
 RS_EXTERN int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary);
 /* Stops a run: running items are stopped and reported cancelled, as is everything already
  * read; no more input is read. A stop requested while no run is in progress ends the next run
- * at once. Thread-safe (not async-signal-safe); does not block. */
+ * at once: it reads no input and returns RS_ESTOPPED. Thread-safe (not async-signal-safe); does
+ * not block. */
 RS_EXTERN int rs_foreach_stop(rs_foreach *fe);
 /* A file descriptor that polls readable from a stop until the end of the run it stopped, for
  * iterators that block (poll it with the input). Owned by fe; do not read or close it. */

@@ -624,6 +624,8 @@ static bool end_run(rs__run *r, int rc)
                      : rc == RS_ETIMEDOUT ? RS_ITEM_TIMEOUT
                      : rc == RS_ESTOPPED  ? RS_ITEM_CANCELLED
                                           : RS_ITEM_ERROR;
+        if (ps->opts.on_item)
+            ps->opts.on_item(ps, i, it, ps->opts.userdata);
     }
     if (ex->reason)
         rs__exec_reset_hooks(ex);

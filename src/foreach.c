@@ -13,9 +13,12 @@
  *
  * Who wakes whom (all under fe->mu): the reader signals `cv` when it adds to the ring while the
  * run thread waits, and waits on `space` when the ring is full; a slot's on_complete (worker
- * thread) appends the slot to the done list and signals `cv`; the run thread signals `space`
- * when it takes from the ring. The run thread sleeps on `cv` only when it can neither dispatch
- * nor deliver. Nothing polls.
+ * thread) appends the slot to the done list and signals `cv`, as does a fail-fast failure on a
+ * worker (on_item) and rs_foreach_stop; the run thread signals `space` when it takes from the
+ * ring. The run thread sleeps on `cv` only when it can neither dispatch nor deliver, and decides
+ * that under the lock right before it waits: every step that releases the lock loops back to
+ * look again, since what was signalled while it did not wait is seen only by looking. Nothing
+ * polls.
  *
  * Delivery: a finished batch is split into one record per item (outputs and inputs are moved
  * out of the invocation, not copied). Failed or timed-out items with retries left go back to a
@@ -24,9 +27,12 @@
  * undelivered input is a whole window behind, which bounds memory.
  *
  * Stopping (rs_foreach_stop, or fail-fast's first failure): running batches are stopped, and
- * everything read but not finished is reported cancelled. Fail-fast keeps reading the input to
- * the end so that every input gets its record; a stop reads no further: the reader ends after
- * the iterator's current call, and an iterator that blocks watches the stop eventfd.
+ * everything read but not finished is reported cancelled. Fail-fast acts on the worker: the
+ * item that fails with no attempt left stops the rest of its own batch at once (on_item) and
+ * marks the run stopping; the run thread then stops the other batches. Fail-fast keeps reading
+ * the input to the end so that every input gets its record; a stop reads no further: the
+ * reader ends after the iterator's current call, and an iterator that blocks watches the stop
+ * eventfd.
  */
 #include "common.h"
 #include "queue.h"
@@ -313,11 +319,14 @@ int rs_foreach_stop(rs_foreach *fe)
 {
     if (!fe)
         return RS_EMISUSE;
+    /* The flag and the descriptor change together under the lock, as the end of a run clears
+     * them together: a stop racing that end then either belongs to the run ending (both are
+     * cleared) or to the next one (both stay set), never half to each. */
+    rs__mutex_lock(&fe->mu);
     atomic_store(&fe->stop_requested, true);
     uint64_t one = 1;
     ssize_t n = write(fe->stop_fd, &one, sizeof one);
     (void)n; /* an eventfd write of 1 fails only on overflow */
-    rs__mutex_lock(&fe->mu);
     rs__cond_signal(&fe->cv);
     rs__mutex_unlock(&fe->mu);
     return 0;
@@ -495,18 +504,36 @@ static void slot_done(rs_ps *ps, rs_ps_state state, void *userdata)
 
 /* Marks the run as stopping (fe->mu held): nothing more is dispatched, and with quit_reading
  * the reader stops after its current call (iterators that block watch the stop descriptor).
- * Returns true the first time;
- * the caller then stops the running batches with stop_slots, without the lock, since stopping
- * a queued invocation completes it at once and its on_complete takes fe->mu. */
-static bool mark_stopping(rs_foreach *fe, bool quit_reading)
+ * The run thread, which may be the caller or be woken by it, then stops the running batches
+ * (stop_slots) once, without the lock, since stopping a queued invocation completes it at once
+ * and its on_complete takes fe->mu. */
+static void mark_stopping(rs_foreach *fe, bool quit_reading)
 {
-    bool first = !fe->stopping;
     fe->stopping = true;
     if (quit_reading && !fe->reader_quit) {
         fe->reader_quit = true;
         rs__cond_signal(&fe->space);
     }
-    return first;
+    rs__cond_signal(&fe->cv);
+}
+
+/* on_item of a slot's invocation (worker thread, right after an item's result is set): under
+ * fail-fast, an item that failed with no attempt left stops the rest of its own batch at once
+ * (they are reported cancelled) and marks the run stopping, so that the run thread stops the
+ * other batches without waiting for this one to be collected. The attempt numbers were written
+ * by the run thread before the batch began. */
+static void slot_item_done(rs_ps *ps, size_t index, const rs_item_result *it, void *userdata)
+{
+    slot *s = userdata;
+    rs_foreach *fe = s->fe;
+    if (!fe->opts.fail_fast || (it->status != RS_ITEM_ERROR && it->status != RS_ITEM_TIMEOUT))
+        return;
+    if (index < s->n && (unsigned)s->attempts[index] <= fe->opts.retries)
+        return; /* it gets another attempt */
+    rs_ps_begin_stop(ps);
+    rs__mutex_lock(&fe->mu);
+    mark_stopping(fe, false);
+    rs__mutex_unlock(&fe->mu);
 }
 
 /* Stops every running batch (run thread, fe->mu not held; only the run thread changes
@@ -543,13 +570,20 @@ static bool ring_head_fits(const rs_foreach *fe, size_t span)
 }
 
 /* Fills a free slot from the retry queue and the ring and begins it (fe->mu held; released
- * while beginning). Returns false when there is nothing to dispatch. */
+ * while beginning, and while delivering the records of inputs that need no runspace). Returns
+ * whether it took anything: if it did, it may have released the lock, and the caller must look
+ * at everything again before it waits. */
 static bool dispatch(rs_foreach *fe, slot *s)
 {
     size_t want = batch_size(fe);
     size_t n = 0;
-    while (n < want && (fe->retry.count || ring_head_fits(fe, fe->window_cap / 2))) {
+    bool took = false;
+    /* The lock is released while records are delivered: a stop or a fail-fast failure may come
+     * meanwhile, and what is taken after it would run although it is due to be cancelled. */
+    while (n < want && !fe->stopping && !atomic_load(&fe->stop_requested) &&
+           (fe->retry.count || ring_head_fits(fe, fe->window_cap / 2))) {
         pending p = fe->retry.count ? ring_pop(&fe->retry) : ring_pop(&fe->ring);
+        took = true;
         if (p.error) { /* an input that could not be read: its record needs no runspace */
             rs__mutex_unlock(&fe->mu);
             deliver(fe, p.index, RS_ITEM_ERROR, p.item, NULL, p.error, 0, 0, 0);
@@ -573,7 +607,7 @@ static bool dispatch(rs_foreach *fe, slot *s)
     }
     rs__cond_signal(&fe->space);
     if (n == 0)
-        return false;
+        return took;
     s->n = n;
     s->busy = true;
     rs__mutex_unlock(&fe->mu);
@@ -630,10 +664,9 @@ static bool retry_or_fail(rs_foreach *fe, rs_item_status st, uint64_t index, int
         *input = NULL;
     else
         retry = false;
-    bool stop_now = !retry && fe->opts.fail_fast && mark_stopping(fe, false);
+    if (!retry && fe->opts.fail_fast)
+        mark_stopping(fe, false); /* the run loop stops the running batches */
     rs__mutex_unlock(&fe->mu);
-    if (stop_now)
-        stop_slots(fe);
     return retry;
 }
 
@@ -760,6 +793,7 @@ static int setup(rs_foreach *fe)
         rs_ps_opts o = {.flags = RS_PS_ITEM_RESULTS,
                         .item_timeout = fe->opts.timeout,
                         .on_complete = slot_done,
+                        .on_item = slot_item_done,
                         .userdata = s};
         rc = rs_ps_set_pool(s->ps, fe->pool);
         if (!rc)
@@ -845,8 +879,12 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
     fe->batch = 1;
     fe->ns_per_item = 0;
     fe->next_deliver = fe->dispatched_hi = fe->read_count = 0;
-    fe->reader_done = fe->reader_quit = fe->stopping = fe->run_waiting = false;
+    fe->reader_done = fe->run_waiting = false;
     fe->done = NULL;
+    /* A stop requested before the run ends it at once: the reader quits before its first
+     * call, so that nothing is read. */
+    bool stopped = atomic_load(&fe->stop_requested); /* rs_foreach_stop ended this run */
+    fe->reader_quit = fe->stopping = stopped;
     int rc = setup(fe);
     if (!rc && rs__thread_create(&fe->reader, reader_main, fe, 0))
         rc = rs__msg_set(&fe->msg, RS_ESYSTEM, "cannot start the reader thread: %s",
@@ -857,16 +895,25 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
         return rc;
     }
 
-    bool stopped = false;
+    /* Each step below that releases the lock loops back to the top (continue), so that every
+     * condition is looked at again, under the lock, right before the wait: whatever changed
+     * while the lock was free (a batch finished, the reader added or ended) was signalled when
+     * nobody waited, and is seen only by looking. */
+    bool slots_stopped = false; /* the running batches were told to stop */
     rs__mutex_lock(&fe->mu);
     for (;;) {
         if (atomic_load(&fe->stop_requested) && !stopped) {
             stopped = true;
-            if (mark_stopping(fe, true)) {
-                rs__mutex_unlock(&fe->mu);
-                stop_slots(fe);
-                rs__mutex_lock(&fe->mu);
-            }
+            mark_stopping(fe, true);
+            continue;
+        }
+        /* A stop, or fail-fast (here or on a worker): stop every running batch, once. */
+        if (fe->stopping && !slots_stopped) {
+            slots_stopped = true;
+            rs__mutex_unlock(&fe->mu);
+            stop_slots(fe);
+            rs__mutex_lock(&fe->mu);
+            continue;
         }
         /* Finished batches first: their records, retries and fail-fast decisions. */
         if (fe->done) {
@@ -890,7 +937,7 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
         if (!fe->stopping && (fe->retry.count || ring_head_fits(fe, fe->window_cap / 2))) {
             slot *s = free_slot(fe);
             if (s && dispatch(fe, s))
-                continue;
+                continue; /* it took inputs, and may have released the lock */
         }
         if (fe->reader_done && !fe->ring.count && !fe->retry.count && !any_busy(fe))
             break;
@@ -909,10 +956,12 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
     if (summary)
         *summary = fe->sum;
     /* The stop (if any) is used up by this run. */
+    rs__mutex_lock(&fe->mu);
     atomic_store(&fe->stop_requested, false);
     uint64_t drained;
     while (read(fe->stop_fd, &drained, sizeof drained) > 0)
         continue;
+    rs__mutex_unlock(&fe->mu);
     atomic_store(&fe->running, false);
     if (stopped)
         return rs__msg_set(&fe->msg, RS_ESTOPPED, "the run was stopped");

@@ -229,6 +229,7 @@ int rs_jobs_start(rs_jobs *jobs, const char *name, const char *script, const rs_
     if (rc) {
         rs__queue_remove(&j->node);
         jobs->running--;
+        rs__cond_broadcast(&jobs->ended); /* rs_jobs_wait_all may be waiting on it alone */
         rs__mutex_unlock(&jobs->mu);
         fail(rc, "%s", rs_ps_errmsg(j->ps));
         free_job(j);

@@ -197,6 +197,7 @@ static void *worker_main(void *arg)
 
     rs__mutex_lock(&pool->mu);
     pool->nstarting--;
+    rs__cond_broadcast(&pool->changed); /* rs_pool_open waits for it, even if work is queued */
     if (rc) {
         /* The runspace cannot open: say why, and fail one queued invocation rather than leave
          * it waiting for a runspace that will never come. */

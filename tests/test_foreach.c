@@ -6,6 +6,8 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
+#include <time.h>
 #include <unistd.h>
 #include <stdatomic.h>
 
@@ -350,16 +352,20 @@ static void test_stop_before_and_at_start(void **state)
     sink k;
     sink_init(&k, &src);
     rs_foreach *fe = make_run("return _ * _", &src, &k, (rs_foreach_opts){.throttle = 2});
-    assert_ok(rs_foreach_stop(fe));
-    assert_rs(RS_ESTOPPED, rs_foreach_run(fe, NULL));
-    assert_int_equal(k.count, src.next); /* whatever was read has its record */
-    long first = src.next;
-    /* The next run numbers its inputs from 0 again: a sink of its own. */
-    free(k.seen);
-    sink_init(&k, &src);
+    /* Ended at once: not one input is read (many times, since the reader races the run). */
+    for (int round = 0; round < 2000; round++) {
+        assert_ok(rs_foreach_stop(fe));
+        rs_foreach_summary sum;
+        assert_rs(RS_ESTOPPED, rs_foreach_run(fe, &sum));
+        if (src.next != 0)
+            fail_msg("round %d: a run stopped before it began read %ld inputs", round, src.next);
+        assert_int_equal(k.count, 0);
+        assert_int_equal(sum.total, 0);
+    }
+    /* The next run is not affected. */
     assert_ok(rs_foreach_run(fe, NULL));
     assert_int_equal(src.next, 1000);
-    assert_int_equal(k.count, 1000 - first);
+    assert_all_once(&k);
     assert_ok(rs_foreach_destroy(fe));
     free(k.seen);
     /* Stops racing the start of runs, many times. */
@@ -485,6 +491,298 @@ static void test_on_existing_pool_with_total(void **state)
     free(k.seen);
 }
 
+/* Runs fe on a thread of its own and waits for it at most `limit` seconds, so that a run that
+ * hangs fails the test with a message instead of blocking until CTest's timeout. */
+typedef struct bounded_run {
+    rs_foreach *fe;
+    rs_foreach_summary *sum;
+    int rc;
+} bounded_run;
+
+static void *bounded_main(void *arg)
+{
+    bounded_run *b = arg;
+    b->rc = rs_foreach_run(b->fe, b->sum);
+    return NULL;
+}
+
+static int run_bounded(rs_foreach *fe, rs_foreach_summary *sum, double limit, const char *what)
+{
+    bounded_run b = {.fe = fe, .sum = sum};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, bounded_main, &b), 0);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)limit;
+    if (pthread_timedjoin_np(t, NULL, &ts) != 0)
+        fail_msg("%s: rs_foreach_run still running after %.0f s", what, limit);
+    return b.rc;
+}
+
+/* One readable input, then `bad` unreadable ones. */
+typedef struct good_then_bad {
+    int bad;
+    int next;
+} good_then_bad;
+
+static int next_good_then_bad(void *ud, rs_value **item, char **error)
+{
+    good_then_bad *g = ud;
+    if (g->next > g->bad)
+        return 0;
+    if (g->next++ == 0) {
+        *item = rs_value_int(7);
+        return 1;
+    }
+    *error = strdup("not an input");
+    return RS_EJSON;
+}
+
+/* Holds the run thread in the record of the first unreadable input (delivered while the
+ * engine's lock is released) long enough for the readable input's batch to finish and for the
+ * reader to reach the end: the batch's completion then comes while the run thread does not
+ * wait, and it must still be seen. */
+static void on_record_slow_first_error(const rs_foreach_record *r, void *ud)
+{
+    long *count = ud;
+    if (r->index == 1)
+        sleep_for(0.3);
+    (*count)++;
+}
+
+static void test_completion_during_unreadable_delivery(void **state)
+{
+    (void)state;
+    for (unsigned throttle = 1; throttle <= 3; throttle++) {
+        good_then_bad g = {.bad = 2};
+        long count = 0;
+        rs_foreach_opts o = {.throttle = throttle,
+                             .batch = 1,
+                             .next = next_good_then_bad,
+                             .input_userdata = &g,
+                             .on_record = on_record_slow_first_error,
+                             .userdata = &count};
+        rs_foreach *fe;
+        assert_ok(rs_foreach_create(&o, &fe));
+        assert_ok(rs_foreach_set_script(fe, "return _", (size_t)-1));
+        rs_foreach_summary sum;
+        assert_ok(run_bounded(fe, &sum, 10,
+                              "a batch finished while unreadable inputs were "
+                              "delivered"));
+        assert_int_equal(count, 3);
+        assert_int_equal(sum.succeeded, 1);
+        assert_int_equal(sum.failed, 2);
+        assert_ok(rs_foreach_destroy(fe));
+    }
+}
+
+/* An unreadable input, then the integers 1..n. */
+typedef struct bad_then_ints {
+    int n;
+    int next;
+} bad_then_ints;
+
+static int next_bad_then_ints(void *ud, rs_value **item, char **error)
+{
+    bad_then_ints *b = ud;
+    if (b->next > b->n)
+        return 0;
+    if (b->next++ == 0) {
+        *error = strdup("not an input");
+        return RS_EJSON;
+    }
+    *item = rs_value_int(b->next - 1);
+    return 1;
+}
+
+typedef struct status_log {
+    rs_item_status status[16];
+    int records;
+} status_log;
+
+/* Records each index's status; the first record (the unreadable input, delivered before any
+ * batch is formed) holds the run thread until the reader has read everything, so that the
+ * next dispatch puts all the readable inputs into one batch. */
+static void on_record_log(const rs_foreach_record *r, void *ud)
+{
+    status_log *l = ud;
+    if (r->index == 0)
+        sleep_for(0.3);
+    if (r->index < 16)
+        l->status[r->index] = r->status;
+    l->records++;
+}
+
+static void test_fail_fast_stops_own_batch(void **state)
+{
+    (void)state;
+    /* Item 1 fails for good (an error; a timeout) in a batch of 1..10: the items after it in
+     * that batch never run, they are cancelled at once. */
+    const char *scripts[] = {"if _ == 1 then error('first failure') end return _",
+                             "if _ == 1 then while true do end end return _"};
+    for (int v = 0; v < 2; v++) {
+        bad_then_ints in = {.n = 10};
+        status_log log = {0};
+        rs_foreach_opts o = {.throttle = 1,
+                             .batch = 10,
+                             .fail_fast = true,
+                             .timeout = v == 1 ? 0.1 : 0,
+                             .next = next_bad_then_ints,
+                             .input_userdata = &in,
+                             .on_record = on_record_log,
+                             .userdata = &log};
+        rs_foreach *fe;
+        assert_ok(rs_foreach_create(&o, &fe));
+        assert_ok(rs_foreach_set_script(fe, scripts[v], (size_t)-1));
+        rs_foreach_summary sum;
+        assert_ok(run_bounded(fe, &sum, 20, "fail-fast"));
+        assert_ok(rs_foreach_destroy(fe));
+        assert_int_equal(log.records, 11);
+        assert_int_equal(log.status[0], RS_ITEM_ERROR);
+        assert_int_equal(log.status[1], v == 1 ? RS_ITEM_TIMEOUT : RS_ITEM_ERROR);
+        for (int i = 2; i <= 10; i++) {
+            if (log.status[i] != RS_ITEM_CANCELLED)
+                fail_msg("script %d: item %d of the failing batch is %s, not cancelled", v, i,
+                         rs_item_status_name(log.status[i]));
+        }
+        assert_int_equal(sum.cancelled, 9);
+    }
+}
+
+/* A stopper that fires a little after the last record of a run: racing the run's end. */
+typedef struct end_racer {
+    rs_foreach *fe;
+    atomic_int go; /* 1: the last record is out; -1: quit */
+    long delay_ns;
+} end_racer;
+
+static void *race_the_end(void *arg)
+{
+    end_racer *e = arg;
+    int go;
+    while ((go = atomic_load(&e->go)) == 0)
+        sched_yield();
+    if (go < 0)
+        return NULL;
+    double until = rs_test_now() + (double)e->delay_ns * 1e-9;
+    while (rs_test_now() < until)
+        continue; /* a spin: a sleep this short would take far longer */
+    rs_foreach_stop(e->fe);
+    return NULL;
+}
+
+typedef struct last_record {
+    source *src;
+    end_racer *racer;
+    long count;
+    long trigger; /* the record count that starts the racer */
+} last_record;
+
+static void on_record_starts_racer(const rs_foreach_record *r, void *ud)
+{
+    (void)r;
+    last_record *l = ud;
+    atomic_fetch_add(&l->src->delivered, 1);
+    if (++l->count == l->trigger)
+        atomic_store(&l->racer->go, 1);
+}
+
+static void test_stop_racing_the_end_of_a_run(void **state)
+{
+    (void)state;
+    /* A stop that comes as a run ends belongs either to that run or to the next: after the run,
+     * the stop descriptor is readable exactly when the next run will be stopped at once (an
+     * iterator that trusts the descriptor would otherwise end a run early, or block in a run
+     * that waits for it). */
+    unsigned seed = (unsigned)time(NULL);
+    for (int round = 0; round < 400; round++) {
+        source src = {.n = 20};
+        end_racer racer = {.delay_ns = (long)(rand_r(&seed) % 30000)};
+        atomic_init(&racer.go, 0);
+        last_record l = {.src = &src, .racer = &racer, .trigger = src.n - rand_r(&seed) % 3};
+        rs_foreach_opts o = {.throttle = 1,
+                             .next = next_int,
+                             .input_userdata = &src,
+                             .on_record = on_record_starts_racer,
+                             .userdata = &l};
+        rs_foreach *fe;
+        assert_ok(rs_foreach_create(&o, &fe));
+        assert_ok(rs_foreach_set_script(fe, "return _", (size_t)-1));
+        racer.fe = fe;
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, race_the_end, &racer), 0);
+        int rc = run_bounded(fe, NULL, 20, "a run whose end a stop races");
+        atomic_store(&racer.go, atomic_load(&racer.go) ? 1 : -1);
+        pthread_join(t, NULL);
+        assert_true(rc == 0 || rc == RS_ESTOPPED);
+        struct pollfd p = {.fd = rs_foreach_stop_fd(fe), .events = POLLIN};
+        bool readable = poll(&p, 1, 0) == 1;
+        src = (source){.n = 5};
+        l.count = 0;
+        atomic_store(&racer.go, -1);
+        int rc2 = run_bounded(fe, NULL, 20, "the run after a raced stop");
+        if (readable != (rc2 == RS_ESTOPPED))
+            fail_msg("round %d: stop descriptor %s after the run, but the next run returned %s",
+                     round, readable ? "readable" : "not readable", rs_err_name(rc2));
+        assert_int_equal(src.next, rc2 == RS_ESTOPPED ? 0 : 5);
+        assert_ok(rs_foreach_destroy(fe));
+    }
+}
+
+typedef struct attempts_log {
+    int attempts[16];
+    uint64_t runspace[16];
+    rs_item_status status[16];
+    int records;
+} attempts_log;
+
+/* Holds the run thread in the first record (the unreadable input) while the reader reads the
+ * rest and a stop comes. */
+static void on_record_attempts(const rs_foreach_record *r, void *ud)
+{
+    attempts_log *l = ud;
+    if (r->index == 0)
+        sleep_for(0.4);
+    if (r->index < 16) {
+        l->attempts[r->index] = r->attempts;
+        l->runspace[r->index] = r->runspace_id;
+        l->status[r->index] = r->status;
+    }
+    l->records++;
+}
+
+static void test_nothing_dispatched_after_a_stop(void **state)
+{
+    (void)state;
+    /* A stop that comes while the run thread delivers records (its lock released) must keep
+     * what was read from being dispatched: those inputs are cancelled without running. */
+    bad_then_ints in = {.n = 10};
+    attempts_log log = {0};
+    rs_foreach_opts o = {.throttle = 1,
+                         .batch = 10,
+                         .next = next_bad_then_ints,
+                         .input_userdata = &in,
+                         .on_record = on_record_attempts,
+                         .userdata = &log};
+    rs_foreach *fe;
+    assert_ok(rs_foreach_create(&o, &fe));
+    assert_ok(rs_foreach_set_script(fe, "return _", (size_t)-1));
+    stopper st = {fe, 0.15};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, stop_later, &st), 0);
+    rs_foreach_summary sum;
+    assert_rs(RS_ESTOPPED, run_bounded(fe, &sum, 20, "a stop during delivery"));
+    pthread_join(t, NULL);
+    assert_ok(rs_foreach_destroy(fe));
+    assert_int_equal(log.records, 11);
+    for (int i = 1; i <= 10; i++) {
+        if (log.status[i] != RS_ITEM_CANCELLED || log.attempts[i] != 0 || log.runspace[i] != 0)
+            fail_msg("input %d read before the stop: %s after %d attempts on runspace %llu", i,
+                     rs_item_status_name(log.status[i]), log.attempts[i],
+                     (unsigned long long)log.runspace[i]);
+    }
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_squares_completion_order),
     cmocka_unit_test(test_ordered),
@@ -501,6 +799,10 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_stop_reaches_blocked_iterator),
     cmocka_unit_test(test_command_and_parameters),
     cmocka_unit_test(test_on_existing_pool_with_total),
+    cmocka_unit_test(test_completion_during_unreadable_delivery),
+    cmocka_unit_test(test_fail_fast_stops_own_batch),
+    cmocka_unit_test(test_stop_racing_the_end_of_a_run),
+    cmocka_unit_test(test_nothing_dispatched_after_a_stop),
 };
 
 RS_TEST_MAIN(tests)

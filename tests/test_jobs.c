@@ -5,6 +5,8 @@
 #include "util.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 
 static rs_jobs *new_jobs(unsigned max)
 {
@@ -212,10 +214,61 @@ static void test_duplicate_names_across_threads(void **state)
     assert_ok(rs_jobs_destroy(jobs));
 }
 
+typedef struct all_waiter {
+    rs_jobs *jobs;
+    atomic_bool quit;
+    long waits;
+    int rc; /* the first failing wait's code (asserted on the main thread) */
+} all_waiter;
+
+static void *wait_all_loop(void *arg)
+{
+    all_waiter *w = arg;
+    while (!atomic_load(&w->quit) && !w->rc) {
+        w->rc = rs_jobs_wait_all(w->jobs, -1);
+        w->waits++;
+    }
+    return NULL;
+}
+
+static void test_wait_all_sees_failed_starts(void **state)
+{
+    (void)state;
+    /* A job counts as running from the moment its start takes its name; a start that then
+     * fails (the pool is closed) must wake rs_jobs_wait_all, which may be waiting on it alone. */
+    rs_pool *pool;
+    assert_ok(rs_pool_create(&(rs_pool_opts){.max_runspaces = 1}, &pool));
+    assert_ok(rs_pool_open(pool));
+    rs_jobs *jobs;
+    assert_ok(rs_jobs_create(&(rs_jobs_opts){.pool = pool}, &jobs));
+    assert_ok(rs_pool_close(pool));
+    all_waiter w = {.jobs = jobs};
+    atomic_init(&w.quit, false);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, wait_all_loop, &w), 0);
+    for (int i = 0; i < 3000; i++)
+        assert_rs(RS_ECLOSED, rs_jobs_start(jobs, NULL, "return 1", NULL, NULL));
+    atomic_store(&w.quit, true);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 10;
+    if (pthread_timedjoin_np(t, NULL, &ts) != 0)
+        fail_msg("rs_jobs_wait_all still waits 10 s after the last failed start (%ld waits "
+                 "returned)",
+                 w.waits);
+    assert_ok(w.rc);
+    assert_ok(rs_jobs_destroy(jobs));
+    assert_ok(rs_pool_destroy(pool));
+}
+
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_seed_jobs),    cmocka_unit_test(test_names),
-    cmocka_unit_test(test_states),       cmocka_unit_test(test_destroy_stops_running_jobs),
-    cmocka_unit_test(test_many_waiters), cmocka_unit_test(test_duplicate_names_across_threads),
+    cmocka_unit_test(test_seed_jobs),
+    cmocka_unit_test(test_names),
+    cmocka_unit_test(test_states),
+    cmocka_unit_test(test_destroy_stops_running_jobs),
+    cmocka_unit_test(test_many_waiters),
+    cmocka_unit_test(test_duplicate_names_across_threads),
+    cmocka_unit_test(test_wait_all_sees_failed_starts),
 };
 
 RS_TEST_MAIN(tests)

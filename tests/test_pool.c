@@ -385,6 +385,55 @@ static void test_shared_store_is_pool_wide(void **state)
     assert_ok(rs_pool_destroy(pool));
 }
 
+typedef struct early_client {
+    rs_pool *pool;
+    rs_ps *ps;
+    rs_async *async;
+    int rc;
+} early_client;
+
+/* Begins a long invocation as soon as the pool is open, while rs_pool_open still waits for
+ * its first runspace. */
+static void *begin_when_open(void *arg)
+{
+    early_client *c = arg;
+    while (rs_pool_get_state(c->pool) == RS_POOL_BEFORE_OPEN)
+        continue;
+    c->rc = rs_ps_begin_invoke(c->ps, &c->async);
+    return NULL;
+}
+
+static void test_open_returns_while_first_work_runs(void **state)
+{
+    (void)state;
+    /* The first runspace opens and goes straight to work queued meanwhile: rs_pool_open must
+     * see it opened then, not when that work ends. */
+    int slow = 0;
+    for (int round = 0; round < 10; round++) {
+        rs_pool *pool;
+        assert_ok(rs_pool_create(&(rs_pool_opts){.min_runspaces = 1, .max_runspaces = 1}, &pool));
+        early_client c = {.pool = pool};
+        assert_ok(rs_ps_create(&c.ps));
+        assert_ok(rs_ps_set_pool(c.ps, pool));
+        assert_ok(rs_ps_add_script(c.ps, "sleep(3)", (size_t)-1));
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, begin_when_open, &c), 0);
+        double t0 = rs_test_now();
+        assert_ok(rs_pool_open(pool));
+        if (rs_test_now() - t0 > 2)
+            slow++;
+        pthread_join(t, NULL);
+        assert_ok(c.rc);
+        assert_ok(rs_ps_stop(c.ps));
+        int end = rs_ps_end_invoke(c.ps, c.async, NULL);
+        assert_true(end == RS_ESTOPPED || end == 0);
+        assert_ok(rs_ps_destroy(c.ps));
+        assert_ok(rs_pool_destroy(pool));
+    }
+    if (slow)
+        fail_msg("rs_pool_open waited for the first invocation to end in %d of 10 rounds", slow);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_defaults_and_bad_limits),
     cmocka_unit_test(test_lazy_growth_to_max),
@@ -399,6 +448,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_module_failure_fails_invocations),
     cmocka_unit_test(test_shared_store_is_pool_wide),
     cmocka_unit_test(test_close_races_stops),
+    cmocka_unit_test(test_open_returns_while_first_work_runs),
 };
 
 RS_TEST_MAIN(tests)
