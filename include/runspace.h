@@ -503,7 +503,7 @@ typedef struct rs_item_result {
     int code;          /* 0, or the RS_E* cause of an error / timeout / cancellation */
     const char *error; /* borrowed message, or NULL when ok */
     double duration;   /* seconds */
-    uint64_t runspace_id;
+    uint64_t runspace_id; /* the runspace it ran on; 0 when it never started */
 } rs_item_result;
 
 /* Called on the worker thread for every record as it is written. */

@@ -714,6 +714,8 @@ static int driver(lua_State *L)
         begin_run(r, i);
         const rs_value *item = inputs ? rs_array_get(inputs, i) : NULL;
         int due = rs__exec_due(ex);
+        if (due == RS_ESTOPPED && r->item_mode)
+            r->ps->items[i].runspace_id = 0; /* cancelled before it started: it never ran */
         rc = due ? fail_with(r, due, failure_message(r, due)) : run_chain(r, 0, item, item != NULL);
         if (end_run(r, rc))
             break;
@@ -881,7 +883,7 @@ int rs__ps_execute(rs_ps *ps, rs_runspace *rs, rs__timer *timer)
             it->code = code;
             it->error = why;
             it->output_first = rs_array_len(ps->output);
-            it->runspace_id = rs->id;
+            it->runspace_id = 0; /* it never ran */
         }
     }
     int result = r->result;

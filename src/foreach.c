@@ -620,7 +620,7 @@ static bool dispatch(rs_foreach *fe, slot *s)
         rs__mutex_unlock(&fe->mu);
         for (size_t i = n; i-- > 0;)
             deliver(fe, s->index[i], RS_ITEM_ERROR, inputs ? rs_array_take(inputs, i) : NULL, NULL,
-                    rs_ps_errmsg(s->ps), 0, 0, s->attempts[i]);
+                    rs_ps_errmsg(s->ps), 0, 0, s->attempts[i] - 1);
         rs_value_destroy(inputs);
         rs__mutex_lock(&fe->mu);
     }
@@ -673,6 +673,13 @@ static bool retry_or_fail(rs_foreach *fe, rs_item_status st, uint64_t index, int
 /* Completion order: every record is handed over at once, its outputs as a borrowed view (the
  * values stay in the batch's output array; fe->view only lends them), so nothing per item is
  * allocated or moved. */
+/* The attempts item j of a batch has had, as its record reports them: the one just made,
+ * unless it was cancelled before it started. (Retries count dispatches: s->attempts.) */
+static int ran_attempts(const slot *s, size_t j, const rs_item_result *it)
+{
+    return it->runspace_id ? s->attempts[j] : s->attempts[j] - 1;
+}
+
 static void collect_streaming(rs_foreach *fe, slot *s, rs_value *out, rs_value *inputs, int rc)
 {
     size_t nitems = rs_ps_item_count(s->ps);
@@ -680,6 +687,7 @@ static void collect_streaming(rs_foreach *fe, slot *s, rs_value *out, rs_value *
         rs_item_result it = {.status = RS_ITEM_ERROR, .code = rc, .error = rs_ps_errmsg(s->ps)};
         if (j < nitems)
             rs_ps_item(s->ps, j, &it);
+        int attempts = ran_attempts(s, j, &it);
         rs_value *input = inputs ? rs_array_get(inputs, j) : NULL;
         if (it.status == RS_ITEM_ERROR || it.status == RS_ITEM_TIMEOUT) {
             rs_value *copy = input ? rs_value_copy(input) : NULL;
@@ -691,13 +699,13 @@ static void collect_streaming(rs_foreach *fe, slot *s, rs_value *out, rs_value *
         size_t count = it.output_first + it.output_count <= have ? it.output_count : 0;
         if (count && rs__array_reserve(fe->view, count)) {
             emit_record(fe, s->index[j], RS_ITEM_ERROR, input, NULL, "out of memory", it.duration,
-                        it.runspace_id, s->attempts[j]);
+                        it.runspace_id, attempts);
             continue;
         }
         for (size_t k = 0; k < count; k++) /* cannot fail: reserved */
             rs_array_push(fe->view, rs_array_get(out, it.output_first + k));
         emit_record(fe, s->index[j], it.status, input, fe->view, it.error, it.duration,
-                    it.runspace_id, s->attempts[j]);
+                    it.runspace_id, attempts);
         while (rs_array_len(fe->view)) /* give the loans back, without freeing them */
             rs_array_take(fe->view, rs_array_len(fe->view) - 1);
     }
@@ -714,6 +722,7 @@ static void collect_ordered(rs_foreach *fe, slot *s, rs_value *out, rs_value *in
         rs_item_result it;
         rs_value *input;
         rs_value *output;
+        int attempts;
     } rec;
     rec *recs = rs__calloc(n, sizeof *recs);
     for (size_t j = n; j-- > 0;) {
@@ -721,12 +730,13 @@ static void collect_ordered(rs_foreach *fe, slot *s, rs_value *out, rs_value *in
         r->it = (rs_item_result){.status = RS_ITEM_ERROR, .code = rc, .error = rs_ps_errmsg(s->ps)};
         if (j < nitems)
             rs_ps_item(s->ps, j, &r->it);
+        r->attempts = ran_attempts(s, j, &r->it);
         r->input = inputs && rs_array_len(inputs) == j + 1 ? rs_array_take(inputs, j) : NULL;
         size_t have = out ? rs_array_len(out) : 0;
         r->output = cut_tail(out, r->it.output_count <= have ? r->it.output_count : have);
         if (!recs) /* out of memory: deliver as we go, backwards */
             deliver(fe, s->index[j], r->it.status, r->input, r->output, r->it.error, r->it.duration,
-                    r->it.runspace_id, s->attempts[j]);
+                    r->it.runspace_id, r->attempts);
     }
     for (size_t j = 0; recs && j < n; j++) {
         rec *r = &recs[j];
@@ -735,7 +745,7 @@ static void collect_ordered(rs_foreach *fe, slot *s, rs_value *out, rs_value *in
             continue;
         }
         deliver(fe, s->index[j], r->it.status, r->input, r->output, r->it.error, r->it.duration,
-                r->it.runspace_id, s->attempts[j]);
+                r->it.runspace_id, r->attempts);
     }
     rs__free(recs);
 }

@@ -597,6 +597,8 @@ static int next_bad_then_ints(void *ud, rs_value **item, char **error)
 
 typedef struct status_log {
     rs_item_status status[16];
+    int attempts[16];
+    uint64_t runspace[16];
     int records;
 } status_log;
 
@@ -608,8 +610,11 @@ static void on_record_log(const rs_foreach_record *r, void *ud)
     status_log *l = ud;
     if (r->index == 0)
         sleep_for(0.3);
-    if (r->index < 16)
+    if (r->index < 16) {
         l->status[r->index] = r->status;
+        l->attempts[r->index] = r->attempts;
+        l->runspace[r->index] = r->runspace_id;
+    }
     l->records++;
 }
 
@@ -640,10 +645,15 @@ static void test_fail_fast_stops_own_batch(void **state)
         assert_int_equal(log.records, 11);
         assert_int_equal(log.status[0], RS_ITEM_ERROR);
         assert_int_equal(log.status[1], v == 1 ? RS_ITEM_TIMEOUT : RS_ITEM_ERROR);
+        assert_int_equal(log.attempts[1], 1);
+        assert_true(log.runspace[1] != 0);
         for (int i = 2; i <= 10; i++) {
             if (log.status[i] != RS_ITEM_CANCELLED)
                 fail_msg("script %d: item %d of the failing batch is %s, not cancelled", v, i,
                          rs_item_status_name(log.status[i]));
+            /* They never started: no attempt, no runspace (as rs_foreach_record says). */
+            assert_int_equal(log.attempts[i], 0);
+            assert_int_equal(log.runspace[i], 0);
         }
         assert_int_equal(sum.cancelled, 9);
     }
