@@ -725,9 +725,12 @@ int rs_ps_stop(rs_ps *ps)
     int rc = rs_ps_begin_stop(ps);
     if (rc)
         return rc;
+    /* Until it completes, or is idle again: a begin that failed after queueing puts the
+     * invocation back as it was (undo_queued), and it will never complete. */
     rs__mutex_lock(&ps->mu);
-    if (atomic_load(&ps->state) != RS_PS_NOT_STARTED)
-        wait_completed(ps);
+    while (atomic_load(&ps->state) != RS_PS_NOT_STARTED && !atomic_load(&ps->completed) &&
+           atomic_load(&ps->phase) != RS__PHASE_IDLE)
+        rs__cond_wait(&ps->cv, &ps->mu);
     rs__mutex_unlock(&ps->mu);
     return 0;
 }

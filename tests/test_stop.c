@@ -5,6 +5,7 @@
 #include "util.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 static rs_pool *open_pool_iss(unsigned max, const rs_iss *iss)
 {
@@ -202,6 +203,52 @@ static void *stop_later(void *arg)
     sleep_for(s->delay);
     rs_ps_stop(s->ps);
     return NULL;
+}
+
+typedef struct stop_loop {
+    rs_ps *ps;
+    atomic_int quit;
+    int stops;
+} stop_loop;
+
+static void *stop_until_quit(void *arg)
+{
+    stop_loop *l = arg;
+    while (!atomic_load(&l->quit)) {
+        rs_ps_stop(l->ps);
+        l->stops++;
+    }
+    return NULL;
+}
+
+/* A stop that meets a begin failing after it queued (the pool is not open) does not wait for
+ * a completion that never comes. */
+static void test_stop_races_a_failing_begin(void **state)
+{
+    (void)state;
+    rs_pool *pool;
+    rs_pool_opts o = {.max_runspaces = 1};
+    assert_ok(rs_pool_create(&o, &pool)); /* never opened */
+    rs_ps *ps;
+    assert_ok(rs_ps_create(&ps));
+    assert_ok(rs_ps_set_pool(ps, pool));
+    assert_ok(rs_ps_add_script(ps, "return 1", (size_t)-1));
+    stop_loop l = {.ps = ps};
+    atomic_init(&l.quit, 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, stop_until_quit, &l), 0);
+    double end = rs_test_now() + 1.0;
+    int begins = 0;
+    while (rs_test_now() < end) {
+        rs_async *a;
+        assert_rs(RS_ECLOSED, rs_ps_begin_invoke(ps, &a));
+        begins++;
+    }
+    atomic_store(&l.quit, 1);
+    pthread_join(t, NULL); /* hung here when a stop waited for a completion */
+    assert_true(begins > 0 && l.stops > 0);
+    assert_ok(rs_ps_destroy(ps));
+    assert_ok(rs_pool_destroy(pool));
 }
 
 static void test_stop_runspace_bound(void **state)
@@ -454,6 +501,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_stop_when_nothing_runs),
     cmocka_unit_test(test_stop_races_completion),
     cmocka_unit_test(test_stop_runspace_bound),
+    cmocka_unit_test(test_stop_races_a_failing_begin),
     cmocka_unit_test(test_invocation_timeout),
     cmocka_unit_test(test_item_timeout),
     cmocka_unit_test(test_stop_item_mode_cancels_rest),
