@@ -30,7 +30,7 @@ static const char usage[] =
     "      --param NAME=VALUE a named parameter (params.NAME and the global NAME)\n"
     "      --module PATH|NAME preload a Lua module\n"
     "      --restricted       the restricted profile (no io, os.execute, fs, exec, net, ...)\n"
-    "      --memory-limit N   Lua memory per runspace (default 1G; suffixes K, M, G)\n"
+    "      --memory-limit N   memory per runspace (default 1G; suffixes K, M, G)\n"
     "Execution:\n"
     "  -j, --throttle N       runspaces at once (default: the number of CPUs)\n"
     "      --timeout SECONDS  per item (fractional, up to 1e9); a late item has status timeout\n"

@@ -21,7 +21,7 @@ static const char usage[] =
     "      --param NAME=VALUE a named parameter (params.NAME and the global NAME)\n"
     "      --module PATH|NAME preload a Lua module\n"
     "      --restricted       the restricted profile\n"
-    "      --memory-limit N   Lua memory (default 1G; suffixes K, M, G)\n"
+    "      --memory-limit N   memory per runspace (default 1G; suffixes K, M, G)\n"
     "      --timeout SECONDS  stop the script after this long (exit 1)\n"
     "      --format FORMAT    raw (default: each output value on a line) or json (one array)\n"
     "  -v, --verbose          also show verbose and debug records, and tracebacks\n"
