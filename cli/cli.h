@@ -28,6 +28,8 @@ int parse_choice(const char *s, const char *const choices[]);
 bool parse_count(const char *s, unsigned long min, unsigned long max, unsigned long *out);
 bool parse_seconds(const char *s, double *out); /* a positive finite number */
 bool parse_bytes(const char *s, size_t *out);   /* 64M, 1G, 4096 */
+/* "A..B" with integers A <= B. */
+bool parse_range(const char *s, long long *a, long long *b);
 /* The value of a NAME=VALUE option: JSON when it parses as JSON, else the text as a string. */
 rs_value *parse_value_text(const char *text);
 /* Splits NAME=VALUE; false when there is no '=' or no name. *name points into a new string

@@ -122,6 +122,20 @@ bool parse_bytes(const char *s, size_t *out)
     return true;
 }
 
+bool parse_range(const char *s, long long *a, long long *b)
+{
+    const char *dots = strstr(s, "..");
+    if (!dots || dots == s || !dots[2])
+        return false;
+    char *end;
+    errno = 0;
+    *a = strtoll(s, &end, 10);
+    if (errno || end != dots)
+        return false;
+    *b = strtoll(dots + 2, &end, 10);
+    return !errno && !*end && *a <= *b;
+}
+
 rs_value *parse_value_text(const char *text)
 {
     rs_value *v = NULL;
