@@ -5,7 +5,9 @@
 #       corpus/NAME, then runs a fixed number of further inputs from a fixed random seed. New
 #       inputs go to a scratch directory emptied first; the checked-in seeds are only read.
 #   run.sh fuzz BINARY NAME WORKDIR    (`make fuzz`) fuzzes for $FUZZ_SECONDS seconds (60 by
-#       default). The corpus grows in WORKDIR/corpus/NAME, seeded from corpus/NAME.
+#       default). The corpus grows in WORKDIR/corpus/NAME, seeded from corpus/NAME. Extra
+#       libFuzzer flags come from $FUZZ_FLAGS; "-fork=1 -ignore_crashes=1 -ignore_timeouts=1
+#       -ignore_ooms=1" keeps fuzzing after a finding.
 #
 # Either way a crash, a hang, a leak or an out-of-memory input is saved under
 # WORKDIR/findings/NAME/ and the harness exits non-zero.
@@ -46,7 +48,7 @@ fuzz)
   corpus=$work/corpus/$name
   mkdir -p "$corpus"
   # shellcheck disable=SC2086
-  exec "$bin" $flags -max_total_time="${FUZZ_SECONDS:-60}" -print_final_stats=1 \
+  exec "$bin" $flags ${FUZZ_FLAGS:-} -max_total_time="${FUZZ_SECONDS:-60}" -print_final_stats=1 \
     -artifact_prefix="$findings/" "$corpus" "$seeds"
   ;;
 *)
