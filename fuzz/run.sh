@@ -21,11 +21,11 @@ seeds=$here/corpus/$name
 # are far above what an input needs, so that only a real hang trips them; the script harness
 # gives every script 0.5 s and so must finish each input well within 10 s.
 case $name in
-json) flags="-dict=$here/dict/json.dict -max_len=4096 -timeout=10" runs=30000 ;;
-scan_spec) flags="-dict=$here/dict/scan.dict -max_len=512 -timeout=10" runs=30000 ;;
-targets_file) flags="-dict=$here/dict/scan.dict -max_len=4096 -timeout=10" runs=20000 ;;
-cli_values) flags="-dict=$here/dict/cli.dict -max_len=256 -timeout=10" runs=30000 ;;
-script) flags="-dict=$here/dict/lua.dict -max_len=1024 -timeout=10 -rss_limit_mb=2048" runs=1500 ;;
+json) flags="-dict=$here/dict/json.dict -max_len=4096 -timeout=10" runs=100000 ;;
+scan_spec) flags="-dict=$here/dict/scan.dict -max_len=512 -timeout=10" runs=60000 ;;
+targets_file) flags="-dict=$here/dict/scan.dict -max_len=4096 -timeout=10" runs=40000 ;;
+cli_values) flags="-dict=$here/dict/cli.dict -max_len=256 -timeout=10" runs=100000 ;;
+script) flags="-dict=$here/dict/lua.dict -max_len=1024 -timeout=10 -rss_limit_mb=2048" runs=3000 ;;
 *) echo "run.sh: unknown harness '$name'" >&2; exit 2 ;;
 esac
 
