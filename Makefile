@@ -1,18 +1,26 @@
 # runspace -- top-level entry points. Two commands set up a fresh Debian machine:
 #   make demo   install missing packages, build, run the demo on built-in data
-#   make test   the same, then every test: plain, AddressSanitizer+UBSan, ThreadSanitizer
-# Also: make build, make bench, make install (PREFIX=/usr/local), make format, make clean.
+#   make test   the same, then every test: plain, AddressSanitizer+UBSan, ThreadSanitizer, and
+#               a short fixed run of each fuzzing harness on its seeds
+# Also: make build, make bench, make fuzz (FUZZ_SECONDS=60 per harness), make install
+# (PREFIX=/usr/local), make format, make clean.
 
-PACKAGES := gcc make cmake pkg-config liblua5.4-dev libjansson-dev libcmocka-dev iproute2 nftables
+# clang-14 and libclang-rt-14-dev: the fuzzing harnesses (fuzz/) need clang, and libFuzzer's
+# runtime (libclang_rt.fuzzer) is in libclang-rt-14-dev, which clang-14 only recommends.
+PACKAGES := gcc make cmake pkg-config liblua5.4-dev libjansson-dev libcmocka-dev iproute2 nftables \
+            clang-14 libclang-rt-14-dev
 BENCH_PACKAGES := nmap parallel
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX ?= /usr/local
+FUZZ_SECONDS ?= 60
+FUZZERS := json scan_spec targets_file cli_values script
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 RELEASE := build/release
 TEST_BUILDS := plain asan tsan
 
-.PHONY: all deps bench-deps build demo test test-plain test-asan test-tsan bench install format clean
+.PHONY: all deps bench-deps build demo test test-plain test-asan test-tsan test-fuzz fuzz-build fuzz \
+        bench install format clean
 
 all: build
 
@@ -52,11 +60,32 @@ test-tsan: deps
 	cmake --build build/test-tsan -j$(JOBS)
 	cd build/test-tsan && ctest -j$(JOBS) --output-on-failure
 
+# The libFuzzer harnesses (clang, AddressSanitizer+UBSan). test-fuzz replays each harness's
+# seeds and a fixed number of further inputs (fuzz/run.sh check).
+fuzz-build: deps
+	cmake -S . -B build/fuzz -DCMAKE_C_COMPILER=clang-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DRS_BUILD_FUZZ=ON -DRS_BUILD_TESTS=OFF
+	cmake --build build/fuzz -j$(JOBS)
+
+test-fuzz: fuzz-build
+	cd build/fuzz && ctest -j$(JOBS) --output-on-failure
+
+# Fuzzes each harness (FUZZERS=...) for FUZZ_SECONDS, one after the other; the corpus grows
+# in build/fuzz/corpus/NAME, findings land in build/fuzz/findings/NAME.
+fuzz: fuzz-build
+	@failed=""; for f in $(FUZZERS); do \
+	  echo "== fuzz_$$f for $(FUZZ_SECONDS) s"; \
+	  FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh fuzz build/fuzz/fuzz/fuzz_$$f $$f build/fuzz \
+	    || failed="$$failed $$f"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "findings from:$$failed (see build/fuzz/findings/)"; exit 1; fi
+
 test: demo
 	@$(MAKE) --no-print-directory test-plain
 	@$(MAKE) --no-print-directory test-asan
 	@$(MAKE) --no-print-directory test-tsan
-	@echo "all tests passed: plain, AddressSanitizer+UBSan, ThreadSanitizer"
+	@$(MAKE) --no-print-directory test-fuzz
+	@echo "all tests passed: plain, AddressSanitizer+UBSan, ThreadSanitizer, fuzzing seeds"
 
 bench: bench-deps build
 	./$(RELEASE)/bench/bench_core
@@ -67,7 +96,8 @@ install: build
 	cmake --install $(RELEASE) --prefix $(PREFIX)
 
 format:
-	clang-format -i include/*.h src/*.c src/*.h tests/*.c tests/*.h examples/*.c bench/*.c
+	clang-format -i include/*.h src/*.c src/*.h tests/*.c tests/*.h examples/*.c bench/*.c \
+	  fuzz/*.c fuzz/*.h
 
 clean:
 	rm -rf build

@@ -36,6 +36,8 @@ bool parse_duration(const char *s, double max, double *out);
     1e9 /* seconds (about 31 years): beyond any run, within the library's range                    \
          */
 bool parse_bytes(const char *s, size_t *out); /* 64M, 1G, 4096 */
+/* "A..B" with integers A <= B. */
+bool parse_range(const char *s, long long *a, long long *b);
 /* The value of a NAME=VALUE option: JSON when it parses as JSON, else the text as a string. */
 rs_value *parse_value_text(const char *text);
 /* Splits NAME=VALUE; false when there is no '=' or no name (or out of memory), in which case

@@ -77,9 +77,31 @@ bool parse_count(const char *s, unsigned long min, unsigned long max, unsigned l
     return true;
 }
 
+/* Whether s is a plain decimal number: digits and at most a point, an exponent and its sign
+ * (no blanks, no sign in front, no hexadecimal, no "inf" or "nan"). */
+static bool plain_decimal(const char *s)
+{
+    if (!isdigit((unsigned char)s[0]) && !(s[0] == '.' && isdigit((unsigned char)s[1])))
+        return false;
+    return strspn(s, "0123456789.eE+-") == strlen(s);
+}
+
+/* Whether s is an integer: an optional '-' and digits only. */
+static bool plain_integer(const char *s, size_t len)
+{
+    size_t i = len && s[0] == '-' ? 1 : 0;
+    if (i == len)
+        return false;
+    for (; i < len; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return false;
+    }
+    return true;
+}
+
 bool parse_duration(const char *s, double max, double *out)
 {
-    if (!s || !*s || isspace((unsigned char)*s))
+    if (!s || !plain_decimal(s))
         return false;
     char *end;
     errno = 0;
@@ -98,7 +120,7 @@ bool parse_duration(const char *s, double max, double *out)
 
 bool parse_bytes(const char *s, size_t *out)
 {
-    if (!s || !*s || *s == '-')
+    if (!s || !isdigit((unsigned char)*s))
         return false;
     char *end;
     errno = 0;
@@ -125,12 +147,30 @@ bool parse_bytes(const char *s, size_t *out)
     default:
         break;
     }
-    if (*end == 'i' || *end == 'B')
-        end += *end == 'i' && end[1] == 'B' ? 2 : 1;
+    /* Then "B", or after a multiplier "iB" (1G, 1GB, 1GiB and 4096B all say bytes). */
+    if (*end == 'B')
+        end++;
+    else if (mult > 1 && end[0] == 'i' && end[1] == 'B')
+        end += 2;
     if (*end || v == 0 || v > SIZE_MAX / mult)
         return false;
     *out = (size_t)(v * mult);
     return true;
+}
+
+bool parse_range(const char *s, long long *a, long long *b)
+{
+    const char *dots = strstr(s, "..");
+    if (!dots || !plain_integer(s, (size_t)(dots - s)) ||
+        !plain_integer(dots + 2, strlen(dots + 2)))
+        return false;
+    char *end;
+    errno = 0;
+    *a = strtoll(s, &end, 10);
+    if (errno || end != dots)
+        return false;
+    *b = strtoll(dots + 2, &end, 10);
+    return !errno && !*end && *a <= *b;
 }
 
 rs_value *parse_value_text(const char *text)

@@ -406,21 +406,6 @@ static const struct option long_options[] = {{"input", required_argument, NULL, 
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
 
-/* Parses "A..B" with integers A <= B. */
-static bool parse_range(const char *s, long long *a, long long *b)
-{
-    const char *dots = strstr(s, "..");
-    if (!dots || dots == s || !dots[2])
-        return false;
-    char *end;
-    errno = 0;
-    *a = strtoll(s, &end, 10);
-    if (errno || end != dots)
-        return false;
-    *b = strtoll(dots + 2, &end, 10);
-    return !errno && !*end && *a <= *b;
-}
-
 /* A name=value option collected for later. */
 typedef struct assign {
     char *name;

@@ -797,6 +797,42 @@ static void test_tiny_timeouts(void **state)
     done(&r);
 }
 
+/* Option values are plain decimals: no blanks, no '+', no hexadecimal, no stray suffix. */
+static void test_strict_values(void **state)
+{
+    (void)state;
+    char *const *bad[] = {
+        ARGV("foreach", "--timeout", "0x10", "return 1"),
+        ARGV("foreach", "--timeout", "+5", "return 1"),
+        ARGV("foreach", "--range", " 1..5", "return 1"),
+        ARGV("foreach", "--range", "1.. 5", "return 1"),
+        ARGV("foreach", "--range", "1..+5", "return 1"),
+        ARGV("foreach", "--range", "+1..5", "return 1"),
+        ARGV("foreach", "--memory-limit", "1i", "--range", "1..1", "return 1"),
+        ARGV("foreach", "--memory-limit", "1Ki", "--range", "1..1", "return 1"),
+        ARGV("foreach", "--memory-limit", " 64M", "--range", "1..1", "return 1"),
+        ARGV("run", "--memory-limit", "+64M", "return 1"),
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        proc_result r = cli(bad[i], NULL);
+        if (r.status != 2)
+            fail_msg("%s %s '%s': exit %d", bad[i][1], bad[i][2], bad[i][3], r.status);
+        done(&r);
+    }
+    char *const *good[] = {
+        ARGV("foreach", "--range", "-2..-1", "--memory-limit", "64MiB", "return _"),
+        ARGV("foreach", "--range", "1..1", "--memory-limit", "67108864B", "--timeout", ".5",
+             "return _"),
+        ARGV("run", "--memory-limit", "1GB", "--timeout", "2e0", "return 1"),
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        proc_result r = cli(good[i], NULL);
+        if (r.status != 0)
+            fail_msg("%s %s %s: exit %d: %s", good[i][1], good[i][2], good[i][3], r.status, r.err);
+        done(&r);
+    }
+}
+
 static void test_duration_usage_errors(void **state)
 {
     (void)state;
@@ -1069,6 +1105,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_input_line_too_long),
     cmocka_unit_test(test_tiny_timeouts),
     cmocka_unit_test(test_duration_usage_errors),
+    cmocka_unit_test(test_strict_values),
     cmocka_unit_test(test_scan_targets_file_errors),
     cmocka_unit_test(test_scan_targets_file_sigint),
     cmocka_unit_test(test_unrepresentable_values),

@@ -1,0 +1,1 @@
+local t = {} for i = 1, 40 do t = {t, t} end return #json.encode(t)
