@@ -5,17 +5,16 @@
  *
  * Contracts checked (runspace.h), against a model of the file built from
  * rs_scan_add_target: one spec per line, '#' starts a comment, blanks around a spec and blank
- * lines are skipped, a line may hold 1022 bytes; a file with a bad line adds nothing
- * (RS_EINVAL with a message), otherwise it adds exactly what its lines add one by one. Inputs
- * holding NUL bytes are only checked for memory errors and for adding nothing on failure: a
- * text file has no NULs and the contract says nothing of them.
+ * lines are skipped, a line may hold 1024 bytes without its newline; a file with a bad line
+ * adds nothing (RS_EINVAL with a message), otherwise it adds exactly what its lines add one by
+ * one. A file holding a NUL byte is refused (RS_EINVAL) and adds nothing.
  */
 #include "fuzz.h"
 
 #include <string.h>
 #include <unistd.h>
 
-#define LINE_BYTES 1022
+#define LINE_BYTES 1024
 
 static char path[64];
 static int fd = -1;
@@ -71,40 +70,8 @@ static bool model(const uint8_t *data, size_t size, uint64_t *probes)
     return ok;
 }
 
-/* How many lines with a spec rs_scan_add_targets_file sees in the input, reading it as it
- * does: fgets into 1024 bytes, so pieces of at most 1023 bytes that end after a newline, each
- * ending at its first NUL; or -1 when it will refuse a line as too long (a full piece without
- * a NUL or a newline). */
-static long lines_with_spec(const uint8_t *data, size_t size)
-{
-    long n = 0;
-    for (size_t at = 0; at < size;) {
-        size_t len = 0;
-        while (len < LINE_BYTES + 1 && at + len < size && data[at + len++] != '\n')
-            ;
-        const uint8_t *nul = memchr(data + at, '\0', len);
-        size_t text = nul ? (size_t)(nul - (data + at)) : len;
-        if (text == LINE_BYTES + 1 && data[at + LINE_BYTES] != '\n')
-            return -1;
-        for (size_t i = 0; i < text && data[at + i] != '#'; i++) {
-            if (!strchr(" \t\r\n", data[at + i])) {
-                n++;
-                break;
-            }
-        }
-        at += len;
-    }
-    return n;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* KNOWN FINDING (fuzz/findings/targets_file-ub-empty-file): a file that adds no target
-     * passes NULL to memcpy in push_targets (src/scan.c), which UBSan reports at once: skip
-     * such files until that is fixed, or every run stops at its first (empty) input. */
-    if (lines_with_spec(data, size) == 0)
-        return 0;
-
     FUZZ_CHECK(ftruncate(fd, 0) == 0 && pwrite(fd, data, size, 0) == (ssize_t)size,
                "cannot write %s", path);
     rs_scan *scan = NULL;
@@ -119,7 +86,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(*rs_scan_errmsg(scan), "no message");
         FUZZ_CHECK(added == 0, "a rejected file added %llu probes", (unsigned long long)added);
     }
-    if (!memchr(data, '\0', size)) {
+    if (memchr(data, '\0', size)) {
+        FUZZ_CHECK(rc == RS_EINVAL && added == 0, "a file with a NUL byte gave %s",
+                   rs_err_name(rc));
+    } else {
         uint64_t want = 0;
         bool ok = model(data, size, &want);
         FUZZ_CHECK(ok == (rc == 0), "the file %s (%s) but its lines one by one %s",
