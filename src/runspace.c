@@ -279,6 +279,34 @@ int rs__runspace_load_modules(rs_runspace *rs, int msgh)
     return status;
 }
 
+/* Lua's warnings (warn(), and errors in finalizers, which Lua reports as warnings) become
+ * records of the warning stream of the invocation running, if any. A message may come in
+ * pieces; it is cut at WARNING_MAX bytes. "@off" and "@on" turn them off and on, as in lua.c
+ * (but they start on: a runspace has a stream for them). */
+#define WARNING_MAX 4096
+
+static void on_warning(void *ud, const char *msg, int tocont)
+{
+    rs_runspace *rs = ud;
+    if (!tocont && rs->warning.len == 0 && msg[0] == '@') {
+        if (strcmp(msg, "@off") == 0)
+            rs->warnings_off = true;
+        else if (strcmp(msg, "@on") == 0)
+            rs->warnings_off = false;
+        return;
+    }
+    size_t len = strlen(msg);
+    if (rs->warning.len + len > WARNING_MAX)
+        len = WARNING_MAX - rs->warning.len;
+    if (!rs->warnings_off && len)
+        rs__buf_append(&rs->warning, msg, len); /* out of memory: the piece is dropped */
+    if (tocont)
+        return;
+    if (!rs->warnings_off && rs->warning.len)
+        rs__run_record(rs, NULL, RS_STREAM_WARNING, rs->warning.data, rs->warning.len, NULL, -1);
+    rs->warning.len = 0;
+}
+
 int rs__runspace_open_state(rs_runspace *rs)
 {
     rs->oom = false;
@@ -314,6 +342,9 @@ int rs__runspace_open_state(rs_runspace *rs)
         return rc;
     }
     lua_gc(L, LUA_GCRESTART);
+    lua_setwarnf(L, on_warning, rs);
+    rs->warnings_off = false;
+    rs->warning.len = 0;
     rs->L = L;
     atomic_store(&rs->state, RS_RUNSPACE_OPENED);
     return 0;
@@ -367,6 +398,7 @@ void rs__runspace_close_state(rs_runspace *rs)
     }
     rs__arena_release(&rs->arena);
     rs__buf_free(&rs->scratch);
+    rs__buf_free(&rs->warning);
     rs_value_destroy(rs->scratch_value);
     rs_value_destroy(rs->call_args);
     rs_value_destroy(rs->call_out);

@@ -102,6 +102,8 @@ struct rs_runspace {
      * error raised while they hold it leaks nothing: it is freed on the next use or at close.
      * Native C functions never nest, so one of each suffices. */
     rs__buf scratch;
+    rs__buf warning;   /* a Lua warning being pieced together (runspace.c) */
+    bool warnings_off; /* "@off" was warned */
     rs_value *scratch_value;
     size_t scratch_charge; /* of the memory limit, for scratch_value (c_held) */
     rs_value *call_args;

@@ -388,7 +388,34 @@ static void test_limits_survive_a_reset(void **state)
     }
 }
 
+/* Lua's warnings, and the errors of finalizers that Lua reports as warnings, reach the
+ * warning stream instead of vanishing; "@off" silences them. */
+static void test_warnings_are_records(void **state)
+{
+    (void)state;
+    rs_runspace *rs = open_runspace(NULL);
+    rs_ps *ps;
+    assert_ok(rs_ps_create(&ps));
+    assert_ok(rs_ps_set_runspace(ps, rs));
+    assert_ok(rs_ps_add_script(ps,
+                               "warn('hello ', 'world') setmetatable({}, {__gc = function() "
+                               "error('boom') end}) collectgarbage() warn('@off') warn('hidden') "
+                               "warn('@on') return 1",
+                               (size_t)-1));
+    assert_ok(rs_ps_invoke(ps, NULL));
+    assert_int_equal(rs_ps_record_count(ps, RS_STREAM_WARNING), 2);
+    rs_record r;
+    assert_ok(rs_ps_record(ps, RS_STREAM_WARNING, 0, &r));
+    assert_string_equal(r.message, "hello world");
+    assert_ok(rs_ps_record(ps, RS_STREAM_WARNING, 1, &r));
+    assert_contains(r.message, "error in __gc");
+    assert_contains(r.message, "boom");
+    assert_ok(rs_ps_destroy(ps));
+    assert_ok(rs_runspace_destroy(rs));
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_warnings_are_records),
     cmocka_unit_test(test_limits_survive_a_reset),
     cmocka_unit_test(test_late_finalizer),
     cmocka_unit_test(test_many_finalizers),
