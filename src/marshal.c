@@ -72,6 +72,25 @@ static bool is_ident(const char *s, size_t n)
     return true;
 }
 
+/* The longest path a message shows; a longer one keeps its head and tail around "...". */
+#define PATH_MAX_SHOWN 160
+
+/* Cuts the path in b to PATH_MAX_SHOWN bytes, at UTF-8 character boundaries. */
+static void shorten_path(rs__buf *b)
+{
+    if (b->len <= PATH_MAX_SHOWN)
+        return;
+    size_t head = 48, tail = b->len - (PATH_MAX_SHOWN - 48 - 3);
+    while (head > 0 && ((unsigned char)b->data[head] & 0xc0) == 0x80)
+        head--;
+    while (tail < b->len && ((unsigned char)b->data[tail] & 0xc0) == 0x80)
+        tail++;
+    memcpy(b->data + head, "...", 3);
+    memmove(b->data + head + 3, b->data + tail, b->len - tail);
+    b->len = head + 3 + (b->len - tail);
+    b->data[b->len] = '\0';
+}
+
 /* Records the first failure: code and "path: message". */
 static rs_value *fail(to_ctx *c, int code, const char *what)
 {
@@ -103,6 +122,8 @@ static rs_value *fail(to_ctx *c, int code, const char *what)
             rc |= rs__buf_puts(&b, "\"]");
         }
     }
+    if (!rc)
+        shorten_path(&b);
     rc |= rs__buf_printf(&b, ": %s", what);
     c->msg = rc ? NULL : rs__buf_detach(&b, NULL);
     if (rc)

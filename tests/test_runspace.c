@@ -114,6 +114,19 @@ static void test_values_that_cannot_cross(void **state)
     assert_eval_fails(rs, "return {[true] = 1}", RS_EVALUE, "cannot use a boolean as a map key");
     assert_eval_fails(rs, "emit(1) emit(print)", RS_EVALUE,
                       "output[2]: cannot pass a function between runspaces");
+    /* A long path keeps its head and tail. */
+    assert_eval_fails(rs,
+                      "local t = {} local c = t for i = 1, 100 do c.x = {} c = c.x end "
+                      "c.f = print return t",
+                      RS_EVALUE, "output[1].x.x.x");
+    assert_eval_fails(rs,
+                      "local t = {} local c = t for i = 1, 100 do c.x = {} c = c.x end "
+                      "c.f = print return t",
+                      RS_EVALUE, "x.x....x.x");
+    assert_eval_fails(rs,
+                      "local t = {} local c = t for i = 1, 100 do c.x = {} c = c.x end "
+                      "c.f = print return t",
+                      RS_EVALUE, "x.x.f: cannot pass a function");
     /* Nesting: 512 levels pass, 513 do not. */
     assert_eval(rs,
                 "local t = {} local c = t for i = 1, 511 do c[1] = {} c = c[1] end "
