@@ -338,7 +338,13 @@ static int l_exec(lua_State *L)
     int64_t deadline = timeout > 0 ? rs__now_ns() + rs__seconds_to_ns(timeout) : 0;
     int why = 0;
     bool timed_out = false;
-    int failure = wait_child(c, ex, input, input_len, deadline, rs->mem_limit, &why, &timed_out);
+    /* The outputs may take what the memory limit leaves (0: no limit). */
+    size_t room = 0;
+    if (rs->mem_limit) {
+        size_t used = rs_runspace_memory(rs) + rs->c_held;
+        room = used < rs->mem_limit ? rs->mem_limit - used : 1;
+    }
+    int failure = wait_child(c, ex, input, input_len, deadline, room, &why, &timed_out);
     if (why)
         return rs__exec_raise(L, ex, why);
     if (timed_out) {
