@@ -5,7 +5,8 @@
  */
 #include "iss.h"
 
-#include <lauxlib.h>
+#include "runspace_int.h"
+
 #include <lua.h>
 
 #include <errno.h>
@@ -191,16 +192,11 @@ int rs_iss_set_variable(rs_iss *iss, const char *name, const rs_value *value)
 /* Compiles source in a scratch state to report syntax errors when the entry is added. */
 static int check_syntax(rs_iss *iss, const char *source, size_t len, const char *chunkname)
 {
-    lua_State *L = luaL_newstate();
-    if (!L)
-        return rs__msg_set(&iss->msg, RS_ENOMEM, "out of memory");
-    int rc = 0;
-    int status = luaL_loadbufferx(L, source, len, chunkname, "t");
-    if (status == LUA_ERRSYNTAX)
-        rc = rs__msg_set(&iss->msg, RS_ESYNTAX, "%s", lua_tostring(L, -1));
-    else if (status != LUA_OK)
-        rc = rs__msg_set(&iss->msg, RS_ENOMEM, "out of memory");
-    lua_close(L);
+    char *msg;
+    int rc = rs__check_syntax(source, len, chunkname, &msg);
+    if (rc)
+        rs__msg_set(&iss->msg, rc, "%s", msg ? msg : "out of memory");
+    rs__free(msg);
     return rc;
 }
 

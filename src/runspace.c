@@ -130,6 +130,19 @@ static void *plain_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return rs__realloc(ptr, nsize);
 }
 
+/* The message of a chunk that does not load, as a new string. Besides LUA_ERRSYNTAX, the
+ * parser fails with a runtime error for nesting too deep for the C stack ("C stack overflow",
+ * without a position): the chunk does not compile either, and the message names it. */
+static char *load_error(const char *msg, int status, const char *chunkname)
+{
+    if (status == LUA_ERRSYNTAX || status == LUA_ERRMEM)
+        return rs__strdup(msg ? msg : "error");
+    const char *name = chunkname && (*chunkname == '=' || *chunkname == '@') ? chunkname + 1
+                       : chunkname                                           ? chunkname
+                                                                             : "chunk";
+    return rs__format("%s: nested too deeply to compile (%s)", name, msg ? msg : "error");
+}
+
 int rs__check_syntax(const char *src, size_t len, const char *chunkname, char **msg)
 {
     *msg = NULL;
@@ -139,8 +152,8 @@ int rs__check_syntax(const char *src, size_t len, const char *chunkname, char **
     int status = luaL_loadbufferx(L, src, len, chunkname, "t");
     int rc = 0;
     if (status != LUA_OK) {
-        rc = status == LUA_ERRSYNTAX ? RS_ESYNTAX : RS_ENOMEM;
-        *msg = rs__strdup(lua_tostring(L, -1));
+        rc = status == LUA_ERRMEM ? RS_ENOMEM : RS_ESYNTAX;
+        *msg = load_error(lua_tostring(L, -1), status, chunkname);
     }
     lua_close(L);
     return rc;
@@ -415,9 +428,9 @@ int rs__runspace_compiled(rs_runspace *rs, const char *src, size_t len, uint64_t
     }
     int status = luaL_loadbufferx(L, src, len, "=script", "t");
     if (status != LUA_OK) {
-        *msg = rs__strdup(lua_tostring(L, -1));
+        *msg = load_error(lua_tostring(L, -1), status, "=script");
         lua_pop(L, 1);
-        return status == LUA_ERRSYNTAX ? RS_ESYNTAX : RS_ENOMEM;
+        return status == LUA_ERRMEM ? RS_ENOMEM : RS_ESYNTAX;
     }
     /* luaL_ref may raise: take the reference before holding any C memory. */
     lua_pushvalue(L, -1);

@@ -469,6 +469,26 @@ static void test_syntax_error_nothing_runs(void **state)
     assert_string_equal(rs_ps_errmsg(ps), "script:2: unexpected symbol near <eof>");
     assert_rs(RS_ESYNTAX, rs_ps_invoke(ps, NULL));
     assert_string_equal(rs_ps_errmsg(ps), "script:2: unexpected symbol near <eof>");
+    /* Nesting too deep for the parser's C stack does not compile either (not "out of
+     * memory"). */
+    char deep[700];
+    memset(deep, '(', 300);
+    strcpy(deep + 300, "1");
+    memset(deep + 301, ')', 300);
+    deep[601] = '\0';
+    char src[720];
+    snprintf(src, sizeof src, "return %s", deep);
+    rs_ps *deep_ps;
+    assert_ok(rs_ps_create(&deep_ps));
+    assert_rs(RS_ESYNTAX, rs_ps_add_script(deep_ps, src, (size_t)-1));
+    assert_string_equal(rs_ps_errmsg(deep_ps),
+                        "script: nested too deeply to compile (C stack overflow)");
+    assert_ok(rs_ps_destroy(deep_ps));
+    rs_iss *iss;
+    assert_ok(rs_iss_create(RS_PROFILE_DEFAULT, &iss));
+    assert_rs(RS_ESYNTAX, rs_iss_add_function(iss, "deep", src));
+    assert_contains(rs_iss_errmsg(iss), "nested too deeply to compile");
+    assert_ok(rs_iss_destroy(iss));
     rs_async *a = (rs_async *)1;
     assert_rs(RS_ESYNTAX, rs_ps_begin_invoke(ps, &a));
     assert_null(a);
