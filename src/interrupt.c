@@ -32,13 +32,10 @@
  * that makes an object finalizable, rs__lualib_disarm_finalizers) so that no further one
  * runs, and the runspace is replaced after the run (`tainted`).
  *
- * The watchdog is one thread for the whole process, started on first use. It keeps a list of
- * executions that need attention: one with a due interruption it signals every RESIGNAL_NS
- * until the run ends; one closing its state (rs__exec_enter_close) it signals once its grace
- * has passed; and one with an instruction budget whose budget hook has not ticked for two
- * periods it "pokes" with a second signal, installed with SA_RESTART so that a blocking read
- * is not disturbed, whose handler only performs the break-in so that the budget also counts
- * code run with hooks off.
+ * The watchdog (watchdog.c) repeats the signal while an interruption stays due, ends the grace
+ * of a closing state, and "pokes" a budgeted run whose budget hook went silent with a second
+ * signal, installed with SA_RESTART so that a blocking read is not disturbed, whose handler
+ * only performs the break-in so that the budget also counts code run with hooks off.
  *
  * The interrupt signal is SIGRTMIN+6, the poke SIGRTMIN+7. ThreadSanitizer defers
  * asynchronous signals until the thread next enters an intercepted libc call, which a tight
@@ -52,8 +49,7 @@
  * The interrupt signal is installed without SA_RESTART, so a blocking system call in a script
  * (io.read on a pipe, for one) returns EINTR and the hook then fires.
  *
- * Lock order: the watchdog's lock, then an execution's mu is never taken under it (the
- * watchdog only reads atomics and signals).
+ * Lock order: an execution's mu, then the watchdog's lock (rs__exec_interrupt).
  */
 #include "runspace_int.h"
 
@@ -79,8 +75,6 @@
 
 /* How many instructions the budget hook lets pass between its checks. */
 #define BUDGET_STEP 1000
-/* How often the watchdog signals an execution whose interruption stays due. */
-#define RESIGNAL_NS 5000000
 
 /* The context of the script this thread runs. initial-exec: the signal handler reads it, and
  * a dynamic TLS access could allocate on first use. */
@@ -88,14 +82,15 @@ static __thread rs__exec *tls_exec __attribute__((tls_model("initial-exec")));
 
 static void interrupt_hook(lua_State *L, lua_Debug *ar);
 static void budget_hook(lua_State *L, lua_Debug *ar);
-/* What the watchdog watches an execution for (rs__exec.wd_what). */
-enum { WD_DUE = 1, WD_BUDGET = 2, WD_CLOSE = 4 };
-static void watch(rs__exec *ex, int what);
-static void unwatch(rs__exec *ex);
 
 int rs__interrupt_signal(void)
 {
     return INTERRUPT_SIGNAL;
+}
+
+int rs__poke_signal(void)
+{
+    return POKE_SIGNAL;
 }
 
 void rs__interrupt_sigset(sigset_t *set)
@@ -293,7 +288,7 @@ int rs__exec_init(rs__exec *ex)
 
 void rs__exec_destroy(rs__exec *ex)
 {
-    unwatch(ex);
+    rs__watchdog_unwatch(ex);
     rs__cond_destroy(&ex->cv);
     rs__mutex_destroy(&ex->mu);
 }
@@ -322,7 +317,7 @@ void rs__exec_enter(rs__exec *ex, lua_State *L)
     atomic_store(&ex->running, true);
     set_resting_hook(ex, L);
     if (ex->budget)
-        watch(ex, WD_BUDGET);
+        rs__watchdog_watch(ex, RS__WD_BUDGET);
 }
 
 void rs__exec_leave(rs__exec *ex)
@@ -334,7 +329,7 @@ void rs__exec_leave(rs__exec *ex)
     ex->L = NULL;
     tls_exec = NULL;
     atomic_store(&ex->running, false);
-    unwatch(ex);
+    rs__watchdog_unwatch(ex);
     if (L)
         lua_sethook(L, NULL, 0, 0);
 }
@@ -347,7 +342,7 @@ void rs__exec_enter_close(rs__exec *ex, lua_State *L, int64_t deadline, int64_t 
     ex->budget = 0;
     rs__exec_set_deadlines(ex, deadline, inv_deadline);
     rs__exec_enter(ex, L);
-    watch(ex, WD_CLOSE);
+    rs__watchdog_watch(ex, RS__WD_CLOSE);
 }
 
 void rs__exec_set_current(rs__exec *ex)
@@ -523,7 +518,7 @@ void rs__exec_interrupt(rs__exec *ex)
     rs__cond_broadcast(&ex->cv);
     rs__mutex_unlock(&ex->mu);
     pthread_kill(ex->thread, INTERRUPT_SIGNAL);
-    watch(ex, WD_DUE);
+    rs__watchdog_watch(ex, RS__WD_DUE);
 }
 
 void rs__exec_request_stop(rs__exec *ex)
@@ -549,126 +544,4 @@ int rs__exec_sleep(rs__exec *ex, double seconds)
     rs__mutex_unlock(&ex->mu);
     atomic_store_explicit(&ex->blocked, 0, memory_order_relaxed);
     return why;
-}
-
-/* ---- the watchdog ------------------------------------------------------------------------- */
-
-static struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    rs__qnode list; /* rs__exec.wd_node */
-    bool started;
-} wd = {.mu = PTHREAD_MUTEX_INITIALIZER, .list = {&wd.list, &wd.list}};
-
-static pthread_once_t wd_once = PTHREAD_ONCE_INIT;
-
-static void wd_init(void)
-{
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    if (pthread_cond_init(&wd.cv, &attr) != 0)
-        abort();
-    pthread_condattr_destroy(&attr);
-}
-
-/* What the watchdog does for one execution (under wd.mu). Returns false when it no longer
- * needs watching; *next is lowered to the time it wants to look again. The thread is read
- * only while the run it belongs to is published (`running`, stored after it). */
-static bool wd_visit(rs__exec *ex, int64_t now, int64_t *next)
-{
-    if (!atomic_load(&ex->running))
-        return false;
-    int64_t d = atomic_load(&ex->deadline);
-    int64_t again = now + RESIGNAL_NS;
-    if (atomic_load(&ex->stop) || (d && d <= now)) {
-        if (ex->wd_signalled)
-            ex->wd_signalled = false; /* the interrupter signalled just now: one period first */
-        else
-            pthread_kill(ex->thread, INTERRUPT_SIGNAL);
-        *next = again < *next ? again : *next;
-        return true;
-    }
-    if (ex->wd_what & WD_BUDGET) {
-        uint64_t beat = atomic_load_explicit(&ex->beat, memory_order_relaxed);
-        if (beat != ex->wd_beat || atomic_load_explicit(&ex->blocked, memory_order_relaxed)) {
-            ex->wd_beat = beat;
-            ex->wd_stalls = 0;
-        } else if (++ex->wd_stalls >= 2) {
-            pthread_kill(ex->thread, POKE_SIGNAL);
-        }
-        *next = again < *next ? again : *next;
-        return true;
-    }
-    if ((ex->wd_what & WD_CLOSE) && d) {
-        *next = d < *next ? d : *next;
-        return true;
-    }
-    return false;
-}
-
-static void *wd_main(void *arg)
-{
-    RS__UNUSED(arg);
-    pthread_mutex_lock(&wd.mu);
-    for (;;) {
-        int64_t now = rs__now_ns();
-        int64_t next = INT64_MAX;
-        rs__qnode *n = rs__queue_head(&wd.list);
-        while (n != &wd.list) {
-            rs__qnode *following = n->next;
-            rs__exec *ex = RS__QUEUE_DATA(n, rs__exec, wd_node);
-            if (!wd_visit(ex, now, &next)) {
-                rs__queue_remove(n);
-                ex->wd_what = 0;
-                atomic_store(&ex->watched, false);
-            }
-            n = following;
-        }
-        if (next == INT64_MAX) {
-            pthread_cond_wait(&wd.cv, &wd.mu);
-        } else {
-            struct timespec ts = {.tv_sec = next / 1000000000, .tv_nsec = next % 1000000000};
-            pthread_cond_timedwait(&wd.cv, &wd.mu, &ts);
-        }
-    }
-    return NULL;
-}
-
-/* Puts ex on the watchdog's list, to be watched for `what` (any thread). */
-static void watch(rs__exec *ex, int what)
-{
-    pthread_once(&wd_once, wd_init);
-    pthread_mutex_lock(&wd.mu);
-    if (!wd.started) {
-        rs__thread t;
-        if (rs__thread_create(&t, wd_main, NULL, NULL) == 0) {
-            pthread_detach(t);
-            wd.started = true;
-        }
-    }
-    if (!rs__queue_linked(&ex->wd_node)) {
-        ex->wd_beat = atomic_load_explicit(&ex->beat, memory_order_relaxed);
-        ex->wd_stalls = 0;
-        ex->wd_what = 0;
-        rs__queue_insert_tail(&wd.list, &ex->wd_node);
-        atomic_store(&ex->watched, true);
-    }
-    ex->wd_what |= what;
-    ex->wd_signalled = what == WD_DUE;
-    pthread_cond_signal(&wd.cv);
-    pthread_mutex_unlock(&wd.mu);
-}
-
-/* Takes ex off the list; after it returns, the watchdog sends ex->thread nothing more. */
-static void unwatch(rs__exec *ex)
-{
-    if (!atomic_load(&ex->watched))
-        return;
-    pthread_mutex_lock(&wd.mu);
-    if (rs__queue_linked(&ex->wd_node))
-        rs__queue_remove(&ex->wd_node);
-    ex->wd_what = 0;
-    atomic_store(&ex->watched, false);
-    pthread_mutex_unlock(&wd.mu);
 }

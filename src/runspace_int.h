@@ -157,6 +157,8 @@ void rs__exec_destroy(rs__exec *ex);
 int rs__interrupt_setup(void);
 /* The signal number used for interrupts (for code that waits in ppoll/epoll_pwait). */
 int rs__interrupt_signal(void);
+/* The signal of the watchdog's pokes (the same as the interrupt signal in TSan builds). */
+int rs__poke_signal(void);
 /* Adds the signals a thread that runs scripts must accept to set. */
 void rs__interrupt_sigset(sigset_t *set);
 /* Whether code Lua runs with hooks off can be interrupted on this build (see interrupt.c). */
@@ -199,5 +201,13 @@ void rs__exec_request_stop(rs__exec *ex);
 rs__exec *rs__exec_current(void);
 /* Executing thread: sleeps up to seconds; returns 0, or the interruption that cut it short. */
 int rs__exec_sleep(rs__exec *ex, double seconds);
+
+/* ---- watchdog.c ---- */
+/* What the watchdog watches an execution for (rs__exec.wd_what). */
+enum { RS__WD_DUE = 1, RS__WD_BUDGET = 2, RS__WD_CLOSE = 4 };
+/* Any thread: puts ex on the watchdog's list, to be watched for `what` (RS__WD_*). */
+void rs__watchdog_watch(rs__exec *ex, int what);
+/* Any thread: takes ex off the list; after it returns, the watchdog signals ex no more. */
+void rs__watchdog_unwatch(rs__exec *ex);
 
 #endif
