@@ -232,20 +232,42 @@ static int fail_with(rs__run *r, int code, char *msg)
     return code;
 }
 
+/* An error message as C text (a new string): NUL bytes, which would cut it short, are
+ * written \0, and an empty message says so. NULL when out of memory. */
+static char *message_text(const char *msg, size_t len)
+{
+    if (len == 0)
+        return rs__strdup("(an error with an empty message)");
+    if (!memchr(msg, '\0', len))
+        return rs__strndup(msg, len);
+    rs__buf b = {0};
+    int rc = 0;
+    for (size_t i = 0; i < len; i++)
+        rc |= msg[i] ? rs__buf_putc(&b, msg[i]) : rs__buf_puts(&b, "\\0");
+    if (rc) {
+        rs__buf_free(&b);
+        return NULL;
+    }
+    return rs__buf_detach(&b, NULL);
+}
+
 /* The message handler of every script call: keeps the message, the position of the innermost
  * Lua frame and a traceback, all as C strings in the run. */
 static int msgh(lua_State *L)
 {
     rs__run *r = lua_touserdata(L, lua_upvalueindex(1));
     const char *msg;
+    size_t len;
     if (lua_type(L, 1) == LUA_TSTRING)
-        msg = lua_tostring(L, 1);
+        msg = lua_tolstring(L, 1, &len);
     else if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-        msg = lua_tostring(L, -1);
+        msg = lua_tolstring(L, -1, &len);
     else
-        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1)), len = 0;
     rs__free(r->err_msg);
-    r->err_msg = rs__strdup(msg);
+    r->err_msg = message_text(msg, len ? len : strlen(msg));
+    if (r->err_msg)
+        msg = r->err_msg;
     rs__free(r->err_source);
     r->err_source = NULL;
     r->err_line = 0;

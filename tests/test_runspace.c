@@ -99,6 +99,17 @@ static void test_tables_to_values(void **state)
     assert_ok(rs_runspace_destroy(rs));
 }
 
+/* Error messages are whole text: a NUL byte does not cut one short, an empty one says so. */
+static void test_error_message_text(void **state)
+{
+    (void)state;
+    rs_runspace *rs = open_runspace(NULL);
+    assert_eval_fails(rs, "error('\\0abc', 0)", RS_ERUNTIME, "\\0abc");
+    assert_eval_fails(rs, "error('a\\0b')", RS_ERUNTIME, "script:1: a\\0b");
+    assert_eval_fails(rs, "error('', 0)", RS_ERUNTIME, "(an error with an empty message)");
+    assert_ok(rs_runspace_destroy(rs));
+}
+
 static void test_values_that_cannot_cross(void **state)
 {
     (void)state;
@@ -440,6 +451,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_outputs_and_emit),
     cmocka_unit_test(test_tables_to_values),
     cmocka_unit_test(test_values_that_cannot_cross),
+    cmocka_unit_test(test_error_message_text),
     cmocka_unit_test(test_values_into_lua),
     cmocka_unit_test(test_json_builtin),
     cmocka_unit_test(test_builtins_present),
