@@ -588,6 +588,7 @@ static void begin_run(rs__run *r, size_t i)
         /* Each item has the whole budget and memory limit (its predecessors' outputs are
          * delivered with the batch, not held by the script). */
         r->rs->c_held = 0;
+        r->rs->scratch_charge = 0; /* part of what was just reset */
         rs__exec_new_item(&r->rs->exec);
     }
     r->cur = i;
@@ -823,6 +824,7 @@ int rs__ps_execute(rs_ps *ps, rs_runspace *rs, rs__timer *timer)
     rs__exec *ex = &rs->exec;
     ex->budget = rs->iss->limits.instructions;
     rs->c_held = 0;
+    rs->scratch_charge = 0;
     rs->oom_armed = false;
     rs->run = r;
     rs__exec_enter(ex, r->L);
