@@ -1,5 +1,5 @@
 /*
- * bench_cli.c -- the `runspace foreach` figures of issue 3, each against its target and peers
+ * bench_cli.c -- the `runspace foreach` figures, each against its target and peers
  * measured in the same run:
  *
  *   1. `seq 1 1000000 | runspace foreach -j 2 'return _*_' > /dev/null`: items per second,

@@ -1,5 +1,5 @@
 /*
- * bench_scan.c -- the scanner's figures (issue 4), each next to its target and to nmap
+ * bench_scan.c -- the scanner's figures, each next to its target and to nmap
  * measured in the same run:
  *
  *   1. every port (1-65535) of 127.0.0.1: wall time and ports/s, against

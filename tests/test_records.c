@@ -650,7 +650,7 @@ static void test_cli_malformed_json(void **state)
     double t0 = rs_test_now();
     int round = 0;
     for (; round < 30 && (round < 4 || rs_test_now() - t0 < BUDGET_SECONDS); round++) {
-        /* Round 0 and 1: the tester's case, one good line then 3,000 bad ones. */
+        /* Round 0 and 1: one good line then 3,000 bad ones (which once lost a wake-up). */
         long n = round < 2 ? 3001 : 1 + (long)below(&rng, 4000);
         unsigned bad_percent = round < 2 ? 100 : below(&rng, 101);
         char *input = malloc((size_t)n * 24 + 1);
