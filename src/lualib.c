@@ -653,56 +653,88 @@ static void open_finalizers(lua_State *L)
 
 /* ---- loading code: text only ---------------------------------------------------------------- */
 
-/* The mode argument at idx with binary removed; raises when nothing is left. */
-static const char *text_mode(lua_State *L, int idx)
+/* A runspace loads text chunks only. load and loadfile keep Lua's answers otherwise: with a
+ * mode that allows text ('t', the default "bt"), a binary chunk gets Lua's own "attempt to
+ * load a binary chunk (mode is 't')"; with a mode that allows only binary ("b"), a text
+ * chunk gets Lua's "attempt to load a text chunk (mode is 'b')" and a binary one "binary
+ * chunks cannot be loaded in a runspace". Either way: nil and the message, as Lua returns
+ * them. */
+
+/* The load results on the stack from base + 1 on (a function, or nil and a message), turned
+ * into the answer for `mode`; returns their count. */
+static int load_answer(lua_State *L, int base, const char *mode)
 {
-    const char *mode = luaL_optstring(L, idx, "bt");
-    if (!strchr(mode, 't'))
-        luaL_error(L, "binary chunks cannot be loaded in a runspace");
-    return "t";
+    if (strchr(mode, 't'))
+        return lua_gettop(L) - base;
+    bool was_text = lua_isfunction(L, base + 1);
+    lua_settop(L, base);
+    lua_pushnil(L);
+    if (was_text)
+        lua_pushfstring(L, "attempt to load a text chunk (mode is '%s')", mode);
+    else
+        lua_pushliteral(L, "binary chunks cannot be loaded in a runspace");
+    return 2;
 }
 
-/* load(chunk [, chunkname [, mode [, env]]]) with mode forced to text; the original load is
+/* The chunk mode argument at idx, copied (it is replaced by "t" before loading). */
+static void chunk_mode(lua_State *L, int idx, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s", luaL_optstring(L, idx, "bt"));
+}
+
+/* load(chunk [, chunkname [, mode [, env]]]) loading text only; the original load is
  * upvalue 1. */
 static int l_load(lua_State *L)
 {
     int n = lua_gettop(L);
+    char mode[16];
+    chunk_mode(L, 3, mode, sizeof mode);
     if (n < 3)
         lua_settop(L, 3);
-    lua_pushstring(L, text_mode(L, 3));
+    lua_pushliteral(L, "t");
     lua_replace(L, 3);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
     lua_call(L, n < 3 ? 3 : n, LUA_MULTRET);
-    return lua_gettop(L);
+    return load_answer(L, 0, mode);
 }
 
 static int l_loadfile(lua_State *L)
 {
     const char *fname = luaL_optstring(L, 1, NULL);
-    const char *mode = text_mode(L, 2);
+    char mode[16];
+    chunk_mode(L, 2, mode, sizeof mode);
     int env = !lua_isnone(L, 3) ? 3 : 0;
-    if (luaL_loadfilex(L, fname, mode) != LUA_OK) {
+    int base = lua_gettop(L);
+    if (luaL_loadfilex(L, fname, "t") != LUA_OK) {
         lua_pushnil(L);
         lua_insert(L, -2);
-        return 2;
+        return load_answer(L, base, mode);
     }
     if (env) {
         lua_pushvalue(L, env);
         if (!lua_setupvalue(L, -2, 1))
             lua_pop(L, 1);
     }
-    return 1;
+    return load_answer(L, base, mode);
 }
 
+static int dofile_done(lua_State *L, int status, lua_KContext ctx)
+{
+    RS__UNUSED(status);
+    RS__UNUSED(ctx);
+    return lua_gettop(L) - 1;
+}
+
+/* dofile, text only; the chunk may yield (a continuation, as Lua's own). */
 static int l_dofile(lua_State *L)
 {
     const char *fname = luaL_optstring(L, 1, NULL);
     lua_settop(L, 1);
     if (luaL_loadfilex(L, fname, "t") != LUA_OK)
         return lua_error(L);
-    lua_call(L, 0, LUA_MULTRET);
-    return lua_gettop(L) - 1;
+    lua_callk(L, 0, LUA_MULTRET, 0, dofile_done);
+    return dofile_done(L, LUA_OK, 0);
 }
 
 /* package.searchers' Lua-file searcher, loading text only. Upvalue 1 is the package table. */

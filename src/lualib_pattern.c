@@ -559,8 +559,9 @@ static void add_string(match_state *ms, luaL_Buffer *b, const char *s, const cha
     }
 }
 
-/* Appends the replacement of the match s..e, by the kind of repl (index 3). */
-static void add_value(match_state *ms, luaL_Buffer *b, const char *s, const char *e, int kind)
+/* Appends the replacement of the match s..e, by the kind of repl (index 3). Returns false
+ * when the match was kept as it was (a nil or false replacement). */
+static bool add_value(match_state *ms, luaL_Buffer *b, const char *s, const char *e, int kind)
 {
     lua_State *L = ms->L;
     if (kind == LUA_TFUNCTION) {
@@ -572,16 +573,17 @@ static void add_value(match_state *ms, luaL_Buffer *b, const char *s, const char
         lua_gettable(L, 3);
     } else {
         add_string(ms, b, s, e);
-        return;
+        return true;
     }
     if (!lua_toboolean(L, -1)) { /* nil or false: keep the original text */
         lua_pop(L, 1);
         luaL_addlstring(b, s, (size_t)(e - s));
-        return;
+        return false;
     }
     if (!lua_isstring(L, -1))
         luaL_error(L, "invalid replacement value (a %s)", luaL_typename(L, -1));
     luaL_addvalue(b);
+    return true;
 }
 
 static int l_gsub(lua_State *L)
@@ -604,12 +606,13 @@ static int l_gsub(lua_State *L)
     luaL_buffinit(L, &b);
     const char *lastmatch = NULL;
     lua_Integer n = 0;
+    bool changed = false;
     while (n < max) {
         restart(&ms);
         const char *e = match(&ms, src, p);
         if (e && e != lastmatch) {
             n++;
-            add_value(&ms, &b, src, e, kind);
+            changed = add_value(&ms, &b, src, e, kind) || changed;
             src = lastmatch = e;
         } else if (src < ms.src_end) {
             step(&ms);
@@ -620,8 +623,12 @@ static int l_gsub(lua_State *L)
         if (anchor)
             break;
     }
-    luaL_addlstring(&b, src, (size_t)(ms.src_end - src));
-    luaL_pushresult(&b);
+    if (changed) {
+        luaL_addlstring(&b, src, (size_t)(ms.src_end - src));
+        luaL_pushresult(&b);
+    } else {
+        lua_pushvalue(L, 1); /* nothing replaced: the subject itself, as Lua returns it */
+    }
     lua_pushinteger(L, n);
     return 2;
 }

