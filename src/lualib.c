@@ -28,7 +28,7 @@
 
 static rs_runspace *self(lua_State *L)
 {
-    return lua_touserdata(L, lua_upvalueindex(1));
+    return rs__lua_runspace(L);
 }
 
 /* Holds v in the runspace's scratch slot with `charge` bytes of its memory limit, freeing
@@ -682,8 +682,10 @@ static void chunk_mode(lua_State *L, int idx, char *buf, size_t size)
     snprintf(buf, size, "%s", luaL_optstring(L, idx, "bt"));
 }
 
-/* load(chunk [, chunkname [, mode [, env]]]) loading text only; the original load is
- * upvalue 1. */
+/* Lua's own load, in the registry (not an upvalue: load has none in Lua). */
+static const char lua_load_key = 'L';
+
+/* load(chunk [, chunkname [, mode [, env]]]) loading text only. */
 static int l_load(lua_State *L)
 {
     int n = lua_gettop(L);
@@ -693,7 +695,7 @@ static int l_load(lua_State *L)
         lua_settop(L, 3);
     lua_pushliteral(L, "t");
     lua_replace(L, 3);
-    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &lua_load_key);
     lua_insert(L, 1);
     lua_call(L, n < 3 ? 3 : n, LUA_MULTRET);
     return load_answer(L, 0, mode);
@@ -889,16 +891,14 @@ static const luaL_Reg json_fns[] = {
 static const luaL_Reg time_fns[] = {
     {"now", l_time_now}, {"monotonic", l_time_monotonic}, {NULL, NULL}};
 
-/* Creates a table of functions sharing the runspace upvalue and binds it to a global. */
-static void new_lib(lua_State *L, rs_runspace *rs, const char *name, const luaL_Reg *fns,
-                    int nfields)
+/* Creates a table of functions and binds it to a global; leaves it on the stack. */
+static void new_lib(lua_State *L, const char *name, const luaL_Reg *fns, int nfields)
 {
     int n = 0;
     while (fns[n].name)
         n++;
     lua_createtable(L, 0, n + nfields);
-    lua_pushlightuserdata(L, rs);
-    luaL_setfuncs(L, fns, 1);
+    luaL_setfuncs(L, fns, 0);
     lua_pushvalue(L, -1);
     lua_setglobal(L, name);
 }
@@ -946,7 +946,8 @@ static void sandbox(lua_State *L, rs_profile profile)
     }
     /* load: text chunks only, in every profile. */
     lua_getfield(L, g, "load");
-    lua_pushcclosure(L, l_load, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &lua_load_key);
+    lua_pushcfunction(L, l_load);
     lua_setfield(L, g, "load");
     /* os: what acts on the whole process is refused in every profile. */
     lua_getglobal(L, "os");
@@ -1006,8 +1007,7 @@ void rs__lualib_open(lua_State *L, rs_runspace *rs)
     rs__marshal_open(L);
 
     lua_pushglobaltable(L);
-    lua_pushlightuserdata(L, rs);
-    luaL_setfuncs(L, global_fns, 1);
+    luaL_setfuncs(L, global_fns, 0);
     lua_pop(L, 1);
 
     lua_getglobal(L, "coroutine");
@@ -1026,13 +1026,13 @@ void rs__lualib_open(lua_State *L, rs_runspace *rs)
     lua_setglobal(L, "random_seed");
     lua_pop(L, 1);
 
-    new_lib(L, rs, "shared", shared_fns, 0);
+    new_lib(L, "shared", shared_fns, 0);
     lua_pop(L, 1);
-    new_lib(L, rs, "json", json_fns, 1);
+    new_lib(L, "json", json_fns, 1);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
     lua_pop(L, 1);
-    new_lib(L, rs, "time", time_fns, 0);
+    new_lib(L, "time", time_fns, 0);
     lua_pop(L, 1);
 
     lua_createtable(L, 0, 2);
@@ -1046,9 +1046,9 @@ void rs__lualib_open(lua_State *L, rs_runspace *rs)
     lua_setglobal(L, "params");
 
     if (profile == RS_PROFILE_DEFAULT) {
-        rs__open_fs(L, rs);
-        rs__open_proc(L, rs);
-        rs__open_exec(L, rs);
-        rs__open_net(L, rs);
+        rs__open_fs(L);
+        rs__open_proc(L);
+        rs__open_exec(L);
+        rs__open_net(L);
     }
 }

@@ -306,7 +306,7 @@ static int wait_child(child *c, rs__exec *ex, const char *input, size_t input_le
 
 static int l_exec(lua_State *L)
 {
-    rs_runspace *rs = lua_touserdata(L, lua_upvalueindex(1));
+    rs_runspace *rs = rs__lua_runspace(L);
     bool table = lua_istable(L, 1);
     double timeout = 0;
     size_t input_len = 0;
@@ -419,10 +419,9 @@ static int l_os_execute(lua_State *L)
     return luaL_execresult(L, c->status);
 }
 
-void rs__open_exec(lua_State *L, rs_runspace *rs)
+void rs__open_exec(lua_State *L)
 {
-    lua_pushlightuserdata(L, rs);
-    lua_pushcclosure(L, l_exec, 1);
+    lua_pushcfunction(L, l_exec);
     lua_setglobal(L, "exec");
     lua_getglobal(L, "os");
     lua_pushcfunction(L, l_os_execute);

@@ -99,7 +99,7 @@ static int l_list(lua_State *L)
     } else if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
     }
-    rs_runspace *rs = lua_touserdata(L, lua_upvalueindex(1));
+    rs_runspace *rs = rs__lua_runspace(L);
     struct stat st;
     if (stat(root, &st) != 0)
         return luaL_error(L, "fs.list: %s: %s", root, strerror(errno));
@@ -176,11 +176,10 @@ static int l_list(lua_State *L)
     return 1;
 }
 
-void rs__open_fs(lua_State *L, rs_runspace *rs)
+void rs__open_fs(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"list", l_list}, {"stat", l_stat}, {NULL, NULL}};
     lua_createtable(L, 0, 2);
-    lua_pushlightuserdata(L, rs);
-    luaL_setfuncs(L, fns, 1);
+    luaL_setfuncs(L, fns, 0);
     lua_setglobal(L, "fs");
 }

@@ -308,7 +308,7 @@ static int l_scan(lua_State *L)
 static int l_resolve(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
-    rs_runspace *rs = lua_touserdata(L, lua_upvalueindex(1));
+    rs_runspace *rs = rs__lua_runspace(L);
     rs_value *list;
     const char *why;
     int rc = rs__scan_resolve(name, &list, &why);
@@ -328,12 +328,11 @@ static int l_resolve(lua_State *L)
     return 1;
 }
 
-void rs__open_net(lua_State *L, rs_runspace *rs)
+void rs__open_net(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"probe", l_probe}, {"scan", l_scan}, {"resolve", l_resolve}, {NULL, NULL}};
     lua_createtable(L, 0, 3);
-    lua_pushlightuserdata(L, rs);
-    luaL_setfuncs(L, fns, 1);
+    luaL_setfuncs(L, fns, 0);
     lua_setglobal(L, "net");
 }

@@ -115,11 +115,10 @@ static int l_list(lua_State *L)
     return 1;
 }
 
-void rs__open_proc(lua_State *L, rs_runspace *rs)
+void rs__open_proc(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"list", l_list}, {NULL, NULL}};
     lua_createtable(L, 0, 1);
-    lua_pushlightuserdata(L, rs);
-    luaL_setfuncs(L, fns, 1);
+    luaL_setfuncs(L, fns, 0);
     lua_setglobal(L, "proc");
 }

@@ -336,6 +336,7 @@ int rs__runspace_open_state(rs_runspace *rs)
                            "cannot open a runspace within a memory limit of %zu bytes",
                            rs->mem_limit);
     }
+    *(rs_runspace **)lua_getextraspace(L) = rs; /* rs__lua_runspace; threads inherit it */
     /* Opening allocates a few hundred small objects that all stay alive: collecting while
      * doing so is wasted work. */
     lua_gc(L, LUA_GCSTOP);

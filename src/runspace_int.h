@@ -117,6 +117,14 @@ struct rs_runspace {
     rs__msg msg;
 };
 
+/* The runspace a Lua state belongs to. It lives in the state's extra space, which Lua copies
+ * to every thread it creates, so built-ins need no upvalue (Lua's own functions have none:
+ * debug.getinfo(print, "u").nups is 0 in a runspace too). */
+static inline rs_runspace *rs__lua_runspace(lua_State *L)
+{
+    return *(rs_runspace **)lua_getextraspace(L);
+}
+
 /* ---- runspace.c ---- */
 /* How long, in all, the finalizers that lua_close runs may take when a runspace closes. */
 #define RS__CLOSE_GRACE_NS ((int64_t)(RS_CLOSE_GRACE * 1e9))

@@ -13,9 +13,9 @@
 void rs__gc_metatable(lua_State *L, const char *name, lua_CFunction gc);
 
 /* Each defines its global table; called in protected mode while a runspace opens. */
-void rs__open_fs(lua_State *L, rs_runspace *rs);
-void rs__open_proc(lua_State *L, rs_runspace *rs);
-void rs__open_exec(lua_State *L, rs_runspace *rs);
-void rs__open_net(lua_State *L, rs_runspace *rs);
+void rs__open_fs(lua_State *L);
+void rs__open_proc(lua_State *L);
+void rs__open_exec(lua_State *L);
+void rs__open_net(lua_State *L);
 
 #endif

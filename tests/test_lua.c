@@ -74,7 +74,22 @@ static void test_wrap_error_after_close(void **state)
     assert_ok(rs_runspace_destroy(rs));
 }
 
+/* The library's built-ins and wrappers carry no upvalues, as Lua's own functions. */
+static void test_no_upvalues(void **state)
+{
+    (void)state;
+    rs_runspace *rs = open_runspace(NULL);
+    assert_eval(rs,
+                "local n = 0 for _, f in ipairs({print, load, setmetatable, xpcall, dofile, "
+                "loadfile, emit, sleep, write_warning, shared.get, json.encode, time.now, exec, "
+                "fs.list, net.probe, proc.list, coroutine.close, coroutine.wrap}) do "
+                "n = n + debug.getinfo(f, 'u').nups end return n",
+                "[0]");
+    assert_ok(rs_runspace_destroy(rs));
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_no_upvalues),
     cmocka_unit_test(test_gsub_returns_the_subject),
     cmocka_unit_test(test_load_modes),
     cmocka_unit_test(test_dofile_yields),
