@@ -496,6 +496,17 @@ void rs__exec_new_item(rs__exec *ex)
         set_resting_hook(ex, ex->L); /* restarts the hook's count too */
 }
 
+void rs__exec_hand_hook(lua_State *L, lua_State *co)
+{
+    lua_Hook mine = lua_gethook(L);
+    if (mine != interrupt_hook && mine != budget_hook)
+        return; /* the script's own hook, or none: Lua's rules (a thread keeps its hook) */
+    lua_Hook theirs = lua_gethook(co);
+    if (theirs && theirs != interrupt_hook && theirs != budget_hook && mine != interrupt_hook)
+        return; /* the script set a hook on co: it stays, unless a stop must get through */
+    lua_sethook(co, mine, lua_gethookmask(L), lua_gethookcount(L));
+}
+
 void rs__exec_push_thread(rs__exec *ex, lua_State *co)
 {
     int n = ex->depth;

@@ -414,7 +414,7 @@ static int resume(lua_State *L, lua_State *co, int narg)
     rs__exec *ex = rs__exec_current();
     if (ex && ex->L) {
         /* The coroutine carries the resumer's hook: an armed interrupt, or the budget. */
-        lua_sethook(co, lua_gethook(L), lua_gethookmask(L), lua_gethookcount(L));
+        rs__exec_hand_hook(L, co);
         rs__exec_push_thread(ex, co);
     }
     int nres;
@@ -456,7 +456,7 @@ static int reset_thread(lua_State *L, lua_State *co)
     rs__exec *ex = rs__exec_current();
     bool chained = ex && ex->L;
     if (chained) {
-        lua_sethook(co, lua_gethook(L), lua_gethookmask(L), lua_gethookcount(L));
+        rs__exec_hand_hook(L, co);
         rs__exec_push_thread(ex, co);
     }
     int status = lua_resetthread(co);

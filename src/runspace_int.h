@@ -198,6 +198,9 @@ void rs__exec_fail(rs__exec *ex, int why);
 void rs__exec_reset_hooks(rs__exec *ex);
 /* Executing thread: a new input item starts: the budget is whole again. */
 void rs__exec_new_item(rs__exec *ex);
+/* Executing thread, in coroutine.resume: gives co the hook of the resumer L when it is one of
+ * ours (an armed interrupt always; the budget's unless the script set a hook on co). */
+void rs__exec_hand_hook(lua_State *L, lua_State *co);
 /* Executing thread, in coroutine.resume: the resumed thread enters / leaves the running set. */
 void rs__exec_push_thread(rs__exec *ex, lua_State *co);
 void rs__exec_pop_thread(rs__exec *ex);

@@ -88,7 +88,34 @@ static void test_no_upvalues(void **state)
     assert_ok(rs_runspace_destroy(rs));
 }
 
+/* A hook the script sets on a coroutine stays when it is resumed; a stop still reaches it. */
+static void test_coroutine_hooks(void **state)
+{
+    (void)state;
+    rs_runspace *rs = open_runspace(NULL);
+    assert_eval(rs,
+                "local co = coroutine.create(function() local x = 1 x = x + 1 end) "
+                "local trace = {} debug.sethook(co, function(e) trace[#trace + 1] = e end, 'l') "
+                "coroutine.resume(co) return #trace > 0",
+                "[true]");
+    rs_ps *ps;
+    assert_ok(rs_ps_create(&ps));
+    assert_ok(rs_ps_set_runspace(ps, rs));
+    assert_ok(rs_ps_add_script(ps,
+                               "local co = coroutine.create(function() while true do end end) "
+                               "debug.sethook(co, function() end, 'l') coroutine.resume(co)",
+                               (size_t)-1));
+    rs_ps_opts o = {.timeout = 0.2};
+    assert_ok(rs_ps_set_opts(ps, &o));
+    double t0 = rs_test_now();
+    assert_rs(RS_ETIMEDOUT, rs_ps_invoke(ps, NULL));
+    assert_true(rs_test_now() - t0 < 3.0);
+    assert_ok(rs_ps_destroy(ps));
+    assert_ok(rs_runspace_destroy(rs));
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_coroutine_hooks),
     cmocka_unit_test(test_no_upvalues),
     cmocka_unit_test(test_gsub_returns_the_subject),
     cmocka_unit_test(test_load_modes),
