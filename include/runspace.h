@@ -500,9 +500,9 @@ typedef struct rs_item_result {
     rs_item_status status;
     size_t output_first; /* this item's values are output[output_first .. +output_count) */
     size_t output_count;
-    int code;          /* 0, or the RS_E* cause of an error / timeout / cancellation */
-    const char *error; /* borrowed message, or NULL when ok */
-    double duration;   /* seconds */
+    int code;             /* 0, or the RS_E* cause of an error / timeout / cancellation */
+    const char *error;    /* borrowed message, or NULL when ok */
+    double duration;      /* seconds */
     uint64_t runspace_id; /* the runspace it ran on; 0 when it never started */
 } rs_item_result;
 
@@ -557,6 +557,10 @@ RS_EXTERN int rs_ps_set_opts(rs_ps *ps, const rs_ps_opts *opts);
  * handle); a script that does not compile is still recorded so that invoking fails the same
  * way and nothing runs. len may be (size_t)-1 for a NUL-terminated src. */
 RS_EXTERN int rs_ps_add_script(rs_ps *ps, const char *src, size_t len);
+/* The same, naming the script as a file is named in Lua: messages say "NAME:LINE: ..." and
+ * debug.getinfo's source is "@NAME" (rs_ps_add_script's scripts are "script"). RS_EINVAL for
+ * an empty name. */
+RS_EXTERN int rs_ps_add_script_named(rs_ps *ps, const char *src, size_t len, const char *name);
 /* A native command of the ISS, or a global Lua function of that name (checked at invoke). */
 RS_EXTERN int rs_ps_add_command(rs_ps *ps, const char *name);
 RS_EXTERN int rs_ps_add_argument(rs_ps *ps, rs_value *value);                    /* taken */

@@ -676,7 +676,7 @@ static int resolve_stages(rs__run *r)
         r->natives[s] = NULL;
         if (st->kind == RS__STAGE_SCRIPT) {
             char *msg = NULL;
-            int rc = rs__runspace_compiled(r->rs, st->text, st->len, st->hash, &msg);
+            int rc = rs__runspace_compiled(r->rs, st->text, st->len, st->chunkname, st->hash, &msg);
             if (rc)
                 return fail_with(r, rc, msg);
             continue;

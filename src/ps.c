@@ -104,6 +104,7 @@ static void free_stages(rs_ps *ps)
 {
     for (size_t i = 0; i < ps->nstages; i++) {
         rs__free(ps->stages[i].text);
+        rs__free(ps->stages[i].chunkname);
         rs_value_destroy(ps->stages[i].args);
         rs_value_destroy(ps->stages[i].params);
     }
@@ -200,7 +201,8 @@ int rs_ps_set_opts(rs_ps *ps, const rs_ps_opts *opts)
 
 /* ---- building the pipeline ---------------------------------------------------------------- */
 
-static rs__stage *add_stage(rs_ps *ps, rs__stage_kind kind, const char *text, size_t len)
+static rs__stage *add_stage(rs_ps *ps, rs__stage_kind kind, const char *text, size_t len,
+                            const char *chunkname)
 {
     if (ps->nstages == ps->capstages) {
         size_t cap = ps->capstages ? ps->capstages * 2 : 2;
@@ -211,35 +213,53 @@ static rs__stage *add_stage(rs_ps *ps, rs__stage_kind kind, const char *text, si
         ps->capstages = cap;
     }
     char *copy = rs__strndup(text, len);
-    if (!copy)
+    char *name = chunkname ? rs__strdup(chunkname) : NULL;
+    if (!copy || (chunkname && !name)) {
+        rs__free(copy);
+        rs__free(name);
         return NULL;
+    }
     rs__stage *st = &ps->stages[ps->nstages++];
     memset(st, 0, sizeof *st);
     st->kind = kind;
     st->text = copy;
     st->len = len;
-    st->hash = rs__hash(text, len);
+    st->chunkname = name;
+    st->hash = rs__hash(text, len) ^ (name ? rs__hash(name, strlen(name)) * 31 : 0);
     return st;
 }
 
 int rs_ps_add_script(rs_ps *ps, const char *src, size_t len)
 {
+    return rs_ps_add_script_named(ps, src, len, NULL);
+}
+
+int rs_ps_add_script_named(rs_ps *ps, const char *src, size_t len, const char *name)
+{
     if (!ps)
         return RS_EMISUSE;
     if (!src)
         return fail(ps, RS_EINVAL, "the script is NULL");
+    if (name && !*name)
+        return fail(ps, RS_EINVAL, "the script's name is empty");
     int rc = check_idle(ps);
     if (rc)
         return rc;
     if (len == (size_t)-1)
         len = strlen(src);
+    char *chunkname = name ? rs__format("@%s", name) : NULL;
+    if (name && !chunkname)
+        return fail(ps, RS_ENOMEM, "out of memory");
     char *msg = NULL;
-    rc = rs__check_syntax(src, len, "=script", &msg);
+    rc = rs__check_syntax(src, len, chunkname ? chunkname : "=script", &msg);
     if (rc && rc != RS_ESYNTAX) {
         rs__free(msg);
+        rs__free(chunkname);
         return fail(ps, rc, "out of memory");
     }
-    if (!add_stage(ps, RS__STAGE_SCRIPT, src, len)) {
+    rs__stage *st = add_stage(ps, RS__STAGE_SCRIPT, src, len, chunkname);
+    rs__free(chunkname);
+    if (!st) {
         rs__free(msg);
         return fail(ps, RS_ENOMEM, "out of memory");
     }
@@ -264,7 +284,7 @@ int rs_ps_add_command(rs_ps *ps, const char *name)
     int rc = check_idle(ps);
     if (rc)
         return rc;
-    if (!add_stage(ps, RS__STAGE_COMMAND, name, strlen(name)))
+    if (!add_stage(ps, RS__STAGE_COMMAND, name, strlen(name), NULL))
         return fail(ps, RS_ENOMEM, "out of memory");
     return 0;
 }

@@ -16,7 +16,8 @@ typedef struct rs__stage {
     rs__stage_kind kind;
     char *text; /* script source, or the command's name */
     size_t len;
-    uint64_t hash;    /* of a script's source: the compile cache key */
+    char *chunkname;  /* a script's Lua chunk name ("=script", "@job.lua") */
+    uint64_t hash;    /* of a script's source and chunk name: the compile cache key */
     rs_value *args;   /* array, or NULL */
     rs_value *params; /* map, or NULL */
 } rs__stage;

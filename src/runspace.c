@@ -419,24 +419,33 @@ void rs__runspace_close_state(rs_runspace *rs)
     rs->scratch_value = rs->call_args = rs->call_out = NULL;
 }
 
-int rs__runspace_compiled(rs_runspace *rs, const char *src, size_t len, uint64_t hash, char **msg)
+int rs__runspace_compiled(rs_runspace *rs, const char *src, size_t len, const char *chunkname,
+                          uint64_t hash, char **msg)
 {
     lua_State *L = rs->L;
+    const char *name = chunkname ? chunkname : "=script";
+    size_t nlen = strlen(name);
     struct rs__cached *c = &rs->cache[hash % RS__ARRAY_SIZE(rs->cache)];
-    if (c->src && c->hash == hash && c->len == len && memcmp(c->src, src, len) == 0) {
+    if (c->src && c->hash == hash && c->len == len && memcmp(c->src, src, len) == 0 &&
+        strcmp(c->src + len + 1, name) == 0) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
         return 0;
     }
-    int status = luaL_loadbufferx(L, src, len, "=script", "t");
+    int status = luaL_loadbufferx(L, src, len, name, "t");
     if (status != LUA_OK) {
-        *msg = load_error(lua_tostring(L, -1), status, "=script");
+        *msg = load_error(lua_tostring(L, -1), status, name);
         lua_pop(L, 1);
         return status == LUA_ERRMEM ? RS_ENOMEM : RS_ESYNTAX;
     }
     /* luaL_ref may raise: take the reference before holding any C memory. */
     lua_pushvalue(L, -1);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    char *copy = rs__strndup(src, len);
+    char *copy = rs__malloc(len + 1 + nlen + 1); /* the source, then the chunk name */
+    if (copy) {
+        memcpy(copy, src, len);
+        copy[len] = '\0';
+        memcpy(copy + len + 1, name, nlen + 1);
+    }
     if (!copy) {
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
         return 0; /* compiled, just not cached */

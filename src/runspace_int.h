@@ -91,11 +91,11 @@ struct rs_runspace {
     bool oom;            /* an allocation was refused since the flag was last cleared */
     bool modules_loaded; /* the ISS's modules ran in this state (the first invocation) */
     void *last_block;    /* while lua_close runs: the block it frees last (the state) */
-    /* Scripts compiled in this runspace, by source. */
+    /* Scripts compiled in this runspace, by source and chunk name. */
     struct rs__cached {
         uint64_t hash;
         size_t len;
-        char *src;
+        char *src; /* len bytes of source, a NUL, then the chunk name */
         int ref;
     } cache[64];
     /* Scratch that C functions called from Lua keep here rather than in locals, so that a Lua
@@ -149,7 +149,8 @@ void rs__runspace_close_state(rs_runspace *rs);
 void rs__runspace_free(rs_runspace *rs);
 /* Pushes the compiled function for source (compiling and caching it on a miss). On failure
  * pushes nothing and returns RS_ESYNTAX or RS_ENOMEM with the message in *msg (new string). */
-int rs__runspace_compiled(rs_runspace *rs, const char *src, size_t len, uint64_t hash, char **msg);
+int rs__runspace_compiled(rs_runspace *rs, const char *src, size_t len, const char *chunkname,
+                          uint64_t hash, char **msg);
 /* FNV-1a of a script's text, the compile cache key. */
 uint64_t rs__hash(const char *s, size_t len);
 /* Checks that src compiles, on a per-thread scratch state; RS_ESYNTAX with *msg set. */

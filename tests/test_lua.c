@@ -114,7 +114,41 @@ static void test_coroutine_hooks(void **state)
     assert_ok(rs_runspace_destroy(rs));
 }
 
+/* A named script reads like a file in Lua's messages and debug information. */
+static void test_named_scripts(void **state)
+{
+    (void)state;
+    rs_runspace *rs = open_runspace(NULL);
+    const char *names[] = {"job.lua", "other.lua", NULL};
+    for (int i = 0; i < 3; i++) {
+        rs_ps *ps;
+        assert_ok(rs_ps_create(&ps));
+        assert_ok(rs_ps_set_runspace(ps, rs));
+        /* The same source under each name: the compile cache keeps them apart. */
+        assert_ok(rs_ps_add_script_named(ps,
+                                         "local src = debug.getinfo(1, 'S').source\n"
+                                         "error('from ' .. src)",
+                                         (size_t)-1, names[i]));
+        assert_rs(RS_ERUNTIME, rs_ps_invoke(ps, NULL));
+        char want[64];
+        if (names[i])
+            snprintf(want, sizeof want, "%s:2: from @%s", names[i], names[i]);
+        else
+            snprintf(want, sizeof want, "script:2: from =script");
+        assert_string_equal(rs_ps_errmsg(ps), want);
+        assert_ok(rs_ps_destroy(ps));
+    }
+    rs_ps *ps;
+    assert_ok(rs_ps_create(&ps));
+    assert_rs(RS_ESYNTAX, rs_ps_add_script_named(ps, "return +", (size_t)-1, "bad.lua"));
+    assert_string_equal(rs_ps_errmsg(ps), "bad.lua:1: unexpected symbol near '+'");
+    assert_rs(RS_EINVAL, rs_ps_add_script_named(ps, "return 1", (size_t)-1, ""));
+    assert_ok(rs_ps_destroy(ps));
+    assert_ok(rs_runspace_destroy(rs));
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_named_scripts),
     cmocka_unit_test(test_coroutine_hooks),
     cmocka_unit_test(test_no_upvalues),
     cmocka_unit_test(test_gsub_returns_the_subject),
