@@ -522,53 +522,13 @@ static int l_co_close(lua_State *L)
 }
 
 /* ---- code Lua runs with hooks off ------------------------------------------------------------
- * Lua calls no hook while a thread's allowhook flag is clear: while a hook runs, while a
- * finalizer runs. interrupt.c re-allows hooks there when an interruption is due. Two things
- * remain for this file. A message handler called for the error our interrupt hook raised runs
- * with hooks off, so xpcall's handler is skipped while an interruption unwinds (its result
- * would be thrown away anyway). And every metatable that makes an object finalizable is
- * remembered (weakly), so that once a finalizer had to be cut short, the others can be
- * disarmed at once rather than each cut short in turn. */
+ * Lua calls no hook while a thread's allowhook flag is clear: while a hook runs (so in a
+ * message handler called for an error a hook raised), while a finalizer runs. interrupt.c
+ * re-allows hooks there when an interruption is due. What remains for this file: every
+ * metatable that makes an object finalizable is remembered (weakly), so that once a finalizer
+ * had to be cut short, the others can be disarmed at once rather than each cut short in turn. */
 
 static const char finalizers_key = 'f';
-
-/* The message handler xpcall really installs; upvalue 1 is the script's handler. */
-static int l_xpcall_handler(lua_State *L)
-{
-    rs__exec *ex = rs__exec_current();
-    if (ex && ex->reason)
-        return 1; /* a stop or timeout is unwinding: keep its error, run nothing */
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, 1);
-    return 1;
-}
-
-/* Continuation of xpcall: `extra` is the stack level below its results. */
-static int finish_xpcall(lua_State *L, int status, lua_KContext extra)
-{
-    if (status != LUA_OK && status != LUA_YIELD) {
-        lua_pushboolean(L, 0);
-        lua_pushvalue(L, -2);
-        return 2;
-    }
-    return lua_gettop(L) - (int)extra;
-}
-
-/* xpcall(f, msgh, ...) with msgh wrapped by l_xpcall_handler; yields across it still work. */
-static int l_xpcall(lua_State *L)
-{
-    int n = lua_gettop(L);
-    luaL_checktype(L, 2, LUA_TFUNCTION);
-    lua_pushvalue(L, 2);
-    lua_pushcclosure(L, l_xpcall_handler, 1);
-    lua_replace(L, 2);
-    lua_pushboolean(L, 1); /* the first result on success */
-    lua_pushvalue(L, 1);
-    lua_rotate(L, 3, 2); /* [f, handler, true, f, args...] */
-    int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, finish_xpcall);
-    return finish_xpcall(L, status, 2);
-}
 
 /* Remembers the metatable at idx when it has a __gc field, which is what makes Lua mark an
  * object for finalization when the metatable is set. Done before the metatable is set, so
@@ -933,9 +893,7 @@ static void sandbox(lua_State *L, rs_profile profile)
 {
     lua_pushglobaltable(L);
     int g = lua_gettop(L);
-    /* xpcall and setmetatable: see "code Lua runs with hooks off". */
-    lua_pushcfunction(L, l_xpcall);
-    lua_setfield(L, g, "xpcall");
+    /* setmetatable: see "code Lua runs with hooks off". */
     lua_pushcfunction(L, l_setmetatable);
     lua_setfield(L, g, "setmetatable");
     if (profile == RS_PROFILE_DEFAULT) {

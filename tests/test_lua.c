@@ -147,7 +147,21 @@ static void test_named_scripts(void **state)
     assert_ok(rs_runspace_destroy(rs));
 }
 
+/* xpcall is Lua's own: the handler sees the frames Lua shows, and no frame of ours. */
+static void test_xpcall_frames(void **state)
+{
+    (void)state;
+    rs_runspace *rs = open_runspace(NULL);
+    assert_eval(rs,
+                "local _, tb = xpcall(function() error('x') end, debug.traceback) "
+                "local lines = 0 for _ in tb:gmatch('\\n') do lines = lines + 1 end "
+                "return lines, xpcall == select(2, pcall(function() return xpcall end))",
+                "[6,true]");
+    assert_ok(rs_runspace_destroy(rs));
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_xpcall_frames),
     cmocka_unit_test(test_named_scripts),
     cmocka_unit_test(test_coroutine_hooks),
     cmocka_unit_test(test_no_upvalues),
