@@ -194,12 +194,18 @@ RS_EXTERN rs_value *rs_map_value(const rs_value *map, size_t index);
 enum {
     RS_JSON_PRETTY = 1 << 0, /* encode: indent by two spaces, one member per line */
     RS_JSON_ASCII = 1 << 1,  /* encode: escape everything outside ASCII as \uXXXX */
+    /* encode: repair what JSON cannot carry, value by value, so that the text keeps the
+     * value's shape: NaN and infinities become null (as JavaScript's JSON.stringify does),
+     * and each byte of a string or map key that is not part of valid UTF-8 becomes U+FFFD (a
+     * repaired key that meets another key of its map gets more U+FFFD until it is unique). */
+    RS_JSON_REPAIR = 1 << 2,
 };
 
 /* Encodes v as JSON text into a new NUL-terminated buffer *out (free with rs_free); *len (may
  * be NULL) gets its length. Errors: RS_EVALUE for a NaN or infinite double or a string (or
- * key) that is not valid UTF-8, with err->message naming the path, as
- * "value[2].name: string is not valid UTF-8"; RS_ENOMEM. */
+ * key) that is not valid UTF-8 (unless RS_JSON_REPAIR), or for nesting deeper than
+ * RS_MAX_DEPTH, with err->message naming the path, as "value[2].name: string is not valid
+ * UTF-8"; RS_ENOMEM. */
 RS_EXTERN int rs_json_encode(const rs_value *v, unsigned flags, char **out, size_t *len,
                              rs_errinfo *err);
 
@@ -500,9 +506,9 @@ typedef struct rs_item_result {
     rs_item_status status;
     size_t output_first; /* this item's values are output[output_first .. +output_count) */
     size_t output_count;
-    int code;          /* 0, or the RS_E* cause of an error / timeout / cancellation */
-    const char *error; /* borrowed message, or NULL when ok */
-    double duration;   /* seconds */
+    int code;             /* 0, or the RS_E* cause of an error / timeout / cancellation */
+    const char *error;    /* borrowed message, or NULL when ok */
+    double duration;      /* seconds */
     uint64_t runspace_id; /* the runspace it ran on; 0 when it never started */
 } rs_item_result;
 

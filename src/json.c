@@ -382,16 +382,133 @@ static int encode_value(encoder *e, const rs_value *v, const path *at, int depth
     }
 }
 
+/* ---- repair (RS_JSON_REPAIR) -------------------------------------------------------------- */
+
+/* s[0..len) with each byte that is not part of valid UTF-8 replaced by U+FFFD, in a new
+ * NUL-terminated string with room for `extra` more bytes; *out_len gets its length. NULL
+ * when out of memory. */
+static char *utf8_repair(const char *s, size_t len, size_t extra, size_t *out_len)
+{
+    if (len > (SIZE_MAX - 1 - extra) / 3)
+        return NULL;
+    char *r = rs__malloc(3 * len + extra + 1);
+    if (!r)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t k = utf8_decode(p + i, len - i, &cp);
+        if (k) {
+            memcpy(r + n, s + i, k);
+            n += k;
+            i += k;
+        } else {
+            memcpy(r + n, "\xef\xbf\xbd", 3);
+            n += 3;
+            i++;
+        }
+    }
+    r[n] = '\0';
+    *out_len = n;
+    return r;
+}
+
+static bool utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    uint32_t cp;
+    for (size_t i = 0, n; i < len; i += n) {
+        if (p[i] < 0x80) {
+            n = 1;
+            continue;
+        }
+        if (!(n = utf8_decode(p + i, len - i, &cp)))
+            return false;
+    }
+    return true;
+}
+
+/* A copy of v that JSON can carry (RS_JSON_REPAIR), or NULL when out of memory. Recursion
+ * is bounded: containers deeper than RS_MAX_DEPTH are copied empty (the encoder refuses
+ * them either way). */
+static rs_value *repaired_copy(const rs_value *v, int depth)
+{
+    switch (rs_value_type(v)) {
+    case RS_TDOUBLE:
+        return isfinite(rs_value_get_double(v)) ? rs_value_copy(v) : rs_value_null();
+    case RS_TSTRING: {
+        size_t len, fixed_len;
+        const char *s = rs_value_get_string(v, &len);
+        if (utf8_valid(s, len))
+            return rs_value_copy(v);
+        char *fixed = utf8_repair(s, len, 0, &fixed_len);
+        rs_value *r = fixed ? rs_value_stringn(fixed, fixed_len) : NULL;
+        rs__free(fixed);
+        return r;
+    }
+    case RS_TARRAY: {
+        rs_value *a = rs_value_array();
+        for (size_t i = 0; a && i < rs_array_len(v) && depth < RS_MAX_DEPTH; i++) {
+            if (rs_array_push(a, repaired_copy(rs_array_get(v, i), depth + 1))) {
+                rs_value_destroy(a);
+                a = NULL;
+            }
+        }
+        return a;
+    }
+    case RS_TMAP: {
+        rs_value *m = rs_value_map();
+        for (size_t i = 0; m && i < rs_map_len(v) && depth < RS_MAX_DEPTH; i++) {
+            size_t klen;
+            const char *key = rs_map_key(v, i, &klen);
+            char *fixed = NULL;
+            if (!utf8_valid(key, klen)) {
+                /* Room for the U+FFFDs that make it unique: each one added gets past a key of
+                 * v or of m, and they have at most 2 x len(v) keys. */
+                fixed = utf8_repair(key, klen, 6 * rs_map_len(v), &klen);
+                if (!fixed) {
+                    rs_value_destroy(m);
+                    return NULL;
+                }
+                /* A valid key of v, or one already placed, may read the same. */
+                while (rs_map_getn(v, fixed, klen) || rs_map_getn(m, fixed, klen)) {
+                    memcpy(fixed + klen, "\xef\xbf\xbd", 3);
+                    klen += 3;
+                }
+                key = fixed;
+            }
+            if (rs_map_setn(m, key, klen, repaired_copy(rs_map_value(v, i), depth + 1))) {
+                rs_value_destroy(m);
+                m = NULL;
+            }
+            rs__free(fixed);
+        }
+        return m;
+    }
+    default:
+        return rs_value_copy(v);
+    }
+}
+
 int rs__json_encode_ex(const rs_value *v, unsigned flags, const char *root, int index_base,
                        rs__buf *out, rs_errinfo *err)
 {
     if (!v || !out)
         return rs__errinfo_set(err, RS_EINVAL, "no value or no buffer to encode into");
-    if (flags & ~(unsigned)(RS_JSON_PRETTY | RS_JSON_ASCII))
+    if (flags & ~(unsigned)(RS_JSON_PRETTY | RS_JSON_ASCII | RS_JSON_REPAIR))
         return rs__errinfo_set(err, RS_EINVAL, "unknown JSON flags 0x%x", flags);
-    encoder e = {out, flags, root ? root : "value", index_base, err};
+    encoder e = {out, flags & ~(unsigned)RS_JSON_REPAIR, root ? root : "value", index_base, err};
     size_t start = out->len;
     int rc = encode_value(&e, v, NULL, 0);
+    if (rc == RS_EVALUE && (flags & RS_JSON_REPAIR)) {
+        /* Something inside cannot be carried: repair a copy value by value (the rare path;
+         * the common one encodes without copying). */
+        rs_value *safe = repaired_copy(v, 0);
+        out->len = start;
+        rc = safe ? encode_value(&e, safe, NULL, 0) : RS_ENOMEM;
+        rs_value_destroy(safe);
+    }
     if (rc) {
         out->len = start;
         if (out->data)
