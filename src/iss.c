@@ -6,6 +6,7 @@
 #include "iss.h"
 
 #include "runspace_int.h"
+#include "value.h"
 
 #include <lua.h>
 
@@ -376,4 +377,38 @@ const rs__iss_entry *rs__iss_find_command(const rs_iss *iss, const char *name)
             return &iss->entries[i];
     }
     return NULL;
+}
+
+/* Feeds a string, or its absence, to s: a marker, then the length before the bytes. */
+static void digest_text(rs__sha256 *s, const char *text, size_t len)
+{
+    uint8_t b[9] = {text != NULL};
+    for (int i = 0; i < 8; i++)
+        b[1 + i] = (uint8_t)((uint64_t)len >> (8 * i));
+    rs__sha256_update(s, b, sizeof b);
+    if (text)
+        rs__sha256_update(s, text, len);
+}
+
+int rs__iss_digest(const rs_iss *iss, char out[72])
+{
+    rs__sha256 s;
+    rs__sha256_init(&s);
+    uint64_t head[4] = {(uint64_t)iss->profile, iss->limits.memory_bytes, iss->limits.instructions,
+                        iss->count};
+    for (size_t i = 0; i < RS__ARRAY_SIZE(head); i++)
+        digest_text(&s, "", head[i]); /* a number as a length without bytes */
+    for (size_t i = 0; i < iss->count; i++) {
+        const rs__iss_entry *e = &iss->entries[i];
+        digest_text(&s, "", (uint64_t)e->kind);
+        digest_text(&s, e->name, e->name ? strlen(e->name) : 0);
+        digest_text(&s, e->spec, e->spec ? strlen(e->spec) : 0);
+        digest_text(&s, e->source, e->source ? e->source_len : 0);
+        /* A native command is known by its name: its code has no stable identity. */
+        digest_text(&s, "", e->value != NULL);
+        if (e->value && rs__value_digest(&s, e->value))
+            return RS_ENOMEM;
+    }
+    rs__sha256_final_hex(&s, out);
+    return 0;
 }

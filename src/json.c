@@ -519,6 +519,27 @@ int rs__json_encode_ex(const rs_value *v, unsigned flags, const char *root, int 
     return rc;
 }
 
+int rs__json_encode_text(rs__buf *out, const char *s, size_t len)
+{
+    encoder e = {out, 0, "text", 0, NULL};
+    size_t start = out->len;
+    int rc;
+    if (utf8_valid(s, len)) {
+        rc = encode_string(&e, s, len, NULL, false);
+    } else {
+        size_t fixed_len;
+        char *fixed = utf8_repair(s, len, 0, &fixed_len);
+        rc = fixed ? encode_string(&e, fixed, fixed_len, NULL, false) : RS_ENOMEM;
+        rs__free(fixed);
+    }
+    if (rc) {
+        out->len = start;
+        if (out->data)
+            out->data[start] = '\0';
+    }
+    return rc;
+}
+
 /* rs__json_encode_ex into a buffer of the caller's own, with the C naming of paths. */
 int rs_json_encode(const rs_value *v, unsigned flags, char **out, size_t *len, rs_errinfo *err)
 {
