@@ -943,9 +943,7 @@ static int prepare(rs__journal *j, const rs__journal_spec *spec, bool created,
                 rc = rs__msg_set(msg, got, "cannot read the journal '%s': %s", j->path,
                                  strerror(err));
             else if (got == 1 && complete && !spec->force)
-                rc = rs__msg_set(msg, RS_EEXIST,
-                                 "the journal '%s' already holds records: resume it, or force a "
-                                 "new journal to replace them",
+                rc = rs__msg_set(msg, RS_EEXIST, "the journal '%s' already holds records",
                                  j->path);
             else
                 anew = true;

@@ -7,6 +7,7 @@
  */
 #include "util.h"
 
+#include "iss.h"
 #include "journal.h"
 #include "sha256.h"
 
@@ -25,6 +26,9 @@
 /* Which inputs fail: those divisible by fail_every (0: none). Read by the native command on
  * worker threads while a run lasts, set by the test between runs. */
 static atomic_long fail_every;
+
+/* The memory limit of the runs' session state (0: none). */
+static size_t run_memory_limit;
 
 static int cmd_should_fail(rs_call *call, void *ud)
 {
@@ -113,6 +117,7 @@ static int jrun_go(jrun *r, const char *path, rs_journal_mode mode, const char *
     rs_iss *iss;
     assert_ok(rs_iss_create(RS_PROFILE_DEFAULT, &iss));
     assert_ok(rs_iss_add_command(iss, "should_fail", cmd_should_fail, NULL));
+    assert_ok(rs_iss_set_limits(iss, &(rs_limits){.memory_bytes = run_memory_limit}));
     o.iss = iss;
     o.next = next_input;
     o.input_userdata = r;
@@ -618,6 +623,59 @@ static void test_journal_of_another_run(void **state)
     unlink(path);
 }
 
+static void test_session_state_names_the_run(void **state)
+{
+    (void)state;
+    /* Every difference that changes what scripts compute changes the digest. */
+    enum { N = 8 };
+    rs_iss *iss[N];
+    for (int i = 0; i < N; i++)
+        assert_ok(rs_iss_create(i == 1 ? RS_PROFILE_RESTRICTED : RS_PROFILE_DEFAULT, &iss[i]));
+    assert_ok(rs_iss_set_limits(iss[2], &(rs_limits){.memory_bytes = 1 << 20}));
+    assert_ok(rs_iss_set_limits(iss[3], &(rs_limits){.instructions = 1000}));
+    assert_ok(rs_iss_set_variable(iss[4], "x", rs_value_int(1)));
+    assert_ok(rs_iss_set_variable(iss[5], "x", rs_value_int(2)));
+    assert_ok(rs_iss_add_function(iss[6], "x", "return 1"));
+    assert_ok(rs_iss_add_function(iss[7], "x", "return 2"));
+    char d[N][72];
+    for (int i = 0; i < N; i++)
+        assert_ok(rs__iss_digest(iss[i], d[i]));
+    for (int i = 0; i < N; i++) {
+        for (int k = i + 1; k < N; k++) {
+            if (strcmp(d[i], d[k]) == 0)
+                fail_msg("session states %d and %d have the same digest %s", i, k, d[i]);
+        }
+    }
+    /* The same recipe, the same digest. */
+    rs_iss *again;
+    assert_ok(rs_iss_create(RS_PROFILE_DEFAULT, &again));
+    assert_ok(rs_iss_set_variable(again, "x", rs_value_int(2)));
+    char d2[72];
+    assert_ok(rs__iss_digest(again, d2));
+    assert_string_equal(d2, d[5]);
+    assert_ok(rs_iss_destroy(again));
+    for (int i = 0; i < N; i++)
+        assert_ok(rs_iss_destroy(iss[i]));
+    /* And a resume under another memory limit is refused. */
+    char path[64];
+    temp_path(path);
+    atomic_store(&fail_every, 0);
+    jrun r;
+    jrun_init(&r, 3);
+    assert_ok(jrun_go(&r, path, RS_JOURNAL_NEW, NULL, (rs_foreach_opts){0}, NULL, NULL));
+    jrun_free(&r);
+    run_memory_limit = 64 << 20;
+    jrun_init(&r, 3);
+    char msg[512];
+    assert_rs(RS_EINVAL,
+              jrun_go(&r, path, RS_JOURNAL_RESUME, NULL, (rs_foreach_opts){0}, NULL, msg));
+    run_memory_limit = 0;
+    assert_contains(msg, "the session state (profile, limits, variables, functions, modules or "
+                         "commands) differs");
+    jrun_free(&r);
+    unlink(path);
+}
+
 static void test_files_that_are_not_journals(void **state)
 {
     (void)state;
@@ -957,6 +1015,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_ordered_across_skipped_stretches),
     cmocka_unit_test(test_torn_last_line),
     cmocka_unit_test(test_journal_of_another_run),
+    cmocka_unit_test(test_session_state_names_the_run),
     cmocka_unit_test(test_files_that_are_not_journals),
     cmocka_unit_test(test_empty_and_torn_header),
     cmocka_unit_test(test_new_over_a_journal_with_records),
