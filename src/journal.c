@@ -323,83 +323,183 @@ static int record_head(const char *p, size_t len, uint64_t *index, int *status, 
     return rc;
 }
 
-/* Appends x in decimal. */
+/* Appends a literal (room reserved). */
+#define PUT(b, lit)                                                                                \
+    do {                                                                                           \
+        memcpy((b)->data + (b)->len, lit, sizeof lit - 1);                                         \
+        (b)->len += sizeof lit - 1;                                                                \
+    } while (0)
+
+/* Appends x in decimal (room reserved). */
 static void put_u64(rs__buf *b, uint64_t x)
 {
-    char num[24], *p = num + sizeof num;
-    do
-        *--p = (char)('0' + x % 10);
-    while (x /= 10);
-    memcpy(b->data + b->len, p, (size_t)(num + sizeof num - p));
-    b->len += (size_t)(num + sizeof num - p);
-    b->data[b->len] = '\0';
+    b->len += rs__format_u64(b->data + b->len, x);
 }
 
-/* Appends x >= 0 with `decimals` digits after the point (3 or 6), rounded. */
-static void put_fixed(rs__buf *b, double x, int decimals)
+/* Makes room for n more bytes and the NUL; false when out of memory. No call when there is
+ * room already, which is nearly always. */
+#define ROOM(b, n) ((b)->len + (n) + 1 <= (b)->cap || rs__buf_reserve((b), (n)) == 0)
+
+/* Appends the fraction of v (a count of 10^-digits units) after a point (room reserved). */
+static void put_fraction(rs__buf *b, uint64_t v, int digits)
 {
-    uint64_t scale = decimals == 6 ? 1000000 : 1000;
-    double scaled = x * (double)scale;
-    uint64_t v = scaled > 0 && scaled < 1e18 ? (uint64_t)llround(scaled) : 0;
-    put_u64(b, v / scale);
-    b->data[b->len++] = '.';
-    uint64_t frac = v % scale;
-    for (uint64_t d = scale / 10; d; d /= 10) {
-        b->data[b->len++] = (char)('0' + frac / d);
-        frac %= d;
-    }
-    b->data[b->len] = '\0';
+    char *p = b->data + b->len;
+    p[0] = '.';
+    for (int i = digits; i > 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
+    b->len += (size_t)digits + 1;
 }
 
-/* Appends a value as JSON, repaired; null for one nested deeper than JSON may be. */
+/* The text of the whole seconds of the last start time written: records that start within
+ * the same second share it, and it is formatted once. */
+typedef struct seconds_text {
+    uint64_t seconds;
+    size_t len;
+    char text[24];
+} seconds_text;
+
+/* Appends a start time (seconds since the epoch) with microseconds (room reserved). */
+static void put_start(rs__buf *b, double t, seconds_text *cache)
+{
+    double scaled = t * 1e6 + 0.5;
+    uint64_t us = scaled > 0 && scaled < 1e18 ? (uint64_t)scaled : 0;
+    uint64_t sec = us / 1000000;
+    if (sec != cache->seconds || !cache->len) {
+        cache->seconds = sec;
+        cache->len = rs__format_u64(cache->text, sec);
+    }
+    memcpy(b->data + b->len, cache->text, cache->len);
+    b->len += cache->len;
+    put_fraction(b, us % 1000000, 6);
+}
+
+/* Appends a duration in seconds as milliseconds with 3 decimals (room reserved). */
+static void put_milliseconds(rs__buf *b, double seconds)
+{
+    double scaled = seconds * 1e6 + 0.5;
+    uint64_t us = scaled > 0 && scaled < 1e18 ? (uint64_t)scaled : 0;
+    put_u64(b, us / 1000);
+    put_fraction(b, us % 1000, 3);
+}
+
+/* Appends v when it is an integer or a short string of printable ASCII without quotes or
+ * backslashes (room reserved: 64 bytes), the values of most records; false for anything
+ * else, which the JSON encoder writes. */
+static bool put_simple(rs__buf *b, const rs_value *v)
+{
+    rs_type t = rs_value_type(v);
+    if (t == RS_TINT) {
+        int64_t x = rs_value_get_int(v);
+        if (x < 0)
+            b->data[b->len++] = '-';
+        put_u64(b, x < 0 ? 0 - (uint64_t)x : (uint64_t)x);
+        return true;
+    }
+    if (t != RS_TSTRING)
+        return false;
+    size_t len;
+    const char *s = rs_value_get_string(v, &len);
+    if (len > 40)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+            return false;
+    }
+    char *p = b->data + b->len;
+    p[0] = '"';
+    memcpy(p + 1, s, len);
+    p[len + 1] = '"';
+    b->len += len + 2;
+    return true;
+}
+
+/* Appends a value as JSON, repaired; null for one nested deeper than JSON may be. Simple
+ * values (put_simple), and arrays of a few, are written without the encoder. */
 static int put_value(rs__buf *b, const rs_value *v, const char *root)
 {
+    if (!ROOM(b, 64))
+        return RS_ENOMEM;
+    size_t start = b->len;
+    if (put_simple(b, v))
+        return 0;
+    size_t n = rs_value_type(v) == RS_TARRAY ? rs_array_len(v) : 0;
+    if (n && n <= 8) {
+        b->data[b->len++] = '[';
+        size_t i = 0;
+        for (; i < n; i++) {
+            if (i)
+                b->data[b->len++] = ',';
+            if (!ROOM(b, 64))
+                return RS_ENOMEM;
+            if (!put_simple(b, rs_array_get(v, i)))
+                break;
+        }
+        if (i == n) {
+            b->data[b->len++] = ']';
+            return 0;
+        }
+        b->len = start; /* something else inside: the encoder writes it all */
+    }
     int rc = rs__json_encode_ex(v, RS_JSON_REPAIR, root, 0, b, NULL);
     if (rc == RS_EVALUE)
         rc = rs__buf_append(b, "null", 4);
     return rc;
 }
 
-/* Appends r's line, with its newline. 0 or RS_ENOMEM (b is as before then). */
-static int encode_record(rs__buf *b, const rs_foreach_record *r)
+/* Appends r's line, with its newline. 0 or RS_ENOMEM (b is as before then). This runs once
+ * per record, on the run thread: the fixed parts are written without a call per piece. */
+static int encode_record(rs__buf *b, const rs_foreach_record *r, seconds_text *cache)
 {
+    static const char *const quoted[] = {
+        "ok\",\"start\":", "error\",\"start\":", "timeout\",\"start\":", "cancelled\",\"start\":"};
     size_t start = b->len;
-    /* The fixed parts, at most 24 digits each: reserved at once. */
-    if (rs__buf_reserve(b, 160))
+    /* A number takes at most 27 bytes: 96 covers the head, 24 and 96 the middle and tail. */
+    if (!ROOM(b, 96))
         return RS_ENOMEM;
-    rs__buf_puts(b, "{\"index\":");
+    PUT(b, "{\"index\":");
     put_u64(b, r->index);
-    rs__buf_puts(b, ",\"status\":\"");
-    rs__buf_puts(b, status_names[r->status <= RS_ITEM_CANCELLED ? r->status : RS_ITEM_ERROR]);
-    rs__buf_puts(b, "\",\"start\":");
+    PUT(b, ",\"status\":\"");
+    const char *st = quoted[r->status <= RS_ITEM_CANCELLED ? r->status : RS_ITEM_ERROR];
+    size_t n = strlen(st);
+    memcpy(b->data + b->len, st, n);
+    b->len += n;
     if (r->start > 0)
-        put_fixed(b, r->start, 6);
+        put_start(b, r->start, cache);
     else
-        rs__buf_puts(b, "null");
-    rs__buf_puts(b, ",\"input\":");
+        PUT(b, "null");
+    PUT(b, ",\"input\":");
     int rc = put_value(b, r->input, "input");
-    if (!rc)
-        rc = rs__buf_puts(b, ",\"output\":");
-    if (!rc)
+    if (!rc && !ROOM(b, 24))
+        rc = RS_ENOMEM;
+    if (!rc) {
+        PUT(b, ",\"output\":");
         rc = put_value(b, r->output, "output");
-    if (!rc)
-        rc = rs__buf_puts(b, ",\"error\":");
-    if (!rc)
-        rc = r->error ? rs__json_encode_text(b, r->error, strlen(r->error))
-                      : rs__buf_puts(b, "null");
-    if (!rc)
-        rc = rs__buf_reserve(b, 128);
+    }
+    if (!rc && !ROOM(b, 24))
+        rc = RS_ENOMEM;
+    if (!rc) {
+        PUT(b, ",\"error\":");
+        if (r->error)
+            rc = rs__json_encode_text(b, r->error, strlen(r->error));
+        else
+            PUT(b, "null");
+    }
+    if (!rc && !ROOM(b, 96))
+        rc = RS_ENOMEM;
     if (rc) {
         b->len = start;
+        b->data[start] = '\0';
         return RS_ENOMEM;
     }
-    rs__buf_puts(b, ",\"duration_ms\":");
-    put_fixed(b, r->duration * 1e3, 3);
-    rs__buf_puts(b, ",\"attempts\":");
+    PUT(b, ",\"duration_ms\":");
+    put_milliseconds(b, r->duration);
+    PUT(b, ",\"attempts\":");
     put_u64(b, r->attempts > 0 ? (uint64_t)r->attempts : 0);
-    rs__buf_puts(b, ",\"runspace\":");
+    PUT(b, ",\"runspace\":");
     put_u64(b, r->runspace_id);
-    rs__buf_puts(b, "}\n");
+    PUT(b, "}\n");
+    b->data[b->len] = '\0';
     return 0;
 }
 
@@ -547,6 +647,7 @@ struct rs__journal {
     rs__cond work; /* the writer has something to look at */
     rs__cond room; /* pending has room again (or the journal failed) */
     rs__buf pending;
+    seconds_text seconds; /* of the start times written into pending */
     uint64_t pending_records;
     int64_t pending_since; /* when pending turned non-empty */
     bool chunk_signalled;  /* the writer was told that pending passed WRITE_CHUNK */
@@ -693,7 +794,7 @@ int rs__journal_append(rs__journal *j, const rs_foreach_record *r)
         return RS_EIO;
     }
     bool was_empty = j->pending.len == 0;
-    if (encode_record(&j->pending, r)) {
+    if (encode_record(&j->pending, r, &j->seconds)) {
         /* A record that cannot be journaled ends the journal, as a full disk would. */
         j->failed = ENOMEM;
         rs__cond_broadcast(&j->room);
@@ -943,8 +1044,7 @@ static int prepare(rs__journal *j, const rs__journal_spec *spec, bool created,
                 rc = rs__msg_set(msg, got, "cannot read the journal '%s': %s", j->path,
                                  strerror(err));
             else if (got == 1 && complete && !spec->force)
-                rc = rs__msg_set(msg, RS_EEXIST, "the journal '%s' already holds records",
-                                 j->path);
+                rc = rs__msg_set(msg, RS_EEXIST, "the journal '%s' already holds records", j->path);
             else
                 anew = true;
         }

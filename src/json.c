@@ -102,6 +102,48 @@ typedef struct encoder {
     rs_errinfo *err;
 } encoder;
 
+/* Appends one byte: rs__buf_putc without the call, for the encoder's punctuation. */
+static inline int put1(rs__buf *b, char c)
+{
+    if (b->len + 2 > b->cap && rs__buf_reserve(b, 1))
+        return RS_ENOMEM;
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+size_t rs__format_u64(char *out, uint64_t x)
+{
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930"
+                                "31323334353637383940414243444546474849505152535455565758596061"
+                                "62636465666768697071727374757677787980818283848586878889909192"
+                                "93949596979899";
+    size_t n = 1;
+    for (uint64_t t = x; t >= 10;) {
+        if (t >= 10000) {
+            t /= 10000;
+            n += 4;
+        } else {
+            n += t >= 1000 ? 3 : t >= 100 ? 2 : 1;
+            break;
+        }
+    }
+    char *p = out + n;
+    while (x >= 100) {
+        unsigned k = (unsigned)(x % 100) * 2;
+        x /= 100;
+        *--p = pairs[k + 1];
+        *--p = pairs[k];
+    }
+    if (x >= 10) {
+        *--p = pairs[x * 2 + 1];
+        *--p = pairs[x * 2];
+    } else {
+        *--p = (char)('0' + x);
+    }
+    return n;
+}
+
 /* Whether s looks like a Lua identifier ([A-Za-z_][A-Za-z0-9_]*), so that a path can
  * write it as .key. */
 static bool is_identifier(const char *s, size_t len)
@@ -228,7 +270,7 @@ static int encode_string(encoder *e, const char *s, size_t len, const path *at, 
     bool ascii = e->flags & RS_JSON_ASCII;
     int rc = rs__buf_reserve(e->out, len + 2);
     if (!rc)
-        rc = rs__buf_putc(e->out, '"');
+        rc = put1(e->out, '"');
     size_t run = 0;
     for (size_t i = 0; !rc && i < len;) {
         if (p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\') {
@@ -251,7 +293,7 @@ static int encode_string(encoder *e, const char *s, size_t len, const path *at, 
     }
     if (!rc)
         rc = rs__buf_append(e->out, s + run, len - run);
-    return rc ? rc : rs__buf_putc(e->out, '"');
+    return rc ? rc : put1(e->out, '"');
 }
 
 /* Whether d printed with `digits` significant digits (%g) into text (32 bytes) reads back to
@@ -330,11 +372,11 @@ static int encode_container(encoder *e, const rs_value *v, const path *at, int l
     bool is_map = rs_value_type(v) == RS_TMAP;
     bool pretty = e->flags & RS_JSON_PRETTY;
     size_t n = is_map ? rs_map_len(v) : rs_array_len(v);
-    int rc = rs__buf_putc(e->out, is_map ? '{' : '[');
+    int rc = put1(e->out, is_map ? '{' : '[');
     for (size_t i = 0; !rc && i < n; i++) {
         path step = {at, v, i};
         if (i)
-            rc = rs__buf_putc(e->out, ',');
+            rc = put1(e->out, ',');
         if (!rc && pretty)
             rc = newline(e, level);
         if (!rc && is_map) {
@@ -342,14 +384,14 @@ static int encode_container(encoder *e, const rs_value *v, const path *at, int l
             const char *key = rs_map_key(v, i, &keylen);
             rc = encode_string(e, key, keylen, &step, true);
             if (!rc)
-                rc = pretty ? rs__buf_append(e->out, ": ", 2) : rs__buf_putc(e->out, ':');
+                rc = pretty ? rs__buf_append(e->out, ": ", 2) : put1(e->out, ':');
         }
         if (!rc)
             rc = encode_value(e, is_map ? rs_map_value(v, i) : rs_array_get(v, i), &step, level);
     }
     if (!rc && n && pretty)
         rc = newline(e, level - 1);
-    return rc ? rc : rs__buf_putc(e->out, is_map ? '}' : ']');
+    return rc ? rc : put1(e->out, is_map ? '}' : ']');
 }
 
 /* Appends v, which sits inside `depth` containers. */
@@ -360,8 +402,19 @@ static int encode_value(encoder *e, const rs_value *v, const path *at, int depth
         return rs__buf_append(e->out, "null", 4);
     case RS_TBOOL:
         return rs__buf_puts(e->out, rs_value_get_bool(v) ? "true" : "false");
-    case RS_TINT:
-        return rs__buf_printf(e->out, "%" PRId64, rs_value_get_int(v));
+    case RS_TINT: {
+        /* By hand rather than printf: integers are the common case of bulk output. */
+        int64_t x = rs_value_get_int(v);
+        if (rs__buf_reserve(e->out, 21))
+            return RS_ENOMEM;
+        char *p = e->out->data + e->out->len;
+        if (x < 0)
+            *p++ = '-';
+        p += rs__format_u64(p, x < 0 ? 0 - (uint64_t)x : (uint64_t)x);
+        *p = '\0';
+        e->out->len = (size_t)(p - e->out->data);
+        return 0;
+    }
     case RS_TDOUBLE: {
         double d = rs_value_get_double(v);
         if (isnan(d))

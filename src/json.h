@@ -16,6 +16,9 @@
 int rs__json_encode_ex(const rs_value *v, unsigned flags, const char *root, int index_base,
                        rs__buf *out, rs_errinfo *err);
 
+/* Writes x in decimal at out (room for 20 bytes; no NUL) and returns the number of digits. */
+size_t rs__format_u64(char *out, uint64_t x);
+
 /* Appends s[0..len) as a JSON string, each byte that is not part of valid UTF-8 as U+FFFD
  * (as RS_JSON_REPAIR does). 0 or RS_ENOMEM (out is as before then). */
 int rs__json_encode_text(rs__buf *out, const char *s, size_t len);

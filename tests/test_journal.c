@@ -314,6 +314,86 @@ static void test_values_json_cannot_carry(void **state)
     unlink(path);
 }
 
+/* The JSON text of each index's output, from on_record and from the journal. */
+typedef struct texts {
+    long n;
+    char **direct, **journaled;
+} texts;
+
+static void keep_direct(const rs_foreach_record *rec, void *ud)
+{
+    texts *t = ud;
+    t->direct[rec->index] = json_of(rec->output);
+}
+
+static void keep_journaled(const rs_foreach_record *rec, void *ud)
+{
+    texts *t = ud;
+    t->journaled[rec->index] = json_of(rec->output);
+}
+
+static int next_of(void *ud, rs_value **item, char **error)
+{
+    (void)error;
+    long *next = ud;
+    if (*next >= 120)
+        return 0;
+    *item = rs_value_int((*next)++);
+    return 1;
+}
+
+static void test_lines_carry_every_value(void **state)
+{
+    (void)state;
+    /* Values the journal writes itself (integers, short plain strings, small arrays of them)
+     * and those it leaves to the JSON encoder read back the same. */
+    const char *script = "local k = _ % 12 "
+                         "if k == 0 then return -9223372036854775807 - 1, 9223372036854775807 end "
+                         "if k == 1 then return 'plain text', '' end "
+                         "if k == 2 then return 'quote \" and \\\\ backslash' end "
+                         "if k == 3 then return 'caf\\u{e9} \\u{1F600}' end "
+                         "if k == 4 then return string.rep('x', 40), string.rep('x', 41) end "
+                         "if k == 5 then return {1, 2, 3, 4, 5, 6, 7, 8, 9} end "
+                         "if k == 6 then return {1, 'a', {b = 2}}, {-1, -2} end "
+                         "if k == 7 then return 1.5, -0.25, 1e300 end "
+                         "if k == 8 then return true, false, json.null end "
+                         "if k == 9 then return 'tab\\there', '\\1', '\\127' end "
+                         "if k == 10 then return json.map(), {} end "
+                         "return _, -_, string.rep('y', 40)";
+    char path[64];
+    temp_path(path);
+    texts t = {.n = 120};
+    t.direct = calloc(120, sizeof *t.direct);
+    t.journaled = calloc(120, sizeof *t.journaled);
+    long next = 0;
+    rs_foreach_opts o = {.next = next_of,
+                         .input_userdata = &next,
+                         .on_record = keep_direct,
+                         .userdata = &t,
+                         .journal = path};
+    rs_foreach *fe;
+    assert_ok(rs_foreach_create(&o, &fe));
+    assert_ok(rs_foreach_set_script(fe, script, (size_t)-1));
+    rs_foreach_summary sum;
+    assert_ok(rs_foreach_run(fe, &sum));
+    assert_int_equal(sum.succeeded, 120);
+    assert_ok(rs_foreach_destroy(fe));
+    rs_journal_summary js;
+    assert_ok(rs_journal_read(path, keep_journaled, &t, &js, NULL));
+    assert_int_equal(js.records, 120);
+    for (long i = 0; i < 120; i++) {
+        assert_non_null(t.direct[i]);
+        assert_non_null(t.journaled[i]);
+        if (strcmp(t.direct[i], t.journaled[i]) != 0)
+            fail_msg("index %ld: %s delivered, %s journaled", i, t.direct[i], t.journaled[i]);
+        rs_free(t.direct[i]);
+        rs_free(t.journaled[i]);
+    }
+    free(t.direct);
+    free(t.journaled);
+    unlink(path);
+}
+
 /* ---- resume -----------------------------------------------------------------------------------
  */
 
@@ -1013,6 +1093,7 @@ static void test_synced_within_100ms(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_lines_of_a_new_journal),
     cmocka_unit_test(test_values_json_cannot_carry),
+    cmocka_unit_test(test_lines_carry_every_value),
     cmocka_unit_test(test_resume_runs_only_what_is_missing),
     cmocka_unit_test(test_resume_failed),
     cmocka_unit_test(test_stopped_run_resumes_its_cancelled_items),
