@@ -224,6 +224,8 @@ static int next_line(lines *l, char **line, size_t *len, bool *complete, uint64_
         }
         if (l->eof)
             return 0;
+        if (!l->buf) /* the first read: tell the kernel to read ahead generously */
+            posix_fadvise(l->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
         /* Keep the partial line, make room, read on. */
         if (l->start) {
             memmove(l->buf, l->buf + l->start, have);
