@@ -33,6 +33,15 @@
  * the input to the end so that every input gets its record; a stop reads no further: the
  * reader ends after the iterator's current call, and an iterator that blocks watches the stop
  * eventfd.
+ *
+ * Journal (journal.c, when opts.journal is set): three hooks. It is opened before the reader
+ * starts, and the indexes it holds are fixed from then on, so the reader asks it without a
+ * lock and skips those inputs (it reads them, to keep the indexes, but they get no record;
+ * ordered delivery moves next_deliver past them). emit_record appends each record to it
+ * before the caller sees it. A journal that cannot be written stops the run as
+ * rs_foreach_stop would (the run thread learns it from an append, the journal's thread tells
+ * it through journal_failed, which takes fe->mu and never holds the journal's lock), and the
+ * run ends with RS_EIO. It is closed (written and synced) after the last record.
  */
 #include "common.h"
 #include "iss.h"
