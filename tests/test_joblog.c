@@ -428,13 +428,8 @@ static void test_stdin_is_read_again(void **state)
     for (int i = 0; i < 100; i++)
         dprintf(fd, "line %d\n", i);
     close(fd);
-    char *const argv[] = {RS_CLI,
-                          "foreach",
-                          "--joblog",
-                          path,
-                          "--resume",
-                          "--ordered",
-                          "if _ == 'line 50' then error('x') end return _",
+    char *const argv[] = {RS_CLI, "foreach",  "--joblog",
+                          path,   "--resume", "if _ == 'line 50' then error('x') end return _",
                           NULL};
     result r = run(argv, &(how){.stdin_path = input});
     assert_int_equal(r.status, 1);
