@@ -238,6 +238,8 @@ static void *writer_main(void *arg)
             synced = sync_file(j->fd) == 0;
         }
         j->writing.len = 0;
+        if (j->writing.cap > 2 * WRITE_CHUNK)
+            rs__buf_free(&j->writing); /* a burst is over: give its memory back */
 
         rs__mutex_lock(&j->mu);
         j->written += written;
