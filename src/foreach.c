@@ -525,10 +525,8 @@ static void emit_record(rs_foreach *fe, uint64_t index, const rs_value *input,
                              .attempts = o->attempts,
                              .start = o->start};
     /* The journal first: a record is on its way to the disk before anyone sees it. */
-    if (fe->journal && rec.input && rec.output && rs__journal_append(fe->journal, &rec))
+    if (fe->journal && rs__journal_append(fe->journal, &rec))
         journal_failed(fe);
-    else if (fe->journal && (!rec.input || !rec.output))
-        journal_failed(fe); /* out of memory: a record that cannot be journaled */
     if (fe->opts.on_record)
         fe->opts.on_record(&rec, fe->opts.userdata);
     rs_value_destroy(none);

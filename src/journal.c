@@ -274,7 +274,7 @@ int rs__journal_append(rs__journal *j, const rs_foreach_record *r)
         return RS_EIO;
     }
     bool was_empty = j->pending.len == 0;
-    if (rs__journal_encode_record(&j->pending, r, &j->seconds)) {
+    if (!r->input || !r->output || rs__journal_encode_record(&j->pending, r, &j->seconds)) {
         /* A record that cannot be journaled ends the journal, as a full disk would. */
         j->failed = ENOMEM;
         rs__cond_broadcast(&j->room);

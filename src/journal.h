@@ -53,7 +53,8 @@ uint64_t rs__journal_next_undone(const rs__journal *j, uint64_t index);
 /* Appends the record's line (one thread at a time: the run thread). It is handed at once to
  * the journal's thread, which writes it within a few milliseconds and syncs it within about
  * 50 ms. Blocks only while more than a few MiB wait to be written. Returns 0, or RS_EIO once
- * the journal has failed (the record is counted as not journaled). */
+ * the journal has failed (the record is counted as not journaled); a record that cannot be
+ * encoded (out of memory; an input or output array missing for that reason) fails it. */
 int rs__journal_append(rs__journal *j, const rs_foreach_record *r);
 
 /* Writes and syncs what is left, stops the journal's thread, closes the file (releasing its
