@@ -91,6 +91,7 @@ bench: bench-deps build
 	./$(RELEASE)/bench/bench_core
 	./$(RELEASE)/bench/bench_scan
 	./$(RELEASE)/bench/bench_cli
+	./$(RELEASE)/bench/bench_journal
 
 install: build
 	cmake --install $(RELEASE) --prefix $(PREFIX)

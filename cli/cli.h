@@ -110,9 +110,20 @@ void bar_clear(progress_bar *b);
 
 double now_seconds(void);
 
+/* For-each records in the formats of `foreach --format` (records.c). */
+typedef enum record_format { FMT_RAW, FMT_JSONL, FMT_CSV, FMT_TABLE } record_format;
+/* "raw", "jsonl", "csv" or "table"; false for anything else. */
+bool parse_record_format(const char *s, record_format *out);
+/* The first line of the csv and table formats (nothing for the others). */
+void record_heading(record_format f);
+/* One record; raw writes the outputs of an ok record and the error of another on stderr (as
+ * "runspace: item N: status: error", after clearing bar). */
+void record_write(record_format f, const rs_foreach_record *r, progress_bar *bar);
+
 int cmd_foreach(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_joblog(int argc, char **argv);
 
 #endif

@@ -504,76 +504,13 @@ char *utf8_text(const char *s)
     return utf8_valid(s, len) ? strdup(s) : utf8_repair(s, len, &n);
 }
 
-/* A copy of v that JSON can carry (see json_text), or NULL when out of memory. Recursion is
- * bounded: values are at most RS_MAX_DEPTH deep (deeper ones fail to encode either way). */
-static rs_value *json_safe_copy(const rs_value *v, int depth)
-{
-    switch (rs_value_type(v)) {
-    case RS_TDOUBLE:
-        return isfinite(rs_value_get_double(v)) ? rs_value_copy(v) : rs_value_null();
-    case RS_TSTRING: {
-        size_t len, fixed_len;
-        const char *s = rs_value_get_string(v, &len);
-        if (utf8_valid(s, len))
-            return rs_value_copy(v);
-        char *fixed = utf8_repair(s, len, &fixed_len);
-        rs_value *r = fixed ? rs_value_stringn(fixed, fixed_len) : NULL;
-        free(fixed);
-        return r;
-    }
-    case RS_TARRAY: {
-        rs_value *a = rs_value_array();
-        for (size_t i = 0; a && i < rs_array_len(v) && depth < RS_MAX_DEPTH; i++) {
-            if (rs_array_push(a, json_safe_copy(rs_array_get(v, i), depth + 1))) {
-                rs_value_destroy(a);
-                a = NULL;
-            }
-        }
-        return a;
-    }
-    case RS_TMAP: {
-        rs_value *m = rs_value_map();
-        for (size_t i = 0; m && i < rs_map_len(v) && depth < RS_MAX_DEPTH; i++) {
-            size_t klen;
-            const char *key = rs_map_key(v, i, &klen);
-            char *fixed = NULL;
-            if (!utf8_valid(key, klen)) {
-                /* Room for the U+FFFDs that make it unique: each one added gets past a key of
-                 * v or of m, and they have at most 2 x len(v) keys. */
-                char *r = utf8_repair(key, klen, &klen);
-                size_t cap = klen + 6 * rs_map_len(v) + 1;
-                fixed = r ? realloc(r, cap) : NULL;
-                if (!fixed) {
-                    free(r);
-                    rs_value_destroy(m);
-                    return NULL;
-                }
-                /* A valid key of v, or one already placed, may read the same. */
-                while (rs_map_getn(v, fixed, klen) || rs_map_getn(m, fixed, klen)) {
-                    memcpy(fixed + klen, "\xef\xbf\xbd", 3);
-                    klen += 3;
-                }
-                key = fixed;
-            }
-            if (rs_map_setn(m, key, klen, json_safe_copy(rs_map_value(v, i), depth + 1))) {
-                rs_value_destroy(m);
-                m = NULL;
-            }
-            free(fixed);
-        }
-        return m;
-    }
-    default:
-        return rs_value_copy(v);
-    }
-}
-
-/* rs_json_encode into a malloc'ed string; RS_E* on failure. */
+/* rs_json_encode (repairing what JSON cannot carry) into a malloc'ed string; RS_E* on
+ * failure. */
 static int encode(const rs_value *v, char **text)
 {
     char *lib = NULL;
     size_t len;
-    int rc = rs_json_encode(v, 0, &lib, &len, NULL);
+    int rc = rs_json_encode(v, RS_JSON_REPAIR, &lib, &len, NULL);
     *text = NULL;
     if (rc)
         return rc;
@@ -587,15 +524,9 @@ static int encode(const rs_value *v, char **text)
 char *json_text(const rs_value *v)
 {
     char *text;
-    int rc = encode(v, &text);
-    if (rc != RS_EVALUE)
-        return text;
-    /* Something inside cannot be carried: repair it value by value, keep the rest. */
-    rs_value *safe = json_safe_copy(v, 0);
-    if (safe && encode(safe, &text) == RS_EVALUE)
+    if (encode(v, &text) == RS_EVALUE)
         text = strdup("null"); /* nested deeper than JSON may be: nothing to keep */
-    rs_value_destroy(safe);
-    return safe ? text : NULL;
+    return text;
 }
 
 void out_value_raw(const rs_value *v)

@@ -45,15 +45,21 @@ static const char usage[] =
     "      --progress, --no-progress\n"
     "                         progress bar on stderr (default: when stderr is a terminal)\n"
     "      --summary          totals on stderr at the end\n"
+    "Journal (a crash loses at most the last 100 ms of records):\n"
+    "      --joblog FILE      write every record to FILE as it is delivered (JSON lines)\n"
+    "      --resume           run only the inputs FILE has no record of (or a cancelled one),\n"
+    "                         and append to it; the input must be the same again\n"
+    "      --resume-failed    the same, and run again the inputs whose record is not ok\n"
+    "      --force            resume a journal of another run (script, options, input), or\n"
+    "                         start a journal that holds records anew\n"
     "  -h, --help             this help\n"
     "\n"
     "Lines may be up to 64 MiB; a longer one is an error record, and the input ends there.\n"
+    "`runspace joblog FILE` prints a journal's final records (the latest line per index).\n"
     "\n"
     "Exit status: 0 every item ok; 1 some item failed, timed out or was cancelled, or the input\n"
-    "could not be read or the output written; 2 usage error or a script that does not compile;\n"
-    "130 interrupted.\n";
-
-typedef enum { FMT_RAW, FMT_JSONL, FMT_CSV, FMT_TABLE } out_format;
+    "could not be read, the output written or the journal written; 2 usage error, a script\n"
+    "that does not compile, or a journal refused; 130 interrupted.\n";
 
 /* The longest input line (without its newline). A longer line yields an error record, and
  * the input ends there: where it ends cannot be known without reading on (from /dev/zero,
@@ -80,8 +86,9 @@ typedef struct cli {
     char *input_error;
     bool input_over;
     /* Output. */
-    out_format format;
+    record_format format;
     progress_bar bar;
+    bool heading; /* the csv or table heading is still to be written */
     unsigned long long failed_records;
     rs_foreach *fe;
 } cli;
@@ -241,111 +248,26 @@ static int next_line(void *ud, rs_value **item, char **error)
 
 /* ---- records ------------------------------------------------------------------------------ */
 
-/* Writes s as a JSON string. */
-static void out_json_string(const char *s)
-{
-    rs_value *v = rs_value_string(s);
-    char *text = v ? json_text(v) : NULL;
-    out_puts(text ? text : "null");
-    free(text);
-    rs_value_destroy(v);
-}
-
-static void out_json_value(const rs_value *v)
-{
-    char *text = json_text(v);
-    out_puts(text ? text : "null");
-    free(text);
-}
-
-/* Writes s as a CSV field (RFC 4180). */
-static void out_csv_field(const char *s)
-{
-    if (!strpbrk(s, ",\"\r\n")) {
-        out_puts(s);
-        return;
-    }
-    out_putc('"');
-    for (const char *p = s; *p; p++) {
-        if (*p == '"')
-            out_putc('"');
-        out_putc(*p);
-    }
-    out_putc('"');
-}
-
 static void on_record(const rs_foreach_record *r, void *ud)
 {
     cli *c = ud;
-    char num[64];
     if (r->status != RS_ITEM_OK)
         c->failed_records++;
     if (out_error())
         return; /* the run is stopping: its records can reach no one */
-    switch (c->format) {
-    case FMT_RAW:
-        if (r->status == RS_ITEM_OK) {
-            for (size_t i = 0; i < rs_array_len(r->output); i++)
-                out_value_raw(rs_array_get(r->output, i));
-        } else {
-            char *error = utf8_text(r->error);
-            bar_clear(&c->bar);
-            fprintf(stderr, "runspace: item %llu: %s: %s\n", (unsigned long long)r->index,
-                    rs_item_status_name(r->status), error ? error : r->error);
-            free(error);
-        }
-        break;
-    case FMT_JSONL:
-        snprintf(num, sizeof num, "{\"index\":%llu,\"input\":", (unsigned long long)r->index);
-        out_puts(num);
-        out_json_value(r->input);
-        out_puts(",\"status\":\"");
-        out_puts(rs_item_status_name(r->status));
-        out_puts("\",\"output\":");
-        out_json_value(r->output);
-        out_puts(",\"error\":");
-        if (r->error)
-            out_json_string(r->error);
-        else
-            out_puts("null");
-        snprintf(num, sizeof num, ",\"duration_ms\":%.3f,\"runspace\":%llu}\n", r->duration * 1e3,
-                 (unsigned long long)r->runspace_id);
-        out_puts(num);
-        break;
-    case FMT_CSV: {
-        snprintf(num, sizeof num, "%llu,", (unsigned long long)r->index);
-        out_puts(num);
-        char *in = json_text(r->input);
-        out_csv_field(in ? in : "");
-        free(in);
-        out_putc(',');
-        out_puts(rs_item_status_name(r->status));
-        out_putc(',');
-        char *outv = json_text(r->output);
-        out_csv_field(outv ? outv : "");
-        free(outv);
-        out_putc(',');
-        char *error = r->error ? utf8_text(r->error) : NULL;
-        out_csv_field(error ? error : "");
-        free(error);
-        snprintf(num, sizeof num, ",%.3f,%llu\n", r->duration * 1e3,
-                 (unsigned long long)r->runspace_id);
-        out_puts(num);
-        break;
+    if (c->heading) {
+        c->heading = false;
+        record_heading(c->format);
     }
-    case FMT_TABLE: {
-        char *text = r->status == RS_ITEM_OK ? json_text(r->output) : utf8_text(r->error);
-        snprintf(num, sizeof num, "%8llu  %-9s %10.3f  %8llu  ", (unsigned long long)r->index,
-                 rs_item_status_name(r->status), r->duration * 1e3,
-                 (unsigned long long)r->runspace_id);
-        bar_clear(&c->bar);
-        out_puts(num);
-        out_puts(text ? text : "");
-        out_putc('\n');
-        free(text);
-        break;
-    }
-    }
+    record_write(c->format, r, &c->bar);
+}
+
+/* Notes of the library (a journal's torn last line dropped, say) go to stderr at once. */
+static void on_notice(const char *message, void *ud)
+{
+    cli *c = ud;
+    bar_clear(&c->bar);
+    cli_error("%s", message);
 }
 
 /* Called after each delivered batch of records: the batch goes out now (one write), so that
@@ -354,7 +276,7 @@ static void on_progress(const rs_foreach_progress *p, void *ud)
 {
     cli *c = ud;
     out_flush();
-    bar_draw(&c->bar, p->done, p->total, p->elapsed, false);
+    bar_draw(&c->bar, p->done + p->skipped, p->total, p->elapsed, false);
 }
 
 static void stop_run(void *ud)
@@ -381,30 +303,39 @@ enum {
     OPT_SUMMARY,
     OPT_BATCH,
     OPT_RESTRICTED,
-    OPT_MEMORY
+    OPT_MEMORY,
+    OPT_JOBLOG,
+    OPT_RESUME,
+    OPT_RESUME_FAILED,
+    OPT_FORCE
 };
 
-static const struct option long_options[] = {{"input", required_argument, NULL, OPT_INPUT},
-                                             {"range", required_argument, NULL, OPT_RANGE},
-                                             {"json", no_argument, NULL, OPT_JSON},
-                                             {"file", required_argument, NULL, 'f'},
-                                             {"throttle", required_argument, NULL, 'j'},
-                                             {"timeout", required_argument, NULL, OPT_TIMEOUT},
-                                             {"retries", required_argument, NULL, OPT_RETRIES},
-                                             {"ordered", no_argument, NULL, OPT_ORDERED},
-                                             {"fail-fast", no_argument, NULL, OPT_FAIL_FAST},
-                                             {"var", required_argument, NULL, OPT_VAR},
-                                             {"param", required_argument, NULL, OPT_PARAM},
-                                             {"module", required_argument, NULL, OPT_MODULE},
-                                             {"format", required_argument, NULL, OPT_FORMAT},
-                                             {"progress", no_argument, NULL, OPT_PROGRESS},
-                                             {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
-                                             {"summary", no_argument, NULL, OPT_SUMMARY},
-                                             {"batch", required_argument, NULL, OPT_BATCH},
-                                             {"restricted", no_argument, NULL, OPT_RESTRICTED},
-                                             {"memory-limit", required_argument, NULL, OPT_MEMORY},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+static const struct option long_options[] = {
+    {"input", required_argument, NULL, OPT_INPUT},
+    {"range", required_argument, NULL, OPT_RANGE},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"file", required_argument, NULL, 'f'},
+    {"throttle", required_argument, NULL, 'j'},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"retries", required_argument, NULL, OPT_RETRIES},
+    {"ordered", no_argument, NULL, OPT_ORDERED},
+    {"fail-fast", no_argument, NULL, OPT_FAIL_FAST},
+    {"var", required_argument, NULL, OPT_VAR},
+    {"param", required_argument, NULL, OPT_PARAM},
+    {"module", required_argument, NULL, OPT_MODULE},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"progress", no_argument, NULL, OPT_PROGRESS},
+    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+    {"summary", no_argument, NULL, OPT_SUMMARY},
+    {"batch", required_argument, NULL, OPT_BATCH},
+    {"restricted", no_argument, NULL, OPT_RESTRICTED},
+    {"memory-limit", required_argument, NULL, OPT_MEMORY},
+    {"joblog", required_argument, NULL, OPT_JOBLOG},
+    {"resume", no_argument, NULL, OPT_RESUME},
+    {"resume-failed", no_argument, NULL, OPT_RESUME_FAILED},
+    {"force", no_argument, NULL, OPT_FORCE},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}};
 
 /* A name=value option collected for later. */
 typedef struct assign {
@@ -415,10 +346,12 @@ typedef struct assign {
 /* Everything cmd_foreach gathers from its options; freed in one place, whichever way the
  * command ends. */
 typedef struct foreach_args {
-    const char *script_file, *input_file, *range_text;
+    const char *script_file, *input_file, *range_text, *joblog;
     unsigned long throttle, retries, batch;
     double timeout;
-    bool ordered, fail_fast, summary, restricted;
+    bool ordered, fail_fast, summary, restricted, force;
+    rs_journal_mode journal_mode;
+    bool resume, resume_failed;
     int progress;
     size_t memory;
     assign vars[64], params[64];
@@ -499,15 +432,25 @@ static int parse_options(int argc, char **argv, foreach_args *a, cli *c)
                 return cli_usage(cmd, "too many --module options");
             a->modules[a->nmodules++] = optarg;
             break;
-        case OPT_FORMAT: {
-            static const char *const formats[] = {"raw", "jsonl", "csv", "table", NULL};
-            int f = parse_choice(optarg, formats);
-            if (f < 0)
+        case OPT_FORMAT:
+            if (!parse_record_format(optarg, &c->format))
                 return cli_usage(cmd, "--format must be raw, jsonl, csv or table, not '%s'",
                                  optarg);
-            c->format = (out_format)f;
             break;
-        }
+        case OPT_JOBLOG:
+            if (!*optarg)
+                return cli_usage(cmd, "--joblog needs a file name");
+            a->joblog = optarg;
+            break;
+        case OPT_RESUME:
+            a->resume = true;
+            break;
+        case OPT_RESUME_FAILED:
+            a->resume_failed = true;
+            break;
+        case OPT_FORCE:
+            a->force = true;
+            break;
         case OPT_PROGRESS:
             a->progress = 1;
             break;
@@ -541,12 +484,60 @@ static int parse_options(int argc, char **argv, foreach_args *a, cli *c)
                          argv[optind + 1]);
     if (a->input_file && a->range_text)
         return cli_usage(cmd, "--input and --range cannot be used together");
+    if (a->resume && a->resume_failed)
+        return cli_usage(cmd, "--resume and --resume-failed cannot be used together");
+    if (!a->joblog && (a->resume || a->resume_failed || a->force))
+        return cli_usage(cmd, "--%s needs --joblog FILE",
+                         a->resume          ? "resume"
+                         : a->resume_failed ? "resume-failed"
+                                            : "force");
+    a->journal_mode = a->resume          ? RS_JOURNAL_RESUME
+                      : a->resume_failed ? RS_JOURNAL_RESUME_FAILED
+                                         : RS_JOURNAL_NEW;
     return -1;
+}
+
+/* What the input is, for the journal's header: a resume must read the same. A new string
+ * (free), NULL when out of memory. */
+static char *input_source(const cli *c, const foreach_args *a)
+{
+    char *where;
+    if (c->range) {
+        where = format("range:%lld..%lld", c->range_next, c->range_last);
+    } else if (a->input_file) {
+        char *full = realpath(a->input_file, NULL); /* the same file from any directory */
+        where = format("file:%s", full ? full : a->input_file);
+        free(full);
+    } else {
+        where = strdup("stdin");
+    }
+    if (where && c->json) {
+        char *json = format("%s, json", where);
+        free(where);
+        where = json;
+    }
+    return where;
+}
+
+/* Why the journal could not be used, with the option that would get past it. */
+static void journal_refused(int rc, const char *message)
+{
+    if (rc == RS_EEXIST)
+        cli_error("%s (--resume continues it, --force starts it anew)", message);
+    else if (rc == RS_EINVAL && strstr(message, "belongs to another run"))
+        cli_error("%s (--force resumes it anyway)", message);
+    else
+        cli_error("%s", message);
 }
 
 /* Runs the for-each once everything is parsed and open; returns the exit status. */
 static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script, size_t script_len)
 {
+    char *source = a->joblog ? input_source(c, a) : NULL;
+    if (a->joblog && !source) {
+        cli_error("out of memory");
+        return EXIT_ITEMS_FAILED;
+    }
     rs_foreach_opts o = {.iss = iss,
                          .throttle = (unsigned)a->throttle,
                          .batch = (unsigned)a->batch,
@@ -561,8 +552,14 @@ static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script,
                          .input_userdata = c,
                          .on_record = on_record,
                          .on_progress = on_progress,
-                         .userdata = c};
+                         .userdata = c,
+                         .journal = a->joblog,
+                         .journal_mode = a->journal_mode,
+                         .journal_force = a->force,
+                         .journal_source = source,
+                         .on_notice = on_notice};
     int rc = rs_foreach_create(&o, &c->fe);
+    free(source); /* copied */
     if (rc) {
         cli_error("%s", rs_strerror(rc));
         return EXIT_USAGE;
@@ -579,25 +576,32 @@ static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script,
     }
 
     bar_init(&c->bar, a->progress, "foreach");
-    if (c->format == FMT_CSV)
-        out_puts("index,input,status,output,error,duration_ms,runspace\n");
-    else if (c->format == FMT_TABLE)
-        out_puts("   INDEX  STATUS       TIME(ms)  RUNSPACE  OUTPUT / ERROR\n");
     on_stop(stop_run, fe);
+    /* The heading only once the run has started: a journal refused writes nothing. */
+    c->heading = true;
     rs_foreach_summary sum;
     int run = rs_foreach_run(fe, &sum);
     on_stop(NULL, NULL);
-    if (run == 0 || run == RS_ESTOPPED)
-        bar_draw(&c->bar, sum.total, o.total, sum.elapsed, true);
+    bool started = run == 0 || run == RS_ESTOPPED || run == RS_EIO;
+    if (started)
+        bar_draw(&c->bar, sum.total + sum.skipped, o.total, sum.elapsed, true);
     bar_clear(&c->bar);
+    if (started && c->heading)
+        record_heading(c->format); /* no record came, and so no heading yet */
     out_flush();
-    if (run && run != RS_ESTOPPED) {
-        /* The run could not start (a module failed to load, say): a setup error. */
-        cli_error("%s", rs_foreach_errmsg(fe));
+    if (!started) {
+        /* The run could not start (a module failed to load, a journal was refused): a setup
+         * error, before anything was read. */
+        journal_refused(run, rs_foreach_errmsg(fe));
         return EXIT_USAGE;
     }
     if (c->input_error)
         cli_error("%s", c->input_error);
+    if (run == RS_EIO)
+        cli_error("%s; %llu record%s of this run %s not in it (their items run again on "
+                  "--resume), but every record was written here",
+                  rs_foreach_errmsg(fe), (unsigned long long)sum.unjournaled,
+                  sum.unjournaled == 1 ? "" : "s", sum.unjournaled == 1 ? "is" : "are");
     if (a->summary) {
         fprintf(stderr,
                 "Processing Summary:\n"
@@ -611,7 +615,12 @@ static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script,
                 (unsigned long long)sum.total, (unsigned long long)sum.succeeded,
                 (unsigned long long)sum.failed, (unsigned long long)sum.timed_out,
                 (unsigned long long)sum.cancelled, sum.success_rate, sum.elapsed);
+        if (a->joblog)
+            fprintf(stderr, "  Skipped:      %llu (already done, in the journal)\n",
+                    (unsigned long long)sum.skipped);
     }
+    if (run == RS_EIO)
+        return EXIT_ITEMS_FAILED; /* the journal failed: whatever else happened */
     if (interrupted())
         return EXIT_INTERRUPTED;
     /* A stop that no signal sent came from failed output: main reports it. */

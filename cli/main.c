@@ -11,6 +11,7 @@ static const char usage[] = "Usage: runspace COMMAND [OPTIONS] [ARGS]\n"
                             "\n"
                             "Commands:\n"
                             "  foreach   run a script once per input item, in parallel\n"
+                            "  joblog    print the final records of a foreach journal\n"
                             "  run       run one script and show its streams\n"
                             "  scan      scan TCP ports of hosts\n"
                             "  demo      the examples, end to end, on built-in data\n"
@@ -37,6 +38,8 @@ int main(int argc, char **argv)
         rc = 0;
     } else if (strcmp(cmd, "foreach") == 0) {
         rc = cmd_foreach(argc - 1, argv + 1);
+    } else if (strcmp(cmd, "joblog") == 0) {
+        rc = cmd_joblog(argc - 1, argv + 1);
     } else if (strcmp(cmd, "run") == 0) {
         rc = cmd_run(argc - 1, argv + 1);
     } else if (strcmp(cmd, "scan") == 0) {

@@ -194,12 +194,18 @@ RS_EXTERN rs_value *rs_map_value(const rs_value *map, size_t index);
 enum {
     RS_JSON_PRETTY = 1 << 0, /* encode: indent by two spaces, one member per line */
     RS_JSON_ASCII = 1 << 1,  /* encode: escape everything outside ASCII as \uXXXX */
+    /* encode: repair what JSON cannot carry, value by value, so that the text keeps the
+     * value's shape: NaN and infinities become null (as JavaScript's JSON.stringify does),
+     * and each byte of a string or map key that is not part of valid UTF-8 becomes U+FFFD (a
+     * repaired key that meets another key of its map gets more U+FFFD until it is unique). */
+    RS_JSON_REPAIR = 1 << 2,
 };
 
 /* Encodes v as JSON text into a new NUL-terminated buffer *out (free with rs_free); *len (may
  * be NULL) gets its length. Errors: RS_EVALUE for a NaN or infinite double or a string (or
- * key) that is not valid UTF-8, with err->message naming the path, as
- * "value[2].name: string is not valid UTF-8"; RS_ENOMEM. */
+ * key) that is not valid UTF-8 (unless RS_JSON_REPAIR), or for nesting deeper than
+ * RS_MAX_DEPTH, with err->message naming the path, as "value[2].name: string is not valid
+ * UTF-8"; RS_ENOMEM. */
 RS_EXTERN int rs_json_encode(const rs_value *v, unsigned flags, char **out, size_t *len,
                              rs_errinfo *err);
 
@@ -504,6 +510,7 @@ typedef struct rs_item_result {
     const char *error;    /* borrowed message, or NULL when ok */
     double duration;      /* seconds */
     uint64_t runspace_id; /* the runspace it ran on; 0 when it never started */
+    double start;         /* when it started, seconds since the Unix epoch; 0 when it never did */
 } rs_item_result;
 
 /* Called on the worker thread for every record as it is written. */
@@ -655,6 +662,8 @@ typedef struct rs_foreach_record {
     double duration;        /* seconds, of the last attempt */
     uint64_t runspace_id;   /* 0 when it never ran */
     int attempts;           /* 0 when it never ran */
+    double start; /* when its last attempt started, seconds since the Unix epoch; 0 when it
+                   * never ran */
 } rs_foreach_record;
 
 typedef struct rs_foreach_progress {
@@ -664,20 +673,72 @@ typedef struct rs_foreach_progress {
     uint64_t failed;    /* error, timeout and cancelled records */
     double elapsed;     /* seconds since the run started */
     double rate;        /* records per second so far */
+    uint64_t skipped;   /* inputs skipped so far: their record is in the journal (resume) */
 } rs_foreach_progress;
 
 typedef struct rs_foreach_summary {
-    uint64_t total;
+    uint64_t total; /* records delivered by this run */
     uint64_t succeeded;
     uint64_t failed; /* status error */
     uint64_t timed_out;
     uint64_t cancelled;
-    double success_rate; /* percent of total, 100 when there were no inputs */
-    double elapsed;      /* seconds */
+    double success_rate;  /* percent of total, 100 when there were no inputs */
+    double elapsed;       /* seconds */
+    uint64_t skipped;     /* inputs not run because the journal holds their record (resume) */
+    uint64_t unjournaled; /* records delivered but not durably in the journal (RS_EIO) */
 } rs_foreach_summary;
 
 typedef void (*rs_foreach_record_fn)(const rs_foreach_record *record, void *userdata);
 typedef void (*rs_foreach_progress_fn)(const rs_foreach_progress *progress, void *userdata);
+/* Something the caller may want to tell its user that is not a failure (a journal's torn
+ * last line dropped, say): a message in full sentences, borrowed for the call. */
+typedef void (*rs_foreach_notice_fn)(const char *message, void *userdata);
+
+/* The journal of a run (opts.journal): a file of JSON lines that survives a crash of the
+ * process, so that a later run can resume it and run only what is missing.
+ *
+ * Format. The first line is a header naming the run:
+ *   {"runspace_journal":1,"created":T,"source":S,"script":D,"command":C,"arguments":D,
+ *    "parameters":D,"session":D,"timeout":F,"retries":N}
+ * where S is opts.journal_source (or null), each D a "sha256:..." digest (or null when
+ * absent) of the script's text, of the positional arguments, of the named parameters and of
+ * the session state (profile, limits, variables, functions, modules and command names of the
+ * ISS), C the command's name (or null), and T the creation time. Then one line per delivered
+ * record, written as the record is delivered:
+ *   {"index":N,"status":"ok","start":T,"input":...,"output":[...],"error":null,
+ *    "duration_ms":F,"attempts":N,"runspace":N}
+ * (start is null for an item that never ran; values JSON cannot carry are repaired as
+ * RS_JSON_REPAIR does). The latest line for an index is its record: a resumed run appends
+ * the new records of indexes it runs again.
+ *
+ * Durability. Lines are written in batches by a thread of the journal and synced with
+ * fdatasync about every 50 ms while records arrive, and at the end: a crash loses at most
+ * the records of about the last 100 ms, and a resume runs those items again. A record is
+ * delivered to on_record whether or not it could be journaled.
+ *
+ * Modes (opts.journal_mode):
+ *  - RS_JOURNAL_NEW: a new journal. A missing file is created; an empty file, or a journal
+ *    with no record yet, is started anew. A journal that holds records is refused with
+ *    RS_EEXIST (resume it, or set journal_force to start it anew, losing them).
+ *  - RS_JOURNAL_RESUME: inputs whose latest record is anything but cancelled are skipped
+ *    (the reader still reads them, in order, to keep the indexes: inputs must be
+ *    re-readable, the same items in the same order); the others run, and their records are
+ *    appended. A missing or empty file is a new journal.
+ *  - RS_JOURNAL_RESUME_FAILED: as RESUME, but only inputs whose latest record is ok are
+ *    skipped: failed, timed-out and cancelled ones run again.
+ * Resuming drops a torn last line (one cut short by a crash; on_notice says so) and
+ * refuses, with RS_EINVAL, a journal whose header names another run (another script,
+ * arguments, parameters, session state, timeout, retries or input source), unless
+ * journal_force: its records then count as this run's, and its header stays. Every mode
+ * refuses with RS_EINVAL a file that is not a journal (no header; a complete line that is
+ * not a record) or not a regular file, whatever journal_force says, and with RS_EBUSY a
+ * journal another run holds (an exclusive flock for the length of the run). Indexes above
+ * 2^36 cannot be resumed. */
+typedef enum rs_journal_mode {
+    RS_JOURNAL_NEW = 0,
+    RS_JOURNAL_RESUME,
+    RS_JOURNAL_RESUME_FAILED
+} rs_journal_mode;
 
 typedef struct rs_foreach_opts {
     rs_pool *pool;     /* an open pool to run on, or NULL: the run opens its own */
@@ -694,10 +755,19 @@ typedef struct rs_foreach_opts {
     rs_foreach_record_fn on_record;     /* one call per input, on the thread of rs_foreach_run */
     rs_foreach_progress_fn on_progress; /* after each delivered batch of records, same thread */
     void *userdata;
+    /* The journal (see rs_journal_mode): a path (copied), or NULL for none. */
+    const char *journal;
+    rs_journal_mode journal_mode;
+    bool journal_force; /* resume a journal of another run; start one with records anew */
+    /* What the input is, for the journal's header (copied): "file:/data/in.txt",
+     * "range:1..100", "stdin"... A resume must give the same. NULL: not named. */
+    const char *journal_source;
+    rs_foreach_notice_fn on_notice; /* optional; on the thread of rs_foreach_run */
 } rs_foreach_opts;
 
-/* Creates a run (copies opts). RS_EINVAL without opts->next, or for a negative or NaN
- * timeout. */
+/* Creates a run (copies opts, the journal's path and source included; the session state of
+ * the ISS or pool is digested now for the journal's header). RS_EINVAL without opts->next,
+ * for a negative or NaN timeout, or for a journal mode or source without a journal. */
 RS_EXTERN int rs_foreach_create(const rs_foreach_opts *opts, rs_foreach **out);
 RS_EXTERN int rs_foreach_destroy(rs_foreach *fe); /* RS_EBUSY while it runs */
 /* What runs per item: a script (RS_ESYNTAX with "script:LINE: message" if it does not
@@ -710,8 +780,14 @@ RS_EXTERN int rs_foreach_add_argument(rs_foreach *fe, rs_value *value);
 RS_EXTERN int rs_foreach_add_parameter(rs_foreach *fe, const char *name, rs_value *value);
 /* Runs to the end of the input and blocks until every record has been delivered. Returns 0
  * (whatever the items' statuses: see the summary), RS_ESTOPPED when rs_foreach_stop ended it
- * (inputs not yet read are not read), or an error that kept it from starting (the pool could
- * not open). summary may be NULL. */
+ * (inputs not yet read are not read), RS_EIO when the journal could not be written or
+ * synced (the run was stopped then, as by rs_foreach_stop; every record was still
+ * delivered, and summary->unjournaled counts those that are not durably in the journal:
+ * a resume runs their items again), or an error that kept it from starting, before any
+ * input was read: the pool could not open, or the journal could not be used (RS_ESYSTEM:
+ * it cannot be opened, read, locked or written; RS_EINVAL, RS_EEXIST, RS_EBUSY: see
+ * rs_journal_mode). The message says which. summary may be NULL; it is filled whenever the
+ * run started. */
 RS_EXTERN int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary);
 /* Stops a run: running items are stopped and reported cancelled, as is everything already
  * read; no more input is read. A stop requested while no run is in progress ends the next run
@@ -722,6 +798,27 @@ RS_EXTERN int rs_foreach_stop(rs_foreach *fe);
  * iterators that block (poll it with the input). Owned by fe; do not read or close it. */
 RS_EXTERN int rs_foreach_stop_fd(rs_foreach *fe);
 RS_EXTERN const char *rs_foreach_errmsg(const rs_foreach *fe);
+
+/* What rs_journal_read found. */
+typedef struct rs_journal_summary {
+    uint64_t records; /* final records: one per index that has any */
+    uint64_t succeeded, failed, timed_out, cancelled; /* the final records by status */
+    uint64_t lines;                                   /* record lines, superseded ones included */
+    uint64_t missing; /* indexes below the highest one that have no record */
+    bool torn;        /* the last line was cut short (a crash while it was written): ignored */
+} rs_journal_summary;
+
+/* Reads the journal at path (see rs_journal_mode) and calls on_record (may be NULL) once per
+ * index with its final record, the latest line for that index, in the order of those lines
+ * in the file. The record is borrowed for the call; its duration and start are as written
+ * (milliseconds and microseconds). summary (may be NULL) gets the counts. The file is not
+ * changed: a torn last line is reported in summary->torn, not removed. Errors (err may be
+ * NULL): RS_ESYSTEM when the file cannot be opened or read, RS_EINVAL when it is not a
+ * journal or a line is not a record (the message names the line), RS_ENOMEM. Blocks on the
+ * file (it reads it twice); memory follows the highest index (a bit each) and the indexes
+ * that have more than one line, not the records. Thread-safe. */
+RS_EXTERN int rs_journal_read(const char *path, rs_foreach_record_fn on_record, void *userdata,
+                              rs_journal_summary *summary, rs_errinfo *err);
 
 /* ============================================================================================
  * Job manager (rs_jobs): the seed's RunspaceJobManager. Named background jobs on a pool; every

@@ -47,8 +47,9 @@ typedef struct rs__run {
     int64_t item_ns; /* per-item timeout, 0 = none */
     int64_t inv_deadline;
     int64_t run_start;
-    int64_t last_end; /* when the previous item of this driver ended; 0 at the first */
-    rs__timer *timer; /* watching this run's deadlines, or NULL */
+    int64_t last_end;   /* when the previous item of this driver ended; 0 at the first */
+    double wall_offset; /* wall-clock seconds minus monotonic seconds, for items' start */
+    rs__timer *timer;   /* watching this run's deadlines, or NULL */
     /* Driver state. */
     int g_idx;                     /* stack index of the globals table */
     int key_idx;                   /* stack index of the string "_" */
@@ -606,6 +607,7 @@ static void begin_run(rs__run *r, size_t i)
         rs_item_result *it = &r->ps->items[i];
         it->output_first = r->sink_first;
         it->runspace_id = r->rs->id;
+        it->start = r->wall_offset + (double)r->run_start * 1e-9;
     }
 }
 
@@ -701,6 +703,8 @@ static int driver(lua_State *L)
 {
     rs__run *r = lua_touserdata(L, 1);
     r->last_end = 0;
+    /* One wall-clock read per invocation: items' start times follow the monotonic clock. */
+    r->wall_offset = rs__wall_time() - (double)rs__now_ns() * 1e-9;
     lua_pushglobaltable(L);
     r->g_idx = lua_gettop(L);
     lua_pushliteral(L, "_");

@@ -33,10 +33,22 @@
  * the input to the end so that every input gets its record; a stop reads no further: the
  * reader ends after the iterator's current call, and an iterator that blocks watches the stop
  * eventfd.
+ *
+ * Journal (journal.c, when opts.journal is set): three hooks. It is opened before the reader
+ * starts, and the indexes it holds are fixed from then on, so the reader asks it without a
+ * lock and skips those inputs (it reads them, to keep the indexes, but they get no record;
+ * ordered delivery moves next_deliver past them). emit_record appends each record to it
+ * before the caller sees it. A journal that cannot be written stops the run as
+ * rs_foreach_stop would (the run thread learns it from an append, the journal's thread tells
+ * it through journal_failed, which takes fe->mu and never holds the journal's lock), and the
+ * run ends with RS_EIO. It is closed (written and synced) after the last record.
  */
 #include "common.h"
+#include "iss.h"
+#include "journal.h"
 #include "queue.h"
 #include "runspace_int.h"
+#include "sha256.h"
 #include "thread.h"
 #include "value.h"
 
@@ -75,16 +87,23 @@ typedef struct pring {
     size_t cap, head, count;
 } pring;
 
+/* What became of an input, besides its input and outputs. */
+typedef struct outcome {
+    rs_item_status status;
+    const char *error; /* borrowed */
+    double duration;
+    double start;
+    uint64_t runspace_id;
+    int attempts;
+} outcome;
+
 /* A record waiting for delivery in input order. */
 typedef struct held {
     bool filled;
-    rs_item_status status;
+    outcome o;   /* its error is `error` */
+    char *error; /* owned */
     rs_value *input;
     rs_value *output;
-    char *error;
-    double duration;
-    uint64_t runspace_id;
-    int attempts;
 } held;
 
 struct rs_foreach {
@@ -93,8 +112,11 @@ struct rs_foreach {
     char *script;
     size_t script_len;
     char *command;
-    rs_value *args;   /* array or NULL */
-    rs_value *params; /* map or NULL */
+    rs_value *args;       /* array or NULL */
+    rs_value *params;     /* map or NULL */
+    char *journal_path;   /* opts.journal, copied */
+    char *journal_source; /* opts.journal_source, copied */
+    char session[72];     /* digest of the pool's session state, for the journal's header */
     atomic_bool running;
     atomic_bool stop_requested;
 
@@ -109,8 +131,14 @@ struct rs_foreach {
     int stop_fd;         /* eventfd, readable from a stop to the end of the run it stopped */
     uint64_t read_count; /* inputs read so far */
     rs__thread reader;
-    slot *done;    /* finished slots, newest first */
-    bool stopping; /* stop or fail-fast: no more dispatch */
+    slot *done;          /* finished slots, newest first */
+    bool stopping;       /* stop or fail-fast: no more dispatch */
+    bool journal_failed; /* the journal could not be written: the run stops */
+
+    /* The journal (run thread; the reader asks it which indexes are done, a set fixed while
+     * the run lasts), and the inputs the reader skipped because it holds their record. */
+    rs__journal *journal;
+    atomic_uint_least64_t skipped;
 
     /* Run thread only. */
     rs_pool *pool;
@@ -177,6 +205,11 @@ int rs_foreach_create(const rs_foreach_opts *opts, rs_foreach **out)
     *out = NULL;
     if (!opts || !opts->next || !(opts->timeout >= 0))
         return RS_EINVAL;
+    if (!opts->journal && (opts->journal_mode || opts->journal_force || opts->journal_source))
+        return RS_EINVAL;
+    if (opts->journal_mode != RS_JOURNAL_NEW && opts->journal_mode != RS_JOURNAL_RESUME &&
+        opts->journal_mode != RS_JOURNAL_RESUME_FAILED)
+        return RS_EINVAL;
     rs_foreach *fe = rs__calloc(1, sizeof *fe);
     if (!fe)
         return RS_ENOMEM;
@@ -189,6 +222,7 @@ int rs_foreach_create(const rs_foreach_opts *opts, rs_foreach **out)
         fe->opts.batch = MAX_BATCH;
     atomic_init(&fe->running, false);
     atomic_init(&fe->stop_requested, false);
+    atomic_init(&fe->skipped, 0);
     fe->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fe->stop_fd < 0 || rs__mutex_init(&fe->mu) || rs__cond_init(&fe->cv) ||
         rs__cond_init(&fe->space)) {
@@ -212,6 +246,19 @@ int rs_foreach_create(const rs_foreach_opts *opts, rs_foreach **out)
         }
         fe->own_pool = true;
     }
+    if (opts->journal) {
+        /* The strings are the caller's; the session state is digested now, while the ISS is
+         * surely alive (the caller may release it right after this call). */
+        fe->journal_path = rs__strdup(opts->journal);
+        fe->journal_source = opts->journal_source ? rs__strdup(opts->journal_source) : NULL;
+        fe->opts.journal = fe->journal_path;
+        fe->opts.journal_source = fe->journal_source;
+        if (!fe->journal_path || (opts->journal_source && !fe->journal_source) ||
+            rs__iss_digest(rs__pool_iss(fe->pool), fe->session)) {
+            rs_foreach_destroy(fe);
+            return RS_ENOMEM;
+        }
+    }
     *out = fe;
     return 0;
 }
@@ -228,6 +275,8 @@ int rs_foreach_destroy(rs_foreach *fe)
     rs__free(fe->command);
     rs_value_destroy(fe->args);
     rs_value_destroy(fe->params);
+    rs__free(fe->journal_path);
+    rs__free(fe->journal_source);
     rs__msg_free(&fe->msg);
     close(fe->stop_fd);
     rs__cond_destroy(&fe->space);
@@ -348,11 +397,39 @@ static void *reader_main(void *arg)
             rs__cond_wait(&fe->space, &fe->mu);
         if (fe->reader_quit)
             break;
+        uint64_t index = fe->read_count;
         rs__mutex_unlock(&fe->mu);
         rs_value *item = NULL;
         char *error = NULL;
-        int rc = fe->opts.next(fe->opts.input_userdata, &item, &error);
+        int rc;
+        bool quit = false;
+        for (uint64_t skips = 1;; skips++) {
+            rc = fe->opts.next(fe->opts.input_userdata, &item, &error);
+            if (rc == 0 || !fe->journal || !rs__journal_done(fe->journal, index))
+                break;
+            /* The journal holds its record: it is read, to keep the indexes, but not run. */
+            rs_value_destroy(item);
+            rs__free(error);
+            item = NULL;
+            error = NULL;
+            index++;
+            atomic_fetch_add_explicit(&fe->skipped, 1, memory_order_relaxed);
+            if (atomic_load(&fe->stop_requested)) {
+                quit = true;
+                break;
+            }
+            if (skips % 4096 == 0) { /* a journal that failed stops the reading too */
+                rs__mutex_lock(&fe->mu);
+                quit = fe->reader_quit;
+                rs__mutex_unlock(&fe->mu);
+                if (quit)
+                    break;
+            }
+        }
         rs__mutex_lock(&fe->mu);
+        fe->read_count = index;
+        if (quit)
+            break;
         if (rc == 0) {
             rs_value_destroy(item);
             rs__free(error);
@@ -398,13 +475,39 @@ static void count(rs_foreach *fe, rs_item_status st)
     }
 }
 
-/* Hands one record to the caller (run thread). */
-static void emit_record(rs_foreach *fe, uint64_t index, rs_item_status st, const rs_value *input,
-                        const rs_value *output, const char *error, double duration,
-                        uint64_t runspace_id, int attempts)
+static void mark_stopping(rs_foreach *fe, bool quit_reading);
+
+/* The journal could not take a record (run thread) or could not write or sync (the
+ * journal's thread): the run stops as it would for rs_foreach_stop, and ends with the
+ * journal's error. */
+static void journal_failed(void *arg)
 {
-    count(fe, st);
-    if (!fe->opts.on_record)
+    rs_foreach *fe = arg;
+    rs__mutex_lock(&fe->mu);
+    if (!fe->journal_failed) {
+        fe->journal_failed = true;
+        mark_stopping(fe, true);
+    }
+    rs__mutex_unlock(&fe->mu);
+}
+
+/* The outcome of item j of a batch, as its record reports it. */
+static outcome item_outcome(const rs_item_result *it, int attempts)
+{
+    return (outcome){.status = it->status,
+                     .error = it->error,
+                     .duration = it->duration,
+                     .start = it->start,
+                     .runspace_id = it->runspace_id,
+                     .attempts = attempts};
+}
+
+/* Hands one record to the journal and to the caller (run thread). */
+static void emit_record(rs_foreach *fe, uint64_t index, const rs_value *input,
+                        const rs_value *output, const outcome *o)
+{
+    count(fe, o->status);
+    if (!fe->opts.on_record && !fe->journal)
         return;
     /* Records without outputs still get an (empty) array; NULL only when out of memory. */
     rs_value *none = output ? NULL : rs_value_array();
@@ -413,14 +516,21 @@ static void emit_record(rs_foreach *fe, uint64_t index, rs_item_status st, const
     rs_value *null_input = input ? NULL : rs_value_null();
     rs_foreach_record rec = {.index = index,
                              .input = input ? input : null_input,
-                             .status = st,
+                             .status = o->status,
                              .output = output,
-                             .error = st == RS_ITEM_OK ? NULL : (error ? error : "failed"),
-                             .duration = duration,
-                             .runspace_id = runspace_id,
-                             .attempts = attempts};
-    fe->opts.on_record(&rec, fe->opts.userdata);
+                             .error =
+                                 o->status == RS_ITEM_OK ? NULL : (o->error ? o->error : "failed"),
+                             .duration = o->duration,
+                             .runspace_id = o->runspace_id,
+                             .attempts = o->attempts,
+                             .start = o->start};
+    /* The journal first: a record is on its way to the disk before anyone sees it. */
+    if (fe->journal && rs__journal_append(fe->journal, &rec))
+        journal_failed(fe);
+    if (fe->opts.on_record)
+        fe->opts.on_record(&rec, fe->opts.userdata);
     rs_value_destroy(none);
+    rs_value_destroy(null_input);
 }
 
 static void report_progress(rs_foreach *fe)
@@ -433,19 +543,25 @@ static void report_progress(rs_foreach *fe)
                              .succeeded = fe->sum.succeeded,
                              .failed = fe->sum.total - fe->sum.succeeded,
                              .elapsed = elapsed,
-                             .rate = elapsed > 0 ? (double)fe->sum.total / elapsed : 0};
+                             .rate = elapsed > 0 ? (double)fe->sum.total / elapsed : 0,
+                             .skipped = atomic_load_explicit(&fe->skipped, memory_order_relaxed)};
     fe->opts.on_progress(&p, fe->opts.userdata);
 }
 
-/* Delivers held records that are next in input order. */
+/* Delivers held records that are next in input order. Indexes whose record is in the
+ * journal (a resume skips them) get none: delivery moves past them. */
 static void flush_window(rs_foreach *fe)
 {
     while (fe->window) {
+        if (fe->journal && rs__journal_done(fe->journal, fe->next_deliver)) {
+            fe->next_deliver = rs__journal_next_undone(fe->journal, fe->next_deliver);
+            continue;
+        }
         held *h = &fe->window[fe->next_deliver % fe->window_cap];
         if (!h->filled)
             break;
-        emit_record(fe, fe->next_deliver, h->status, h->input, h->output, h->error, h->duration,
-                    h->runspace_id, h->attempts);
+        h->o.error = h->error;
+        emit_record(fe, fe->next_deliver, h->input, h->output, &h->o);
         rs_value_destroy(h->input);
         rs_value_destroy(h->output);
         rs__free(h->error);
@@ -455,35 +571,32 @@ static void flush_window(rs_foreach *fe)
 }
 
 /* Delivers (or holds, in input order) the record of one input. input and output are taken;
- * error is borrowed. */
-static void deliver(rs_foreach *fe, uint64_t index, rs_item_status st, rs_value *input,
-                    rs_value *output, const char *error, double duration, uint64_t runspace_id,
-                    int attempts)
+ * o (its error included) is borrowed. */
+static void deliver(rs_foreach *fe, uint64_t index, rs_value *input, rs_value *output,
+                    const outcome *o)
 {
     if (!fe->window) {
-        emit_record(fe, index, st, input, output, error, duration, runspace_id, attempts);
+        emit_record(fe, index, input, output, o);
         rs_value_destroy(input);
         rs_value_destroy(output);
         return;
     }
     held *h = &fe->window[index % fe->window_cap];
     *h = (held){.filled = true,
-                .status = st,
+                .o = *o,
+                .error = o->error ? rs__strdup(o->error) : NULL,
                 .input = input,
-                .output = output,
-                .error = error ? rs__strdup(error) : NULL,
-                .duration = duration,
-                .runspace_id = runspace_id,
-                .attempts = attempts};
+                .output = output};
     flush_window(fe);
 }
 
 /* Reports a pending input as cancelled (never ran, or its retry never came). */
 static void cancel_pending(rs_foreach *fe, pending p)
 {
-    const char *why = p.error ? p.error : "cancelled";
-    deliver(fe, p.index, p.error ? RS_ITEM_ERROR : RS_ITEM_CANCELLED, p.item, NULL, why, 0, 0,
-            p.attempts);
+    outcome o = {.status = p.error ? RS_ITEM_ERROR : RS_ITEM_CANCELLED,
+                 .error = p.error ? p.error : "cancelled",
+                 .attempts = p.attempts};
+    deliver(fe, p.index, p.item, NULL, &o);
     rs__free(p.error);
 }
 
@@ -586,7 +699,8 @@ static bool dispatch(rs_foreach *fe, slot *s)
         took = true;
         if (p.error) { /* an input that could not be read: its record needs no runspace */
             rs__mutex_unlock(&fe->mu);
-            deliver(fe, p.index, RS_ITEM_ERROR, p.item, NULL, p.error, 0, 0, 0);
+            deliver(fe, p.index, p.item, NULL,
+                    &(outcome){.status = RS_ITEM_ERROR, .error = p.error});
             rs__free(p.error);
             rs__mutex_lock(&fe->mu);
             continue;
@@ -599,7 +713,9 @@ static bool dispatch(rs_foreach *fe, slot *s)
             fe->dispatched_hi = p.index + 1;
         if (rs_ps_add_input(s->ps, p.item)) {
             rs__mutex_unlock(&fe->mu);
-            deliver(fe, p.index, RS_ITEM_ERROR, NULL, NULL, "out of memory", 0, 0, p.attempts);
+            deliver(fe, p.index, NULL, NULL,
+                    &(outcome){
+                        .status = RS_ITEM_ERROR, .error = "out of memory", .attempts = p.attempts});
             rs__mutex_lock(&fe->mu);
             continue;
         }
@@ -619,8 +735,10 @@ static bool dispatch(rs_foreach *fe, slot *s)
         rs_value *inputs = rs_ps_take_inputs(s->ps);
         rs__mutex_unlock(&fe->mu);
         for (size_t i = n; i-- > 0;)
-            deliver(fe, s->index[i], RS_ITEM_ERROR, inputs ? rs_array_take(inputs, i) : NULL, NULL,
-                    rs_ps_errmsg(s->ps), 0, 0, s->attempts[i] - 1);
+            deliver(fe, s->index[i], inputs ? rs_array_take(inputs, i) : NULL, NULL,
+                    &(outcome){.status = RS_ITEM_ERROR,
+                               .error = rs_ps_errmsg(s->ps),
+                               .attempts = s->attempts[i] - 1});
         rs_value_destroy(inputs);
         rs__mutex_lock(&fe->mu);
     }
@@ -697,15 +815,16 @@ static void collect_streaming(rs_foreach *fe, slot *s, rs_value *out, rs_value *
         }
         size_t have = out ? rs_array_len(out) : 0;
         size_t count = it.output_first + it.output_count <= have ? it.output_count : 0;
+        outcome o = item_outcome(&it, attempts);
         if (count && rs__array_reserve(fe->view, count)) {
-            emit_record(fe, s->index[j], RS_ITEM_ERROR, input, NULL, "out of memory", it.duration,
-                        it.runspace_id, attempts);
+            o.status = RS_ITEM_ERROR;
+            o.error = "out of memory";
+            emit_record(fe, s->index[j], input, NULL, &o);
             continue;
         }
         for (size_t k = 0; k < count; k++) /* cannot fail: reserved */
             rs_array_push(fe->view, rs_array_get(out, it.output_first + k));
-        emit_record(fe, s->index[j], it.status, input, fe->view, it.error, it.duration,
-                    it.runspace_id, attempts);
+        emit_record(fe, s->index[j], input, fe->view, &o);
         while (rs_array_len(fe->view)) /* give the loans back, without freeing them */
             rs_array_take(fe->view, rs_array_len(fe->view) - 1);
     }
@@ -734,9 +853,10 @@ static void collect_ordered(rs_foreach *fe, slot *s, rs_value *out, rs_value *in
         r->input = inputs && rs_array_len(inputs) == j + 1 ? rs_array_take(inputs, j) : NULL;
         size_t have = out ? rs_array_len(out) : 0;
         r->output = cut_tail(out, r->it.output_count <= have ? r->it.output_count : have);
-        if (!recs) /* out of memory: deliver as we go, backwards */
-            deliver(fe, s->index[j], r->it.status, r->input, r->output, r->it.error, r->it.duration,
-                    r->it.runspace_id, r->attempts);
+        if (!recs) { /* out of memory: deliver as we go, backwards */
+            outcome o = item_outcome(&r->it, r->attempts);
+            deliver(fe, s->index[j], r->input, r->output, &o);
+        }
     }
     for (size_t j = 0; recs && j < n; j++) {
         rec *r = &recs[j];
@@ -744,8 +864,8 @@ static void collect_ordered(rs_foreach *fe, slot *s, rs_value *out, rs_value *in
             rs_value_destroy(r->output);
             continue;
         }
-        deliver(fe, s->index[j], r->it.status, r->input, r->output, r->it.error, r->it.duration,
-                r->it.runspace_id, r->attempts);
+        outcome o = item_outcome(&r->it, r->attempts);
+        deliver(fe, s->index[j], r->input, r->output, &o);
     }
     rs__free(recs);
 }
@@ -859,6 +979,48 @@ static void teardown(rs_foreach *fe)
     fe->window = NULL;
 }
 
+/* Opens the run's journal (see rs_journal_mode), after which the reader skips what it holds
+ * and ordered delivery starts at the first index it does not hold. */
+static int open_journal(rs_foreach *fe)
+{
+    char script[72], args[72], params[72];
+    if (fe->script)
+        rs__sha256_hex(fe->script, fe->script_len, script);
+    const rs_value *values[2] = {fe->args, fe->params};
+    char *digests[2] = {args, params};
+    for (int i = 0; i < 2; i++) {
+        if (!values[i] || (rs_value_type(values[i]) == RS_TARRAY ? !rs_array_len(values[i])
+                                                                 : !rs_map_len(values[i]))) {
+            digests[i] = NULL;
+            continue;
+        }
+        rs__sha256 d;
+        rs__sha256_init(&d);
+        if (rs__value_digest(&d, values[i]))
+            return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
+        rs__sha256_final_hex(&d, digests[i]);
+    }
+    rs__journal_spec spec = {.path = fe->opts.journal,
+                             .mode = fe->opts.journal_mode,
+                             .force = fe->opts.journal_force,
+                             .source = fe->opts.journal_source,
+                             .script = fe->script ? script : NULL,
+                             .command = fe->command,
+                             .arguments = digests[0],
+                             .parameters = digests[1],
+                             .session = fe->session,
+                             .timeout = fe->opts.timeout,
+                             .retries = fe->opts.retries,
+                             .on_notice = fe->opts.on_notice,
+                             .notice_userdata = fe->opts.userdata,
+                             .on_failure = journal_failed,
+                             .failure_arg = fe};
+    int rc = rs__journal_open(&spec, &fe->journal, &fe->msg);
+    if (!rc)
+        fe->next_deliver = rs__journal_next_undone(fe->journal, 0);
+    return rc;
+}
+
 static bool any_busy(rs_foreach *fe)
 {
     for (size_t i = 0; i < fe->nslots; i++) {
@@ -889,17 +1051,24 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
     fe->batch = 1;
     fe->ns_per_item = 0;
     fe->next_deliver = fe->dispatched_hi = fe->read_count = 0;
-    fe->reader_done = fe->run_waiting = false;
+    fe->reader_done = fe->run_waiting = fe->journal_failed = false;
     fe->done = NULL;
+    atomic_store(&fe->skipped, 0);
     /* A stop requested before the run ends it at once: the reader quits before its first
      * call, so that nothing is read. */
     bool stopped = atomic_load(&fe->stop_requested); /* rs_foreach_stop ended this run */
     fe->reader_quit = fe->stopping = stopped;
     int rc = setup(fe);
+    /* The journal is opened before anything is read (a stop before the run reads nothing,
+     * and so has nothing to journal). */
+    if (!rc && fe->opts.journal && !stopped)
+        rc = open_journal(fe);
     if (!rc && rs__thread_create(&fe->reader, reader_main, fe, 0))
         rc = rs__msg_set(&fe->msg, RS_ESYSTEM, "cannot start the reader thread: %s",
                          strerror(errno));
     if (rc) {
+        rs__journal_close(fe->journal, NULL, NULL);
+        fe->journal = NULL;
         teardown(fe);
         atomic_store(&fe->running, false);
         return rc;
@@ -959,6 +1128,10 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
     rs__thread_join(fe->reader);
     flush_window(fe);
     teardown(fe);
+    /* Every record has been appended: the rest is written and synced now. */
+    int journal_rc = rs__journal_close(fe->journal, &fe->sum.unjournaled, &fe->msg);
+    fe->journal = NULL;
+    fe->sum.skipped = atomic_load(&fe->skipped);
 
     fe->sum.elapsed = (double)(rs__now_ns() - fe->started) * 1e-9;
     fe->sum.success_rate =
@@ -973,6 +1146,8 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
         continue;
     rs__mutex_unlock(&fe->mu);
     atomic_store(&fe->running, false);
+    if (journal_rc)
+        return journal_rc; /* its message is set */
     if (stopped)
         return rs__msg_set(&fe->msg, RS_ESTOPPED, "the run was stopped");
     return 0;

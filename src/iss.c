@@ -6,6 +6,7 @@
 #include "iss.h"
 
 #include "runspace_int.h"
+#include "value.h"
 
 #include <lua.h>
 
@@ -376,4 +377,46 @@ const rs__iss_entry *rs__iss_find_command(const rs_iss *iss, const char *name)
             return &iss->entries[i];
     }
     return NULL;
+}
+
+/* Feeds a number to s, little-endian. */
+static void digest_number(rs__sha256 *s, uint64_t x)
+{
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(x >> (8 * i));
+    rs__sha256_update(s, b, sizeof b);
+}
+
+/* Feeds a string, or its absence, to s: a marker, then the length before the bytes. */
+static void digest_text(rs__sha256 *s, const char *text, size_t len)
+{
+    uint8_t present = text != NULL;
+    rs__sha256_update(s, &present, 1);
+    digest_number(s, len);
+    if (text)
+        rs__sha256_update(s, text, len);
+}
+
+int rs__iss_digest(const rs_iss *iss, char out[72])
+{
+    rs__sha256 s;
+    rs__sha256_init(&s);
+    uint64_t head[4] = {(uint64_t)iss->profile, iss->limits.memory_bytes, iss->limits.instructions,
+                        iss->count};
+    for (size_t i = 0; i < RS__ARRAY_SIZE(head); i++)
+        digest_number(&s, head[i]);
+    for (size_t i = 0; i < iss->count; i++) {
+        const rs__iss_entry *e = &iss->entries[i];
+        digest_number(&s, (uint64_t)e->kind);
+        digest_text(&s, e->name, e->name ? strlen(e->name) : 0);
+        digest_text(&s, e->spec, e->spec ? strlen(e->spec) : 0);
+        digest_text(&s, e->source, e->source ? e->source_len : 0);
+        /* A native command is known by its name: its code has no stable identity. */
+        digest_number(&s, e->value != NULL);
+        if (e->value && rs__value_digest(&s, e->value))
+            return RS_ENOMEM;
+    }
+    rs__sha256_final_hex(&s, out);
+    return 0;
 }

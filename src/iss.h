@@ -44,6 +44,10 @@ rs_iss *rs__iss_retain(const rs_iss *iss);
 void rs__iss_release(rs_iss *iss);
 /* The entry of a native command named name, or NULL. */
 const rs__iss_entry *rs__iss_find_command(const rs_iss *iss, const char *name);
+/* The digest of everything in iss that changes what its scripts compute (profile, limits,
+ * and every entry: variables, functions, modules' sources, command names), as "sha256:..."
+ * into out (72 bytes), for a journal's header. 0 or RS_ENOMEM. */
+int rs__iss_digest(const rs_iss *iss, char out[72]);
 /* True when name is reserved by a runspace built-in. */
 bool rs__is_builtin_name(const char *name);
 

@@ -102,6 +102,48 @@ typedef struct encoder {
     rs_errinfo *err;
 } encoder;
 
+/* Appends one byte: rs__buf_putc without the call, for the encoder's punctuation. */
+static inline int put1(rs__buf *b, char c)
+{
+    if (b->len + 2 > b->cap && rs__buf_reserve(b, 1))
+        return RS_ENOMEM;
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+size_t rs__format_u64(char *out, uint64_t x)
+{
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930"
+                                "31323334353637383940414243444546474849505152535455565758596061"
+                                "62636465666768697071727374757677787980818283848586878889909192"
+                                "93949596979899";
+    size_t n = 1;
+    for (uint64_t t = x; t >= 10;) {
+        if (t >= 10000) {
+            t /= 10000;
+            n += 4;
+        } else {
+            n += t >= 1000 ? 3 : t >= 100 ? 2 : 1;
+            break;
+        }
+    }
+    char *p = out + n;
+    while (x >= 100) {
+        unsigned k = (unsigned)(x % 100) * 2;
+        x /= 100;
+        *--p = pairs[k + 1];
+        *--p = pairs[k];
+    }
+    if (x >= 10) {
+        *--p = pairs[x * 2 + 1];
+        *--p = pairs[x * 2];
+    } else {
+        *--p = (char)('0' + x);
+    }
+    return n;
+}
+
 /* Whether s looks like a Lua identifier ([A-Za-z_][A-Za-z0-9_]*), so that a path can
  * write it as .key. */
 static bool is_identifier(const char *s, size_t len)
@@ -228,7 +270,7 @@ static int encode_string(encoder *e, const char *s, size_t len, const path *at, 
     bool ascii = e->flags & RS_JSON_ASCII;
     int rc = rs__buf_reserve(e->out, len + 2);
     if (!rc)
-        rc = rs__buf_putc(e->out, '"');
+        rc = put1(e->out, '"');
     size_t run = 0;
     for (size_t i = 0; !rc && i < len;) {
         if (p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\') {
@@ -251,7 +293,7 @@ static int encode_string(encoder *e, const char *s, size_t len, const path *at, 
     }
     if (!rc)
         rc = rs__buf_append(e->out, s + run, len - run);
-    return rc ? rc : rs__buf_putc(e->out, '"');
+    return rc ? rc : put1(e->out, '"');
 }
 
 /* Whether d printed with `digits` significant digits (%g) into text (32 bytes) reads back to
@@ -330,11 +372,11 @@ static int encode_container(encoder *e, const rs_value *v, const path *at, int l
     bool is_map = rs_value_type(v) == RS_TMAP;
     bool pretty = e->flags & RS_JSON_PRETTY;
     size_t n = is_map ? rs_map_len(v) : rs_array_len(v);
-    int rc = rs__buf_putc(e->out, is_map ? '{' : '[');
+    int rc = put1(e->out, is_map ? '{' : '[');
     for (size_t i = 0; !rc && i < n; i++) {
         path step = {at, v, i};
         if (i)
-            rc = rs__buf_putc(e->out, ',');
+            rc = put1(e->out, ',');
         if (!rc && pretty)
             rc = newline(e, level);
         if (!rc && is_map) {
@@ -342,14 +384,14 @@ static int encode_container(encoder *e, const rs_value *v, const path *at, int l
             const char *key = rs_map_key(v, i, &keylen);
             rc = encode_string(e, key, keylen, &step, true);
             if (!rc)
-                rc = pretty ? rs__buf_append(e->out, ": ", 2) : rs__buf_putc(e->out, ':');
+                rc = pretty ? rs__buf_append(e->out, ": ", 2) : put1(e->out, ':');
         }
         if (!rc)
             rc = encode_value(e, is_map ? rs_map_value(v, i) : rs_array_get(v, i), &step, level);
     }
     if (!rc && n && pretty)
         rc = newline(e, level - 1);
-    return rc ? rc : rs__buf_putc(e->out, is_map ? '}' : ']');
+    return rc ? rc : put1(e->out, is_map ? '}' : ']');
 }
 
 /* Appends v, which sits inside `depth` containers. */
@@ -360,8 +402,19 @@ static int encode_value(encoder *e, const rs_value *v, const path *at, int depth
         return rs__buf_append(e->out, "null", 4);
     case RS_TBOOL:
         return rs__buf_puts(e->out, rs_value_get_bool(v) ? "true" : "false");
-    case RS_TINT:
-        return rs__buf_printf(e->out, "%" PRId64, rs_value_get_int(v));
+    case RS_TINT: {
+        /* By hand rather than printf: integers are the common case of bulk output. */
+        int64_t x = rs_value_get_int(v);
+        if (rs__buf_reserve(e->out, 21))
+            return RS_ENOMEM;
+        char *p = e->out->data + e->out->len;
+        if (x < 0)
+            *p++ = '-';
+        p += rs__format_u64(p, x < 0 ? 0 - (uint64_t)x : (uint64_t)x);
+        *p = '\0';
+        e->out->len = (size_t)(p - e->out->data);
+        return 0;
+    }
     case RS_TDOUBLE: {
         double d = rs_value_get_double(v);
         if (isnan(d))
@@ -382,22 +435,160 @@ static int encode_value(encoder *e, const rs_value *v, const path *at, int depth
     }
 }
 
+/* ---- repair (RS_JSON_REPAIR) -------------------------------------------------------------- */
+
+/* s[0..len) with each byte that is not part of valid UTF-8 replaced by U+FFFD, in a new
+ * NUL-terminated string with room for `extra` more bytes; *out_len gets its length. NULL
+ * when out of memory. */
+static char *utf8_repair(const char *s, size_t len, size_t extra, size_t *out_len)
+{
+    if (len > (SIZE_MAX - 1 - extra) / 3)
+        return NULL;
+    char *r = rs__malloc(3 * len + extra + 1);
+    if (!r)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t k = utf8_decode(p + i, len - i, &cp);
+        if (k) {
+            memcpy(r + n, s + i, k);
+            n += k;
+            i += k;
+        } else {
+            memcpy(r + n, "\xef\xbf\xbd", 3);
+            n += 3;
+            i++;
+        }
+    }
+    r[n] = '\0';
+    *out_len = n;
+    return r;
+}
+
+static bool utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    uint32_t cp;
+    for (size_t i = 0, n; i < len; i += n) {
+        if (p[i] < 0x80) {
+            n = 1;
+            continue;
+        }
+        if (!(n = utf8_decode(p + i, len - i, &cp)))
+            return false;
+    }
+    return true;
+}
+
+/* A copy of v that JSON can carry (RS_JSON_REPAIR), or NULL when out of memory. Recursion
+ * is bounded: containers deeper than RS_MAX_DEPTH are copied empty (the encoder refuses
+ * them either way). */
+static rs_value *repaired_copy(const rs_value *v, int depth)
+{
+    switch (rs_value_type(v)) {
+    case RS_TDOUBLE:
+        return isfinite(rs_value_get_double(v)) ? rs_value_copy(v) : rs_value_null();
+    case RS_TSTRING: {
+        size_t len, fixed_len;
+        const char *s = rs_value_get_string(v, &len);
+        if (utf8_valid(s, len))
+            return rs_value_copy(v);
+        char *fixed = utf8_repair(s, len, 0, &fixed_len);
+        rs_value *r = fixed ? rs_value_stringn(fixed, fixed_len) : NULL;
+        rs__free(fixed);
+        return r;
+    }
+    case RS_TARRAY: {
+        rs_value *a = rs_value_array();
+        for (size_t i = 0; a && i < rs_array_len(v) && depth < RS_MAX_DEPTH; i++) {
+            if (rs_array_push(a, repaired_copy(rs_array_get(v, i), depth + 1))) {
+                rs_value_destroy(a);
+                a = NULL;
+            }
+        }
+        return a;
+    }
+    case RS_TMAP: {
+        rs_value *m = rs_value_map();
+        for (size_t i = 0; m && i < rs_map_len(v) && depth < RS_MAX_DEPTH; i++) {
+            size_t klen;
+            const char *key = rs_map_key(v, i, &klen);
+            char *fixed = NULL;
+            if (!utf8_valid(key, klen)) {
+                /* Room for the U+FFFDs that make it unique: each one added gets past a key of
+                 * v or of m, and they have at most 2 x len(v) keys. */
+                fixed = utf8_repair(key, klen, 6 * rs_map_len(v), &klen);
+                if (!fixed) {
+                    rs_value_destroy(m);
+                    return NULL;
+                }
+                /* A valid key of v, or one already placed, may read the same. */
+                while (rs_map_getn(v, fixed, klen) || rs_map_getn(m, fixed, klen)) {
+                    memcpy(fixed + klen, "\xef\xbf\xbd", 3);
+                    klen += 3;
+                }
+                key = fixed;
+            }
+            if (rs_map_setn(m, key, klen, repaired_copy(rs_map_value(v, i), depth + 1))) {
+                rs_value_destroy(m);
+                m = NULL;
+            }
+            rs__free(fixed);
+        }
+        return m;
+    }
+    default:
+        return rs_value_copy(v);
+    }
+}
+
 int rs__json_encode_ex(const rs_value *v, unsigned flags, const char *root, int index_base,
                        rs__buf *out, rs_errinfo *err)
 {
     if (!v || !out)
         return rs__errinfo_set(err, RS_EINVAL, "no value or no buffer to encode into");
-    if (flags & ~(unsigned)(RS_JSON_PRETTY | RS_JSON_ASCII))
+    if (flags & ~(unsigned)(RS_JSON_PRETTY | RS_JSON_ASCII | RS_JSON_REPAIR))
         return rs__errinfo_set(err, RS_EINVAL, "unknown JSON flags 0x%x", flags);
-    encoder e = {out, flags, root ? root : "value", index_base, err};
+    encoder e = {out, flags & ~(unsigned)RS_JSON_REPAIR, root ? root : "value", index_base, err};
     size_t start = out->len;
     int rc = encode_value(&e, v, NULL, 0);
+    if (rc == RS_EVALUE && (flags & RS_JSON_REPAIR)) {
+        /* Something inside cannot be carried: repair a copy value by value (the rare path;
+         * the common one encodes without copying). */
+        rs_value *safe = repaired_copy(v, 0);
+        out->len = start;
+        rc = safe ? encode_value(&e, safe, NULL, 0) : RS_ENOMEM;
+        rs_value_destroy(safe);
+    }
     if (rc) {
         out->len = start;
         if (out->data)
             out->data[start] = '\0';
         if (rc == RS_ENOMEM)
             rs__errinfo_set(err, RS_ENOMEM, "out of memory");
+    }
+    return rc;
+}
+
+int rs__json_encode_text(rs__buf *out, const char *s, size_t len)
+{
+    encoder e = {out, 0, "text", 0, NULL};
+    size_t start = out->len;
+    int rc;
+    if (utf8_valid(s, len)) {
+        rc = encode_string(&e, s, len, NULL, false);
+    } else {
+        size_t fixed_len;
+        char *fixed = utf8_repair(s, len, 0, &fixed_len);
+        rc = fixed ? encode_string(&e, fixed, fixed_len, NULL, false) : RS_ENOMEM;
+        rs__free(fixed);
+    }
+    if (rc) {
+        out->len = start;
+        if (out->data)
+            out->data[start] = '\0';
     }
     return rc;
 }

@@ -16,6 +16,13 @@
 int rs__json_encode_ex(const rs_value *v, unsigned flags, const char *root, int index_base,
                        rs__buf *out, rs_errinfo *err);
 
+/* Writes x in decimal at out (room for 20 bytes; no NUL) and returns the number of digits. */
+size_t rs__format_u64(char *out, uint64_t x);
+
+/* Appends s[0..len) as a JSON string, each byte that is not part of valid UTF-8 as U+FFFD
+ * (as RS_JSON_REPAIR does). 0 or RS_ENOMEM (out is as before then). */
+int rs__json_encode_text(rs__buf *out, const char *s, size_t len);
+
 /* An upper estimate of the C memory rs_json_decode takes for len bytes of text: the parser's
  * tree and the value tree, both alive at once. A linear scan, no allocation. */
 size_t rs__json_decode_cost(const char *text, size_t len);

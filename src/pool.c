@@ -569,6 +569,11 @@ unsigned rs_pool_available(rs_pool *pool)
     return v;
 }
 
+const rs_iss *rs__pool_iss(const rs_pool *pool)
+{
+    return pool->iss; /* set at create, unchanged until destroy */
+}
+
 rs_pool_state rs_pool_get_state(rs_pool *pool)
 {
     if (!pool)

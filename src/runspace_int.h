@@ -214,6 +214,10 @@ rs__exec *rs__exec_current(void);
 /* Executing thread: sleeps up to seconds; returns 0, or the interruption that cut it short. */
 int rs__exec_sleep(rs__exec *ex, double seconds);
 
+/* ---- pool.c ---- */
+/* The session state the pool's runspaces are built from (borrowed for the pool's life). */
+const rs_iss *rs__pool_iss(const rs_pool *pool);
+
 /* ---- watchdog.c ---- */
 /* What the watchdog watches an execution for (rs__exec.wd_what). */
 enum { RS__WD_DUE = 1, RS__WD_BUDGET = 2, RS__WD_CLOSE = 4 };

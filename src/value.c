@@ -818,3 +818,79 @@ bool rs_value_equal(const rs_value *a, const rs_value *b)
     walk_free(&w);
     return eq;
 }
+
+/* ---- digest ------------------------------------------------------------------------------ */
+
+/* Feeds a 64-bit number to s, little-endian. */
+static void digest_u64(rs__sha256 *s, uint64_t x)
+{
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(x >> (8 * i));
+    rs__sha256_update(s, b, sizeof b);
+}
+
+/* Feeds one node without its children: its type, then its content or its child count. */
+static void digest_node(rs__sha256 *s, const rs_value *v)
+{
+    uint8_t type = (uint8_t)v->type;
+    rs__sha256_update(s, &type, 1);
+    switch (v->type) {
+    case RS_TBOOL:
+        digest_u64(s, ((const bool_value *)v)->b);
+        break;
+    case RS_TINT:
+        digest_u64(s, (uint64_t)((const int_value *)v)->i);
+        break;
+    case RS_TDOUBLE: {
+        uint64_t bits;
+        memcpy(&bits, &((const double_value *)v)->d, sizeof bits);
+        digest_u64(s, bits);
+        break;
+    }
+    case RS_TSTRING: {
+        const string_value *sv = (const string_value *)v;
+        digest_u64(s, sv->len);
+        rs__sha256_update(s, sv->bytes, sv->len);
+        break;
+    }
+    case RS_TARRAY:
+    case RS_TMAP:
+        digest_u64(s, child_count(v));
+        break;
+    default:
+        break;
+    }
+}
+
+int rs__value_digest(rs__sha256 *s, const rs_value *v)
+{
+    /* Depth first, with an explicit stack: values built in C may nest without bound. Every
+     * length is fed before its bytes, so the serialisation reads back one way only. */
+    digest_node(s, v);
+    walk w;
+    walk_init(&w);
+    if (child_count(v) && !walk_push(&w, v, NULL))
+        return RS_ENOMEM;
+    while (w.len) {
+        frame *f = &w.frames[w.len - 1];
+        if (f->next == child_count(f->src)) {
+            w.len--;
+            continue;
+        }
+        size_t i = f->next++;
+        const map_value *m = as_map(f->src);
+        if (m) {
+            digest_u64(s, m->entries[i].keylen);
+            rs__sha256_update(s, m->entries[i].key, m->entries[i].keylen);
+        }
+        const rs_value *c = child_at(f->src, i);
+        digest_node(s, c);
+        if (child_count(c) && !walk_push(&w, c, NULL)) {
+            walk_free(&w);
+            return RS_ENOMEM;
+        }
+    }
+    walk_free(&w);
+    return 0;
+}

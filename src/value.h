@@ -6,6 +6,7 @@
 #define RS_VALUE_H
 
 #include "common.h"
+#include "sha256.h"
 
 /* Makes room in arr for n more items, so that the next n rs_array_push calls cannot fail.
  * Returns 0, RS_EMISUSE when arr is not an array, or RS_ENOMEM (arr is unchanged then). */
@@ -23,5 +24,10 @@ size_t rs__value_cost(rs_type t, size_t n);
 
 /* About how many heap bytes the whole tree v takes, by rs__value_cost. */
 size_t rs__value_size(const rs_value *v);
+
+/* Feeds v to the digest s in a serialisation that tells every two different values apart
+ * (types, lengths and bytes; a map's keys in order). 0 or RS_ENOMEM (deep values need a
+ * stack on the heap). */
+int rs__value_digest(rs__sha256 *s, const rs_value *v);
 
 #endif

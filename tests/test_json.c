@@ -188,6 +188,42 @@ static void test_encode_strings(void **state)
     rs_value_destroy(v);
 }
 
+static void test_encode_repair(void **state)
+{
+    (void)state;
+    /* Without the flag, NaN and bytes that are not UTF-8 are errors; with it, they are
+     * repaired one by one and the rest stays: NaN and infinities as null, bad bytes as
+     * U+FFFD, and repaired keys that meet other keys made unique with more U+FFFD. */
+    rs_value *v = rs_value_array();
+    assert_ok(rs_array_push(v, rs_value_int(1)));
+    assert_ok(rs_array_push(v, rs_value_double(0.0 / 0.0)));
+    assert_ok(rs_array_push(v, rs_value_stringn("a\xff"
+                                                "b",
+                                                3)));
+    assert_ok(rs_array_push(v, rs_value_double(-1.0 / 0.0)));
+    rs_value *m = rs_value_map();
+    assert_ok(rs_map_setn(m, "\xff", 1, rs_value_int(1)));
+    assert_ok(rs_map_setn(m, "\xfe", 1, rs_value_int(2)));
+    assert_ok(rs_map_set(m, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", rs_value_double(2.5)));
+    assert_ok(rs_array_push(v, m));
+    char *text = NULL;
+    rs_errinfo err;
+    assert_rs(RS_EVALUE, rs_json_encode(v, 0, &text, NULL, &err));
+    assert_null(text);
+    assert_encodes(v, RS_JSON_REPAIR,
+                   "[1,null,\"a\xef\xbf\xbd"
+                   "b\",null,{\"\xef\xbf\xbd\":1,"
+                   "\"\xef\xbf\xbd\xef\xbf\xbd\":2,"
+                   "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\":2.5}]");
+    /* The value itself is left as it was. */
+    assert_true(isnan(rs_value_get_double(rs_array_get(v, 1))));
+    /* A value JSON can carry encodes the same with or without the flag. */
+    rs_value *fine = rs_value_string("ok");
+    assert_encodes(fine, RS_JSON_REPAIR, "\"ok\"");
+    rs_value_destroy(fine);
+    rs_value_destroy(v);
+}
+
 /* ---- numbers ----------------------------------------------------------------------------- */
 
 static void test_integers_exact(void **state)
@@ -512,7 +548,7 @@ static void test_encode_errors(void **state)
 
     /* Bad arguments. */
     assert_rs(RS_EINVAL, rs_json_encode(NULL, 0, &text, NULL, &err));
-    assert_rs(RS_EINVAL, rs_json_encode(rs_value_null(), 4, &text, NULL, &err));
+    assert_rs(RS_EINVAL, rs_json_encode(rs_value_null(), 1 << 3, &text, NULL, &err));
     assert_contains(err.message, "flags");
     assert_rs(RS_EINVAL, rs_json_encode(rs_value_null(), 0, NULL, NULL, NULL));
 }
@@ -676,21 +712,14 @@ static void test_concurrent_encode(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_encode_compact),
-    cmocka_unit_test(test_encode_pretty),
-    cmocka_unit_test(test_encode_strings),
-    cmocka_unit_test(test_integers_exact),
-    cmocka_unit_test(test_doubles_round_trip),
-    cmocka_unit_test(test_decode_structure),
-    cmocka_unit_test(test_decode_unterminated_input),
-    cmocka_unit_test(test_decode_nul),
-    cmocka_unit_test(test_decode_errors),
-    cmocka_unit_test(test_decode_depth),
-    cmocka_unit_test(test_encode_errors),
-    cmocka_unit_test(test_encode_depth),
-    cmocka_unit_test(test_encode_ex_appends),
-    cmocka_unit_test(test_oom_encode),
-    cmocka_unit_test(test_oom_decode),
+    cmocka_unit_test(test_encode_compact),    cmocka_unit_test(test_encode_pretty),
+    cmocka_unit_test(test_encode_strings),    cmocka_unit_test(test_encode_repair),
+    cmocka_unit_test(test_integers_exact),    cmocka_unit_test(test_doubles_round_trip),
+    cmocka_unit_test(test_decode_structure),  cmocka_unit_test(test_decode_unterminated_input),
+    cmocka_unit_test(test_decode_nul),        cmocka_unit_test(test_decode_errors),
+    cmocka_unit_test(test_decode_depth),      cmocka_unit_test(test_encode_errors),
+    cmocka_unit_test(test_encode_depth),      cmocka_unit_test(test_encode_ex_appends),
+    cmocka_unit_test(test_oom_encode),        cmocka_unit_test(test_oom_decode),
     cmocka_unit_test(test_concurrent_encode),
 };
 
