@@ -357,6 +357,35 @@ int rs_iss_add_module(rs_iss *iss, const char *spec)
     return e->spec ? 0 : drop_last(iss, RS_ENOMEM);
 }
 
+int rs_iss_add_library(rs_iss *iss, const char *name, int (*open)(struct lua_State *L))
+{
+    if (!iss)
+        return RS_EMISUSE;
+    if (!name || !*name)
+        return rs__msg_set(&iss->msg, RS_EINVAL, "a library needs a name");
+    if (!open)
+        return rs__msg_set(&iss->msg, RS_EINVAL, "library '%s' needs an open function", name);
+    char *global = module_global(name, false);
+    if (!global)
+        return rs__msg_set(&iss->msg, RS_ENOMEM, "out of memory");
+    int rc = check_new_name(iss, global);
+    if (rc) {
+        if (rc == RS_EINVAL)
+            rc = rs__msg_set(&iss->msg, RS_EINVAL,
+                             "library '%s' would bind '%s', which is not a Lua identifier", name,
+                             global);
+        rs__free(global);
+        return rc;
+    }
+    rs__iss_entry *e = add_entry(iss, RS__ISS_LIBRARY, global);
+    rs__free(global);
+    if (!e)
+        return rs__msg_set(&iss->msg, RS_ENOMEM, "out of memory");
+    e->open = open;
+    e->spec = rs__strdup(name);
+    return e->spec ? 0 : drop_last(iss, RS_ENOMEM);
+}
+
 int rs_iss_set_limits(rs_iss *iss, const rs_limits *limits)
 {
     if (!iss)
@@ -412,7 +441,8 @@ int rs__iss_digest(const rs_iss *iss, char out[72])
         digest_text(&s, e->name, e->name ? strlen(e->name) : 0);
         digest_text(&s, e->spec, e->spec ? strlen(e->spec) : 0);
         digest_text(&s, e->source, e->source ? e->source_len : 0);
-        /* A native command is known by its name: its code has no stable identity. */
+        /* A native command or a library is known by its name: its code has no stable
+         * identity. */
         digest_number(&s, e->value != NULL);
         if (e->value && rs__value_digest(&s, e->value))
             return RS_ENOMEM;
