@@ -639,6 +639,8 @@ static int handle_collect(lua_State *L)
     if (!h->pool)
         return 0;
     let_go(h);
+    free(h->src); /* a handle whose begin failed before it got an invocation */
+    h->src = NULL;
     free(h->msg);
     h->msg = NULL;
     rs_value_destroy(h->output);
