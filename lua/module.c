@@ -183,6 +183,13 @@ void lrs_iss_from_opts(lua_State *L, int t, rs_iss **out)
     *out = iss;
 }
 
+/* rs.monotonic(): seconds on the monotonic clock, for timing (time.monotonic in a runspace). */
+static int l_monotonic(lua_State *L)
+{
+    lua_pushnumber(L, lrs_now());
+    return 1;
+}
+
 /* ---- the module's table ------------------------------------------------------------------- */
 
 LUALIB_API int luaopen_runspace(lua_State *L) __attribute__((visibility("default")));
@@ -198,6 +205,8 @@ LUALIB_API int luaopen_runspace(lua_State *L)
     lua_newtable(L);
     lua_pushstring(L, rs_version());
     lua_setfield(L, -2, "version");
+    lua_pushcfunction(L, l_monotonic);
+    lua_setfield(L, -2, "monotonic");
     /* rs.null: null inside tables, as json.null is inside a runspace. */
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
