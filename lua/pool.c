@@ -267,7 +267,9 @@ static void let_go(lrs_handle *h)
 
 static lrs_pool *test_pool(lua_State *L, int idx)
 {
-    lrs_pool **slot = luaL_checkudata(L, idx, LRS_POOL);
+    lrs_pool **slot = luaL_testudata(L, idx, LRS_POOL);
+    if (!slot)
+        luaL_error(L, "expected a pool (rs.pool{...}), got %s", luaL_typename(L, idx));
     if (!*slot)
         luaL_error(L, "the pool could not be created");
     return *slot;
