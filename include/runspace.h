@@ -294,11 +294,11 @@ RS_EXTERN int rs_iss_add_command(rs_iss *iss, const char *name, rs_command_fn fn
 /* Registers a C library, as a luaL_Reg-style open function (luaopen_cjson, say), in every
  * runspace made from the ISS, in either profile: when a runspace opens, after the standard
  * libraries and the built-ins, among the variables, functions and commands in the order they
- * were added, it is opened as luaL_requiref(L, name, open, 0) does. Its value is then in package.loaded[name], so that
- * `require(name)` returns it also in the restricted profile (whose require loads nothing from
- * files), and in the global of that name (dots and dashes become '_', as for modules).
- * open runs once per runspace, on the thread opening it, possibly on many threads at once,
- * outside the runspace's stop, timeouts and budget (as the standard libraries' own open
+ * were added, it is opened as luaL_requiref(L, name, open, 0) does. Its value is then in
+ * package.loaded[name], so that `require(name)` returns it also in the restricted profile (whose
+ * require loads nothing from files), and in the global of that name (dots and dashes become '_', as
+ * for modules). open runs once per runspace, on the thread opening it, possibly on many threads at
+ * once, outside the runspace's stop, timeouts and budget (as the standard libraries' own open
  * functions do): it must be thread-safe and should only build its table. Its allocations
  * count against the memory limit. The restricted profile does not filter what the library
  * offers: registering it is the application's decision. An error it raises fails the

@@ -54,9 +54,9 @@ typedef struct lrs_fe {
     rs_value *in_items[INPUT_CAP];
     char *in_errors[INPUT_CAP]; /* an input that could not be copied: why */
     size_t in_head, in_count;
-    bool input_end;   /* the program's input is exhausted (or failed) */
-    bool closing;     /* the Lua side is gone: drop everything */
-    bool run_done;    /* rs_foreach_run returned */
+    bool input_end; /* the program's input is exhausted (or failed) */
+    bool closing;   /* the Lua side is gone: drop everything */
+    bool run_done;  /* rs_foreach_run returned */
     /* records (under mu) */
     fe_rec recs[RECORD_CAP];
     size_t rec_head, rec_count;
@@ -370,14 +370,7 @@ static int fe_step(lua_State *L)
                 rs_foreach_stop(f->fe);
                 continue;
             }
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            double end = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + left;
-            ts.tv_sec = (time_t)end;
-            ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
-            if (ts.tv_nsec >= 1000000000L)
-                ts.tv_nsec = 999999999L;
-            pthread_cond_timedwait(&f->lua_cv, &f->mu, &ts);
+            lrs_cond_wait_until(&f->lua_cv, &f->mu, f->deadline);
         } else {
             pthread_cond_wait(&f->lua_cv, &f->mu);
         }
@@ -514,8 +507,9 @@ static int l_foreach(lua_State *L)
     int rc = rs_foreach_create(&o, &f->fe);
     if (rc)
         return lrs_fail(L, rc, rc == RS_EINVAL ? "invalid for-each options" : NULL);
-    fe_check(L, f, script ? rs_foreach_set_script(f->fe, script, strlen(script))
-                          : rs_foreach_set_command(f->fe, command));
+    fe_check(L, f,
+             script ? rs_foreach_set_script(f->fe, script, strlen(script))
+                    : rs_foreach_set_command(f->fe, command));
     if (lua_getfield(L, 1, "args") == LUA_TTABLE) {
         lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= n; i++) {

@@ -225,10 +225,10 @@ static int jobs_close(lua_State *L)
 
 void lrs_jobs_open(lua_State *L)
 {
-    static const luaL_Reg methods[] = {{"start", jobs_start},   {"get", jobs_get},
-                                       {"list", jobs_list},     {"wait", jobs_wait},
+    static const luaL_Reg methods[] = {{"start", jobs_start},       {"get", jobs_get},
+                                       {"list", jobs_list},         {"wait", jobs_wait},
                                        {"wait_all", jobs_wait_all}, {"remove", jobs_remove},
-                                       {"close", jobs_close},   {NULL, NULL}};
+                                       {"close", jobs_close},       {NULL, NULL}};
     luaL_newmetatable(L, LRS_JOBS);
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");

@@ -67,6 +67,9 @@ int lrs_opt_bool(lua_State *L, int t, const char *field, int def);
 void lrs_iss_from_opts(lua_State *L, int t, rs_iss **out);
 /* Seconds on the monotonic clock. */
 double lrs_now(void);
+/* Waits on cv (made with a CLOCK_MONOTONIC attribute) with mu held, until signalled or until
+ * deadline (lrs_now() seconds; < 0: no deadline). */
+void lrs_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, double deadline);
 
 /* ---- pools and handles (pool.c) ---- */
 

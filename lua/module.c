@@ -23,6 +23,20 @@ double lrs_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+void lrs_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, double deadline)
+{
+    if (deadline < 0) {
+        pthread_cond_wait(cv, mu);
+        return;
+    }
+    struct timespec ts;
+    ts.tv_sec = (time_t)deadline;
+    ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec >= 1000000000L)
+        ts.tv_nsec = 999999999L;
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
 double lrs_opt_timeout(lua_State *L, int arg)
 {
     if (lua_isnoneornil(L, arg))
@@ -105,9 +119,8 @@ static void iss_check(lua_State *L, rs_iss *iss, int rc)
 
 void lrs_iss_from_opts(lua_State *L, int t, rs_iss **out)
 {
-    static const char *const fields[] = {"profile",   "variables", "functions",
-                                         "modules",   "memory",    "instructions",
-                                         NULL};
+    static const char *const fields[] = {"profile", "variables",    "functions", "modules",
+                                         "memory",  "instructions", NULL};
     *out = NULL;
     int any = 0;
     for (int i = 0; fields[i]; i++) {

@@ -141,8 +141,9 @@ void lrs_pool_release(lrs_pool *p)
         return;
     reap(p);
     if (!wait_orphans(p, lrs_now() + LRS_TEARDOWN_WAIT)) {
-        fprintf(stderr, "runspace: a collected pool still has %zu stopped invocation(s) "
-                        "running after %.0f s; leaving it running\n",
+        fprintf(stderr,
+                "runspace: a collected pool still has %zu stopped invocation(s) "
+                "running after %.0f s; leaving it running\n",
                 p->norphans, LRS_TEARDOWN_WAIT);
         return;
     }
@@ -350,8 +351,9 @@ static int pool_close(lua_State *L)
         return 1;
     }
     if (p->users)
-        return luaL_error(L, "the pool is in use by %d jobs manager(s) or for-each run(s): "
-                             "close them first",
+        return luaL_error(L,
+                          "the pool is in use by %d jobs manager(s) or for-each run(s): "
+                          "close them first",
                           p->users);
     double deadline = timeout < 0 ? -1 : lrs_now() + timeout;
     for (lrs_handle *h = p->live; h; h = h->next)
@@ -453,7 +455,8 @@ static int pool_limit(lua_State *L, bool max)
     if (!lua_isnoneornil(L, 2)) {
         lua_Integer n = luaL_checkinteger(L, 2);
         luaL_argcheck(L, n >= 0 && n <= 65536, 2, "out of range");
-        int rc = max ? rs_pool_set_max(p->pool, (unsigned)n) : rs_pool_set_min(p->pool, (unsigned)n);
+        int rc =
+            max ? rs_pool_set_max(p->pool, (unsigned)n) : rs_pool_set_min(p->pool, (unsigned)n);
         if (rc)
             return lrs_fail(L, rc, rs_pool_errmsg(p->pool));
     }
@@ -671,8 +674,8 @@ void lrs_pool_open(lua_State *L)
                                             {"runspaces", pool_runspaces},
                                             {NULL, NULL}};
     static const luaL_Reg handle_methods[] = {
-        {"wait", handle_wait},   {"stop", handle_stop}, {"state", handle_state},
-        {"done", handle_done},   {"error", handle_error}, {"fd", handle_fd},
+        {"wait", handle_wait}, {"stop", handle_stop},   {"state", handle_state},
+        {"done", handle_done}, {"error", handle_error}, {"fd", handle_fd},
         {NULL, NULL}};
     luaL_newmetatable(L, LRS_POOL);
     luaL_newlib(L, pool_methods);

@@ -186,14 +186,7 @@ static int scan_step(lua_State *L)
                 rs_scan_stop(s->scan); /* thread-safe, does not block */
                 continue;
             }
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            double end = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + left;
-            ts.tv_sec = (time_t)end;
-            ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
-            if (ts.tv_nsec >= 1000000000L)
-                ts.tv_nsec = 999999999L;
-            pthread_cond_timedwait(&s->lua_cv, &s->mu, &ts);
+            lrs_cond_wait_until(&s->lua_cv, &s->mu, s->deadline);
         } else {
             pthread_cond_wait(&s->lua_cv, &s->mu);
         }
@@ -302,9 +295,8 @@ static int l_scan(lua_State *L)
         lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; !rc && i <= n; i++) {
             lua_rawgeti(L, -1, i);
-            const char *spec = lua_isinteger(L, -1) || lua_type(L, -1) == LUA_TSTRING
-                                   ? lua_tostring(L, -1)
-                                   : NULL;
+            const char *spec =
+                lua_isinteger(L, -1) || lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
             if (!spec)
                 return luaL_error(L, "option 'ports' must list port numbers or ranges");
             rc = rs_scan_add_ports(s->scan, spec);

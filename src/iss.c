@@ -309,6 +309,25 @@ static char *module_global(const char *spec, bool is_path)
     return g;
 }
 
+/* The global that a module or library (what) named spec binds, checked as a new name: 0 with
+ * *global a new string, or an error code with the message set. */
+static int new_binding(rs_iss *iss, const char *what, const char *spec, bool is_path, char **global)
+{
+    *global = module_global(spec, is_path);
+    if (!*global)
+        return rs__msg_set(&iss->msg, RS_ENOMEM, "out of memory");
+    int rc = check_new_name(iss, *global);
+    if (rc) {
+        if (rc == RS_EINVAL)
+            rc = rs__msg_set(&iss->msg, RS_EINVAL,
+                             "%s '%s' would bind '%s', which is not a Lua identifier", what, spec,
+                             *global);
+        rs__free(*global);
+        *global = NULL;
+    }
+    return rc;
+}
+
 int rs_iss_add_module(rs_iss *iss, const char *spec)
 {
     if (!iss)
@@ -317,18 +336,10 @@ int rs_iss_add_module(rs_iss *iss, const char *spec)
         return rs__msg_set(&iss->msg, RS_EINVAL, "a module needs a path or a name");
     size_t slen = strlen(spec);
     bool is_path = strchr(spec, '/') || (slen > 4 && strcmp(spec + slen - 4, ".lua") == 0);
-    char *global = module_global(spec, is_path);
-    if (!global)
-        return rs__msg_set(&iss->msg, RS_ENOMEM, "out of memory");
-    int rc = check_new_name(iss, global);
-    if (rc) {
-        if (rc == RS_EINVAL)
-            rc = rs__msg_set(&iss->msg, RS_EINVAL,
-                             "module '%s' would bind '%s', which is not a Lua identifier", spec,
-                             global);
-        rs__free(global);
+    char *global;
+    int rc = new_binding(iss, "module", spec, is_path, &global);
+    if (rc)
         return rc;
-    }
     char *source = NULL, *chunkname = NULL;
     size_t source_len = 0;
     if (is_path) {
@@ -365,18 +376,10 @@ int rs_iss_add_library(rs_iss *iss, const char *name, int (*open)(struct lua_Sta
         return rs__msg_set(&iss->msg, RS_EINVAL, "a library needs a name");
     if (!open)
         return rs__msg_set(&iss->msg, RS_EINVAL, "library '%s' needs an open function", name);
-    char *global = module_global(name, false);
-    if (!global)
-        return rs__msg_set(&iss->msg, RS_ENOMEM, "out of memory");
-    int rc = check_new_name(iss, global);
-    if (rc) {
-        if (rc == RS_EINVAL)
-            rc = rs__msg_set(&iss->msg, RS_EINVAL,
-                             "library '%s' would bind '%s', which is not a Lua identifier", name,
-                             global);
-        rs__free(global);
+    char *global;
+    int rc = new_binding(iss, "library", name, false, &global);
+    if (rc)
         return rc;
-    }
     rs__iss_entry *e = add_entry(iss, RS__ISS_LIBRARY, global);
     rs__free(global);
     if (!e)

@@ -24,8 +24,8 @@ typedef struct rs__iss_entry {
     rs_value *value; /* variable */
     char *source;    /* function body or module file contents */
     size_t source_len;
-    char *chunkname;  /* "=name" (function) or "@path" (module file) */
-    rs_command_fn fn; /* command */
+    char *chunkname;                  /* "=name" (function) or "@path" (module file) */
+    rs_command_fn fn;                 /* command */
     int (*open)(struct lua_State *L); /* library */
     void *userdata;
 } rs__iss_entry;
