@@ -3,6 +3,10 @@
 # `make install PREFIX=...` does, and checks that lua5.4 finds the module there through the
 # directory on its own package.cpath (PREFIX/lib/lua/5.4/?.so) and can use it.
 set -eu
+# In sanitizer builds the runtime is preloaded for lua5.4 (loading the instrumented module)
+# only, not for cmake or the shell's tools.
+preload=${LD_PRELOAD:-}
+unset LD_PRELOAD
 build=$1
 lua=$2
 prefix=$(mktemp -d)
@@ -16,7 +20,7 @@ case $template in
 */lib/lua/5.4/\?.so) ;;
 *) echo "lua5.4's package.cpath has no PREFIX/lib/lua/5.4/?.so: $template"; exit 1 ;;
 esac
-LUA_CPATH_5_4="$prefix/lib/lua/5.4/?.so" "$lua" -e '
+LD_PRELOAD=$preload LUA_CPATH_5_4="$prefix/lib/lua/5.4/?.so" "$lua" -e '
   local rs = require "runspace"
   local pool = rs.pool{max = 1}
   assert(pool:begin("return ... * 2", 21):wait(10) == 42)
