@@ -159,9 +159,11 @@ static int jobs_list(lua_State *L)
     lrs_jobs *j = check_jobs(L);
     static const char *const filters[] = {"all", "running", "completed", NULL};
     rs_job_filter filter = (rs_job_filter)luaL_checkoption(L, 2, "all", filters);
-    size_t n = rs_jobs_list(j->jobs, filter, NULL, 0);
-    const char **names = lua_newuserdatauv(L, (n ? n : 1) * sizeof *names, 0);
-    n = rs_jobs_list(j->jobs, filter, names, n);
+    size_t cap = rs_jobs_list(j->jobs, filter, NULL, 0);
+    const char **names = lua_newuserdatauv(L, (cap ? cap : 1) * sizeof *names, 0);
+    size_t n = rs_jobs_list(j->jobs, filter, names, cap);
+    if (n > cap)
+        n = cap; /* jobs started in between (by another thread): the first cap */
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
         lua_pushstring(L, names[i]);

@@ -485,9 +485,11 @@ static int pool_available(lua_State *L)
 static int pool_runspaces(lua_State *L)
 {
     lrs_pool *p = lrs_check_pool(L, 1);
-    size_t n = rs_pool_runspaces(p->pool, NULL, 0);
-    rs_runspace_info *rows = lua_newuserdatauv(L, (n ? n : 1) * sizeof *rows, 0);
-    n = rs_pool_runspaces(p->pool, rows, n);
+    size_t cap = rs_pool_runspaces(p->pool, NULL, 0);
+    rs_runspace_info *rows = lua_newuserdatauv(L, (cap ? cap : 1) * sizeof *rows, 0);
+    size_t n = rs_pool_runspaces(p->pool, rows, cap);
+    if (n > cap)
+        n = cap; /* runspaces opened in between: the first cap rows */
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
         lua_createtable(L, 0, 5);

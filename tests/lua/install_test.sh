@@ -3,10 +3,11 @@
 # `make install PREFIX=...` does, and checks that lua5.4 finds the module there through the
 # directory on its own package.cpath (PREFIX/lib/lua/5.4/?.so) and can use it.
 set -eu
-# In sanitizer builds the runtime is preloaded for lua5.4 (loading the instrumented module)
-# only, not for cmake or the shell's tools.
-preload=${LD_PRELOAD:-}
-unset LD_PRELOAD
+# In sanitizer builds RS_LUA_PRELOAD names the runtime to preload for lua5.4 (loading the
+# instrumented module) only, not for cmake or the shell's tools.
+preload=${RS_LUA_PRELOAD:-}
+# lua5.4's own search path, not the one the other tests point at the build.
+unset LUA_CPATH LUA_CPATH_5_4
 build=$1
 lua=$2
 prefix=$(mktemp -d)
