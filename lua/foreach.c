@@ -394,14 +394,14 @@ static int fe_stop(lua_State *L)
 }
 
 /* run:summary(): once the loop has ended, {total, succeeded, failed, timed_out, cancelled,
- * elapsed, success_rate}; nil before. */
+ * elapsed, success_rate, skipped (inputs a resumed journal held)}; nil before. */
 static int fe_summary(lua_State *L)
 {
     lrs_fe *f = check_fe(L, 1);
     if (!f->finished)
         return 0;
     const rs_foreach_summary *s = &f->summary;
-    lua_createtable(L, 0, 7);
+    lua_createtable(L, 0, 8);
     lua_pushinteger(L, (lua_Integer)s->total);
     lua_setfield(L, -2, "total");
     lua_pushinteger(L, (lua_Integer)s->succeeded);
@@ -416,6 +416,8 @@ static int fe_summary(lua_State *L)
     lua_setfield(L, -2, "elapsed");
     lua_pushnumber(L, s->success_rate);
     lua_setfield(L, -2, "success_rate");
+    lua_pushinteger(L, (lua_Integer)s->skipped);
+    lua_setfield(L, -2, "skipped");
     return 1;
 }
 

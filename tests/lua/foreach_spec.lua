@@ -150,6 +150,34 @@ describe("rs.foreach", function()
     collectgarbage() collectgarbage()
   end)
 
+  it("keeps a journal and resumes from it", function()
+    local path = os.tmpname()
+    os.remove(path)
+    local input = {}
+    for i = 1, 20 do input[i] = i end
+    local run = rs.foreach{input = input, journal = path, script = "if _ % 5 == 0 then error('five') end return _"}
+    local n = 0
+    for _ in run do n = n + 1 end
+    assert.are.equal(20, n)
+    local lines = 0
+    for _ in io.lines(path) do lines = lines + 1 end
+    assert.are.equal(21, lines) -- the header and one line per record
+    -- resuming the failed: only the four failures run again
+    local again = {}
+    local run2 = rs.foreach{input = input, journal = path, resume = "failed",
+                            script = "if _ % 5 == 0 then error('five') end return _"}
+    for rec in run2 do again[#again + 1] = rec.input end
+    table.sort(again)
+    assert.are.same({5, 10, 15, 20}, again)
+    assert.are.equal(16, run2:summary().skipped)
+    -- a new journal over one that holds records is refused with the library's message
+    assert.has_error(function()
+      for _ in rs.foreach{input = input, journal = path, script = "return _"} do end
+    end)
+    assert.has_error(function() rs.foreach{input = input, journal = path, resume = "some", script = "return 1"} end)
+    os.remove(path)
+  end)
+
   it("empties an empty input", function()
     local n = 0
     for _ in rs.foreach{input = {}, script = "return 1"} do n = n + 1 end
