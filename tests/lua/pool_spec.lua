@@ -80,6 +80,15 @@ describe("rs.pool", function()
     assert.are.equal(7, pool:begin("return 7"):wait(10))
   end)
 
+  it("gives a descriptor to poll until the handle is waited for", function()
+    local h = pool:begin("sleep(0.05) return 'late'")
+    local fd = h:fd()
+    assert.are.equal("integer", math.type(fd))
+    assert.is_true(fd >= 0)
+    assert.are.equal("late", h:wait(10))
+    assert.has_error(function() h:fd() end, "the invocation has been waited for")
+  end)
+
   it("reuses invocations across many begins", function()
     local hs = {}
     for i = 1, 500 do hs[i] = pool:begin("return ... + 1", i) end
