@@ -113,6 +113,24 @@ describe("rs.pool", function()
                       functions = {twice = "local x = ... return 2 * x"}}
     assert.are.same({3, 8, "nil"}, {p:begin("return Config.retries, twice(4), type(io)"):wait(10)})
     p:close()
+    -- a module file, bound to the global of its base name; limits
+    local path = os.tmpname() .. ".lua"
+    local f = assert(io.open(path, "w"))
+    f:write("return {answer = 42}")
+    f:close()
+    local name = path:match("([^/]+)%.lua$"):gsub("[.-]", "_")
+    local q = rs.pool{max = 1, modules = {path}, instructions = 100000}
+    assert.are.equal(42, q:begin("return " .. name .. ".answer"):wait(10))
+    local ok, err = pcall(function() return q:begin("while true do end"):wait(10) end)
+    assert.is_false(ok)
+    assert.matches("instruction budget of 100000 exceeded", err)
+    q:close(10)
+    local m = rs.pool{max = 1, memory = 4 * 1024 * 1024}
+    ok, err = pcall(function() return m:begin("local t = {} for i = 1, 1e7 do t[i] = i end"):wait(10) end)
+    assert.is_false(ok)
+    assert.matches("memory", err)
+    m:close(10)
+    os.remove(path)
     assert.has_error(function() rs.pool{profile = "open"} end,
       'option \'profile\' must be "default" or "restricted" (got "open")')
     assert.has_error(function() rs.pool{functions = {f = "return +"}} end)
