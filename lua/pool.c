@@ -417,13 +417,14 @@ static int pool_begin(lua_State *L)
     if (!h->ps)
         return lrs_fail(L, code, err);
     for (int i = 0; i < nargs; i++) {
-        char what[32];
-        snprintf(what, sizeof what, "argument %d", i + 1);
-        rs_value *v = lrs_to_value(L, 3 + i, what, err, sizeof err);
+        char why[400];
+        rs_value *v = lrs_to_value(L, 3 + i, "", why, sizeof why); /* named on failure only */
         int rc = v ? rs_ps_add_argument(h->ps, v) : RS_EVALUE;
         if (rc) {
             if (v)
                 snprintf(err, sizeof err, "%s", rs_ps_errmsg(h->ps));
+            else
+                snprintf(err, sizeof err, "argument %d%s", i + 1, why);
             rs_ps_clear_arguments(h->ps);
             return lrs_fail(L, rc, err);
         }
