@@ -559,6 +559,8 @@ void lrs_foreach_open(lua_State *L)
     static const luaL_Reg methods[] = {
         {"stop", fe_stop}, {"summary", fe_summary}, {"close", fe_gc}, {NULL, NULL}};
     luaL_newmetatable(L, LRS_FOREACH);
+    lua_pushliteral(L, "runspace"); /* getmetatable cannot reach the finalizers */
+    lua_setfield(L, -2, "__metatable");
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, fe_step);

@@ -232,6 +232,8 @@ void lrs_jobs_open(lua_State *L)
                                        {"wait_all", jobs_wait_all}, {"remove", jobs_remove},
                                        {"close", jobs_close},       {NULL, NULL}};
     luaL_newmetatable(L, LRS_JOBS);
+    lua_pushliteral(L, "runspace"); /* getmetatable cannot reach the finalizers */
+    lua_setfield(L, -2, "__metatable");
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, jobs_close);

@@ -681,6 +681,8 @@ void lrs_pool_open(lua_State *L)
         {"done", handle_done}, {"error", handle_error}, {"fd", handle_fd},
         {NULL, NULL}};
     luaL_newmetatable(L, LRS_POOL);
+    lua_pushliteral(L, "runspace"); /* getmetatable cannot reach the finalizers */
+    lua_setfield(L, -2, "__metatable");
     luaL_newlib(L, pool_methods);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, pool_gc);
@@ -691,6 +693,8 @@ void lrs_pool_open(lua_State *L)
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
     luaL_newmetatable(L, LRS_HANDLE);
+    lua_pushliteral(L, "runspace"); /* getmetatable cannot reach the finalizers */
+    lua_setfield(L, -2, "__metatable");
     luaL_newlib(L, handle_methods);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, handle_collect);

@@ -323,6 +323,8 @@ void lrs_scan_open(lua_State *L)
     static const luaL_Reg methods[] = {
         {"stop", scan_stop}, {"summary", scan_summary}, {"close", scan_gc}, {NULL, NULL}};
     luaL_newmetatable(L, LRS_SCAN);
+    lua_pushliteral(L, "runspace"); /* getmetatable cannot reach the finalizers */
+    lua_setfield(L, -2, "__metatable");
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, scan_step);

@@ -135,6 +135,8 @@ void lrs_shared_open(lua_State *L)
                                        {"keys", shared_keys},
                                        {NULL, NULL}};
     luaL_newmetatable(L, LRS_SHARED);
+    lua_pushliteral(L, "runspace"); /* getmetatable cannot reach the finalizers */
+    lua_setfield(L, -2, "__metatable");
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, shared_gc);

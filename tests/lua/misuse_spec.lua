@@ -52,3 +52,16 @@ describe("misuse", function()
     assert.is_true(pool:close(10))
   end)
 end)
+
+describe("the module's objects", function()
+  it("keep their metatables to themselves", function()
+    local pool = rs.pool{max = 1}
+    local h = pool:begin("return 1")
+    for _, obj in ipairs{pool, h, rs.shared(), rs.jobs{max = 1}} do
+      assert.are.equal("runspace", getmetatable(obj))
+      assert.has_error(function() setmetatable(obj, {}) end)
+    end
+    assert.are.equal(1, h:wait(10))
+    pool:close()
+  end)
+end)
