@@ -774,6 +774,11 @@ RS_EXTERN int rs_foreach_destroy(rs_foreach *fe); /* RS_EBUSY while it runs */
  * compile: nothing will run), or a command of the ISS or a global Lua function. One of them,
  * set before the run. The item is `_` and the first vararg. */
 RS_EXTERN int rs_foreach_set_script(rs_foreach *fe, const char *src, size_t len);
+/* The same for a script read from a file: name (copied; NULL is rs_foreach_set_script) is
+ * its chunk name, as rs_ps_add_script_named, so messages read "NAME:LINE: message". The
+ * journal's digest is of the text alone: a script moved to another path still resumes. */
+RS_EXTERN int rs_foreach_set_script_named(rs_foreach *fe, const char *src, size_t len,
+                                          const char *name);
 RS_EXTERN int rs_foreach_set_command(rs_foreach *fe, const char *name);
 /* Positional arguments and named parameters for every item (taken). */
 RS_EXTERN int rs_foreach_add_argument(rs_foreach *fe, rs_value *value);

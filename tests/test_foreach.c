@@ -184,6 +184,38 @@ static void test_errors_are_records(void **state)
     free(k.seen);
 }
 
+/* A script named as a file: its errors and debug information say the file's name, where an
+ * unnamed one says "script"; a syntax error is refused with the name at once. */
+static void test_named_script(void **state)
+{
+    (void)state;
+    source src = {.n = 10};
+    sink k;
+    sink_init(&k, &src);
+    rs_foreach_opts o = {.throttle = 2,
+                         .next = next_int,
+                         .input_userdata = &src,
+                         .on_record = on_record,
+                         .on_progress = on_progress,
+                         .userdata = &k};
+    rs_foreach *fe;
+    assert_ok(rs_foreach_create(&o, &fe));
+    assert_rs(RS_ESYNTAX, rs_foreach_set_script_named(fe, "\nreturn +", (size_t)-1, "jobs/a.lua"));
+    assert_contains(rs_foreach_errmsg(fe), "jobs/a.lua:2: unexpected symbol");
+    assert_rs(RS_EINVAL, rs_foreach_set_script_named(fe, "return 1", (size_t)-1, ""));
+    assert_ok(rs_foreach_set_script_named(
+        fe, "if _ == 3 then\n error(debug.getinfo(1, 'S').source .. ' three')\nend\nreturn _ * _",
+        (size_t)-1, "jobs/a.lua"));
+    rs_foreach_summary sum;
+    assert_ok(rs_foreach_run(fe, &sum));
+    assert_ok(rs_foreach_destroy(fe));
+    assert_all_once(&k);
+    assert_int_equal(k.status[RS_ITEM_ERROR], 1);
+    assert_int_equal(k.bad_output, 0);
+    assert_string_equal(k.first_error, "jobs/a.lua:2: @jobs/a.lua three");
+    free(k.seen);
+}
+
 static void test_timeouts(void **state)
 {
     (void)state;
@@ -797,6 +829,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_squares_completion_order),
     cmocka_unit_test(test_ordered),
     cmocka_unit_test(test_errors_are_records),
+    cmocka_unit_test(test_named_script),
     cmocka_unit_test(test_timeouts),
     cmocka_unit_test(test_retries),
     cmocka_unit_test(test_fail_fast),
