@@ -81,6 +81,13 @@ static void on_record(rs_ps *ps, const rs_record *r, void *ud)
     fflush(stderr);
 }
 
+/* Records of finalizers that run as the runspace closes, after the script ended: printed as
+ * the script's own were, as Lua prints at lua_close. */
+static void on_host_record(const rs_record *r, void *ud)
+{
+    on_record(NULL, r, ud);
+}
+
 static void stop_script(void *ud)
 {
     rs_ps_begin_stop(ud);
@@ -220,6 +227,8 @@ int cmd_run(int argc, char **argv)
     }
     rs_limits limits = {.memory_bytes = memory};
     rc = rs_iss_set_limits(iss, &limits);
+    if (!rc)
+        rc = rs_iss_set_host(iss, on_host_record, &c);
     for (int i = 0; !rc && i < nv; i++)
         rc = rs_iss_set_variable(iss, vnames[i], vvalues[i]);
     for (int i = 0; !rc && i < nm; i++)

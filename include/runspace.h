@@ -292,6 +292,16 @@ RS_EXTERN int rs_iss_add_function(rs_iss *iss, const char *name, const char *bod
 RS_EXTERN int rs_iss_add_command(rs_iss *iss, const char *name, rs_command_fn fn, void *userdata);
 /* Sets the limits (copied). */
 RS_EXTERN int rs_iss_set_limits(rs_iss *iss, const rs_limits *limits);
+/* Where a runspace's stream records go when it writes them while no invocation runs: the
+ * finalizers that run when its Lua state closes (rs_runspace_destroy, rs_pool_destroy, a
+ * runspace replaced after a failure between invocations) may print or warn, as in Lua at
+ * lua_close. fn gets each such record (borrowed for the call; item is -1); it is called on
+ * the thread that closes the runspace, possibly on many threads at once, so it must be
+ * thread-safe, and must not call back into the runspace or its pool. Without a host such
+ * records are dropped. Records written during an invocation always go to it. NULL fn: none. */
+struct rs_record; /* below, with the streams */
+typedef void (*rs_host_fn)(const struct rs_record *record, void *userdata);
+RS_EXTERN int rs_iss_set_host(rs_iss *iss, rs_host_fn fn, void *userdata);
 RS_EXTERN const char *rs_iss_errmsg(const rs_iss *iss);
 
 /* ---- the call context a native command receives (valid only during the call) ---- */

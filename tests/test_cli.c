@@ -379,6 +379,20 @@ static void test_script_file_as_lua_reads_it(void **state)
     unlink(bom);
 }
 
+/* A finalizer that runs as the runspace closes prints after the outputs, as Lua prints at
+ * lua_close; its warnings go to stderr. */
+static void test_run_finalizer_prints_at_close(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("run", "G = setmetatable({}, {__gc = function() print('bye') "
+                                    "warn('late') end}) return 'returned'"),
+                        NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "returned\nbye\n");
+    assert_string_equal(r.err, "WARNING: late\n");
+    done(&r);
+}
+
 static void test_foreach_missing_input_file(void **state)
 {
     (void)state;
@@ -1135,6 +1149,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_foreach_usage_errors),
     cmocka_unit_test(test_foreach_compile_error),
     cmocka_unit_test(test_script_file_as_lua_reads_it),
+    cmocka_unit_test(test_run_finalizer_prints_at_close),
     cmocka_unit_test(test_foreach_missing_input_file),
     cmocka_unit_test(test_foreach_timeout),
     cmocka_unit_test(test_foreach_sigint),
