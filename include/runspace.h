@@ -703,6 +703,8 @@ typedef void (*rs_foreach_progress_fn)(const rs_foreach_progress *progress, void
 /* Something the caller may want to tell its user that is not a failure (a journal's torn
  * last line dropped, say): a message in full sentences, borrowed for the call. */
 typedef void (*rs_foreach_notice_fn)(const char *message, void *userdata);
+/* A stream record of an item (see rs_foreach_opts.on_stream); borrowed for the call. */
+typedef void (*rs_foreach_stream_fn)(uint64_t index, const rs_record *record, void *userdata);
 
 /* The journal of a run (opts.journal): a file of JSON lines that survives a crash of the
  * process, so that a later run can resume it and run only what is missing.
@@ -773,6 +775,13 @@ typedef struct rs_foreach_opts {
      * "range:1..100", "stdin"... A resume must give the same. NULL: not named. */
     const char *journal_source;
     rs_foreach_notice_fn on_notice; /* optional; on the thread of rs_foreach_run */
+    /* Optional: the items' stream records (print and write_information, write_warning,
+     * write_error, write_verbose, write_debug, write_progress, Lua's warnings) as they are
+     * written, with the input index of the item that wrote them (UINT64_MAX while no item
+     * runs: modules loading). A terminating error is not among them: it is the item's record.
+     * Called on the pool's worker threads, possibly many at once, so it must be thread-safe;
+     * it must not block for long (the item waits) nor call into this run. */
+    rs_foreach_stream_fn on_stream;
 } rs_foreach_opts;
 
 /* Creates a run (copies opts, the journal's path and source included; the session state of

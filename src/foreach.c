@@ -653,6 +653,18 @@ static void mark_stopping(rs_foreach *fe, bool quit_reading)
  * (they are reported cancelled) and marks the run stopping, so that the run thread stops the
  * other batches without waiting for this one to be collected. The attempt numbers were written
  * by the run thread before the batch began. */
+/* Worker thread: a stream record of the batch, handed on with its item's input index. The
+ * batch's indexes were set before it was dispatched and stay until it is delivered. */
+static void slot_record(rs_ps *ps, const rs_record *r, void *userdata)
+{
+    (void)ps;
+    slot *s = userdata;
+    if (r->stream == RS_STREAM_ERROR && r->code != 0)
+        return; /* terminating: the item's record carries it */
+    uint64_t index = r->item >= 0 && (size_t)r->item < s->n ? s->index[r->item] : UINT64_MAX;
+    s->fe->opts.on_stream(index, r, s->fe->opts.userdata);
+}
+
 static void slot_item_done(rs_ps *ps, size_t index, const rs_item_result *it, void *userdata)
 {
     slot *s = userdata;
@@ -942,6 +954,7 @@ static int setup(rs_foreach *fe)
                         .item_timeout = fe->opts.timeout,
                         .on_complete = slot_done,
                         .on_item = slot_item_done,
+                        .on_record = fe->opts.on_stream ? slot_record : NULL,
                         .userdata = s};
         rc = rs_ps_set_pool(s->ps, fe->pool);
         if (!rc)
