@@ -92,7 +92,7 @@ bench: bench-deps build
 	./$(RELEASE)/bench/bench_scan
 	./$(RELEASE)/bench/bench_cli
 	./$(RELEASE)/bench/bench_journal
-	./$(RELEASE)/bench/bench_lua
+	./$(RELEASE)/bench/bench_vs_lua
 
 install: build
 	cmake --install $(RELEASE) --prefix $(PREFIX)

@@ -1,5 +1,5 @@
 /*
- * bench_lua.c -- a runspace runs Lua as fast as Lua: the same chunks timed in a runspace and
+ * bench_vs_lua.c -- a runspace runs Lua as fast as Lua: the same chunks timed in a runspace and
  * in a stock Lua 5.4 state (luaL_openlibs, the peer) in the same process and run. The
  * runspace wraps parts of the standard library (its own interruptible pattern matcher behind
  * string.find/match/gmatch/gsub, print, load, coroutine.*), so the workloads lean on those:
@@ -9,7 +9,7 @@
  *
  * Each row: best of 5 runs for each side, alternated; the ratio is runspace time over Lua's
  * (target: at most 1.0x where the runspace brings its own code, about 1.0x elsewhere).
- * Usage: bench_lua [--quick]   (--quick: a tenth of the work)
+ * Usage: bench_vs_lua [--quick]   (--quick: a tenth of the work)
  */
 #include <runspace.h>
 
@@ -70,13 +70,13 @@ static double run_lua(const workload *w, long n, long long *sum)
     lua_State *L = luaL_newstate();
     luaL_openlibs(L);
     if (luaL_loadstring(L, w->chunk) != LUA_OK) {
-        fprintf(stderr, "bench_lua: %s\n", lua_tostring(L, -1));
+        fprintf(stderr, "bench_vs_lua: %s\n", lua_tostring(L, -1));
         exit(1);
     }
     lua_pushinteger(L, n);
     double t0 = now();
     if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        fprintf(stderr, "bench_lua: %s: %s\n", w->name, lua_tostring(L, -1));
+        fprintf(stderr, "bench_vs_lua: %s: %s\n", w->name, lua_tostring(L, -1));
         exit(1);
     }
     double t = now() - t0;
@@ -93,14 +93,14 @@ static double run_runspace(rs_runspace *rs, const workload *w, long n, long long
     rs_value *out = NULL;
     if (rs_ps_create(&ps) || rs_ps_set_runspace(ps, rs) ||
         rs_ps_add_script(ps, w->chunk, (size_t)-1) || rs_ps_add_argument(ps, rs_value_int(n))) {
-        fprintf(stderr, "bench_lua: cannot set up %s\n", w->name);
+        fprintf(stderr, "bench_vs_lua: cannot set up %s\n", w->name);
         exit(1);
     }
     double t0 = now();
     int rc = rs_ps_invoke(ps, &out);
     double t = now() - t0;
     if (rc || rs_array_len(out) != 1) {
-        fprintf(stderr, "bench_lua: %s: %s\n", w->name, rs_ps_errmsg(ps));
+        fprintf(stderr, "bench_vs_lua: %s: %s\n", w->name, rs_ps_errmsg(ps));
         exit(1);
     }
     *sum = (long long)rs_value_get_int(rs_array_get(out, 0));
@@ -115,7 +115,7 @@ int main(int argc, char **argv)
     rs_runspace *rs;
     rs_runspace_opts o = {0};
     if (rs_runspace_create(&o, &rs) || rs_runspace_open(rs)) {
-        fprintf(stderr, "bench_lua: cannot open a runspace\n");
+        fprintf(stderr, "bench_vs_lua: cannot open a runspace\n");
         return 1;
     }
     printf("%-36s %12s %12s %8s\n", "workload (best of 5)", "Lua 5.4", "runspace", "ratio");
@@ -132,7 +132,7 @@ int main(int argc, char **argv)
             best_rs = b < best_rs ? b : best_rs;
         }
         if (sum_lua != sum_rs) {
-            fprintf(stderr, "bench_lua: %s: Lua computed %lld, the runspace %lld\n", w->name,
+            fprintf(stderr, "bench_vs_lua: %s: Lua computed %lld, the runspace %lld\n", w->name,
                     sum_lua, sum_rs);
             return 1;
         }
