@@ -48,6 +48,10 @@ bool parse_assignment(const char *arg, char **name, rs_value **value);
  * EFBIG past SCRIPT_MAX_BYTES (a script from /dev/zero must not take all memory). */
 #define SCRIPT_MAX_BYTES ((size_t)64 << 20)
 char *read_file(const char *path, size_t *len);
+/* Where the Lua code of a script file begins, as Lua's own loadfile reads a file: past a
+ * UTF-8 byte-order mark, and past the text of a first line that starts with '#' (a shebang)
+ * but not its newline, so that line numbers stay those of the file. */
+size_t script_file_start(const char *text, size_t len);
 /* "runspace: cannot read 'PATH': REASON" for read_file's errno. */
 void cli_read_error(const char *path, int err);
 

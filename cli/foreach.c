@@ -25,7 +25,8 @@ static const char usage[] =
     "      --range A..B       the integers A to B\n"
     "      --json             each line is a JSON value (a malformed line is an error record)\n"
     "Script:\n"
-    "  -f, --file PATH        read the script from PATH\n"
+    "  -f, --file PATH        read the script from PATH (a #! first line is skipped;\n"
+    "                         messages name PATH)\n"
     "      --var NAME=VALUE   a global in every runspace (VALUE is JSON, or else a string)\n"
     "      --param NAME=VALUE a named parameter (params.NAME and the global NAME)\n"
     "      --module PATH|NAME preload a Lua module\n"
@@ -565,7 +566,12 @@ static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script,
         return EXIT_USAGE;
     }
     rs_foreach *fe = c->fe;
-    rc = rs_foreach_set_script(fe, script, script_len);
+    if (a->script_file) {
+        size_t at = script_file_start(script, script_len);
+        rc = rs_foreach_set_script_named(fe, script + at, script_len - at, a->script_file);
+    } else {
+        rc = rs_foreach_set_script(fe, script, script_len);
+    }
     for (int i = 0; !rc && i < a->nparams; i++) {
         rc = rs_foreach_add_parameter(fe, a->params[i].name, a->params[i].value);
         a->params[i].value = NULL; /* taken */

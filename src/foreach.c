@@ -111,6 +111,7 @@ struct rs_foreach {
     rs__msg msg;
     char *script;
     size_t script_len;
+    char *script_name; /* the file it came from, for messages (rs_ps_add_script_named), or NULL */
     char *command;
     rs_value *args;       /* array or NULL */
     rs_value *params;     /* map or NULL */
@@ -272,6 +273,7 @@ int rs_foreach_destroy(rs_foreach *fe)
     if (fe->own_pool)
         rs_pool_destroy(fe->pool);
     rs__free(fe->script);
+    rs__free(fe->script_name);
     rs__free(fe->command);
     rs_value_destroy(fe->args);
     rs_value_destroy(fe->params);
@@ -293,10 +295,17 @@ const char *rs_foreach_errmsg(const rs_foreach *fe)
 
 int rs_foreach_set_script(rs_foreach *fe, const char *src, size_t len)
 {
+    return rs_foreach_set_script_named(fe, src, len, NULL);
+}
+
+int rs_foreach_set_script_named(rs_foreach *fe, const char *src, size_t len, const char *name)
+{
     if (!fe)
         return RS_EMISUSE;
     if (!src)
-        return RS_EINVAL;
+        return rs__msg_set(&fe->msg, RS_EINVAL, "the script is NULL");
+    if (name && !*name)
+        return rs__msg_set(&fe->msg, RS_EINVAL, "the script's name is empty");
     if (len == (size_t)-1)
         len = strlen(src);
     /* Check it now, so that a script that does not compile stops everything before any input
@@ -305,7 +314,7 @@ int rs_foreach_set_script(rs_foreach *fe, const char *src, size_t len)
     int rc = rs_ps_create(&ps);
     if (rc)
         return rs__msg_set(&fe->msg, rc, "%s", rs_strerror(rc));
-    rc = rs_ps_add_script(ps, src, len);
+    rc = rs_ps_add_script_named(ps, src, len, name);
     if (rc)
         rs__msg_set(&fe->msg, rc, "%s", rs_ps_errmsg(ps));
     rs_ps_destroy(ps);
@@ -314,11 +323,18 @@ int rs_foreach_set_script(rs_foreach *fe, const char *src, size_t len)
     char *copy = rs__strndup(src, len);
     if (!copy)
         return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
+    char *name_copy = name ? rs__strdup(name) : NULL;
+    if (name && !name_copy) {
+        rs__free(copy);
+        return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
+    }
     rs__free(fe->script);
+    rs__free(fe->script_name);
     rs__free(fe->command);
     fe->command = NULL;
     fe->script = copy;
     fe->script_len = len;
+    fe->script_name = name_copy;
     return 0;
 }
 
@@ -332,8 +348,10 @@ int rs_foreach_set_command(rs_foreach *fe, const char *name)
     if (!copy)
         return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
     rs__free(fe->script);
+    rs__free(fe->script_name);
     rs__free(fe->command);
     fe->script = NULL;
+    fe->script_name = NULL;
     fe->command = copy;
     return 0;
 }
@@ -635,6 +653,18 @@ static void mark_stopping(rs_foreach *fe, bool quit_reading)
  * (they are reported cancelled) and marks the run stopping, so that the run thread stops the
  * other batches without waiting for this one to be collected. The attempt numbers were written
  * by the run thread before the batch began. */
+/* Worker thread: a stream record of the batch, handed on with its item's input index. The
+ * batch's indexes were set before it was dispatched and stay until it is delivered. */
+static void slot_record(rs_ps *ps, const rs_record *r, void *userdata)
+{
+    (void)ps;
+    slot *s = userdata;
+    if (r->stream == RS_STREAM_ERROR && r->code != 0)
+        return; /* terminating: the item's record carries it */
+    uint64_t index = r->item >= 0 && (size_t)r->item < s->n ? s->index[r->item] : UINT64_MAX;
+    s->fe->opts.on_stream(index, r, s->fe->opts.userdata);
+}
+
 static void slot_item_done(rs_ps *ps, size_t index, const rs_item_result *it, void *userdata)
 {
     slot *s = userdata;
@@ -924,13 +954,15 @@ static int setup(rs_foreach *fe)
                         .item_timeout = fe->opts.timeout,
                         .on_complete = slot_done,
                         .on_item = slot_item_done,
+                        .on_record = fe->opts.on_stream ? slot_record : NULL,
                         .userdata = s};
         rc = rs_ps_set_pool(s->ps, fe->pool);
         if (!rc)
             rc = rs_ps_set_opts(s->ps, &o);
         if (!rc)
-            rc = fe->script ? rs_ps_add_script(s->ps, fe->script, fe->script_len)
-                            : rs_ps_add_command(s->ps, fe->command);
+            rc = fe->script
+                     ? rs_ps_add_script_named(s->ps, fe->script, fe->script_len, fe->script_name)
+                     : rs_ps_add_command(s->ps, fe->command);
         for (size_t a = 0; !rc && fe->args && a < rs_array_len(fe->args); a++)
             rc = rs_ps_add_argument(s->ps, rs_value_copy(rs_array_get(fe->args, a)));
         for (size_t a = 0; !rc && fe->params && a < rs_map_len(fe->params); a++)
