@@ -12,7 +12,10 @@
  *    it runs and is woken (`lua_cv`) when the queue runs low.
  *  - records: the runner's on_record copies each record into a ring; when the ring is full it
  *    waits on `space_cv`. The Lua thread takes one record per step of the loop, waking the
- *    runner.
+ *    runner. The Lua thread is woken once per batch of records (the engine's on_progress
+ *    follows each), or when the ring is half full, or when the reader needs input or the run
+ *    ends (records delivered outside a batch, such as the cancelled ones of a stop, wait for
+ *    one of these).
  * The Lua thread waits on `lua_cv` for: a record, the end of the run, or an input queue that
  * runs low. Every wait of the Lua thread is bounded by the run's time_limit, after which the
  * run is stopped (rs_foreach_stop) and the rest of the records come back cancelled.
@@ -31,6 +34,7 @@
 
 #define INPUT_CAP 256
 #define RECORD_CAP 256
+#define INPUT_CHUNK 32
 
 typedef struct fe_rec {
     uint64_t index;
@@ -69,9 +73,11 @@ typedef struct lrs_fe {
     lua_Integer next_index, table_len;
     double deadline; /* < 0: none */
     bool stopped_by_limit;
-    bool iterating; /* re-entrance guard */
-    bool finished;  /* the loop saw the end */
-    fe_rec current; /* the record being turned into Lua */
+    bool iterating;           /* re-entrance guard */
+    bool finished;            /* the loop saw the end */
+    fe_rec current;           /* the record being turned into Lua */
+    fe_rec ready[RECORD_CAP]; /* records taken from the ring in one go, served one per step */
+    size_t ready_head, ready_count;
 } lrs_fe;
 
 static void rec_free(fe_rec *r)
@@ -146,7 +152,21 @@ static void on_record(const rs_foreach_record *r, void *ud)
     }
     f->recs[(f->rec_head + f->rec_count) % RECORD_CAP] = c;
     f->rec_count++;
-    pthread_cond_signal(&f->lua_cv);
+    if (f->rec_count >= RECORD_CAP / 2)
+        pthread_cond_signal(&f->lua_cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* Called by the engine after each batch of records it delivered: the Lua thread is woken once
+ * a batch rather than once a record (waking it per record made the two threads take turns,
+ * a context switch each). */
+static void on_progress(const rs_foreach_progress *progress, void *ud)
+{
+    (void)progress;
+    lrs_fe *f = ud;
+    pthread_mutex_lock(&f->mu);
+    if (f->rec_count)
+        pthread_cond_signal(&f->lua_cv);
     pthread_mutex_unlock(&f->mu);
 }
 
@@ -196,6 +216,8 @@ static void fe_close(lrs_fe *f)
     }
     for (size_t i = 0; i < f->rec_count; i++)
         rec_free(&f->recs[(f->rec_head + i) % RECORD_CAP]);
+    for (size_t i = 0; i < f->ready_count; i++)
+        rec_free(&f->ready[(f->ready_head + i) % RECORD_CAP]);
     rec_free(&f->current);
     rs_foreach_destroy(f->fe);
     if (f->pool)
@@ -229,48 +251,68 @@ static void end_input(lrs_fe *f)
     pthread_mutex_unlock(&f->mu);
 }
 
-/* Reads the program's input into the queue until it is full or the input ends. The input
- * function's error ends the input and is raised. */
+/* Reads the program's input into the queue until it is full or the input ends, in chunks of
+ * INPUT_CHUNK items queued under one lock. The input function's error ends the input and is
+ * raised, after the chunk in hand is freed. Only this thread adds to the queue, so the room
+ * seen at the start can only grow. */
 static void top_up(lua_State *L, lrs_fe *f)
 {
-    for (;;) {
-        pthread_mutex_lock(&f->mu);
-        bool full = f->in_count == INPUT_CAP || f->input_end;
-        pthread_mutex_unlock(&f->mu);
-        if (full)
-            return;
-        if (f->input_kind == 1) {
-            if (f->next_index > f->table_len) {
-                end_input(f);
-                return;
+    if (f->input_end) /* written by this thread only: no lock to read it here */
+        return;
+    pthread_mutex_lock(&f->mu);
+    size_t room = f->input_end ? 0 : INPUT_CAP - f->in_count;
+    pthread_mutex_unlock(&f->mu);
+    while (room > 0) {
+        rs_value *items[INPUT_CHUNK];
+        char *whys[INPUT_CHUNK];
+        size_t n = 0;
+        bool end = false;
+        while (n < INPUT_CHUNK && n < room) {
+            if (f->input_kind == 1) {
+                if (f->next_index > f->table_len) {
+                    end = true;
+                    break;
+                }
+                lua_getiuservalue(L, 1, 1);
+                lua_rawgeti(L, -1, f->next_index++);
+                lua_remove(L, -2);
+            } else {
+                lua_getiuservalue(L, 1, 1);
+                if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+                    for (size_t i = 0; i < n; i++) {
+                        rs_value_destroy(items[i]);
+                        free(whys[i]);
+                    }
+                    end_input(f);
+                    f->iterating = false;
+                    lua_error(L);
+                }
+                if (lua_isnil(L, -1)) {
+                    lua_pop(L, 1);
+                    end = true;
+                    break;
+                }
             }
-            lua_getiuservalue(L, 1, 1);
-            lua_rawgeti(L, -1, f->next_index++);
-            lua_remove(L, -2);
-        } else {
-            lua_getiuservalue(L, 1, 1);
-            if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
-                end_input(f);
-                f->iterating = false;
-                lua_error(L);
-            }
-            if (lua_isnil(L, -1)) {
-                lua_pop(L, 1);
-                end_input(f);
-                return;
-            }
+            char err[256];
+            items[n] = lrs_to_value(L, -1, "input", err, sizeof err);
+            whys[n] = items[n] ? NULL : strdup(err);
+            lua_pop(L, 1);
+            n++;
         }
-        char err[256];
-        rs_value *v = lrs_to_value(L, -1, "input", err, sizeof err);
-        char *why = v ? NULL : strdup(err);
-        lua_pop(L, 1);
         pthread_mutex_lock(&f->mu);
-        size_t i = (f->in_head + f->in_count) % INPUT_CAP;
-        f->in_items[i] = v;
-        f->in_errors[i] = why;
-        f->in_count++;
-        pthread_cond_signal(&f->reader_cv);
+        for (size_t i = 0; i < n; i++) {
+            size_t k = (f->in_head + f->in_count) % INPUT_CAP;
+            f->in_items[k] = items[i];
+            f->in_errors[k] = whys[i];
+            f->in_count++;
+        }
+        if (end)
+            f->input_end = true;
+        pthread_cond_broadcast(&f->reader_cv);
         pthread_mutex_unlock(&f->mu);
+        room -= n;
+        if (end)
+            return;
     }
 }
 
@@ -330,15 +372,28 @@ static int fe_step(lua_State *L)
     rec_free(&f->current);
     for (;;) {
         top_up(L, f);
+        if (f->ready_count) {
+            f->current = f->ready[f->ready_head];
+            memset(&f->ready[f->ready_head], 0, sizeof f->ready[0]);
+            f->ready_head = (f->ready_head + 1) % RECORD_CAP;
+            f->ready_count--;
+            break;
+        }
         pthread_mutex_lock(&f->mu);
         if (f->rec_count) {
-            f->current = f->recs[f->rec_head];
-            memset(&f->recs[f->rec_head], 0, sizeof f->recs[0]);
-            f->rec_head = (f->rec_head + 1) % RECORD_CAP;
-            f->rec_count--;
+            /* All of them at once: the next steps need no lock. ready is empty here. */
+            for (size_t i = 0; i < f->rec_count; i++) {
+                size_t k = (f->rec_head + i) % RECORD_CAP;
+                f->ready[i] = f->recs[k];
+                memset(&f->recs[k], 0, sizeof f->recs[0]);
+            }
+            f->ready_head = 0;
+            f->ready_count = f->rec_count;
+            f->rec_head = 0;
+            f->rec_count = 0;
             pthread_cond_signal(&f->space_cv);
             pthread_mutex_unlock(&f->mu);
-            break;
+            continue;
         }
         if (f->run_done) {
             pthread_mutex_unlock(&f->mu);
@@ -505,6 +560,7 @@ static int l_foreach(lua_State *L)
     o.next = read_input;
     o.input_userdata = f;
     o.on_record = on_record;
+    o.on_progress = on_progress;
     o.userdata = f;
     int rc = rs_foreach_create(&o, &f->fe);
     if (rc)
