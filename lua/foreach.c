@@ -614,18 +614,9 @@ void lrs_foreach_open(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         {"stop", fe_stop}, {"summary", fe_summary}, {"close", fe_gc}, {NULL, NULL}};
-    luaL_newmetatable(L, LRS_FOREACH);
-    lua_pushliteral(L, "runspace"); /* getmetatable cannot reach the finalizers */
-    lua_setfield(L, -2, "__metatable");
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, fe_step);
-    lua_setfield(L, -2, "__call");
-    lua_pushcfunction(L, fe_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, fe_gc);
-    lua_setfield(L, -2, "__close");
-    lua_pop(L, 1);
+    static const luaL_Reg meta[] = {
+        {"__call", fe_step}, {"__gc", fe_gc}, {"__close", fe_gc}, {NULL, NULL}};
+    lrs_new_class(L, LRS_FOREACH, methods, meta);
     lua_pushcfunction(L, l_foreach);
     lua_setfield(L, -2, "foreach");
 }

@@ -231,16 +231,8 @@ void lrs_jobs_open(lua_State *L)
                                        {"list", jobs_list},         {"wait", jobs_wait},
                                        {"wait_all", jobs_wait_all}, {"remove", jobs_remove},
                                        {"close", jobs_close},       {NULL, NULL}};
-    luaL_newmetatable(L, LRS_JOBS);
-    lua_pushliteral(L, "runspace"); /* getmetatable cannot reach the finalizers */
-    lua_setfield(L, -2, "__metatable");
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, jobs_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, jobs_close);
-    lua_setfield(L, -2, "__close");
-    lua_pop(L, 1);
+    static const luaL_Reg meta[] = {{"__gc", jobs_close}, {"__close", jobs_close}, {NULL, NULL}};
+    lrs_new_class(L, LRS_JOBS, methods, meta);
     lua_pushcfunction(L, l_jobs);
     lua_setfield(L, -2, "jobs");
 }

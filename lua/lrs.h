@@ -65,6 +65,9 @@ int lrs_opt_bool(lua_State *L, int t, const char *field, int def);
  * modules, memory, instructions); *out gets it, or NULL when none of them is set. Raises
  * on bad options (nothing leaks: the ISS is boxed while it is built). */
 void lrs_iss_from_opts(lua_State *L, int t, rs_iss **out);
+/* Registers the metatable of a kind of object: methods as __index, the metamethods of meta, and
+ * a __metatable field, so that getmetatable cannot reach the finalizers. */
+void lrs_new_class(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);
 /* Seconds on the monotonic clock. */
 double lrs_now(void);
 /* Waits on cv (made with a CLOCK_MONOTONIC attribute) with mu held, until signalled or until

@@ -16,6 +16,18 @@ int lrs_fail(lua_State *L, int code, const char *message)
     return luaL_error(L, "%s", message);
 }
 
+void lrs_new_class(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta)
+{
+    luaL_newmetatable(L, name);
+    lua_pushliteral(L, "runspace");
+    lua_setfield(L, -2, "__metatable");
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    luaL_setfuncs(L, meta, 0);
+    lua_pop(L, 1);
+}
+
 double lrs_now(void)
 {
     struct timespec ts;

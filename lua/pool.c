@@ -680,30 +680,14 @@ void lrs_pool_open(lua_State *L)
         {"wait", handle_wait}, {"stop", handle_stop},   {"state", handle_state},
         {"done", handle_done}, {"error", handle_error}, {"fd", handle_fd},
         {NULL, NULL}};
-    luaL_newmetatable(L, LRS_POOL);
-    lua_pushliteral(L, "runspace"); /* getmetatable cannot reach the finalizers */
-    lua_setfield(L, -2, "__metatable");
-    luaL_newlib(L, pool_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, pool_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, pool_toclose);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, pool_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, LRS_HANDLE);
-    lua_pushliteral(L, "runspace"); /* getmetatable cannot reach the finalizers */
-    lua_setfield(L, -2, "__metatable");
-    luaL_newlib(L, handle_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, handle_collect);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, handle_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, handle_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    static const luaL_Reg pool_meta[] = {
+        {"__gc", pool_gc}, {"__close", pool_toclose}, {"__tostring", pool_tostring}, {NULL, NULL}};
+    static const luaL_Reg handle_meta[] = {{"__gc", handle_collect},
+                                           {"__close", handle_close},
+                                           {"__tostring", handle_tostring},
+                                           {NULL, NULL}};
+    lrs_new_class(L, LRS_POOL, pool_methods, pool_meta);
+    lrs_new_class(L, LRS_HANDLE, handle_methods, handle_meta);
     lua_pushcfunction(L, l_pool);
     lua_setfield(L, -2, "pool");
 }

@@ -322,18 +322,9 @@ void lrs_scan_open(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         {"stop", scan_stop}, {"summary", scan_summary}, {"close", scan_gc}, {NULL, NULL}};
-    luaL_newmetatable(L, LRS_SCAN);
-    lua_pushliteral(L, "runspace"); /* getmetatable cannot reach the finalizers */
-    lua_setfield(L, -2, "__metatable");
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, scan_step);
-    lua_setfield(L, -2, "__call");
-    lua_pushcfunction(L, scan_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, scan_gc);
-    lua_setfield(L, -2, "__close");
-    lua_pop(L, 1);
+    static const luaL_Reg meta[] = {
+        {"__call", scan_step}, {"__gc", scan_gc}, {"__close", scan_gc}, {NULL, NULL}};
+    lrs_new_class(L, LRS_SCAN, methods, meta);
     lua_pushcfunction(L, l_scan);
     lua_setfield(L, -2, "scan");
 }

@@ -134,14 +134,8 @@ void lrs_shared_open(lua_State *L)
                                        {"incr", shared_incr},
                                        {"keys", shared_keys},
                                        {NULL, NULL}};
-    luaL_newmetatable(L, LRS_SHARED);
-    lua_pushliteral(L, "runspace"); /* getmetatable cannot reach the finalizers */
-    lua_setfield(L, -2, "__metatable");
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, shared_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
+    static const luaL_Reg meta[] = {{"__gc", shared_gc}, {NULL, NULL}};
+    lrs_new_class(L, LRS_SHARED, methods, meta);
     lua_pushcfunction(L, l_shared);
     lua_setfield(L, -2, "shared");
 }
