@@ -3,12 +3,15 @@
 #   make test   the same, then every test: plain, AddressSanitizer+UBSan, ThreadSanitizer, and
 #               a short fixed run of each fuzzing harness on its seeds
 # Also: make build, make bench, make fuzz (FUZZ_SECONDS=60 per harness), make install
-# (PREFIX=/usr/local), make format, make clean.
+# (PREFIX=/usr/local; the Lua module goes to PREFIX/lib/lua/5.4, on lua5.4's package.cpath),
+# make format, make clean.
 
 # clang-14 and libclang-rt-14-dev: the fuzzing harnesses (fuzz/) need clang, and libFuzzer's
 # runtime (libclang_rt.fuzzer) is in libclang-rt-14-dev, which clang-14 only recommends.
+# lua5.4 and lua-busted: the Lua module (lua/) is loaded into Debian's lua5.4 by its tests,
+# which are busted specs (tests/lua), the test framework Lua programmers use.
 PACKAGES := gcc make cmake pkg-config liblua5.4-dev libjansson-dev libcmocka-dev iproute2 nftables \
-            clang-14 libclang-rt-14-dev
+            clang-14 libclang-rt-14-dev lua5.4 lua-busted
 BENCH_PACKAGES := nmap parallel
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX ?= /usr/local
@@ -93,13 +96,14 @@ bench: bench-deps build
 	./$(RELEASE)/bench/bench_cli
 	./$(RELEASE)/bench/bench_journal
 	./$(RELEASE)/bench/bench_vs_lua
+	LUA_CPATH_5_4='$(RELEASE)/lua/?.so;;' lua5.4 bench/bench_lua.lua
 
 install: build
 	cmake --install $(RELEASE) --prefix $(PREFIX)
 
 format:
 	clang-format -i include/*.h src/*.c src/*.h tests/*.c tests/*.h examples/*.c bench/*.c \
-	  fuzz/*.c fuzz/*.h
+	  fuzz/*.c fuzz/*.h lua/*.c lua/*.h
 
 clean:
 	rm -rf build

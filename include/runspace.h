@@ -228,6 +228,7 @@ RS_EXTERN int rs_json_decode(const char *text, size_t len, rs_value **out, rs_er
 
 typedef struct rs_iss rs_iss;
 typedef struct rs_call rs_call;
+struct lua_State; /* lua.h's, for rs_iss_add_library */
 
 typedef enum rs_profile {
     /* Lua's standard libraries (os.exit excepted) and every runspace built-in. */
@@ -290,6 +291,20 @@ RS_EXTERN int rs_iss_add_function(rs_iss *iss, const char *name, const char *bod
 /* Registers a native command, callable from Lua as the global `name(...)` and usable as a
  * pipeline command with rs_ps_add_command. */
 RS_EXTERN int rs_iss_add_command(rs_iss *iss, const char *name, rs_command_fn fn, void *userdata);
+/* Registers a C library, as a luaL_Reg-style open function (luaopen_cjson, say), in every
+ * runspace made from the ISS, in either profile: when a runspace opens, after the standard
+ * libraries and the built-ins, among the variables, functions and commands in the order they
+ * were added, it is opened as luaL_requiref(L, name, open, 0) does. Its value is then in
+ * package.loaded[name], so that `require(name)` returns it also in the restricted profile (whose
+ * require loads nothing from files), and in the global of that name (dots and dashes become '_', as
+ * for modules). open runs once per runspace, on the thread opening it, possibly on many threads at
+ * once, outside the runspace's stop, timeouts and budget (as the standard libraries' own open
+ * functions do): it must be thread-safe and should only build its table. Its allocations
+ * count against the memory limit. The restricted profile does not filter what the library
+ * offers: registering it is the application's decision. An error it raises fails the
+ * runspace's opening (RS_ERUNTIME with its message). RS_EINVAL for a NULL open or a name
+ * that is empty or does not give a Lua identifier. */
+RS_EXTERN int rs_iss_add_library(rs_iss *iss, const char *name, int (*open)(struct lua_State *L));
 /* Sets the limits (copied). */
 RS_EXTERN int rs_iss_set_limits(rs_iss *iss, const rs_limits *limits);
 /* Where a runspace's stream records go when it writes them while no invocation runs: the
@@ -589,6 +604,9 @@ RS_EXTERN int rs_ps_clear_input(rs_ps *ps);
  * invocation runs) and leaves the invocation without input: how a caller gets its inputs back
  * after a run, to report or retry them, without copying. */
 RS_EXTERN rs_value *rs_ps_take_inputs(rs_ps *ps);
+/* Removes the positional arguments and named parameters of every stage and keeps the stages:
+ * how a caller reuses an invocation, whose script was checked once, with new arguments. */
+RS_EXTERN int rs_ps_clear_arguments(rs_ps *ps);
 /* Removes stages, arguments, parameters, inputs, outputs and records. */
 RS_EXTERN int rs_ps_clear(rs_ps *ps);
 

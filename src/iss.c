@@ -309,6 +309,25 @@ static char *module_global(const char *spec, bool is_path)
     return g;
 }
 
+/* The global that a module or library (what) named spec binds, checked as a new name: 0 with
+ * *global a new string, or an error code with the message set. */
+static int new_binding(rs_iss *iss, const char *what, const char *spec, bool is_path, char **global)
+{
+    *global = module_global(spec, is_path);
+    if (!*global)
+        return rs__msg_set(&iss->msg, RS_ENOMEM, "out of memory");
+    int rc = check_new_name(iss, *global);
+    if (rc) {
+        if (rc == RS_EINVAL)
+            rc = rs__msg_set(&iss->msg, RS_EINVAL,
+                             "%s '%s' would bind '%s', which is not a Lua identifier", what, spec,
+                             *global);
+        rs__free(*global);
+        *global = NULL;
+    }
+    return rc;
+}
+
 int rs_iss_add_module(rs_iss *iss, const char *spec)
 {
     if (!iss)
@@ -317,18 +336,10 @@ int rs_iss_add_module(rs_iss *iss, const char *spec)
         return rs__msg_set(&iss->msg, RS_EINVAL, "a module needs a path or a name");
     size_t slen = strlen(spec);
     bool is_path = strchr(spec, '/') || (slen > 4 && strcmp(spec + slen - 4, ".lua") == 0);
-    char *global = module_global(spec, is_path);
-    if (!global)
-        return rs__msg_set(&iss->msg, RS_ENOMEM, "out of memory");
-    int rc = check_new_name(iss, global);
-    if (rc) {
-        if (rc == RS_EINVAL)
-            rc = rs__msg_set(&iss->msg, RS_EINVAL,
-                             "module '%s' would bind '%s', which is not a Lua identifier", spec,
-                             global);
-        rs__free(global);
+    char *global;
+    int rc = new_binding(iss, "module", spec, is_path, &global);
+    if (rc)
         return rc;
-    }
     char *source = NULL, *chunkname = NULL;
     size_t source_len = 0;
     if (is_path) {
@@ -354,6 +365,27 @@ int rs_iss_add_module(rs_iss *iss, const char *spec)
     e->source_len = source_len;
     e->chunkname = chunkname;
     e->spec = rs__strdup(spec);
+    return e->spec ? 0 : drop_last(iss, RS_ENOMEM);
+}
+
+int rs_iss_add_library(rs_iss *iss, const char *name, int (*open)(struct lua_State *L))
+{
+    if (!iss)
+        return RS_EMISUSE;
+    if (!name || !*name)
+        return rs__msg_set(&iss->msg, RS_EINVAL, "a library needs a name");
+    if (!open)
+        return rs__msg_set(&iss->msg, RS_EINVAL, "library '%s' needs an open function", name);
+    char *global;
+    int rc = new_binding(iss, "library", name, false, &global);
+    if (rc)
+        return rc;
+    rs__iss_entry *e = add_entry(iss, RS__ISS_LIBRARY, global);
+    rs__free(global);
+    if (!e)
+        return rs__msg_set(&iss->msg, RS_ENOMEM, "out of memory");
+    e->open = open;
+    e->spec = rs__strdup(name);
     return e->spec ? 0 : drop_last(iss, RS_ENOMEM);
 }
 
@@ -424,7 +456,8 @@ int rs__iss_digest(const rs_iss *iss, char out[72])
         digest_text(&s, e->name, e->name ? strlen(e->name) : 0);
         digest_text(&s, e->spec, e->spec ? strlen(e->spec) : 0);
         digest_text(&s, e->source, e->source ? e->source_len : 0);
-        /* A native command is known by its name: its code has no stable identity. */
+        /* A native command or a library is known by its name: its code has no stable
+         * identity. */
         digest_number(&s, e->value != NULL);
         if (e->value && rs__value_digest(&s, e->value))
             return RS_ENOMEM;

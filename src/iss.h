@@ -13,7 +13,8 @@ typedef enum rs__iss_kind {
     RS__ISS_FUNCTION,    /* a Lua chunk body bound to a global */
     RS__ISS_COMMAND,     /* a native C command */
     RS__ISS_MODULE_FILE, /* Lua source read from a file when it was added */
-    RS__ISS_MODULE_NAME  /* loaded with require when a runspace opens */
+    RS__ISS_MODULE_NAME, /* loaded with require when a runspace opens */
+    RS__ISS_LIBRARY      /* a C open function, opened as luaL_requiref does */
 } rs__iss_kind;
 
 typedef struct rs__iss_entry {
@@ -23,8 +24,9 @@ typedef struct rs__iss_entry {
     rs_value *value; /* variable */
     char *source;    /* function body or module file contents */
     size_t source_len;
-    char *chunkname;  /* "=name" (function) or "@path" (module file) */
-    rs_command_fn fn; /* command */
+    char *chunkname;                  /* "=name" (function) or "@path" (module file) */
+    rs_command_fn fn;                 /* command */
+    int (*open)(struct lua_State *L); /* library */
     void *userdata;
 } rs__iss_entry;
 

@@ -390,6 +390,22 @@ rs_value *rs_ps_take_inputs(rs_ps *ps)
     return inputs;
 }
 
+int rs_ps_clear_arguments(rs_ps *ps)
+{
+    if (!ps)
+        return RS_EMISUSE;
+    int rc = check_idle(ps);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < ps->nstages; i++) {
+        rs_value_destroy(ps->stages[i].args);
+        rs_value_destroy(ps->stages[i].params);
+        ps->stages[i].args = NULL;
+        ps->stages[i].params = NULL;
+    }
+    return 0;
+}
+
 int rs_ps_clear(rs_ps *ps)
 {
     if (!ps)

@@ -260,6 +260,10 @@ static void apply_iss(lua_State *L, rs_runspace *rs, bool modules)
         case RS__ISS_MODULE_NAME:
             rs__lualib_require(L, e->spec);
             break;
+        case RS__ISS_LIBRARY:
+            /* Sets package.loaded[spec], so that require finds it in every profile. */
+            luaL_requiref(L, e->spec, e->open, 0);
+            break;
         }
         rs__set_global(L, e->name);
     }

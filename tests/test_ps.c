@@ -593,7 +593,42 @@ static void test_without_item_results_first_error_ends(void **state)
     assert_ok(rs_ps_destroy(ps));
 }
 
+/* rs_ps_clear_arguments keeps the stages and drops their arguments and parameters, so that an
+ * invocation runs again with new ones; refused while running. */
+static void test_clear_arguments(void **state)
+{
+    (void)state;
+    rs_pool *pool = open_pool(1, 1);
+    rs_ps *ps = new_ps(pool, "return select('#', ...), params.k or 'none', ...");
+    assert_ok(rs_ps_add_argument(ps, rs_value_int(1)));
+    assert_ok(rs_ps_add_argument(ps, rs_value_int(2)));
+    assert_ok(rs_ps_add_parameter(ps, "k", rs_value_string("v")));
+    rs_value *out = NULL;
+    assert_ok(rs_ps_invoke(ps, &out));
+    char *j = json_of(out);
+    assert_string_equal(j, "[2,\"v\",1,2]");
+    rs_free(j);
+    rs_value_destroy(out);
+    assert_ok(rs_ps_clear_arguments(ps));
+    assert_ok(rs_ps_add_argument(ps, rs_value_int(7)));
+    assert_ok(rs_ps_invoke(ps, &out));
+    j = json_of(out);
+    assert_string_equal(j, "[1,\"none\",7]");
+    rs_free(j);
+    rs_value_destroy(out);
+    assert_ok(rs_ps_clear(ps));
+    assert_ok(rs_ps_add_script(ps, "sleep(10)", (size_t)-1));
+    rs_async *a;
+    assert_ok(rs_ps_begin_invoke(ps, &a));
+    assert_rs(RS_EBUSY, rs_ps_clear_arguments(ps));
+    assert_ok(rs_ps_stop(ps));
+    assert_rs(RS_EMISUSE, rs_ps_clear_arguments(NULL));
+    assert_ok(rs_ps_destroy(ps));
+    assert_ok(rs_pool_destroy(pool));
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_clear_arguments),
     cmocka_unit_test(test_private_runspace),
     cmocka_unit_test(test_begin_end_on_pool),
     cmocka_unit_test(test_end_misuse),

@@ -1,0 +1,67 @@
+-- Misuse never crashes the host: wrong types and selves, closed objects, coroutines, handles
+-- and runs collected at any moment. (A state closed with work still running:
+-- close_state.lua, run on its own since it ends the interpreter.)
+local rs = require "runspace"
+
+describe("misuse", function()
+  it("raises clear errors for wrong types and wrong selves", function()
+    local pool = rs.pool{max = 1}
+    assert.has_error(function() pool:begin() end)
+    assert.has_error(function() pool:begin({}) end)
+    assert.has_error(function() pool.begin(42, "return 1") end, "expected a pool (rs.pool{...}), got number")
+    local h = pool:begin("return 1")
+    assert.has_error(function() h.wait(pool) end)
+    assert.has_error(function() pool.close(h) end)
+    assert.has_error(function() h:wait(0 / 0) end)
+    assert.has_error(function() h:wait("soon") end)
+    assert.are.equal(1, h:wait(10))
+    assert.has_error(function() rs.pool{max = "four"} end, "option 'max' must be an integer (got string)")
+    assert.has_error(function() rs.pool{max = -1} end)
+    assert.has_error(function() rs.pool(5) end)
+    assert.has_error(function() rs.pool{shared = {}} end, "option 'shared' must be a store of rs.shared()")
+    assert.has_error(function() rs.pool{variables = {["not a name"] = 1}} end)
+    assert.has_error(function() rs.pool{variables = {x = print}} end)
+    assert.has_error(function() rs.jobs{pool = "p"} end)
+    assert.has_error(function() rs.shared().get(pool, "k") end)
+    assert.has_error(function() rs.shared():get() end)
+    pool:close()
+    assert.has_error(function() rs.foreach{input = {1}, script = "return 1", pool = pool} end, "the pool is closed")
+  end)
+
+  it("waits and stops from inside coroutines", function()
+    local pool = rs.pool{max = 2}
+    local co = coroutine.wrap(function(x)
+      local h = pool:begin("return ... + 1", x)
+      local y = coroutine.yield(h:wait(10))
+      local spin = pool:begin("while true do end")
+      assert(spin:stop(10))
+      return y, spin:state()
+    end)
+    assert.are.equal(2, co(1))
+    local y, st = co("again")
+    assert.are.same({"again", "stopped"}, {y, st})
+    -- a for-each loop suspended in a coroutine and abandoned is stopped when collected
+    local gen = coroutine.wrap(function()
+      for rec in rs.foreach{input = {1, 2, 3, 4}, pool = pool, script = "if _ > 1 then sleep(30) end return _"} do
+        coroutine.yield(rec.value)
+      end
+    end)
+    assert.are.equal(1, gen())
+    gen = nil
+    collectgarbage() collectgarbage()
+    assert.is_true(pool:close(10))
+  end)
+end)
+
+describe("the module's objects", function()
+  it("keep their metatables to themselves", function()
+    local pool = rs.pool{max = 1}
+    local h = pool:begin("return 1")
+    for _, obj in ipairs{pool, h, rs.shared(), rs.jobs{max = 1}} do
+      assert.are.equal("runspace", getmetatable(obj))
+      assert.has_error(function() setmetatable(obj, {}) end)
+    end
+    assert.are.equal(1, h:wait(10))
+    pool:close()
+  end)
+end)

@@ -1,0 +1,184 @@
+-- Pools and handles: pool:begin/wait, values by copy both ways, errors, timeouts, stop, close.
+local rs = require "runspace"
+
+describe("rs.pool", function()
+  local pool
+  before_each(function() pool = rs.pool{max = 2} end)
+  after_each(function() assert.is_true(pool:close(10)) end)
+
+  it("runs a script with arguments as ... and returns its values", function()
+    local h = pool:begin("return ... * 2", 21)
+    assert.are.equal(42, h:wait(10))
+    assert.are.equal("completed", h:state())
+    assert.is_true(h:done())
+    assert.is_nil(h:error())
+    -- a second wait gives the same values again
+    assert.are.equal(42, h:wait(10))
+    local a, b, c = pool:begin("return ...", "x", 2.5, true):wait(10)
+    assert.are.same({"x", 2.5, true}, {a, b, c})
+    assert.are.equal(0, select("#", pool:begin("return"):wait(10)))
+  end)
+
+  it("copies values both ways", function()
+    local t = {1, 2, {name = "n", list = {"a", "b"}}, "with\0nul"}
+    local h = pool:begin("local t = ... t[1] = 99 return t, math.type(t[2]), math.type(2.0)", t)
+    t[2] = "changed after begin"
+    local back, it, ft = h:wait(10)
+    assert.are.equal(1, t[1]) -- the runspace changed its own copy
+    assert.are.same({99, 2, {name = "n", list = {"a", "b"}}, "with\0nul"}, back)
+    assert.are.equal("integer", it)
+    assert.are.equal("float", ft)
+    assert.are_not.equal(t, back)
+    -- maps have string keys (the value model): a mixed table's numeric keys become text
+    local m = pool:begin("local m = ... return m['1'], m[1], m.k", {10, k = "v"}):wait(10)
+    assert.are.equal(10, m)
+    assert.are.same({10, nil, "v"}, {pool:begin("local m = ... return m['1'], m[1], m.k", {10, k = "v"}):wait(10)})
+    -- null inside tables is rs.null; at the top it is nil
+    local arr, top = pool:begin("return {1, json.null, 3}, nil"):wait(10)
+    assert.are.equal(rs.null, arr[2])
+    assert.is_nil(top)
+    assert.are.equal(3, #arr)
+  end)
+
+  it("refuses values that cannot be copied, saying where", function()
+    assert.has_error(function() pool:begin("return ...", {1, {f = print}}) end,
+      "argument 1[2].f: cannot pass a function by copy")
+    local cyc = {} cyc.self = cyc
+    local ok, err = pcall(pool.begin, pool, "return ...", cyc)
+    assert.is_false(ok)
+    assert.matches("cycle", err)
+    assert.has_error(function() pool:begin("return ...", coroutine.create(print)) end)
+    -- the pool is still usable
+    assert.are.equal(1, pool:begin("return 1"):wait(10))
+  end)
+
+  it("raises the script's error with the library's message", function()
+    local h = pool:begin("error('boom')")
+    assert.has_error(function() h:wait(10) end)
+    local ok, err = pcall(h.wait, h, 10)
+    assert.is_false(ok)
+    assert.matches("boom", err)
+    assert.are.equal("failed", h:state())
+    assert.matches("boom", h:error())
+    local ok2, err2 = pcall(pool.begin, pool, "return +")
+    assert.is_false(ok2)
+    assert.matches("script:1:", err2)
+  end)
+
+  it("times out a wait and stops a runaway script", function()
+    local h = pool:begin("while true do end")
+    local t0 = os.clock()
+    local v, why = h:wait(0.05)
+    assert.is_nil(v)
+    assert.are.equal("timeout", why)
+    assert.are.equal("running", h:state())
+    assert.is_true(h:stop(10))
+    assert.are.equal("stopped", h:state())
+    assert.has_error(function() h:wait(10) end)
+    assert.is_true(os.clock() - t0 < 10)
+    -- the runspace it ran on is available again
+    assert.are.equal(7, pool:begin("return 7"):wait(10))
+  end)
+
+  it("gives a descriptor to poll until the handle is waited for", function()
+    local h = pool:begin("sleep(0.05) return 'late'")
+    local fd = h:fd()
+    assert.are.equal("integer", math.type(fd))
+    assert.is_true(fd >= 0)
+    assert.are.equal("late", h:wait(10))
+    assert.has_error(function() h:fd() end, "the invocation has been waited for")
+  end)
+
+  it("reuses invocations across many begins", function()
+    local hs = {}
+    for i = 1, 500 do hs[i] = pool:begin("return ... + 1", i) end
+    for i = 1, 500 do assert.are.equal(i + 1, hs[i]:wait(30)) end
+  end)
+
+  it("reports and changes its limits", function()
+    assert.are.equal(2, pool:max())
+    assert.are.equal(3, pool:max(3))
+    assert.are.equal(1, pool:min())
+    assert.is_true(pool:available() <= 3)
+    local rows = pool:runspaces()
+    assert.is_true(#rows >= 1)
+    assert.are.equal("number", type(rows[1].id))
+    assert.are.equal("Opened", rows[1].state)
+    assert.has_error(function() pool:max(0) end)
+    assert.matches("runspace.pool", tostring(pool))
+  end)
+
+  it("builds runspaces from session options", function()
+    local p = rs.pool{max = 1, profile = "restricted", variables = {Config = {retries = 3}},
+                      functions = {twice = "local x = ... return 2 * x"}}
+    assert.are.same({3, 8, "nil"}, {p:begin("return Config.retries, twice(4), type(io)"):wait(10)})
+    p:close()
+    -- a module file, bound to the global of its base name; limits
+    local path = os.tmpname() .. ".lua"
+    local f = assert(io.open(path, "w"))
+    f:write("return {answer = 42}")
+    f:close()
+    local name = path:match("([^/]+)%.lua$"):gsub("[.-]", "_")
+    local q = rs.pool{max = 1, modules = {path}, instructions = 100000}
+    assert.are.equal(42, q:begin("return " .. name .. ".answer"):wait(10))
+    local ok, err = pcall(function() return q:begin("while true do end"):wait(10) end)
+    assert.is_false(ok)
+    assert.matches("instruction budget of 100000 exceeded", err)
+    q:close(10)
+    local m = rs.pool{max = 1, memory = 4 * 1024 * 1024}
+    ok, err = pcall(function() return m:begin("local t = {} for i = 1, 1e7 do t[i] = i end"):wait(10) end)
+    assert.is_false(ok)
+    assert.matches("memory", err)
+    m:close(10)
+    os.remove(path)
+    assert.has_error(function() rs.pool{profile = "open"} end,
+      'option \'profile\' must be "default" or "restricted" (got "open")')
+    assert.has_error(function() rs.pool{functions = {f = "return +"}} end)
+    assert.has_error(function() rs.pool{min = 3, max = 2} end)
+  end)
+end)
+
+describe("closing and collecting", function()
+  it("closes, stopping what its handles run, and refuses use after", function()
+    local pool = rs.pool{max = 2}
+    local h = pool:begin("while true do end")
+    assert.is_true(pool:close(10))
+    assert.is_true(pool:close()) -- a second close is fine
+    assert.are.equal("stopped", h:state())
+    assert.has_error(function() h:wait(1) end)
+    assert.has_error(function() pool:begin("return 1") end, "the pool is closed")
+    assert.has_error(function() pool:max() end, "the pool is closed")
+  end)
+
+  it("stops the invocation of a handle that is collected while it runs", function()
+    local pool = rs.pool{max = 1}
+    do pool:begin("while true do end") end
+    collectgarbage() collectgarbage()
+    -- the only runspace is free again once the orphan stopped
+    assert.are.equal(5, pool:begin("return 5"):wait(10))
+    assert.is_true(pool:close(10))
+  end)
+
+  it("stops a to-be-closed handle at the end of its scope", function()
+    local pool = rs.pool{max = 1}
+    do
+      local h <close> = pool:begin("sleep(60)")
+      assert.are.equal("running", h:state())
+    end
+    assert.are.equal(6, pool:begin("return 6"):wait(10))
+    pool:close(10)
+  end)
+
+  it("survives collection of a pool with running handles", function()
+    local h
+    do
+      local pool = rs.pool{max = 1}
+      h = pool:begin("while true do end")
+    end
+    collectgarbage()
+    assert.is_nil(h:wait(0.01)) -- the handle keeps its pool
+    assert.is_true(h:stop(10))
+    h = nil
+    collectgarbage() collectgarbage()
+  end)
+end)
