@@ -24,6 +24,10 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A usage error: the reason on one line, a hint on the next; returns EXIT_USAGE. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The usage error of getopt_long's ':' (a value missing) or '?' (an unknown option), naming
+ * the option as the user wrote it; returns EXIT_USAGE. */
+int cli_bad_option(const char *cmd, char *const argv[], int opt);
+
 /* Strict parsers for option values. parse_choice returns the index of s in the NULL-ended
  * list, or -1. parse_count takes decimal digits only (no sign, no blanks). */
 int parse_choice(const char *s, const char *const choices[]);

@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <float.h>
 #include <math.h>
 #include <poll.h>
@@ -44,6 +45,23 @@ int cli_usage(const char *cmd, const char *fmt, ...)
     fprintf(stderr, "Try 'runspace %s%s--help' for more information.\n", cmd ? cmd : "",
             cmd ? " " : "");
     return EXIT_USAGE;
+}
+
+int cli_bad_option(const char *cmd, char *const argv[], int opt)
+{
+    /* A long option is the argument that getopt just passed (up to a '='); a short one is
+     * getopt's optopt, since argv[optind - 1] may be a cluster (-vz) or the next argument. */
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+    char name[64];
+    if (strncmp(arg, "--", 2) == 0)
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(arg, "="), arg);
+    else if (optopt > 0 && optopt < 128)
+        snprintf(name, sizeof name, "-%c", optopt);
+    else
+        snprintf(name, sizeof name, "%s", arg);
+    if (opt == ':')
+        return cli_usage(cmd, "option '%s' needs a value", name);
+    return cli_usage(cmd, "unknown option '%s'", name);
 }
 
 int parse_choice(const char *s, const char *const choices[])
@@ -201,7 +219,8 @@ bool parse_assignment(const char *arg, char **name, rs_value **value)
 
 char *read_file(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
+    bool std_in = strcmp(path, "-") == 0;
+    FILE *f = std_in ? stdin : fopen(path, "rb");
     if (!f)
         return NULL;
     size_t cap = 4096, n = 0;
@@ -227,7 +246,8 @@ char *read_file(const char *path, size_t *len)
     }
     if (!err && ferror(f))
         err = errno;
-    fclose(f);
+    if (!std_in)
+        fclose(f);
     if (!buf || err) {
         free(buf);
         errno = err ? err : ENOMEM;

@@ -186,11 +186,8 @@ int cmd_run(int argc, char **argv)
                 goto done;
             }
             break;
-        case ':':
-            rc = cli_usage(cmd, "option '%s' needs a value", argv[optind - 1]);
-            goto done;
         default:
-            rc = cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
+            rc = cli_bad_option(cmd, argv, opt);
             goto done;
         }
     }

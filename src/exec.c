@@ -530,7 +530,8 @@ static int run_native_stage(rs__run *r, size_t s, const rs_value *item, bool has
                            .input = has_item ? item : NULL,
                            .params = st->params,
                            .sink = r->sink,
-                           .L = NULL};
+                           .L = NULL,
+                           .item = current_item(r)};
     int rc = e->fn(&call, e->userdata);
     int due = rs__exec_due(&r->rs->exec);
     if (due) {
@@ -543,7 +544,8 @@ static int run_native_stage(rs__run *r, size_t s, const rs_value *item, bool has
     }
     if (rc > 0 || strcmp(rs_err_name(rc), "RS_E?") == 0) /* not an RS_E* code */
         rc = RS_ERUNTIME;
-    char *msg = rs__format("%s: %s", e->name, call.error ? call.error : rs_strerror(rc));
+    const char *why = call.error ? call.error : rs_strerror(rc);
+    char *msg = *e->name ? rs__format("%s: %s", e->name, why) : rs__strdup(why);
     rs__free(call.error);
     return fail_with(r, rc, msg);
 }
@@ -676,6 +678,11 @@ static int resolve_stages(rs__run *r)
     for (size_t s = 0; s < ps->nstages; s++) {
         const rs__stage *st = &ps->stages[s];
         r->natives[s] = NULL;
+        if (st->kind == RS__STAGE_NATIVE) {
+            r->natives[s] = &st->native;
+            lua_pushnil(L);
+            continue;
+        }
         if (st->kind == RS__STAGE_SCRIPT) {
             char *msg = NULL;
             int rc = rs__runspace_compiled(r->rs, st->text, st->len, st->chunkname, st->hash, &msg);
@@ -962,7 +969,8 @@ int rs__lua_call_command(lua_State *L)
                            .input = NULL,
                            .params = NULL,
                            .sink = rs->call_out,
-                           .L = L};
+                           .L = L,
+                           .item = -1};
     int rc = e->fn(&call, e->userdata);
     rs__uncharge(rs, charged); /* the arguments are dropped on the next call or at close */
     if (rc)

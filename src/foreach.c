@@ -44,8 +44,11 @@
  * run ends with RS_EIO. It is closed (written and synced) after the last record.
  */
 #include "common.h"
+#include "exec.h"
+#include "foreach_exec.h"
 #include "iss.h"
 #include "journal.h"
+#include "ps_int.h"
 #include "queue.h"
 #include "runspace_int.h"
 #include "sha256.h"
@@ -112,6 +115,7 @@ struct rs_foreach {
     char *script;
     size_t script_len;
     char *command;
+    rs__cmdtpl *exec;     /* an external command per item (rs_foreach_set_exec), or NULL */
     rs_value *args;       /* array or NULL */
     rs_value *params;     /* map or NULL */
     char *journal_path;   /* opts.journal, copied */
@@ -273,6 +277,7 @@ int rs_foreach_destroy(rs_foreach *fe)
         rs_pool_destroy(fe->pool);
     rs__free(fe->script);
     rs__free(fe->command);
+    rs__cmdtpl_free(fe->exec);
     rs_value_destroy(fe->args);
     rs_value_destroy(fe->params);
     rs__free(fe->journal_path);
@@ -316,7 +321,9 @@ int rs_foreach_set_script(rs_foreach *fe, const char *src, size_t len)
         return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
     rs__free(fe->script);
     rs__free(fe->command);
+    rs__cmdtpl_free(fe->exec);
     fe->command = NULL;
+    fe->exec = NULL;
     fe->script = copy;
     fe->script_len = len;
     return 0;
@@ -333,8 +340,33 @@ int rs_foreach_set_command(rs_foreach *fe, const char *name)
         return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
     rs__free(fe->script);
     rs__free(fe->command);
+    rs__cmdtpl_free(fe->exec);
     fe->script = NULL;
+    fe->exec = NULL;
     fe->command = copy;
+    return 0;
+}
+
+int rs_foreach_set_exec(rs_foreach *fe, const char *tmpl, unsigned flags)
+{
+    if (!fe)
+        return RS_EMISUSE;
+    if (!tmpl || (flags & ~(unsigned)RS_EXEC_SHELL))
+        return rs__msg_set(&fe->msg, RS_EINVAL, "invalid argument");
+    rs__cmdtpl *t;
+    char *msg;
+    int rc = rs__cmdtpl_parse(tmpl, (flags & RS_EXEC_SHELL) != 0, &t, &msg);
+    if (rc) {
+        rs__msg_set(&fe->msg, rc, "%s", msg ? msg : rs_strerror(rc));
+        rs__free(msg);
+        return rc;
+    }
+    rs__free(fe->script);
+    rs__free(fe->command);
+    rs__cmdtpl_free(fe->exec);
+    fe->script = NULL;
+    fe->command = NULL;
+    fe->exec = t;
     return 0;
 }
 
@@ -900,10 +932,21 @@ static void collect(rs_foreach *fe, slot *s)
 
 /* ---- the run ------------------------------------------------------------------------------ */
 
+/* The stage of a run with an external command (worker thread): item j of the slot's batch is
+ * input s->index[j], written by the run thread before the batch began. */
+static int exec_item(rs_call *call, void *userdata)
+{
+    slot *s = userdata;
+    int64_t j = call->item;
+    uint64_t seq = j >= 0 && (size_t)j < s->n ? s->index[j] + 1 : 0;
+    return rs__cmdtpl_run(call, s->fe->exec, seq);
+}
+
 static int setup(rs_foreach *fe)
 {
-    if (!fe->script && !fe->command)
-        return rs__msg_set(&fe->msg, RS_EINVAL, "nothing to run: set a script or a command");
+    if (!fe->script && !fe->command && !fe->exec)
+        return rs__msg_set(&fe->msg, RS_EINVAL,
+                           "nothing to run: set a script, a command or an external command");
     int rc;
     if (fe->own_pool && rs_pool_get_state(fe->pool) == RS_POOL_BEFORE_OPEN &&
         (rc = rs_pool_open(fe->pool)))
@@ -929,8 +972,9 @@ static int setup(rs_foreach *fe)
         if (!rc)
             rc = rs_ps_set_opts(s->ps, &o);
         if (!rc)
-            rc = fe->script ? rs_ps_add_script(s->ps, fe->script, fe->script_len)
-                            : rs_ps_add_command(s->ps, fe->command);
+            rc = fe->exec     ? rs__ps_add_native(s->ps, "", exec_item, s)
+                 : fe->script ? rs_ps_add_script(s->ps, fe->script, fe->script_len)
+                              : rs_ps_add_command(s->ps, fe->command);
         for (size_t a = 0; !rc && fe->args && a < rs_array_len(fe->args); a++)
             rc = rs_ps_add_argument(s->ps, rs_value_copy(rs_array_get(fe->args, a)));
         for (size_t a = 0; !rc && fe->params && a < rs_map_len(fe->params); a++)
@@ -1005,7 +1049,7 @@ static int open_journal(rs_foreach *fe)
                              .force = fe->opts.journal_force,
                              .source = fe->opts.journal_source,
                              .script = fe->script ? script : NULL,
-                             .command = fe->command,
+                             .command = fe->exec ? rs__cmdtpl_name(fe->exec) : fe->command,
                              .arguments = digests[0],
                              .parameters = digests[1],
                              .session = fe->session,
