@@ -52,6 +52,15 @@ bool parse_assignment(const char *arg, char **name, rs_value **value);
  * EFBIG past SCRIPT_MAX_BYTES (a script from /dev/zero must not take all memory). */
 #define SCRIPT_MAX_BYTES ((size_t)64 << 20)
 char *read_file(const char *path, size_t *len);
+/* Whether every module given by name (not a file) is on package.path; false after
+ * "runspace: cannot open module 'NAME': not found on package.path", the message a missing
+ * module file gets from rs_iss_add_module, so that every command fails the same way (2). */
+bool cli_modules_found(const char *const modules[], int n);
+/* After a script that did not compile: a hint when its text names an existing file (a
+ * forgotten -f). */
+void script_file_hint(const char *script);
+/* Whether s is A..B of integers one of which is beyond the range of a 64-bit integer. */
+bool range_overflows(const char *s);
 /* "runspace: cannot read 'PATH': REASON" for read_file's errno. */
 void cli_read_error(const char *path, int err);
 

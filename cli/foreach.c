@@ -461,6 +461,10 @@ static int parse_options(int argc, char **argv, foreach_args *a, cli *c)
             break;
         case OPT_RANGE:
             a->range_text = optarg;
+            if (range_overflows(optarg))
+                return cli_usage(cmd,
+                                 "--range '%s' overflows: its bounds must be from %lld to %lld",
+                                 optarg, (long long)INT64_MIN, (long long)INT64_MAX);
             if (!parse_range(optarg, &c->range_next, &c->range_last))
                 return cli_usage(cmd, "invalid range '%s': expected A..B with integers A <= B",
                                  optarg);
@@ -674,6 +678,11 @@ static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script,
         }
     } else {
         rc = rs_foreach_set_script(fe, script, script_len);
+        if (rc == RS_ESYNTAX && !a->script_file) {
+            cli_error("%s", rs_foreach_errmsg(fe));
+            script_file_hint(script);
+            return EXIT_USAGE;
+        }
     }
     for (int i = 0; !rc && i < a->nparams; i++) {
         rc = rs_foreach_add_parameter(fe, a->params[i].name, a->params[i].value);
@@ -800,6 +809,10 @@ int cmd_foreach(int argc, char **argv)
         rc = rs_iss_set_variable(iss, a.vars[i].name, a.vars[i].value);
     for (int i = 0; !rc && i < a.nmodules; i++)
         rc = rs_iss_add_module(iss, a.modules[i]);
+    if (!rc && !cli_modules_found(a.modules, a.nmodules)) {
+        rc = EXIT_USAGE;
+        goto done;
+    }
     if (rc) {
         cli_error("%s", iss ? rs_iss_errmsg(iss) : rs_strerror(rc));
         rc = EXIT_USAGE;

@@ -220,6 +220,10 @@ int cmd_run(int argc, char **argv)
         rc = rs_iss_set_variable(iss, vnames[i], vvalues[i]);
     for (int i = 0; !rc && i < nm; i++)
         rc = rs_iss_add_module(iss, modules[i]);
+    if (!rc && !cli_modules_found(modules, nm)) {
+        rc = EXIT_USAGE;
+        goto done;
+    }
     if (rc) {
         cli_error("%s", rs_iss_errmsg(iss));
         rc = EXIT_USAGE;
@@ -234,6 +238,8 @@ int cmd_run(int argc, char **argv)
     rc = rs_ps_add_script(ps, script, script_len);
     if (rc) {
         cli_error("%s", rs_ps_errmsg(ps));
+        if (rc == RS_ESYNTAX && !script_file)
+            script_file_hint(script);
         rc = EXIT_USAGE;
         goto done;
     }

@@ -252,6 +252,27 @@ static char *message_text(const char *msg, size_t len)
     return rs__buf_detach(&b, NULL);
 }
 
+/* A table raised as an error, as JSON text (a new string), or NULL when it cannot be one (a
+ * function inside, a cycle, out of memory): the message then names its type. */
+static char *error_json(lua_State *L, rs__run *r)
+{
+    int code;
+    char *why = NULL;
+    size_t charged = 0;
+    rs_value *v = rs__lua_to_value(L, r->rs, 1, "error", 0, &charged, &code, &why);
+    rs__free(why);
+    if (!v)
+        return NULL;
+    char *text = NULL;
+    if (rs_json_encode(v, RS_JSON_REPAIR, &text, NULL, NULL))
+        text = NULL;
+    rs_value_destroy(v);
+    rs__uncharge(r->rs, charged);
+    char *copy = text ? rs__strdup(text) : NULL;
+    rs_free(text);
+    return copy;
+}
+
 /* The message handler of every script call: keeps the message, the position of the innermost
  * Lua frame and a traceback, all as C strings in the run. */
 static int msgh(lua_State *L)
@@ -259,12 +280,16 @@ static int msgh(lua_State *L)
     rs__run *r = lua_touserdata(L, lua_upvalueindex(1));
     const char *msg;
     size_t len;
+    char *json = NULL;
     if (lua_type(L, 1) == LUA_TSTRING)
         msg = lua_tolstring(L, 1, &len);
     else if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
         msg = lua_tolstring(L, -1, &len);
+    else if (lua_type(L, 1) == LUA_TTABLE && (json = error_json(L, r)))
+        msg = lua_pushstring(L, json), len = 0; /* error({code = 5}) shows {"code":5} */
     else
         msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1)), len = 0;
+    rs__free(json);
     rs__free(r->err_msg);
     r->err_msg = message_text(msg, len ? len : strlen(msg));
     if (r->err_msg)

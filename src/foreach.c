@@ -123,6 +123,7 @@ struct rs_foreach {
     char session[72];     /* digest of the pool's session state, for the journal's header */
     atomic_bool running;
     atomic_bool stop_requested;
+    _Atomic(const char *) cancel_why; /* why the run stopped: the error of cancelled records */
 
     /* Run state, under mu. */
     rs__mutex mu;
@@ -160,6 +161,11 @@ struct rs_foreach {
     rs_foreach_summary sum;
     int64_t started;
 };
+
+/* Why records are cancelled (their error), by what stopped the run. */
+#define WHY_STOP "the run was stopped before this item finished"
+#define WHY_FAIL_FAST "another item failed, and fail-fast stopped the run before this one finished"
+#define WHY_JOURNAL "the run stopped because its journal could not be written"
 
 /* ---- rings -------------------------------------------------------------------------------- */
 
@@ -227,6 +233,7 @@ int rs_foreach_create(const rs_foreach_opts *opts, rs_foreach **out)
     atomic_init(&fe->running, false);
     atomic_init(&fe->stop_requested, false);
     atomic_init(&fe->skipped, 0);
+    atomic_init(&fe->cancel_why, NULL);
     fe->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fe->stop_fd < 0 || rs__mutex_init(&fe->mu) || rs__cond_init(&fe->cv) ||
         rs__cond_init(&fe->space)) {
@@ -507,7 +514,7 @@ static void count(rs_foreach *fe, rs_item_status st)
     }
 }
 
-static void mark_stopping(rs_foreach *fe, bool quit_reading);
+static void mark_stopping(rs_foreach *fe, bool quit_reading, const char *why);
 
 /* The journal could not take a record (run thread) or could not write or sync (the
  * journal's thread): the run stops as it would for rs_foreach_stop, and ends with the
@@ -518,7 +525,7 @@ static void journal_failed(void *arg)
     rs__mutex_lock(&fe->mu);
     if (!fe->journal_failed) {
         fe->journal_failed = true;
-        mark_stopping(fe, true);
+        mark_stopping(fe, true, WHY_JOURNAL);
     }
     rs__mutex_unlock(&fe->mu);
 }
@@ -546,12 +553,15 @@ static void emit_record(rs_foreach *fe, uint64_t index, const rs_value *input,
     if (!output)
         output = none;
     rs_value *null_input = input ? NULL : rs_value_null();
+    const char *error = o->status == RS_ITEM_OK ? NULL : (o->error ? o->error : "failed");
+    const char *why = atomic_load(&fe->cancel_why);
+    if (o->status == RS_ITEM_CANCELLED && why)
+        error = why;
     rs_foreach_record rec = {.index = index,
                              .input = input ? input : null_input,
                              .status = o->status,
                              .output = output,
-                             .error =
-                                 o->status == RS_ITEM_OK ? NULL : (o->error ? o->error : "failed"),
+                             .error = error,
                              .duration = o->duration,
                              .runspace_id = o->runspace_id,
                              .attempts = o->attempts,
@@ -652,8 +662,10 @@ static void slot_done(rs_ps *ps, rs_ps_state state, void *userdata)
  * The run thread, which may be the caller or be woken by it, then stops the running batches
  * (stop_slots) once, without the lock, since stopping a queued invocation completes it at once
  * and its on_complete takes fe->mu. */
-static void mark_stopping(rs_foreach *fe, bool quit_reading)
+static void mark_stopping(rs_foreach *fe, bool quit_reading, const char *why)
 {
+    if (!fe->stopping)
+        atomic_store(&fe->cancel_why, why); /* the first cause is the one */
     fe->stopping = true;
     if (quit_reading && !fe->reader_quit) {
         fe->reader_quit = true;
@@ -677,7 +689,7 @@ static void slot_item_done(rs_ps *ps, size_t index, const rs_item_result *it, vo
         return; /* it gets another attempt */
     rs_ps_begin_stop(ps);
     rs__mutex_lock(&fe->mu);
-    mark_stopping(fe, false);
+    mark_stopping(fe, false, WHY_FAIL_FAST);
     rs__mutex_unlock(&fe->mu);
 }
 
@@ -815,7 +827,7 @@ static bool retry_or_fail(rs_foreach *fe, rs_item_status st, uint64_t index, int
     else
         retry = false;
     if (!retry && fe->opts.fail_fast)
-        mark_stopping(fe, false); /* the run loop stops the running batches */
+        mark_stopping(fe, false, WHY_FAIL_FAST); /* the run loop stops the running batches */
     rs__mutex_unlock(&fe->mu);
     return retry;
 }
@@ -1096,12 +1108,15 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
     fe->ns_per_item = 0;
     fe->next_deliver = fe->dispatched_hi = fe->read_count = 0;
     fe->reader_done = fe->run_waiting = fe->journal_failed = false;
+    atomic_store(&fe->cancel_why, NULL);
     fe->done = NULL;
     atomic_store(&fe->skipped, 0);
     /* A stop requested before the run ends it at once: the reader quits before its first
      * call, so that nothing is read. */
     bool stopped = atomic_load(&fe->stop_requested); /* rs_foreach_stop ended this run */
     fe->reader_quit = fe->stopping = stopped;
+    if (stopped)
+        atomic_store(&fe->cancel_why, WHY_STOP);
     int rc = setup(fe);
     /* The journal is opened before anything is read (a stop before the run reads nothing,
      * and so has nothing to journal). */
@@ -1127,7 +1142,7 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
     for (;;) {
         if (atomic_load(&fe->stop_requested) && !stopped) {
             stopped = true;
-            mark_stopping(fe, true);
+            mark_stopping(fe, true, WHY_STOP);
             continue;
         }
         /* A stop, or fail-fast (here or on a worker): stop every running batch, once. */
