@@ -92,6 +92,7 @@ bench: bench-deps build
 	./$(RELEASE)/bench/bench_scan
 	./$(RELEASE)/bench/bench_cli
 	./$(RELEASE)/bench/bench_journal
+	./$(RELEASE)/bench/bench_exec
 
 install: build
 	cmake --install $(RELEASE) --prefix $(PREFIX)
