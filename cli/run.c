@@ -16,7 +16,7 @@ static const char usage[] =
     "       runspace run [OPTIONS] -f FILE [ARGS...]\n"
     "Run one Lua script in a runspace. ARGS are its positional arguments (`...`), as strings.\n"
     "\n"
-    "  -f, --file PATH        read the script from PATH\n"
+    "  -f, --file PATH        read the script from PATH ('-': standard input)\n"
     "      --var NAME=VALUE   a global (VALUE is JSON, or else a string)\n"
     "      --param NAME=VALUE a named parameter (params.NAME and the global NAME)\n"
     "      --module PATH|NAME preload a Lua module\n"
