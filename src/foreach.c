@@ -303,6 +303,18 @@ const char *rs_foreach_errmsg(const rs_foreach *fe)
     return fe ? rs__msg_get(&fe->msg) : "";
 }
 
+/* What runs per item: one of a script, a command and an external command (taken), in place
+ * of the one set before. */
+static void set_work(rs_foreach *fe, char *script, char *command, rs__cmdtpl *exec)
+{
+    rs__free(fe->script);
+    rs__free(fe->command);
+    rs__cmdtpl_free(fe->exec);
+    fe->script = script;
+    fe->command = command;
+    fe->exec = exec;
+}
+
 int rs_foreach_set_script(rs_foreach *fe, const char *src, size_t len)
 {
     if (!fe)
@@ -326,12 +338,7 @@ int rs_foreach_set_script(rs_foreach *fe, const char *src, size_t len)
     char *copy = rs__strndup(src, len);
     if (!copy)
         return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
-    rs__free(fe->script);
-    rs__free(fe->command);
-    rs__cmdtpl_free(fe->exec);
-    fe->command = NULL;
-    fe->exec = NULL;
-    fe->script = copy;
+    set_work(fe, copy, NULL, NULL);
     fe->script_len = len;
     return 0;
 }
@@ -345,12 +352,7 @@ int rs_foreach_set_command(rs_foreach *fe, const char *name)
     char *copy = rs__strdup(name);
     if (!copy)
         return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
-    rs__free(fe->script);
-    rs__free(fe->command);
-    rs__cmdtpl_free(fe->exec);
-    fe->script = NULL;
-    fe->exec = NULL;
-    fe->command = copy;
+    set_work(fe, NULL, copy, NULL);
     return 0;
 }
 
@@ -368,12 +370,7 @@ int rs_foreach_set_exec(rs_foreach *fe, const char *tmpl, unsigned flags)
         rs__free(msg);
         return rc;
     }
-    rs__free(fe->script);
-    rs__free(fe->command);
-    rs__cmdtpl_free(fe->exec);
-    fe->script = NULL;
-    fe->command = NULL;
-    fe->exec = t;
+    set_work(fe, NULL, NULL, t);
     return 0;
 }
 
