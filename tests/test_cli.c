@@ -1386,6 +1386,14 @@ static void test_messages(void **state)
     assert_int_equal(r.status, 2);
     assert_memory_equal(r.err, "runspace: unknown option '-Q'\n", 30);
     done(&r);
+    r = cli(ARGV("joblog", "--frob=1", "x"), NULL);
+    assert_int_equal(r.status, 2);
+    assert_memory_equal(r.err, "runspace: unknown option '--frob'\n", 33);
+    done(&r);
+    r = cli(ARGV("demo", "--frob"), NULL);
+    assert_int_equal(r.status, 2);
+    assert_memory_equal(r.err, "runspace: unknown option '--frob'\n", 33);
+    done(&r);
 }
 
 static void test_max_instructions(void **state)
