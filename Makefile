@@ -93,6 +93,7 @@ bench: bench-deps build
 	./$(RELEASE)/bench/bench_cli
 	./$(RELEASE)/bench/bench_journal
 	./$(RELEASE)/bench/bench_exec
+	./$(RELEASE)/bench/bench_vs_lua
 
 install: build
 	cmake --install $(RELEASE) --prefix $(PREFIX)

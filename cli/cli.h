@@ -61,6 +61,10 @@ bool cli_modules_found(const char *const modules[], int n);
 void script_file_hint(const char *script);
 /* Whether s is A..B of integers one of which is beyond the range of a 64-bit integer. */
 bool range_overflows(const char *s);
+/* Where the Lua code of a script file begins, as Lua's own loadfile reads a file: past a
+ * UTF-8 byte-order mark, and past the text of a first line that starts with '#' (a shebang)
+ * but not its newline, so that line numbers stay those of the file. */
+size_t script_file_start(const char *text, size_t len);
 /* "runspace: cannot read 'PATH': REASON" for read_file's errno. */
 void cli_read_error(const char *path, int err);
 

@@ -218,6 +218,18 @@ bool parse_assignment(const char *arg, char **name, rs_value **value)
     return false;
 }
 
+size_t script_file_start(const char *text, size_t len)
+{
+    size_t at = 0;
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+        at = 3;
+    if (at < len && text[at] == '#') {
+        const char *nl = memchr(text + at, '\n', len - at);
+        at = nl ? (size_t)(nl - text) : len;
+    }
+    return at;
+}
+
 char *read_file(const char *path, size_t *len)
 {
     bool std_in = strcmp(path, "-") == 0;

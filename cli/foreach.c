@@ -38,7 +38,8 @@ static const char usage[] =
     "                         and the end of stderr)\n"
     "      --shell            run TEMPLATE with sh -c, each replacement single-quoted\n"
     "Script:\n"
-    "  -f, --file PATH        read the script from PATH ('-': standard input)\n"
+    "  -f, --file PATH        read the script from PATH ('-': standard input; a #! first\n"
+    "                         line is skipped; messages name PATH)\n"
     "      --var NAME=VALUE   a global in every runspace (VALUE is JSON, or else a string)\n"
     "      --param NAME=VALUE a named parameter (params.NAME and the global NAME)\n"
     "      --module PATH|NAME preload a Lua module\n"
@@ -676,9 +677,12 @@ static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script,
             cli_usage("foreach", "--exec: %s", rs_foreach_errmsg(fe));
             return EXIT_USAGE;
         }
+    } else if (a->script_file) {
+        size_t at = script_file_start(script, script_len);
+        rc = rs_foreach_set_script_named(fe, script + at, script_len - at, a->script_file);
     } else {
         rc = rs_foreach_set_script(fe, script, script_len);
-        if (rc == RS_ESYNTAX && !a->script_file) {
+        if (rc == RS_ESYNTAX) {
             cli_error("%s", rs_foreach_errmsg(fe));
             script_file_hint(script);
             return EXIT_USAGE;

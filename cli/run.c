@@ -16,7 +16,8 @@ static const char usage[] =
     "       runspace run [OPTIONS] -f FILE [ARGS...]\n"
     "Run one Lua script in a runspace. ARGS are its positional arguments (`...`), as strings.\n"
     "\n"
-    "  -f, --file PATH        read the script from PATH ('-': standard input)\n"
+    "  -f, --file PATH        read the script from PATH ('-': standard input; a #! first\n"
+    "                         line is skipped; messages name PATH)\n"
     "      --var NAME=VALUE   a global (VALUE is JSON, or else a string)\n"
     "      --param NAME=VALUE a named parameter (params.NAME and the global NAME)\n"
     "      --module PATH|NAME preload a Lua module\n"
@@ -78,6 +79,13 @@ static void on_record(rs_ps *ps, const rs_record *r, void *ud)
         break;
     }
     fflush(stderr);
+}
+
+/* Records of finalizers that run as the runspace closes, after the script ended: printed as
+ * the script's own were, as Lua prints at lua_close. */
+static void on_host_record(const rs_record *r, void *ud)
+{
+    on_record(NULL, r, ud);
 }
 
 static void stop_script(void *ud)
@@ -216,6 +224,8 @@ int cmd_run(int argc, char **argv)
     }
     rs_limits limits = {.memory_bytes = memory};
     rc = rs_iss_set_limits(iss, &limits);
+    if (!rc)
+        rc = rs_iss_set_host(iss, on_host_record, &c);
     for (int i = 0; !rc && i < nv; i++)
         rc = rs_iss_set_variable(iss, vnames[i], vvalues[i]);
     for (int i = 0; !rc && i < nm; i++)
@@ -235,7 +245,12 @@ int cmd_run(int argc, char **argv)
         rc = EXIT_ITEMS_FAILED;
         goto done;
     }
-    rc = rs_ps_add_script(ps, script, script_len);
+    if (script_file) {
+        size_t at = script_file_start(script, script_len);
+        rc = rs_ps_add_script_named(ps, script + at, script_len - at, script_file);
+    } else {
+        rc = rs_ps_add_script(ps, script, script_len);
+    }
     if (rc) {
         cli_error("%s", rs_ps_errmsg(ps));
         if (rc == RS_ESYNTAX && !script_file)

@@ -292,6 +292,16 @@ RS_EXTERN int rs_iss_add_function(rs_iss *iss, const char *name, const char *bod
 RS_EXTERN int rs_iss_add_command(rs_iss *iss, const char *name, rs_command_fn fn, void *userdata);
 /* Sets the limits (copied). */
 RS_EXTERN int rs_iss_set_limits(rs_iss *iss, const rs_limits *limits);
+/* Where a runspace's stream records go when it writes them while no invocation runs: the
+ * finalizers that run when its Lua state closes (rs_runspace_destroy, rs_pool_destroy, a
+ * runspace replaced after a failure between invocations) may print or warn, as in Lua at
+ * lua_close. fn gets each such record (borrowed for the call; item is -1); it is called on
+ * the thread that closes the runspace, possibly on many threads at once, so it must be
+ * thread-safe, and must not call back into the runspace or its pool. Without a host such
+ * records are dropped. Records written during an invocation always go to it. NULL fn: none. */
+struct rs_record; /* below, with the streams */
+typedef void (*rs_host_fn)(const struct rs_record *record, void *userdata);
+RS_EXTERN int rs_iss_set_host(rs_iss *iss, rs_host_fn fn, void *userdata);
 RS_EXTERN const char *rs_iss_errmsg(const rs_iss *iss);
 
 /* ---- the call context a native command receives (valid only during the call) ---- */
@@ -693,6 +703,8 @@ typedef void (*rs_foreach_progress_fn)(const rs_foreach_progress *progress, void
 /* Something the caller may want to tell its user that is not a failure (a journal's torn
  * last line dropped, say): a message in full sentences, borrowed for the call. */
 typedef void (*rs_foreach_notice_fn)(const char *message, void *userdata);
+/* A stream record of an item (see rs_foreach_opts.on_stream); borrowed for the call. */
+typedef void (*rs_foreach_stream_fn)(uint64_t index, const rs_record *record, void *userdata);
 
 /* The journal of a run (opts.journal): a file of JSON lines that survives a crash of the
  * process, so that a later run can resume it and run only what is missing.
@@ -763,6 +775,13 @@ typedef struct rs_foreach_opts {
      * "range:1..100", "stdin"... A resume must give the same. NULL: not named. */
     const char *journal_source;
     rs_foreach_notice_fn on_notice; /* optional; on the thread of rs_foreach_run */
+    /* Optional: the items' stream records (print and write_information, write_warning,
+     * write_error, write_verbose, write_debug, write_progress, Lua's warnings) as they are
+     * written, with the input index of the item that wrote them (UINT64_MAX while no item
+     * runs: modules loading). A terminating error is not among them: it is the item's record.
+     * Called on the pool's worker threads, possibly many at once, so it must be thread-safe;
+     * it must not block for long (the item waits) nor call into this run. */
+    rs_foreach_stream_fn on_stream;
 } rs_foreach_opts;
 
 /* Creates a run (copies opts, the journal's path and source included; the session state of
@@ -774,6 +793,11 @@ RS_EXTERN int rs_foreach_destroy(rs_foreach *fe); /* RS_EBUSY while it runs */
  * compile: nothing will run), or a command of the ISS or a global Lua function. One of them,
  * set before the run. The item is `_` and the first vararg. */
 RS_EXTERN int rs_foreach_set_script(rs_foreach *fe, const char *src, size_t len);
+/* The same for a script read from a file: name (copied; NULL is rs_foreach_set_script) is
+ * its chunk name, as rs_ps_add_script_named, so messages read "NAME:LINE: message". The
+ * journal's digest is of the text alone: a script moved to another path still resumes. */
+RS_EXTERN int rs_foreach_set_script_named(rs_foreach *fe, const char *src, size_t len,
+                                          const char *name);
 RS_EXTERN int rs_foreach_set_command(rs_foreach *fe, const char *name);
 /* An external command per item, in the style of GNU parallel (and instead of a script or
  * command). The template is split into words once, as a shell splits them ('...', "...",

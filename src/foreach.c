@@ -114,6 +114,7 @@ struct rs_foreach {
     rs__msg msg;
     char *script;
     size_t script_len;
+    char *script_name; /* the file it came from, for messages (rs_ps_add_script_named), or NULL */
     char *command;
     rs__cmdtpl *exec;     /* an external command per item (rs_foreach_set_exec), or NULL */
     rs_value *args;       /* array or NULL */
@@ -283,6 +284,7 @@ int rs_foreach_destroy(rs_foreach *fe)
     if (fe->own_pool)
         rs_pool_destroy(fe->pool);
     rs__free(fe->script);
+    rs__free(fe->script_name);
     rs__free(fe->command);
     rs__cmdtpl_free(fe->exec);
     rs_value_destroy(fe->args);
@@ -303,24 +305,34 @@ const char *rs_foreach_errmsg(const rs_foreach *fe)
     return fe ? rs__msg_get(&fe->msg) : "";
 }
 
-/* What runs per item: one of a script, a command and an external command (taken), in place
- * of the one set before. */
-static void set_work(rs_foreach *fe, char *script, char *command, rs__cmdtpl *exec)
+/* What runs per item: one of a script (with its name, or NULL), a command and an external
+ * command (taken), in place of the one set before. */
+static void set_work(rs_foreach *fe, char *script, char *script_name, char *command,
+                     rs__cmdtpl *exec)
 {
     rs__free(fe->script);
+    rs__free(fe->script_name);
     rs__free(fe->command);
     rs__cmdtpl_free(fe->exec);
     fe->script = script;
+    fe->script_name = script_name;
     fe->command = command;
     fe->exec = exec;
 }
 
 int rs_foreach_set_script(rs_foreach *fe, const char *src, size_t len)
 {
+    return rs_foreach_set_script_named(fe, src, len, NULL);
+}
+
+int rs_foreach_set_script_named(rs_foreach *fe, const char *src, size_t len, const char *name)
+{
     if (!fe)
         return RS_EMISUSE;
     if (!src)
-        return RS_EINVAL;
+        return rs__msg_set(&fe->msg, RS_EINVAL, "the script is NULL");
+    if (name && !*name)
+        return rs__msg_set(&fe->msg, RS_EINVAL, "the script's name is empty");
     if (len == (size_t)-1)
         len = strlen(src);
     /* Check it now, so that a script that does not compile stops everything before any input
@@ -329,7 +341,7 @@ int rs_foreach_set_script(rs_foreach *fe, const char *src, size_t len)
     int rc = rs_ps_create(&ps);
     if (rc)
         return rs__msg_set(&fe->msg, rc, "%s", rs_strerror(rc));
-    rc = rs_ps_add_script(ps, src, len);
+    rc = rs_ps_add_script_named(ps, src, len, name);
     if (rc)
         rs__msg_set(&fe->msg, rc, "%s", rs_ps_errmsg(ps));
     rs_ps_destroy(ps);
@@ -338,7 +350,12 @@ int rs_foreach_set_script(rs_foreach *fe, const char *src, size_t len)
     char *copy = rs__strndup(src, len);
     if (!copy)
         return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
-    set_work(fe, copy, NULL, NULL);
+    char *name_copy = name ? rs__strdup(name) : NULL;
+    if (name && !name_copy) {
+        rs__free(copy);
+        return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
+    }
+    set_work(fe, copy, name_copy, NULL, NULL);
     fe->script_len = len;
     return 0;
 }
@@ -352,7 +369,7 @@ int rs_foreach_set_command(rs_foreach *fe, const char *name)
     char *copy = rs__strdup(name);
     if (!copy)
         return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
-    set_work(fe, NULL, copy, NULL);
+    set_work(fe, NULL, NULL, copy, NULL);
     return 0;
 }
 
@@ -370,7 +387,7 @@ int rs_foreach_set_exec(rs_foreach *fe, const char *tmpl, unsigned flags)
         rs__free(msg);
         return rc;
     }
-    set_work(fe, NULL, NULL, t);
+    set_work(fe, NULL, NULL, NULL, t);
     return 0;
 }
 
@@ -676,6 +693,18 @@ static void mark_stopping(rs_foreach *fe, bool quit_reading, const char *why)
  * (they are reported cancelled) and marks the run stopping, so that the run thread stops the
  * other batches without waiting for this one to be collected. The attempt numbers were written
  * by the run thread before the batch began. */
+/* Worker thread: a stream record of the batch, handed on with its item's input index. The
+ * batch's indexes were set before it was dispatched and stay until it is delivered. */
+static void slot_record(rs_ps *ps, const rs_record *r, void *userdata)
+{
+    (void)ps;
+    slot *s = userdata;
+    if (r->stream == RS_STREAM_ERROR && r->code != 0)
+        return; /* terminating: the item's record carries it */
+    uint64_t index = r->item >= 0 && (size_t)r->item < s->n ? s->index[r->item] : UINT64_MAX;
+    s->fe->opts.on_stream(index, r, s->fe->opts.userdata);
+}
+
 static void slot_item_done(rs_ps *ps, size_t index, const rs_item_result *it, void *userdata)
 {
     slot *s = userdata;
@@ -976,14 +1005,16 @@ static int setup(rs_foreach *fe)
                         .item_timeout = fe->opts.timeout,
                         .on_complete = slot_done,
                         .on_item = slot_item_done,
+                        .on_record = fe->opts.on_stream ? slot_record : NULL,
                         .userdata = s};
         rc = rs_ps_set_pool(s->ps, fe->pool);
         if (!rc)
             rc = rs_ps_set_opts(s->ps, &o);
         if (!rc)
-            rc = fe->exec     ? rs__ps_add_native(s->ps, "", exec_item, s)
-                 : fe->script ? rs_ps_add_script(s->ps, fe->script, fe->script_len)
-                              : rs_ps_add_command(s->ps, fe->command);
+            rc = fe->exec ? rs__ps_add_native(s->ps, "", exec_item, s)
+                 : fe->script
+                     ? rs_ps_add_script_named(s->ps, fe->script, fe->script_len, fe->script_name)
+                     : rs_ps_add_command(s->ps, fe->command);
         for (size_t a = 0; !rc && fe->args && a < rs_array_len(fe->args); a++)
             rc = rs_ps_add_argument(s->ps, rs_value_copy(rs_array_get(fe->args, a)));
         for (size_t a = 0; !rc && fe->params && a < rs_map_len(fe->params); a++)

@@ -370,6 +370,18 @@ int rs_iss_set_limits(rs_iss *iss, const rs_limits *limits)
     return 0;
 }
 
+int rs_iss_set_host(rs_iss *iss, rs_host_fn fn, void *userdata)
+{
+    if (!iss)
+        return RS_EMISUSE;
+    if (atomic_load(&iss->frozen))
+        return rs__msg_set(&iss->msg, RS_EBUSY,
+                           "the session state is in use by a runspace and can no longer change");
+    iss->host = fn;
+    iss->host_userdata = fn ? userdata : NULL;
+    return 0;
+}
+
 const rs__iss_entry *rs__iss_find_command(const rs_iss *iss, const char *name)
 {
     for (size_t i = 0; iss && i < iss->count; i++) {

@@ -33,6 +33,8 @@ struct rs_iss {
     atomic_bool frozen; /* set when the first runspace is created from it */
     rs_profile profile;
     rs_limits limits;
+    rs_host_fn host; /* records written while no invocation runs, or NULL */
+    void *host_userdata;
     rs__iss_entry *entries;
     size_t count;
     size_t cap;

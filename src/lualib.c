@@ -395,14 +395,15 @@ static int l_time_monotonic(lua_State *L)
 static int resume(lua_State *L, lua_State *co, int narg)
 {
     const char *bad = NULL;
+    int st = lua_status(co);
     lua_Debug ar;
     if (co == L)
         bad = "cannot resume non-suspended coroutine";
-    else if (lua_status(co) == LUA_OK && lua_getstack(co, 0, &ar))
+    else if (st == LUA_OK && lua_getstack(co, 0, &ar))
         bad = "cannot resume non-suspended coroutine";
-    else if (lua_status(co) == LUA_OK && lua_gettop(co) == 0)
+    else if (st == LUA_OK && lua_gettop(co) == 0)
         bad = "cannot resume dead coroutine";
-    else if (lua_status(co) != LUA_OK && lua_status(co) != LUA_YIELD)
+    else if (st != LUA_OK && st != LUA_YIELD)
         bad = "cannot resume dead coroutine";
     else if (!lua_checkstack(co, narg))
         bad = "too many arguments to resume";

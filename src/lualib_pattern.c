@@ -547,10 +547,17 @@ static void add_string(match_state *ms, luaL_Buffer *b, const char *s, const cha
             if (*r == '0') {
                 luaL_addlstring(b, s, (size_t)(e - s));
             } else {
-                push_capture(ms, *r - '1', s, e);
-                luaL_tolstring(L, -1, NULL);
-                lua_remove(L, -2);
-                luaL_addvalue(b);
+                /* A string capture is copied from the subject directly; only a position
+                 * capture needs a Lua value (its number, as text). */
+                int i = *r - '1';
+                if (i < ms->level && ms->capture[i].len >= 0) {
+                    luaL_addlstring(b, ms->capture[i].init, (size_t)ms->capture[i].len);
+                } else {
+                    push_capture(ms, i, s, e);
+                    luaL_tolstring(L, -1, NULL);
+                    lua_remove(L, -2);
+                    luaL_addvalue(b);
+                }
             }
         } else {
             luaL_error(L, "invalid use of '%c' in replacement string", ESC);

@@ -374,6 +374,69 @@ static void test_foreach_compile_error(void **state)
     done(&r);
 }
 
+/* A script file reads as Lua reads a file: messages name it, a shebang line and a byte-order
+ * mark are skipped and line numbers stay the file's, in run and foreach alike. */
+static void test_script_file_as_lua_reads_it(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/rs_cli_job_XXXXXX.lua";
+    write_temp_lua(path, "#!/usr/bin/env runspace\nlocal x = 1\nif x then error('boom') end\n");
+    proc_result r = cli(ARGV("run", "-f", path), NULL);
+    assert_int_equal(r.status, 1);
+    char *want = NULL;
+    assert_true(asprintf(&want, "runspace: %s:3: boom\n", path) > 0);
+    assert_string_equal(r.err, want);
+    done(&r);
+    r = cli(ARGV("foreach", "-f", path), "a\n");
+    assert_int_equal(r.status, 1);
+    free(want);
+    assert_true(asprintf(&want, "runspace: input 'a': error: %s:3: boom\n", path) > 0);
+    assert_contains(r.err, want);
+    done(&r);
+    unlink(path);
+    free(want);
+
+    /* A byte-order mark, then a comment line that is not Lua: both skipped. */
+    char bom[] = "/tmp/rs_cli_bom_XXXXXX.lua";
+    write_temp_lua(bom, "\xEF\xBB\xBF# not Lua\nreturn debug.getinfo(1, 'l').currentline");
+    r = cli(ARGV("run", "-f", bom), NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "2\n");
+    done(&r);
+    /* A syntax error names the file, before anything runs. */
+    FILE *f = fopen(bom, "w");
+    assert_non_null(f);
+    fputs("local x =\n", f);
+    fclose(f);
+    r = cli(ARGV("foreach", "-f", bom), "1\n");
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.out, "");
+    assert_true(asprintf(&want, "runspace: %s:2: unexpected symbol near <eof>\n", bom) > 0);
+    assert_string_equal(r.err, want);
+    free(want);
+    done(&r);
+    /* Only a file's first line may be a shebang; a script given inline is Lua as it stands. */
+    r = cli(ARGV("run", "#!x\nreturn 1"), NULL);
+    assert_int_equal(r.status, 2);
+    assert_contains(r.err, "script:1:");
+    done(&r);
+    unlink(bom);
+}
+
+/* A finalizer that runs as the runspace closes prints after the outputs, as Lua prints at
+ * lua_close; its warnings go to stderr. */
+static void test_run_finalizer_prints_at_close(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("run", "G = setmetatable({}, {__gc = function() print('bye') "
+                                    "warn('late') end}) return 'returned'"),
+                        NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "returned\nbye\n");
+    assert_string_equal(r.err, "WARNING: late\n");
+    done(&r);
+}
+
 static void test_foreach_missing_input_file(void **state)
 {
     (void)state;
@@ -1434,6 +1497,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_foreach_params_vars_modules_file),
     cmocka_unit_test(test_foreach_usage_errors),
     cmocka_unit_test(test_foreach_compile_error),
+    cmocka_unit_test(test_script_file_as_lua_reads_it),
+    cmocka_unit_test(test_run_finalizer_prints_at_close),
     cmocka_unit_test(test_foreach_missing_input_file),
     cmocka_unit_test(test_foreach_timeout),
     cmocka_unit_test(test_foreach_sigint),

@@ -54,6 +54,7 @@ typedef struct sink {
     char first_error[256];
     long progress_calls;
     uint64_t progress_done;
+    void *user; /* a test's own */
 } sink;
 
 static void on_record(const rs_foreach_record *r, void *ud)
@@ -181,6 +182,99 @@ static void test_errors_are_records(void **state)
     assert_int_equal(sum.failed, 100);
     assert_true(sum.success_rate == 90.0);
     assert_contains(k.first_error, "script:1: bad item ");
+    free(k.seen);
+}
+
+/* A script named as a file: its errors and debug information say the file's name, where an
+ * unnamed one says "script"; a syntax error is refused with the name at once. */
+static void test_named_script(void **state)
+{
+    (void)state;
+    source src = {.n = 10};
+    sink k;
+    sink_init(&k, &src);
+    rs_foreach_opts o = {.throttle = 2,
+                         .next = next_int,
+                         .input_userdata = &src,
+                         .on_record = on_record,
+                         .on_progress = on_progress,
+                         .userdata = &k};
+    rs_foreach *fe;
+    assert_ok(rs_foreach_create(&o, &fe));
+    assert_rs(RS_ESYNTAX, rs_foreach_set_script_named(fe, "\nreturn +", (size_t)-1, "jobs/a.lua"));
+    assert_contains(rs_foreach_errmsg(fe), "jobs/a.lua:2: unexpected symbol");
+    assert_rs(RS_EINVAL, rs_foreach_set_script_named(fe, "return 1", (size_t)-1, ""));
+    assert_ok(rs_foreach_set_script_named(
+        fe, "if _ == 3 then\n error(debug.getinfo(1, 'S').source .. ' three')\nend\nreturn _ * _",
+        (size_t)-1, "jobs/a.lua"));
+    rs_foreach_summary sum;
+    assert_ok(rs_foreach_run(fe, &sum));
+    assert_ok(rs_foreach_destroy(fe));
+    assert_all_once(&k);
+    assert_int_equal(k.status[RS_ITEM_ERROR], 1);
+    assert_int_equal(k.bad_output, 0);
+    assert_string_equal(k.first_error, "jobs/a.lua:2: @jobs/a.lua three");
+    free(k.seen);
+}
+
+/* Stream records of the items, collected from worker threads. */
+typedef struct streams {
+    pthread_mutex_t mu;
+    int info[200];
+    int warnings;
+    int errors;
+    int unmatched;
+} streams;
+
+static void on_stream(uint64_t index, const rs_record *r, void *ud)
+{
+    sink *k = ud;
+    streams *st = k->user;
+    pthread_mutex_lock(&st->mu);
+    char want[64];
+    if (index >= 200) {
+        st->unmatched++;
+    } else if (r->stream == RS_STREAM_INFORMATION) {
+        snprintf(want, sizeof want, "item\t%d", (int)index);
+        if (strcmp(r->message, want) == 0)
+            st->info[index]++;
+        else
+            st->unmatched++;
+    } else if (r->stream == RS_STREAM_WARNING) {
+        st->warnings += index % 50 == 7 && strcmp(r->message, "careful") == 0;
+    } else if (r->stream == RS_STREAM_ERROR) {
+        st->errors += index % 50 == 9 && strcmp(r->message, "soft") == 0;
+    } else {
+        st->unmatched++;
+    }
+    pthread_mutex_unlock(&st->mu);
+}
+
+/* Items' prints, warnings and non-terminating errors reach on_stream with their own input
+ * index, from batches on worker threads; a terminating error is only the item's record. */
+static void test_stream_records_of_items(void **state)
+{
+    (void)state;
+    source src = {.n = 200};
+    sink k;
+    sink_init(&k, &src);
+    streams st = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    k.user = &st;
+    rs_foreach_summary sum;
+    assert_ok(run("local i = _ print('item', i) "
+                  "if i % 50 == 7 then write_warning('careful') end "
+                  "if i % 50 == 9 then write_error('soft') end "
+                  "if i == 123 then error('hard') end return _ * _",
+                  &src, &k, (rs_foreach_opts){.throttle = 2, .on_stream = on_stream}, &sum));
+    assert_all_once(&k);
+    assert_int_equal(k.status[RS_ITEM_ERROR], 1);
+    for (int i = 0; i < 200; i++) {
+        if (st.info[i] != 1)
+            fail_msg("item %d printed %d times", i, st.info[i]);
+    }
+    assert_int_equal(st.warnings, 4);
+    assert_int_equal(st.errors, 4);
+    assert_int_equal(st.unmatched, 0);
     free(k.seen);
 }
 
@@ -797,6 +891,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_squares_completion_order),
     cmocka_unit_test(test_ordered),
     cmocka_unit_test(test_errors_are_records),
+    cmocka_unit_test(test_named_script),
+    cmocka_unit_test(test_stream_records_of_items),
     cmocka_unit_test(test_timeouts),
     cmocka_unit_test(test_retries),
     cmocka_unit_test(test_fail_fast),

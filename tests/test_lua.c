@@ -7,6 +7,59 @@
 
 #include <unistd.h>
 
+/* What the host of a session state was given: the records of finalizers run at close. */
+typedef struct host_log {
+    int count;
+    char text[512];
+    int stream[8];
+    int64_t item[8];
+} host_log;
+
+static void on_host(const rs_record *r, void *ud)
+{
+    host_log *h = ud;
+    if (h->count < 8) {
+        h->stream[h->count] = (int)r->stream;
+        h->item[h->count] = r->item;
+    }
+    h->count++;
+    size_t used = strlen(h->text);
+    snprintf(h->text + used, sizeof h->text - used, "%s|", r->message);
+}
+
+/* As lua_close runs finalizers that print, a runspace's close gives their records to the
+ * host; records written during an invocation still go to the invocation, and a frozen ISS
+ * refuses a host. */
+static void test_finalizer_prints_at_close(void **state)
+{
+    (void)state;
+    rs_iss *iss;
+    host_log h = {0};
+    assert_ok(rs_iss_create(RS_PROFILE_DEFAULT, &iss));
+    assert_ok(rs_iss_set_host(iss, on_host, &h));
+    rs_runspace *rs = open_runspace(iss);
+    assert_rs(RS_EBUSY, rs_iss_set_host(iss, NULL, NULL));
+    assert_eval(rs,
+                "print('during') "
+                "G = setmetatable({}, {__gc = function() print('bye', 1) warn('late') end}) "
+                "return 1",
+                "[1]");
+    assert_int_equal(h.count, 0);
+    assert_ok(rs_runspace_destroy(rs));
+    assert_int_equal(h.count, 2);
+    assert_string_equal(h.text, "bye\t1|late|");
+    assert_int_equal(h.stream[0], RS_STREAM_INFORMATION);
+    assert_int_equal(h.stream[1], RS_STREAM_WARNING);
+    assert_int_equal(h.item[0], -1);
+    assert_ok(rs_iss_destroy(iss));
+
+    /* Without a host, they go nowhere, and nothing breaks. */
+    rs = open_runspace(NULL);
+    assert_eval(rs, "G = setmetatable({}, {__gc = function() print('unheard') end}) return 2",
+                "[2]");
+    assert_ok(rs_runspace_destroy(rs));
+}
+
 static void test_gsub_returns_the_subject(void **state)
 {
     (void)state;
@@ -165,6 +218,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_named_scripts),
     cmocka_unit_test(test_coroutine_hooks),
     cmocka_unit_test(test_no_upvalues),
+    cmocka_unit_test(test_finalizer_prints_at_close),
     cmocka_unit_test(test_gsub_returns_the_subject),
     cmocka_unit_test(test_load_modes),
     cmocka_unit_test(test_dofile_yields),
