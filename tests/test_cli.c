@@ -309,8 +309,7 @@ static void test_foreach_usage_errors(void **state)
          "runspace: invalid range '5..': expected A..B with integers A <= B\n"},
         {ARGV("foreach", "--format", "xml", "return 1"),
          "runspace: --format must be raw, jsonl, csv or table, not 'xml'\n"},
-        {ARGV("foreach"),
-         "runspace: no script given (a Lua script, -f FILE or --exec COMMAND)\n"},
+        {ARGV("foreach"), "runspace: no script given (a Lua script, -f FILE or --exec COMMAND)\n"},
         {ARGV("foreach", "--timeout"), "runspace: option '--timeout' needs a value\n"},
         /* Unknown options by their own name, also short ones in a cluster. */
         {ARGV("foreach", "-Z", "return 1"), "runspace: unknown option '-Z'\n"},
@@ -1206,8 +1205,7 @@ static void test_exec_replacement_strings(void **state)
     done(&r);
     /* No replacement string: the item is the last argument; quotes keep blanks and $ as they
      * are (no expansion); an item with blanks stays one argument. */
-    r = cli(ARGV("foreach", "--ordered", "--exec", "printf \"<%s>\\n\" '$HOME x'"),
-            "a b\n*\n");
+    r = cli(ARGV("foreach", "--ordered", "--exec", "printf \"<%s>\\n\" '$HOME x'"), "a b\n*\n");
     assert_int_equal(r.status, 0);
     assert_string_equal(r.out, "<$HOME x>\n<a b>\n<$HOME x>\n<*>\n");
     done(&r);
@@ -1230,10 +1228,9 @@ static void test_exec_failures(void **state)
 {
     (void)state;
     /* A non-zero exit: status error, the exit code and the end of stderr; a signal. */
-    proc_result r =
-        cli(ARGV("foreach", "--ordered", "--format", "jsonl", "--exec",
-                 "sh -c 'echo out; echo first >&2; echo \"last {}\" >&2; exit {}' sh"),
-            "0\n3\n");
+    proc_result r = cli(ARGV("foreach", "--ordered", "--format", "jsonl", "--exec",
+                             "sh -c 'echo out; echo first >&2; echo \"last {}\" >&2; exit {}' sh"),
+                        "0\n3\n");
     assert_int_equal(r.status, 1);
     assert_contains(r.out, "{\"index\":0,\"input\":\"0\",\"status\":\"ok\",\"output\":[\"out\"]");
     assert_contains(r.out, "{\"index\":1,\"input\":\"3\",\"status\":\"error\",\"output\":[],"
@@ -1277,8 +1274,8 @@ static void test_exec_timeout_kills_the_group(void **state)
     char tmpl[256];
     /* The command's own child would create the mark after 1 s, unless the group is killed. */
     snprintf(tmpl, sizeof tmpl, "sh -c '(sleep 1; touch %s) & sleep 10' sh {}", mark);
-    proc_result r = cli(ARGV("foreach", "--timeout", "0.2", "--format", "jsonl", "--exec", tmpl),
-                        "1\n2\n");
+    proc_result r =
+        cli(ARGV("foreach", "--timeout", "0.2", "--format", "jsonl", "--exec", tmpl), "1\n2\n");
     assert_int_equal(r.status, 1);
     assert_int_equal(count_lines(r.out), 2);
     assert_contains(r.out, "\"status\":\"timeout\"");
@@ -1301,8 +1298,8 @@ static void test_exec_joblog_resume(void **state)
     assert_int_equal(r.status, 1);
     done(&r);
     /* --resume: nothing is missing; --resume-failed runs the ten that failed. */
-    r = cli(ARGV("foreach", "--range", "1..20", "--joblog", path, "--resume", "--summary",
-                 "--exec", "sh -c 'test $0 -le 10' {}"),
+    r = cli(ARGV("foreach", "--range", "1..20", "--joblog", path, "--resume", "--summary", "--exec",
+                 "sh -c 'test $0 -le 10' {}"),
             NULL);
     assert_int_equal(r.status, 0);
     assert_contains(r.err, "Skipped:      20");
@@ -1399,8 +1396,8 @@ static void test_terminal_input_notice(void **state)
     close(master);
     assert_int_equal(r.status, 0);
     assert_string_equal(r.out, "a\nb\n");
-    assert_string_equal(r.err,
-                        "runspace: reading items from the terminal, one per line; end with Ctrl-D\n");
+    assert_string_equal(
+        r.err, "runspace: reading items from the terminal, one per line; end with Ctrl-D\n");
     done(&r);
 }
 
@@ -1425,13 +1422,13 @@ static void test_messages(void **state)
     /* A missing module: exit 2, one message, in every command. */
     r = cli(ARGV("foreach", "--module", "rs_no_such_module", "return 1"), NULL);
     assert_int_equal(r.status, 2);
-    assert_string_equal(r.err,
-                        "runspace: cannot open module 'rs_no_such_module': not found on package.path\n");
+    assert_string_equal(
+        r.err, "runspace: cannot open module 'rs_no_such_module': not found on package.path\n");
     done(&r);
     r = cli(ARGV("run", "--module", "rs_no_such_module", "return 1"), NULL);
     assert_int_equal(r.status, 2);
-    assert_string_equal(r.err,
-                        "runspace: cannot open module 'rs_no_such_module': not found on package.path\n");
+    assert_string_equal(
+        r.err, "runspace: cannot open module 'rs_no_such_module': not found on package.path\n");
     done(&r);
     r = cli(ARGV("run", "--module", "/nonexistent/m.lua", "return 1"), NULL);
     assert_int_equal(r.status, 2);
@@ -1462,10 +1459,9 @@ static void test_messages(void **state)
 static void test_max_instructions(void **state)
 {
     (void)state;
-    proc_result r =
-        cli(ARGV("foreach", "--max-instructions", "100000", "--format", "jsonl", "--ordered",
-                 "if _ == 'loop' then while true do end end return _"),
-            "ok\nloop\n");
+    proc_result r = cli(ARGV("foreach", "--max-instructions", "100000", "--format", "jsonl",
+                             "--ordered", "if _ == 'loop' then while true do end end return _"),
+                        "ok\nloop\n");
     assert_int_equal(r.status, 1);
     assert_contains(r.out, "{\"index\":0,\"input\":\"ok\",\"status\":\"ok\"");
     assert_contains(r.out, "\"error\":\"instruction budget of 100000 exceeded\"");
