@@ -95,6 +95,7 @@ bench: bench-deps build
 	./$(RELEASE)/bench/bench_scan
 	./$(RELEASE)/bench/bench_cli
 	./$(RELEASE)/bench/bench_journal
+	./$(RELEASE)/bench/bench_exec
 	./$(RELEASE)/bench/bench_vs_lua
 	LUA_CPATH_5_4='$(RELEASE)/lua/?.so;;' lua5.4 bench/bench_lua.lua
 

@@ -24,6 +24,10 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A usage error: the reason on one line, a hint on the next; returns EXIT_USAGE. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The usage error of getopt_long's ':' (a value missing) or '?' (an unknown option), naming
+ * the option as the user wrote it; returns EXIT_USAGE. */
+int cli_bad_option(const char *cmd, char *const argv[], int opt);
+
 /* Strict parsers for option values. parse_choice returns the index of s in the NULL-ended
  * list, or -1. parse_count takes decimal digits only (no sign, no blanks). */
 int parse_choice(const char *s, const char *const choices[]);
@@ -48,6 +52,15 @@ bool parse_assignment(const char *arg, char **name, rs_value **value);
  * EFBIG past SCRIPT_MAX_BYTES (a script from /dev/zero must not take all memory). */
 #define SCRIPT_MAX_BYTES ((size_t)64 << 20)
 char *read_file(const char *path, size_t *len);
+/* Whether every module given by name (not a file) is on package.path; false after
+ * "runspace: cannot open module 'NAME': not found on package.path", the message a missing
+ * module file gets from rs_iss_add_module, so that every command fails the same way (2). */
+bool cli_modules_found(const char *const modules[], int n);
+/* After a script that did not compile: a hint when its text names an existing file (a
+ * forgotten -f). */
+void script_file_hint(const char *script);
+/* Whether s is A..B of integers one of which is beyond the range of a 64-bit integer. */
+bool range_overflows(const char *s);
 /* Where the Lua code of a script file begins, as Lua's own loadfile reads a file: past a
  * UTF-8 byte-order mark, and past the text of a first line that starts with '#' (a shebang)
  * but not its newline, so that line numbers stay those of the file. */

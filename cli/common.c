@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <float.h>
 #include <math.h>
 #include <poll.h>
@@ -17,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,6 +46,23 @@ int cli_usage(const char *cmd, const char *fmt, ...)
     fprintf(stderr, "Try 'runspace %s%s--help' for more information.\n", cmd ? cmd : "",
             cmd ? " " : "");
     return EXIT_USAGE;
+}
+
+int cli_bad_option(const char *cmd, char *const argv[], int opt)
+{
+    /* A long option is the argument that getopt just passed (up to a '='); a short one is
+     * getopt's optopt, since argv[optind - 1] may be a cluster (-vz) or the next argument. */
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+    char name[64];
+    if (strncmp(arg, "--", 2) == 0)
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(arg, "="), arg);
+    else if (optopt > 0 && optopt < 128)
+        snprintf(name, sizeof name, "-%c", optopt);
+    else
+        snprintf(name, sizeof name, "%s", arg);
+    if (opt == ':')
+        return cli_usage(cmd, "option '%s' needs a value", name);
+    return cli_usage(cmd, "unknown option '%s'", name);
 }
 
 int parse_choice(const char *s, const char *const choices[])
@@ -213,7 +232,8 @@ size_t script_file_start(const char *text, size_t len)
 
 char *read_file(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
+    bool std_in = strcmp(path, "-") == 0;
+    FILE *f = std_in ? stdin : fopen(path, "rb");
     if (!f)
         return NULL;
     size_t cap = 4096, n = 0;
@@ -239,7 +259,8 @@ char *read_file(const char *path, size_t *len)
     }
     if (!err && ferror(f))
         err = errno;
-    fclose(f);
+    if (!std_in)
+        fclose(f);
     if (!buf || err) {
         free(buf);
         errno = err ? err : ENOMEM;
@@ -249,6 +270,52 @@ char *read_file(const char *path, size_t *len)
     if (len)
         *len = n;
     return buf;
+}
+
+bool cli_modules_found(const char *const modules[], int n)
+{
+    for (int i = 0; i < n; i++) {
+        const char *m = modules[i];
+        size_t len = strlen(m);
+        if (strchr(m, '/') || (len > 4 && strcmp(m + len - 4, ".lua") == 0))
+            continue; /* a file: rs_iss_add_module reads it at once */
+        /* A name: where a runspace would find it (package.path as it opens). */
+        rs_ps *ps = NULL;
+        rs_value *out = NULL;
+        bool found = rs_ps_create(&ps) == 0 &&
+                     rs_ps_add_script(ps, "return package.searchpath(..., package.path)", -1) == 0 &&
+                     rs_ps_add_argument(ps, rs_value_string(m)) == 0 &&
+                     rs_ps_invoke(ps, &out) == 0 &&
+                     rs_value_type(rs_array_get(out, 0)) == RS_TSTRING;
+        rs_value_destroy(out);
+        rs_ps_destroy(ps);
+        if (!found) {
+            cli_error("cannot open module '%s': not found on package.path", m);
+            return false;
+        }
+    }
+    return true;
+}
+
+void script_file_hint(const char *script)
+{
+    struct stat st;
+    if (!strchr(script, '\n') && stat(script, &st) == 0 && S_ISREG(st.st_mode))
+        fprintf(stderr, "runspace: '%s' is a file: to run it, use -f %s\n", script, script);
+}
+
+bool range_overflows(const char *s)
+{
+    const char *dots = strstr(s, "..");
+    if (!dots || !plain_integer(s, (size_t)(dots - s)) ||
+        !plain_integer(dots + 2, strlen(dots + 2)))
+        return false;
+    errno = 0;
+    strtoll(s, NULL, 10);
+    bool over = errno == ERANGE;
+    errno = 0;
+    strtoll(dots + 2, NULL, 10);
+    return over || errno == ERANGE;
 }
 
 void cli_read_error(const char *path, int err)

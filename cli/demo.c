@@ -323,6 +323,8 @@ int cmd_demo(int argc, char **argv)
             "jobs,\nbatch processing with a progress bar, and a scan of loopback listeners.\n");
         return 0;
     }
+    if (argc > 1 && argv[1][0] == '-' && argv[1][1])
+        return cli_usage("demo", "unknown option '%.*s'", (int)strcspn(argv[1], "="), argv[1]);
     if (argc > 1)
         return cli_usage("demo", "unexpected argument '%s'", argv[1]);
     out_puts("runspace demo: the PowerShell runspace examples, in Lua runspaces\n");

@@ -18,20 +18,36 @@
 static const char usage[] =
     "Usage: runspace foreach [OPTIONS] SCRIPT\n"
     "       runspace foreach [OPTIONS] -f FILE\n"
-    "Run a Lua script once per input item, in parallel. The item is `_` (and `...`).\n"
+    "       runspace foreach [OPTIONS] --exec 'COMMAND {}'\n"
+    "Run a Lua script, or a command, once per input item, in parallel. The item is `_` (and\n"
+    "`...`) in a script.\n"
     "\n"
     "Input (default: the lines of standard input):\n"
-    "      --input FILE       the lines of FILE\n"
+    "      --input FILE       the lines of FILE ('-': standard input); given again, each\n"
+    "                         file is read in turn\n"
     "      --range A..B       the integers A to B\n"
-    "      --json             each line is a JSON value (a malformed line is an error record)\n"
+    "      --json             each line is a JSON value (a malformed line is an error record;\n"
+    "                         blank lines are skipped)\n"
+    "  -0, --null             items end with a NUL byte, not a newline (find -print0)\n"
+    "Command (instead of a script; no shell unless --shell):\n"
+    "      --exec TEMPLATE    run TEMPLATE per item: {} the item, {.} without extension,\n"
+    "                         {/} base name, {//} directory, {/.} base name without\n"
+    "                         extension, {#} 1-based number; none of them: the item is the\n"
+    "                         last argument. Its stdout lines are the outputs; a non-zero\n"
+    "                         exit or a signal makes the item an error (with the exit code\n"
+    "                         and the end of stderr)\n"
+    "      --shell            run TEMPLATE with sh -c, each replacement single-quoted\n"
     "Script:\n"
-    "  -f, --file PATH        read the script from PATH (a #! first line is skipped;\n"
-    "                         messages name PATH)\n"
+    "  -f, --file PATH        read the script from PATH ('-': standard input; a #! first\n"
+    "                         line is skipped; messages name PATH)\n"
     "      --var NAME=VALUE   a global in every runspace (VALUE is JSON, or else a string)\n"
     "      --param NAME=VALUE a named parameter (params.NAME and the global NAME)\n"
     "      --module PATH|NAME preload a Lua module\n"
     "      --restricted       the restricted profile (no io, os.execute, fs, exec, net, ...)\n"
     "      --memory-limit N   memory per runspace (default 1G; suffixes K, M, G)\n"
+    "      --max-instructions N\n"
+    "                         Lua instructions per item (default: no limit); past it the\n"
+    "                         item is an error\n"
     "Execution:\n"
     "  -j, --throttle N       runspaces at once (default: the number of CPUs)\n"
     "      --timeout SECONDS  per item (fractional, up to 1e9); a late item has status timeout\n"
@@ -72,9 +88,14 @@ typedef struct cli {
      * engine's stop descriptor (a stop must not leave the reader blocked in read()). The line
      * being read starts at pos; bytes pos..pos+scanned hold no newline. */
     int fd;
-    const char *input_name; /* the --input file, or NULL for stdin */
+    const char *input_name; /* the --input file being read, or NULL for stdin */
     bool own_fd;
     bool eof;
+    /* Several --input files are read in turn: fds[next_input..] are the ones to come. */
+    int fds[64];
+    const char *names[64];
+    int ninputs, next_input;
+    char sep; /* what ends an item: '\n', or '\0' with -0 */
     char *buf;
     size_t len, pos, scanned, cap;
     bool json;
@@ -150,7 +171,7 @@ static char *read_line(cli *c, size_t *len)
     for (;;) {
         char *start = c->buf + c->pos;
         size_t have = c->len - c->pos;
-        char *nl = have > c->scanned ? memchr(start + c->scanned, '\n', have - c->scanned) : NULL;
+        char *nl = have > c->scanned ? memchr(start + c->scanned, c->sep, have - c->scanned) : NULL;
         c->scanned = have;
         if (nl || (c->eof && have)) {
             size_t n = nl ? (size_t)(nl - start) : have;
@@ -167,6 +188,20 @@ static char *read_line(cli *c, size_t *len)
         if (have > LINE_MAX_BYTES) {
             *len = have;
             return NULL;
+        }
+        if (c->eof && c->next_input < c->ninputs) {
+            /* The next --input file: its lines follow (the last line of the previous one
+             * ended at its end of file). */
+            if (c->own_fd)
+                close(c->fd);
+            c->fd = c->fds[c->next_input];
+            c->input_name = c->names[c->next_input];
+            c->own_fd = c->fd != STDIN_FILENO;
+            c->fds[c->next_input++] = -1;
+            c->eof = false;
+            c->line_no = 0;
+            c->pos = c->len = c->scanned = 0;
+            continue;
         }
         if (c->eof)
             return NULL;
@@ -217,6 +252,7 @@ static int next_line(void *ud, rs_value **item, char **error)
     cli *c = ud;
     if (c->input_over)
         return 0;
+again:;
     size_t n;
     char *line = read_line(c, &n);
     if (!line) {
@@ -225,25 +261,34 @@ static int next_line(void *ud, rs_value **item, char **error)
             return 0; /* the end, a stop or a read error */
         /* The over-long line gets its record; nothing after it is read. */
         c->line_no++;
-        *error = format("line %llu is longer than %zu bytes", c->line_no, LINE_MAX_BYTES);
+        *error = c->input_name ? format("line %llu of '%s' is longer than %zu bytes", c->line_no,
+                                        c->input_name, LINE_MAX_BYTES)
+                               : format("line %llu is longer than %zu bytes", c->line_no,
+                                        LINE_MAX_BYTES);
         c->input_error = format("line %llu of the input is longer than %zu bytes; the input "
                                 "after it was not read",
                                 c->line_no, LINE_MAX_BYTES);
         return RS_ELIMIT;
     }
     c->line_no++;
-    if (n > 0 && line[n - 1] == '\r')
+    if (c->sep == '\n' && n > 0 && line[n - 1] == '\r')
         line[--n] = '\0';
     if (!c->json) {
         *item = rs_value_stringn(line, n);
         return *item ? 1 : 0;
     }
+    if (strspn(line, " \t\r\n") == n)
+        goto again; /* a blank line holds no JSON value: skipped */
     rs_errinfo err;
     if (rs_json_decode(line, n, item, &err) == 0)
         return 1;
     *item = rs_value_stringn(line, n);
-    *error =
-        format("invalid JSON on line %llu, column %d: %s", c->line_no, err.column, err.message);
+    if (c->input_name)
+        *error = format("invalid JSON on line %llu of '%s', column %d: %s", c->line_no,
+                        c->input_name, err.column, err.message);
+    else
+        *error = format("invalid JSON on line %llu, column %d: %s", c->line_no, err.column,
+                        err.message);
     return RS_EJSON;
 }
 
@@ -308,7 +353,10 @@ enum {
     OPT_JOBLOG,
     OPT_RESUME,
     OPT_RESUME_FAILED,
-    OPT_FORCE
+    OPT_FORCE,
+    OPT_EXEC,
+    OPT_SHELL,
+    OPT_MAX_INSTRUCTIONS
 };
 
 static const struct option long_options[] = {
@@ -335,6 +383,10 @@ static const struct option long_options[] = {
     {"resume", no_argument, NULL, OPT_RESUME},
     {"resume-failed", no_argument, NULL, OPT_RESUME_FAILED},
     {"force", no_argument, NULL, OPT_FORCE},
+    {"exec", required_argument, NULL, OPT_EXEC},
+    {"shell", no_argument, NULL, OPT_SHELL},
+    {"max-instructions", required_argument, NULL, OPT_MAX_INSTRUCTIONS},
+    {"null", no_argument, NULL, '0'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
@@ -347,8 +399,11 @@ typedef struct assign {
 /* Everything cmd_foreach gathers from its options; freed in one place, whichever way the
  * command ends. */
 typedef struct foreach_args {
-    const char *script_file, *input_file, *range_text, *joblog;
-    unsigned long throttle, retries, batch;
+    const char *script_file, *range_text, *joblog, *exec;
+    const char *inputs[64];
+    int ninputs;
+    bool shell;
+    unsigned long throttle, retries, batch, max_instructions;
     double timeout;
     bool ordered, fail_fast, summary, restricted, force;
     rs_journal_mode journal_mode;
@@ -367,7 +422,7 @@ static int parse_options(int argc, char **argv, foreach_args *a, cli *c)
     opterr = 0;
     optind = 1;
     int opt;
-    while ((opt = getopt_long(argc, argv, ":f:j:h", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":f:j:h0", long_options, NULL)) != -1) {
         switch (opt) {
         case 'h':
             out_puts(usage);
@@ -381,10 +436,36 @@ static int parse_options(int argc, char **argv, foreach_args *a, cli *c)
                     cmd, "-j/--throttle must be a whole number from 1 to 1024, not '%s'", optarg);
             break;
         case OPT_INPUT:
-            a->input_file = optarg;
+            if (a->ninputs == 64)
+                return cli_usage(cmd, "too many --input options (at most 64)");
+            if (!*optarg)
+                return cli_usage(cmd, "--input needs a file name ('-' for standard input)");
+            a->inputs[a->ninputs++] = optarg;
+            break;
+        case '0':
+            c->sep = '\0';
+            break;
+        case OPT_EXEC:
+            if (!*optarg)
+                return cli_usage(cmd, "--exec needs a command template");
+            a->exec = optarg;
+            break;
+        case OPT_SHELL:
+            a->shell = true;
+            break;
+        case OPT_MAX_INSTRUCTIONS:
+            if (!parse_count(optarg, 1, 1000000000000000000ul, &a->max_instructions))
+                return cli_usage(cmd,
+                                 "--max-instructions must be a whole number from 1 to 10^18, "
+                                 "not '%s'",
+                                 optarg);
             break;
         case OPT_RANGE:
             a->range_text = optarg;
+            if (range_overflows(optarg))
+                return cli_usage(cmd,
+                                 "--range '%s' overflows: its bounds must be from %lld to %lld",
+                                 optarg, (long long)INT64_MIN, (long long)INT64_MAX);
             if (!parse_range(optarg, &c->range_next, &c->range_last))
                 return cli_usage(cmd, "invalid range '%s': expected A..B with integers A <= B",
                                  optarg);
@@ -469,22 +550,33 @@ static int parse_options(int argc, char **argv, foreach_args *a, cli *c)
                 return cli_usage(cmd, "--memory-limit must be a size such as 256M or 1G, not '%s'",
                                  optarg);
             break;
-        case ':':
-            return cli_usage(cmd, "option '%s' needs a value", argv[optind - 1]);
         default:
-            return cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
+            return cli_bad_option(cmd, argv, opt);
         }
     }
     int nargs = argc - optind;
+    if (a->exec && (a->script_file || nargs > 0))
+        return cli_usage(cmd, "give either a script or --exec, not both");
+    if (a->shell && !a->exec)
+        return cli_usage(cmd, "--shell needs --exec TEMPLATE");
     if (a->script_file && nargs > 0)
         return cli_usage(cmd, "give the script either as an argument or with -f, not both");
-    if (!a->script_file && nargs == 0)
-        return cli_usage(cmd, "no script given");
+    if (!a->script_file && !a->exec && nargs == 0)
+        return cli_usage(cmd, "no script given (a Lua script, -f FILE or --exec COMMAND)");
     if (nargs > 1)
         return cli_usage(cmd, "unexpected argument '%s' (quote the script as one argument)",
                          argv[optind + 1]);
-    if (a->input_file && a->range_text)
+    if (a->ninputs && a->range_text)
         return cli_usage(cmd, "--input and --range cannot be used together");
+    int stdin_inputs = 0;
+    for (int i = 0; i < a->ninputs; i++)
+        stdin_inputs += strcmp(a->inputs[i], "-") == 0;
+    if (stdin_inputs > 1)
+        return cli_usage(cmd, "--input - (standard input) can be given only once");
+    if (a->script_file && strcmp(a->script_file, "-") == 0 &&
+        (stdin_inputs || (!a->ninputs && !a->range_text)))
+        return cli_usage(cmd, "-f - reads the script from standard input, so the items must "
+                              "come from --input FILE or --range");
     if (a->resume && a->resume_failed)
         return cli_usage(cmd, "--resume and --resume-failed cannot be used together");
     if (!a->joblog && (a->resume || a->resume_failed || a->force))
@@ -505,12 +597,25 @@ static char *input_source(const cli *c, const foreach_args *a)
     char *where;
     if (c->range) {
         where = format("range:%lld..%lld", c->range_next, c->range_last);
-    } else if (a->input_file) {
-        char *full = realpath(a->input_file, NULL); /* the same file from any directory */
-        where = format("file:%s", full ? full : a->input_file);
-        free(full);
+    } else if (a->ninputs) {
+        where = strdup("");
+        for (int i = 0; where && i < a->ninputs; i++) {
+            const char *f = a->inputs[i];
+            bool in = strcmp(f, "-") == 0;
+            char *full = in ? NULL : realpath(f, NULL); /* the same file from any directory */
+            char *more = format("%s%s%s%s", where, i ? "," : "", in ? "stdin" : "file:",
+                                in ? "" : full ? full : f);
+            free(full);
+            free(where);
+            where = more;
+        }
     } else {
         where = strdup("stdin");
+    }
+    if (where && c->sep == '\0') {
+        char *nul = format("%s, null", where);
+        free(where);
+        where = nul;
     }
     if (where && c->json) {
         char *json = format("%s, json", where);
@@ -566,11 +671,22 @@ static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script,
         return EXIT_USAGE;
     }
     rs_foreach *fe = c->fe;
-    if (a->script_file) {
+    if (a->exec) {
+        rc = rs_foreach_set_exec(fe, a->exec, a->shell ? RS_EXEC_SHELL : 0);
+        if (rc) {
+            cli_usage("foreach", "--exec: %s", rs_foreach_errmsg(fe));
+            return EXIT_USAGE;
+        }
+    } else if (a->script_file) {
         size_t at = script_file_start(script, script_len);
         rc = rs_foreach_set_script_named(fe, script + at, script_len - at, a->script_file);
     } else {
         rc = rs_foreach_set_script(fe, script, script_len);
+        if (rc == RS_ESYNTAX) {
+            cli_error("%s", rs_foreach_errmsg(fe));
+            script_file_hint(script);
+            return EXIT_USAGE;
+        }
     }
     for (int i = 0; !rc && i < a->nparams; i++) {
         rc = rs_foreach_add_parameter(fe, a->params[i].name, a->params[i].value);
@@ -637,7 +753,7 @@ static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script,
 
 int cmd_foreach(int argc, char **argv)
 {
-    cli c = {.format = FMT_RAW, .fd = STDIN_FILENO};
+    cli c = {.format = FMT_RAW, .fd = STDIN_FILENO, .sep = '\n'};
     foreach_args a = {.progress = -1, .memory = 1ull << 30};
     char *script = NULL;
     size_t script_len = 0;
@@ -647,7 +763,9 @@ int cmd_foreach(int argc, char **argv)
         goto done;
 
     /* The script. */
-    if (a.script_file) {
+    if (a.exec) {
+        /* An external command per item: no script. */
+    } else if (a.script_file) {
         script = read_file(a.script_file, &script_len);
         if (!script) {
             cli_read_error(a.script_file, errno);
@@ -666,31 +784,47 @@ int cmd_foreach(int argc, char **argv)
 
     /* The input. Non-blocking: the reader polls it, and a FIFO without a writer yet must not
      * keep open() from returning (a stop could not end that wait). */
-    if (a.input_file) {
-        c.input_name = a.input_file;
-        c.fd = open(a.input_file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-        if (c.fd < 0) {
-            cli_error("cannot open '%s': %s", a.input_file, strerror(errno));
+    for (int i = 0; i < a.ninputs; i++) {
+        const char *f = a.inputs[i];
+        int fd = strcmp(f, "-") == 0 ? STDIN_FILENO : open(f, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0) {
+            cli_error("cannot open '%s': %s", f, strerror(errno));
             rc = EXIT_USAGE;
             goto done;
         }
-        c.own_fd = true;
+        c.names[c.ninputs] = fd == STDIN_FILENO ? NULL : f;
+        c.fds[c.ninputs++] = fd;
+    }
+    if (c.ninputs) {
+        /* The first one is read from the start; the others when it ends. */
+        c.fd = c.fds[0];
+        c.input_name = c.names[0];
+        c.own_fd = c.fd != STDIN_FILENO;
+        c.fds[0] = -1;
+        c.next_input = 1;
     }
 
     /* The session state. */
     rc = rs_iss_create(a.restricted ? RS_PROFILE_RESTRICTED : RS_PROFILE_DEFAULT, &iss);
-    rs_limits limits = {.memory_bytes = a.memory};
+    rs_limits limits = {.memory_bytes = a.memory, .instructions = a.max_instructions};
     if (!rc)
         rc = rs_iss_set_limits(iss, &limits);
     for (int i = 0; !rc && i < a.nvars; i++)
         rc = rs_iss_set_variable(iss, a.vars[i].name, a.vars[i].value);
     for (int i = 0; !rc && i < a.nmodules; i++)
         rc = rs_iss_add_module(iss, a.modules[i]);
+    if (!rc && !cli_modules_found(a.modules, a.nmodules)) {
+        rc = EXIT_USAGE;
+        goto done;
+    }
     if (rc) {
         cli_error("%s", iss ? rs_iss_errmsg(iss) : rs_strerror(rc));
         rc = EXIT_USAGE;
         goto done;
     }
+    /* Items typed at a terminal: say once where they are read from, and how to end. */
+    if (!c.range && c.fd == STDIN_FILENO && isatty(STDIN_FILENO))
+        cli_error("reading items from the terminal, one per line; end with Ctrl-D");
     rc = run_foreach(&c, &a, iss, script, script_len);
 done:
     rs_foreach_destroy(c.fe);
@@ -705,6 +839,10 @@ done:
     }
     if (c.own_fd)
         close(c.fd);
+    for (int i = c.next_input; i < c.ninputs; i++) {
+        if (c.fds[i] > STDIN_FILENO)
+            close(c.fds[i]);
+    }
     free(c.buf);
     free(c.input_error);
     free(script);

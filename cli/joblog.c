@@ -65,10 +65,8 @@ int cmd_joblog(int argc, char **argv)
         case OPT_SUMMARY:
             summary = true;
             break;
-        case ':':
-            return cli_usage("joblog", "option '%s' needs a value", argv[optind - 1]);
         default:
-            return cli_usage("joblog", "unknown option '%s'", argv[optind - 1]);
+            return cli_bad_option("joblog", argv, opt);
         }
     }
     if (optind == argc)

@@ -16,8 +16,8 @@ static const char usage[] =
     "       runspace run [OPTIONS] -f FILE [ARGS...]\n"
     "Run one Lua script in a runspace. ARGS are its positional arguments (`...`), as strings.\n"
     "\n"
-    "  -f, --file PATH        read the script from PATH (a #! first line is skipped;\n"
-    "                         messages name PATH)\n"
+    "  -f, --file PATH        read the script from PATH ('-': standard input; a #! first\n"
+    "                         line is skipped; messages name PATH)\n"
     "      --var NAME=VALUE   a global (VALUE is JSON, or else a string)\n"
     "      --param NAME=VALUE a named parameter (params.NAME and the global NAME)\n"
     "      --module PATH|NAME preload a Lua module\n"
@@ -194,11 +194,8 @@ int cmd_run(int argc, char **argv)
                 goto done;
             }
             break;
-        case ':':
-            rc = cli_usage(cmd, "option '%s' needs a value", argv[optind - 1]);
-            goto done;
         default:
-            rc = cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
+            rc = cli_bad_option(cmd, argv, opt);
             goto done;
         }
     }
@@ -233,6 +230,10 @@ int cmd_run(int argc, char **argv)
         rc = rs_iss_set_variable(iss, vnames[i], vvalues[i]);
     for (int i = 0; !rc && i < nm; i++)
         rc = rs_iss_add_module(iss, modules[i]);
+    if (!rc && !cli_modules_found(modules, nm)) {
+        rc = EXIT_USAGE;
+        goto done;
+    }
     if (rc) {
         cli_error("%s", rs_iss_errmsg(iss));
         rc = EXIT_USAGE;
@@ -252,6 +253,8 @@ int cmd_run(int argc, char **argv)
     }
     if (rc) {
         cli_error("%s", rs_ps_errmsg(ps));
+        if (rc == RS_ESYNTAX && !script_file)
+            script_file_hint(script);
         rc = EXIT_USAGE;
         goto done;
     }

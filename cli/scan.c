@@ -211,10 +211,8 @@ int cmd_scan(int argc, char **argv)
         case OPT_NO_PROGRESS:
             progress = 0;
             break;
-        case ':':
-            return cli_usage(cmd, "option '%s' needs a value", argv[optind - 1]);
         default:
-            return cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
+            return cli_bad_option(cmd, argv, opt);
         }
     }
     if (optind == argc && nlists == 0)

@@ -817,6 +817,24 @@ RS_EXTERN int rs_foreach_set_script(rs_foreach *fe, const char *src, size_t len)
 RS_EXTERN int rs_foreach_set_script_named(rs_foreach *fe, const char *src, size_t len,
                                           const char *name);
 RS_EXTERN int rs_foreach_set_command(rs_foreach *fe, const char *name);
+/* An external command per item, in the style of GNU parallel (and instead of a script or
+ * command). The template is split into words once, as a shell splits them ('...', "...",
+ * backslash), but without any expansion, and runs without a shell; in each word, {} is the
+ * item (a string as it is, other values as JSON), {.} the item without its extension, {/}
+ * its base name, {//} its directory, {/.} its base name without extension, and {#} its
+ * 1-based sequence number (index + 1). A template with none of them gets {} as its last
+ * word. With RS_EXEC_SHELL the template is run by `sh -c`, each replacement single-quoted so
+ * that the item is never read as shell syntax. The command (found on PATH once, when set)
+ * runs in a process group of its own with stdin on /dev/null; the lines of its stdout are
+ * the item's outputs (strings). A non-zero exit or a signal fails the item with
+ * "NAME: exit code N: <the end of its stderr>" or "NAME: killed by signal N (SIGNAME): ...";
+ * a command that cannot start fails every item ("NAME: command not found"). A timeout or a
+ * stop kills the command's whole process group; stdout and stderr together may take at most
+ * the runspace memory limit. RS_EINVAL, with the message on fe, for an empty template, an
+ * unterminated quote, a trailing backslash, or a brace group made of the characters of GNU
+ * parallel's replacement strings (. / # % + = and digits) that is not one of the above. */
+enum { RS_EXEC_SHELL = 1 << 0 };
+RS_EXTERN int rs_foreach_set_exec(rs_foreach *fe, const char *tmpl, unsigned flags);
 /* Positional arguments and named parameters for every item (taken). */
 RS_EXTERN int rs_foreach_add_argument(rs_foreach *fe, rs_value *value);
 RS_EXTERN int rs_foreach_add_parameter(rs_foreach *fe, const char *name, rs_value *value);

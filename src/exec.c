@@ -279,6 +279,27 @@ static char *message_text(const char *msg, size_t len)
     return rs__buf_detach(&b, NULL);
 }
 
+/* A table raised as an error, as JSON text (a new string), or NULL when it cannot be one (a
+ * function inside, a cycle, out of memory): the message then names its type. */
+static char *error_json(lua_State *L, rs__run *r)
+{
+    int code;
+    char *why = NULL;
+    size_t charged = 0;
+    rs_value *v = rs__lua_to_value(L, r->rs, 1, "error", 0, &charged, &code, &why);
+    rs__free(why);
+    if (!v)
+        return NULL;
+    char *text = NULL;
+    if (rs_json_encode(v, RS_JSON_REPAIR, &text, NULL, NULL))
+        text = NULL;
+    rs_value_destroy(v);
+    rs__uncharge(r->rs, charged);
+    char *copy = text ? rs__strdup(text) : NULL;
+    rs_free(text);
+    return copy;
+}
+
 /* The message handler of every script call: keeps the message, the position of the innermost
  * Lua frame and a traceback, all as C strings in the run. */
 static int msgh(lua_State *L)
@@ -286,12 +307,16 @@ static int msgh(lua_State *L)
     rs__run *r = lua_touserdata(L, lua_upvalueindex(1));
     const char *msg;
     size_t len;
+    char *json = NULL;
     if (lua_type(L, 1) == LUA_TSTRING)
         msg = lua_tolstring(L, 1, &len);
     else if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
         msg = lua_tolstring(L, -1, &len);
+    else if (lua_type(L, 1) == LUA_TTABLE && (json = error_json(L, r)))
+        msg = lua_pushstring(L, json), len = 0; /* error({code = 5}) shows {"code":5} */
     else
         msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1)), len = 0;
+    rs__free(json);
     rs__free(r->err_msg);
     r->err_msg = message_text(msg, len ? len : strlen(msg));
     if (r->err_msg)
@@ -557,7 +582,8 @@ static int run_native_stage(rs__run *r, size_t s, const rs_value *item, bool has
                            .input = has_item ? item : NULL,
                            .params = st->params,
                            .sink = r->sink,
-                           .L = NULL};
+                           .L = NULL,
+                           .item = current_item(r)};
     int rc = e->fn(&call, e->userdata);
     int due = rs__exec_due(&r->rs->exec);
     if (due) {
@@ -570,7 +596,8 @@ static int run_native_stage(rs__run *r, size_t s, const rs_value *item, bool has
     }
     if (rc > 0 || strcmp(rs_err_name(rc), "RS_E?") == 0) /* not an RS_E* code */
         rc = RS_ERUNTIME;
-    char *msg = rs__format("%s: %s", e->name, call.error ? call.error : rs_strerror(rc));
+    const char *why = call.error ? call.error : rs_strerror(rc);
+    char *msg = *e->name ? rs__format("%s: %s", e->name, why) : rs__strdup(why);
     rs__free(call.error);
     return fail_with(r, rc, msg);
 }
@@ -703,6 +730,11 @@ static int resolve_stages(rs__run *r)
     for (size_t s = 0; s < ps->nstages; s++) {
         const rs__stage *st = &ps->stages[s];
         r->natives[s] = NULL;
+        if (st->kind == RS__STAGE_NATIVE) {
+            r->natives[s] = &st->native;
+            lua_pushnil(L);
+            continue;
+        }
         if (st->kind == RS__STAGE_SCRIPT) {
             char *msg = NULL;
             int rc = rs__runspace_compiled(r->rs, st->text, st->len, st->chunkname, st->hash, &msg);
@@ -989,7 +1021,8 @@ int rs__lua_call_command(lua_State *L)
                            .input = NULL,
                            .params = NULL,
                            .sink = rs->call_out,
-                           .L = L};
+                           .L = L,
+                           .item = -1};
     int rc = e->fn(&call, e->userdata);
     rs__uncharge(rs, charged); /* the arguments are dropped on the next call or at close */
     if (rc)

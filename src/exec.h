@@ -16,6 +16,7 @@ struct rs_call {
     const rs_value *params; /* map or NULL */
     rs_value *sink;         /* where rs_call_emit appends */
     lua_State *L;           /* the calling Lua thread, for source positions (may be NULL) */
+    int64_t item;           /* the invocation's input item being run, or -1 */
     char *error;            /* set by rs_call_fail */
 };
 

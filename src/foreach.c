@@ -44,8 +44,11 @@
  * run ends with RS_EIO. It is closed (written and synced) after the last record.
  */
 #include "common.h"
+#include "exec.h"
+#include "foreach_exec.h"
 #include "iss.h"
 #include "journal.h"
+#include "ps_int.h"
 #include "queue.h"
 #include "runspace_int.h"
 #include "sha256.h"
@@ -113,6 +116,7 @@ struct rs_foreach {
     size_t script_len;
     char *script_name; /* the file it came from, for messages (rs_ps_add_script_named), or NULL */
     char *command;
+    rs__cmdtpl *exec;     /* an external command per item (rs_foreach_set_exec), or NULL */
     rs_value *args;       /* array or NULL */
     rs_value *params;     /* map or NULL */
     char *journal_path;   /* opts.journal, copied */
@@ -120,6 +124,7 @@ struct rs_foreach {
     char session[72];     /* digest of the pool's session state, for the journal's header */
     atomic_bool running;
     atomic_bool stop_requested;
+    _Atomic(const char *) cancel_why; /* why the run stopped: the error of cancelled records */
 
     /* Run state, under mu. */
     rs__mutex mu;
@@ -157,6 +162,11 @@ struct rs_foreach {
     rs_foreach_summary sum;
     int64_t started;
 };
+
+/* Why records are cancelled (their error), by what stopped the run. */
+#define WHY_STOP "the run was stopped before this item finished"
+#define WHY_FAIL_FAST "another item failed, and fail-fast stopped the run before this one finished"
+#define WHY_JOURNAL "the run stopped because its journal could not be written"
 
 /* ---- rings -------------------------------------------------------------------------------- */
 
@@ -224,6 +234,7 @@ int rs_foreach_create(const rs_foreach_opts *opts, rs_foreach **out)
     atomic_init(&fe->running, false);
     atomic_init(&fe->stop_requested, false);
     atomic_init(&fe->skipped, 0);
+    atomic_init(&fe->cancel_why, NULL);
     fe->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fe->stop_fd < 0 || rs__mutex_init(&fe->mu) || rs__cond_init(&fe->cv) ||
         rs__cond_init(&fe->space)) {
@@ -275,6 +286,7 @@ int rs_foreach_destroy(rs_foreach *fe)
     rs__free(fe->script);
     rs__free(fe->script_name);
     rs__free(fe->command);
+    rs__cmdtpl_free(fe->exec);
     rs_value_destroy(fe->args);
     rs_value_destroy(fe->params);
     rs__free(fe->journal_path);
@@ -291,6 +303,21 @@ int rs_foreach_destroy(rs_foreach *fe)
 const char *rs_foreach_errmsg(const rs_foreach *fe)
 {
     return fe ? rs__msg_get(&fe->msg) : "";
+}
+
+/* What runs per item: one of a script (with its name, or NULL), a command and an external
+ * command (taken), in place of the one set before. */
+static void set_work(rs_foreach *fe, char *script, char *script_name, char *command,
+                     rs__cmdtpl *exec)
+{
+    rs__free(fe->script);
+    rs__free(fe->script_name);
+    rs__free(fe->command);
+    rs__cmdtpl_free(fe->exec);
+    fe->script = script;
+    fe->script_name = script_name;
+    fe->command = command;
+    fe->exec = exec;
 }
 
 int rs_foreach_set_script(rs_foreach *fe, const char *src, size_t len)
@@ -328,13 +355,8 @@ int rs_foreach_set_script_named(rs_foreach *fe, const char *src, size_t len, con
         rs__free(copy);
         return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
     }
-    rs__free(fe->script);
-    rs__free(fe->script_name);
-    rs__free(fe->command);
-    fe->command = NULL;
-    fe->script = copy;
+    set_work(fe, copy, name_copy, NULL, NULL);
     fe->script_len = len;
-    fe->script_name = name_copy;
     return 0;
 }
 
@@ -347,12 +369,25 @@ int rs_foreach_set_command(rs_foreach *fe, const char *name)
     char *copy = rs__strdup(name);
     if (!copy)
         return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
-    rs__free(fe->script);
-    rs__free(fe->script_name);
-    rs__free(fe->command);
-    fe->script = NULL;
-    fe->script_name = NULL;
-    fe->command = copy;
+    set_work(fe, NULL, NULL, copy, NULL);
+    return 0;
+}
+
+int rs_foreach_set_exec(rs_foreach *fe, const char *tmpl, unsigned flags)
+{
+    if (!fe)
+        return RS_EMISUSE;
+    if (!tmpl || (flags & ~(unsigned)RS_EXEC_SHELL))
+        return rs__msg_set(&fe->msg, RS_EINVAL, "invalid argument");
+    rs__cmdtpl *t;
+    char *msg;
+    int rc = rs__cmdtpl_parse(tmpl, (flags & RS_EXEC_SHELL) != 0, &t, &msg);
+    if (rc) {
+        rs__msg_set(&fe->msg, rc, "%s", msg ? msg : rs_strerror(rc));
+        rs__free(msg);
+        return rc;
+    }
+    set_work(fe, NULL, NULL, NULL, t);
     return 0;
 }
 
@@ -493,7 +528,7 @@ static void count(rs_foreach *fe, rs_item_status st)
     }
 }
 
-static void mark_stopping(rs_foreach *fe, bool quit_reading);
+static void mark_stopping(rs_foreach *fe, bool quit_reading, const char *why);
 
 /* The journal could not take a record (run thread) or could not write or sync (the
  * journal's thread): the run stops as it would for rs_foreach_stop, and ends with the
@@ -504,7 +539,7 @@ static void journal_failed(void *arg)
     rs__mutex_lock(&fe->mu);
     if (!fe->journal_failed) {
         fe->journal_failed = true;
-        mark_stopping(fe, true);
+        mark_stopping(fe, true, WHY_JOURNAL);
     }
     rs__mutex_unlock(&fe->mu);
 }
@@ -532,12 +567,15 @@ static void emit_record(rs_foreach *fe, uint64_t index, const rs_value *input,
     if (!output)
         output = none;
     rs_value *null_input = input ? NULL : rs_value_null();
+    const char *error = o->status == RS_ITEM_OK ? NULL : (o->error ? o->error : "failed");
+    const char *why = atomic_load(&fe->cancel_why);
+    if (o->status == RS_ITEM_CANCELLED && why)
+        error = why;
     rs_foreach_record rec = {.index = index,
                              .input = input ? input : null_input,
                              .status = o->status,
                              .output = output,
-                             .error =
-                                 o->status == RS_ITEM_OK ? NULL : (o->error ? o->error : "failed"),
+                             .error = error,
                              .duration = o->duration,
                              .runspace_id = o->runspace_id,
                              .attempts = o->attempts,
@@ -638,8 +676,10 @@ static void slot_done(rs_ps *ps, rs_ps_state state, void *userdata)
  * The run thread, which may be the caller or be woken by it, then stops the running batches
  * (stop_slots) once, without the lock, since stopping a queued invocation completes it at once
  * and its on_complete takes fe->mu. */
-static void mark_stopping(rs_foreach *fe, bool quit_reading)
+static void mark_stopping(rs_foreach *fe, bool quit_reading, const char *why)
 {
+    if (!fe->stopping)
+        atomic_store(&fe->cancel_why, why); /* the first cause is the one */
     fe->stopping = true;
     if (quit_reading && !fe->reader_quit) {
         fe->reader_quit = true;
@@ -675,7 +715,7 @@ static void slot_item_done(rs_ps *ps, size_t index, const rs_item_result *it, vo
         return; /* it gets another attempt */
     rs_ps_begin_stop(ps);
     rs__mutex_lock(&fe->mu);
-    mark_stopping(fe, false);
+    mark_stopping(fe, false, WHY_FAIL_FAST);
     rs__mutex_unlock(&fe->mu);
 }
 
@@ -813,7 +853,7 @@ static bool retry_or_fail(rs_foreach *fe, rs_item_status st, uint64_t index, int
     else
         retry = false;
     if (!retry && fe->opts.fail_fast)
-        mark_stopping(fe, false); /* the run loop stops the running batches */
+        mark_stopping(fe, false, WHY_FAIL_FAST); /* the run loop stops the running batches */
     rs__mutex_unlock(&fe->mu);
     return retry;
 }
@@ -930,10 +970,21 @@ static void collect(rs_foreach *fe, slot *s)
 
 /* ---- the run ------------------------------------------------------------------------------ */
 
+/* The stage of a run with an external command (worker thread): item j of the slot's batch is
+ * input s->index[j], written by the run thread before the batch began. */
+static int exec_item(rs_call *call, void *userdata)
+{
+    slot *s = userdata;
+    int64_t j = call->item;
+    uint64_t seq = j >= 0 && (size_t)j < s->n ? s->index[j] + 1 : 0;
+    return rs__cmdtpl_run(call, s->fe->exec, seq);
+}
+
 static int setup(rs_foreach *fe)
 {
-    if (!fe->script && !fe->command)
-        return rs__msg_set(&fe->msg, RS_EINVAL, "nothing to run: set a script or a command");
+    if (!fe->script && !fe->command && !fe->exec)
+        return rs__msg_set(&fe->msg, RS_EINVAL,
+                           "nothing to run: set a script, a command or an external command");
     int rc;
     if (fe->own_pool && rs_pool_get_state(fe->pool) == RS_POOL_BEFORE_OPEN &&
         (rc = rs_pool_open(fe->pool)))
@@ -960,7 +1011,8 @@ static int setup(rs_foreach *fe)
         if (!rc)
             rc = rs_ps_set_opts(s->ps, &o);
         if (!rc)
-            rc = fe->script
+            rc = fe->exec ? rs__ps_add_native(s->ps, "", exec_item, s)
+                 : fe->script
                      ? rs_ps_add_script_named(s->ps, fe->script, fe->script_len, fe->script_name)
                      : rs_ps_add_command(s->ps, fe->command);
         for (size_t a = 0; !rc && fe->args && a < rs_array_len(fe->args); a++)
@@ -1037,7 +1089,7 @@ static int open_journal(rs_foreach *fe)
                              .force = fe->opts.journal_force,
                              .source = fe->opts.journal_source,
                              .script = fe->script ? script : NULL,
-                             .command = fe->command,
+                             .command = fe->exec ? rs__cmdtpl_name(fe->exec) : fe->command,
                              .arguments = digests[0],
                              .parameters = digests[1],
                              .session = fe->session,
@@ -1084,12 +1136,15 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
     fe->ns_per_item = 0;
     fe->next_deliver = fe->dispatched_hi = fe->read_count = 0;
     fe->reader_done = fe->run_waiting = fe->journal_failed = false;
+    atomic_store(&fe->cancel_why, NULL);
     fe->done = NULL;
     atomic_store(&fe->skipped, 0);
     /* A stop requested before the run ends it at once: the reader quits before its first
      * call, so that nothing is read. */
     bool stopped = atomic_load(&fe->stop_requested); /* rs_foreach_stop ended this run */
     fe->reader_quit = fe->stopping = stopped;
+    if (stopped)
+        atomic_store(&fe->cancel_why, WHY_STOP);
     int rc = setup(fe);
     /* The journal is opened before anything is read (a stop before the run reads nothing,
      * and so has nothing to journal). */
@@ -1115,7 +1170,7 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
     for (;;) {
         if (atomic_load(&fe->stop_requested) && !stopped) {
             stopped = true;
-            mark_stopping(fe, true);
+            mark_stopping(fe, true, WHY_STOP);
             continue;
         }
         /* A stop, or fail-fast (here or on a worker): stop every running batch, once. */

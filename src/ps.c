@@ -289,6 +289,19 @@ int rs_ps_add_command(rs_ps *ps, const char *name)
     return 0;
 }
 
+int rs__ps_add_native(rs_ps *ps, const char *name, rs_command_fn fn, void *userdata)
+{
+    int rc = check_idle(ps);
+    if (rc)
+        return rc;
+    rs__stage *st = add_stage(ps, RS__STAGE_NATIVE, name, strlen(name), NULL);
+    if (!st)
+        return fail(ps, RS_ENOMEM, "out of memory");
+    st->native =
+        (rs__iss_entry){.kind = RS__ISS_COMMAND, .name = st->text, .fn = fn, .userdata = userdata};
+    return 0;
+}
+
 /* The last stage, for arguments and parameters; frees value and fails when there is none. */
 static int last_stage(rs_ps *ps, rs_value *value, rs__stage **out)
 {

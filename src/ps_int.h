@@ -6,20 +6,26 @@
 #ifndef RS_PS_INT_H
 #define RS_PS_INT_H
 
+#include "iss.h"
 #include "runspace_int.h"
 
 struct rs__timer;
 
-typedef enum rs__stage_kind { RS__STAGE_SCRIPT, RS__STAGE_COMMAND } rs__stage_kind;
+typedef enum rs__stage_kind {
+    RS__STAGE_SCRIPT,
+    RS__STAGE_COMMAND,
+    RS__STAGE_NATIVE /* a C function given by the library itself (rs__ps_add_native) */
+} rs__stage_kind;
 
 typedef struct rs__stage {
     rs__stage_kind kind;
     char *text; /* script source, or the command's name */
     size_t len;
-    char *chunkname;  /* a script's Lua chunk name ("=script", "@job.lua") */
-    uint64_t hash;    /* of a script's source and chunk name: the compile cache key */
-    rs_value *args;   /* array, or NULL */
-    rs_value *params; /* map, or NULL */
+    char *chunkname;      /* a script's Lua chunk name ("=script", "@job.lua") */
+    uint64_t hash;        /* of a script's source and chunk name: the compile cache key */
+    rs_value *args;       /* array, or NULL */
+    rs_value *params;     /* map, or NULL */
+    rs__iss_entry native; /* RS__STAGE_NATIVE: its name (text), fn and userdata */
 } rs__stage;
 
 /* Where an invocation is in its life, beyond the public state. */
@@ -107,6 +113,11 @@ void rs__ps_publish(rs_ps *ps, int code);
 /* Ends an invocation that never ran (stopped while queued, pool closed, runspace could not
  * open) with code: every input item is reported. Publishes. */
 void rs__ps_finish_unrun(rs_ps *ps, int code, const char *message);
+
+/* Adds a stage that runs fn(call, userdata) as a native command that is in no ISS: how the
+ * library's own layers run C code per item (the for-each's external commands). name (copied)
+ * prefixes its errors ("name: message"); "" for none. */
+int rs__ps_add_native(rs_ps *ps, const char *name, rs_command_fn fn, void *userdata);
 
 /* ---- pool.c ---- */
 /* Queues ps (phase QUEUED); RS_ECLOSED when the pool does not take work. Takes the pool

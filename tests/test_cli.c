@@ -261,13 +261,17 @@ static void test_foreach_csv_and_table(void **state)
         cli(ARGV("foreach", "--range", "1..2", "--ordered", "--format", "csv", "return 'a,b', _"),
             NULL);
     assert_int_equal(r.status, 0);
-    assert_contains(r.out, "index,input,status,output,error,duration_ms,runspace\n");
+    /* RFC 4180: CRLF line ends, the attempts of each record. */
+    assert_contains(r.out, "index,input,status,output,error,duration_ms,attempts,runspace\r\n");
     assert_contains(r.out, "0,1,ok,\"[\"\"a,b\"\",1]\",,");
+    assert_contains(r.out, "\r\n1,2,ok,\"[\"\"a,b\"\",2]\",,");
     done(&r);
     r = cli(ARGV("foreach", "--range", "1..2", "--ordered", "--format", "table", "return _"), NULL);
     assert_int_equal(r.status, 0);
-    assert_contains(r.out, "INDEX  STATUS");
+    assert_contains(r.out, "INDEX  STATUS       TIME(ms)  RUNSPACE  INPUT ");
     assert_int_equal(count_lines(r.out), 3);
+    /* The input has its column, between the runspace and the output. */
+    assert_contains(r.out, "  2                     [2]\n");
     done(&r);
 }
 
@@ -305,8 +309,47 @@ static void test_foreach_usage_errors(void **state)
          "runspace: invalid range '5..': expected A..B with integers A <= B\n"},
         {ARGV("foreach", "--format", "xml", "return 1"),
          "runspace: --format must be raw, jsonl, csv or table, not 'xml'\n"},
-        {ARGV("foreach"), "runspace: no script given\n"},
+        {ARGV("foreach"), "runspace: no script given (a Lua script, -f FILE or --exec COMMAND)\n"},
         {ARGV("foreach", "--timeout"), "runspace: option '--timeout' needs a value\n"},
+        /* Unknown options by their own name, also short ones in a cluster. */
+        {ARGV("foreach", "-Z", "return 1"), "runspace: unknown option '-Z'\n"},
+        {ARGV("foreach", "-0Z", "return 1"), "runspace: unknown option '-Z'\n"},
+        {ARGV("foreach", "--frob=3", "return 1"), "runspace: unknown option '--frob'\n"},
+        {ARGV("foreach", "-j"), "runspace: option '-j' needs a value\n"},
+        {ARGV("foreach", "--range", "1..99999999999999999999", "return 1"),
+         "runspace: --range '1..99999999999999999999' overflows: its bounds must be from "
+         "-9223372036854775808 to 9223372036854775807\n"},
+        {ARGV("foreach", "--range", "-99999999999999999999..1", "return 1"),
+         "runspace: --range '-99999999999999999999..1' overflows"},
+        {ARGV("foreach", "--max-instructions", "0", "return 1"),
+         "runspace: --max-instructions must be a whole number from 1 to 10^18, not '0'\n"},
+        {ARGV("foreach", "--max-instructions", "1e6", "return 1"),
+         "runspace: --max-instructions must be a whole number from 1 to 10^18, not '1e6'\n"},
+        {ARGV("foreach", "--exec", "echo {..}"),
+         "runspace: --exec: unknown replacement string '{..}'"},
+        {ARGV("foreach", "--exec", "echo {1}"),
+         "runspace: --exec: unknown replacement string '{1}' in the command template (known: "
+         "{} {.} {/} {//} {/.} {#})\n"},
+        {ARGV("foreach", "--exec", "echo 'a"),
+         "runspace: --exec: the command template has an unterminated ' quote\n"},
+        {ARGV("foreach", "--exec", "echo \"a"),
+         "runspace: --exec: the command template has an unterminated \" quote\n"},
+        {ARGV("foreach", "--exec", "echo a\\"),
+         "runspace: --exec: the command template ends with a backslash\n"},
+        {ARGV("foreach", "--exec", "  "), "runspace: --exec: the command template is empty\n"},
+        {ARGV("foreach", "--exec", ""), "runspace: --exec needs a command template\n"},
+        {ARGV("foreach", "--shell", "--exec", "{%}"),
+         "runspace: --exec: unknown replacement string '{%}'"},
+        {ARGV("foreach", "--shell", "return 1"), "runspace: --shell needs --exec TEMPLATE\n"},
+        {ARGV("foreach", "--exec", "echo", "return 1"),
+         "runspace: give either a script or --exec, not both\n"},
+        {ARGV("foreach", "--input", "", "return 1"),
+         "runspace: --input needs a file name ('-' for standard input)\n"},
+        {ARGV("foreach", "--input", "-", "--input", "-", "return 1"),
+         "runspace: --input - (standard input) can be given only once\n"},
+        {ARGV("foreach", "-f", "-"),
+         "runspace: -f - reads the script from standard input, so the items must come from "
+         "--input FILE or --range\n"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         proc_result r = cli(cases[i].argv, "1\n");
@@ -346,7 +389,7 @@ static void test_script_file_as_lua_reads_it(void **state)
     r = cli(ARGV("foreach", "-f", path), "a\n");
     assert_int_equal(r.status, 1);
     free(want);
-    assert_true(asprintf(&want, "runspace: item 0: error: %s:3: boom\n", path) > 0);
+    assert_true(asprintf(&want, "runspace: input 'a': error: %s:3: boom\n", path) > 0);
     assert_contains(r.err, want);
     done(&r);
     unlink(path);
@@ -813,8 +856,9 @@ static void test_input_line_too_long(void **state)
         ARGV("foreach", "--input", "/dev/zero", "--format", "jsonl", "return _"), NULL, 0, 60, 0);
     assert_int_equal(r.status, 1);
     assert_string_equal(r.out, "{\"index\":0,\"input\":null,\"status\":\"error\",\"output\":[],"
-                               "\"error\":\"line 1 is longer than 67108864 bytes\","
-                               "\"duration_ms\":0.000,\"runspace\":0}\n");
+                               "\"error\":\"line 1 of '/dev/zero' is longer than 67108864 "
+                               "bytes\","
+                               "\"duration_ms\":0.000,\"attempts\":0,\"runspace\":0}\n");
     assert_string_equal(r.err, "runspace: line 1 of the input is longer than 67108864 bytes; "
                                "the input after it was not read\n");
     done(&r);
@@ -829,7 +873,7 @@ static void test_input_line_too_long(void **state)
     r = run_program((char *const[]){"/bin/sh", "-c", cmd, NULL}, NULL, 0, 120, 0);
     assert_int_equal(r.status, 1);
     assert_string_equal(r.out, "1\n67108864\n1\n");
-    assert_string_equal(r.err, "runspace: item 3: error: line 4 is longer than 67108864 bytes\n"
+    assert_string_equal(r.err, "runspace: input null: error: line 4 is longer than 67108864 bytes\n"
                                "runspace: line 4 of the input is longer than 67108864 bytes; "
                                "the input after it was not read\n");
     done(&r);
@@ -1135,7 +1179,308 @@ static void test_error_text_repaired(void **state)
     done(&r);
     r = cli(ARGV("foreach", (char *)script), "x\n");
     assert_int_equal(r.status, 1);
-    assert_string_equal(r.err, "runspace: item 0: error: bad \xef\xbf\xbd input\n");
+    assert_string_equal(r.err, "runspace: input 'x': error: bad \xef\xbf\xbd input\n");
+    done(&r);
+}
+
+/* ---- external commands per item (--exec) ------------------------------------------------ */
+
+static void test_exec_replacement_strings(void **state)
+{
+    (void)state;
+    /* GNU parallel's replacement strings, no shell: the same text as `parallel -k printf`. */
+    proc_result r = cli(ARGV("foreach", "--ordered", "--exec",
+                             "printf '[%s] [%s] [%s] [%s] [%s] %s\\n' {} {.} {/} {//} {/.} {#}"),
+                        "a/b.c.d\nfile.\n.bashrc\na/b/\nfile\n/a\n/\nx.y/z\n");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "[a/b.c.d] [a/b.c] [b.c.d] [a] [b.c] 1\n"
+                               "[file.] [file.] [file.] [.] [file.] 2\n"
+                               "[.bashrc] [] [.bashrc] [.] [] 3\n"
+                               "[a/b/] [a/b/] [] [a] [] 4\n"
+                               "[file] [file] [file] [.] [file] 5\n"
+                               "[/a] [/a] [a] [/] [a] 6\n"
+                               "[/] [/] [] [/] [] 7\n"
+                               "[x.y/z] [x.y/z] [z] [x.y] [z] 8\n");
+    assert_string_equal(r.err, "");
+    done(&r);
+    /* No replacement string: the item is the last argument; quotes keep blanks and $ as they
+     * are (no expansion); an item with blanks stays one argument. */
+    r = cli(ARGV("foreach", "--ordered", "--exec", "printf \"<%s>\\n\" '$HOME x'"), "a b\n*\n");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "<$HOME x>\n<a b>\n<$HOME x>\n<*>\n");
+    done(&r);
+    /* --shell: the item is quoted, never read as shell syntax; several stdout lines are
+     * several outputs; numbers from --range are their decimal text. */
+    r = cli(ARGV("foreach", "--ordered", "--shell", "--format", "jsonl", "--exec",
+                 "echo {} | tr a-z A-Z; echo second"),
+            "it's; touch /tmp/rs_injected $(id)\n");
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "\"output\":[\"IT'S; TOUCH /TMP/RS_INJECTED $(ID)\",\"second\"]");
+    assert_int_equal(access("/tmp/rs_injected", F_OK), -1);
+    done(&r);
+    r = cli(ARGV("foreach", "--range", "7..8", "--ordered", "--exec", "expr {} + {#}"), NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "8\n10\n");
+    done(&r);
+}
+
+static void test_exec_failures(void **state)
+{
+    (void)state;
+    /* A non-zero exit: status error, the exit code and the end of stderr; a signal. */
+    proc_result r = cli(ARGV("foreach", "--ordered", "--format", "jsonl", "--exec",
+                             "sh -c 'echo out; echo first >&2; echo \"last {}\" >&2; exit {}' sh"),
+                        "0\n3\n");
+    assert_int_equal(r.status, 1);
+    assert_contains(r.out, "{\"index\":0,\"input\":\"0\",\"status\":\"ok\",\"output\":[\"out\"]");
+    assert_contains(r.out, "{\"index\":1,\"input\":\"3\",\"status\":\"error\",\"output\":[],"
+                           "\"error\":\"sh: exit code 3: first\\nlast 3\",");
+    done(&r);
+    r = cli(ARGV("foreach", "--exec", "sh -c 'kill -TERM $$' sh"), "x\n");
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.err, "runspace: input 'x': error: sh: killed by signal 15 (SIGTERM)\n");
+    done(&r);
+    /* A command that does not exist: one error record per item, not a crash. */
+    r = cli(ARGV("foreach", "--format", "csv", "--exec", "rs-no-such-command {}"), "a\nb\nc\n");
+    assert_int_equal(r.status, 1);
+    assert_int_equal(count_lines(r.out), 4);
+    const char *p = r.out;
+    for (int i = 0; i < 3; i++, p++)
+        assert_non_null(p = strstr(p, ",error,[],rs-no-such-command: command not found,"));
+    done(&r);
+    r = cli(ARGV("foreach", "--exec", "{}"), "/nonexistent/prog\n");
+    assert_int_equal(r.status, 1);
+    assert_contains(r.err, "/nonexistent/prog: cannot run it: No such file or directory\n");
+    done(&r);
+    /* -0 items; an item with a NUL byte (from JSON) cannot be an argument. */
+    r = run_program(ARGV("foreach", "-0", "--ordered", "--exec", "echo"), "a\0b\0", 4, 60, 0);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "a\nb\n");
+    done(&r);
+    r = cli(ARGV("foreach", "--json", "--exec", "echo"), "\"a\\u0000b\"\n");
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.err, "runspace: input 'a': error: the item holds a NUL byte, which no "
+                               "argument can carry\n");
+    done(&r);
+}
+
+static void test_exec_timeout_kills_the_group(void **state)
+{
+    (void)state;
+    char mark[] = "/tmp/rs_exec_mark_XXXXXX";
+    int fd = mkstemp(mark);
+    close(fd);
+    unlink(mark);
+    char tmpl[256];
+    /* The command's own child would create the mark after 1 s, unless the group is killed. */
+    snprintf(tmpl, sizeof tmpl, "sh -c '(sleep 1; touch %s) & sleep 10' sh {}", mark);
+    proc_result r =
+        cli(ARGV("foreach", "--timeout", "0.2", "--format", "jsonl", "--exec", tmpl), "1\n2\n");
+    assert_int_equal(r.status, 1);
+    assert_int_equal(count_lines(r.out), 2);
+    assert_contains(r.out, "\"status\":\"timeout\"");
+    assert_null(strstr(r.out, "\"status\":\"ok\""));
+    assert_true(r.seconds < 5);
+    done(&r);
+    sleep_for(1.5);
+    assert_int_equal(access(mark, F_OK), -1);
+}
+
+static void test_exec_joblog_resume(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/rs_exec_joblog_XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    proc_result r = cli(ARGV("foreach", "--range", "1..20", "--joblog", path, "--exec",
+                             "sh -c 'test $0 -le 10' {}"),
+                        NULL);
+    assert_int_equal(r.status, 1);
+    done(&r);
+    /* --resume: nothing is missing; --resume-failed runs the ten that failed. */
+    r = cli(ARGV("foreach", "--range", "1..20", "--joblog", path, "--resume", "--summary", "--exec",
+                 "sh -c 'test $0 -le 10' {}"),
+            NULL);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.err, "Skipped:      20");
+    done(&r);
+    /* Another template is another run: refused. */
+    r = cli(ARGV("foreach", "--range", "1..20", "--joblog", path, "--resume", "--exec",
+                 "sh -c 'test $0 -le 20' {}"),
+            NULL);
+    assert_int_equal(r.status, 2);
+    done(&r);
+    r = cli(ARGV("foreach", "--range", "1..20", "--joblog", path, "--resume-failed", "--summary",
+                 "--exec", "sh -c 'test $0 -le 10' {}"),
+            NULL);
+    assert_int_equal(r.status, 1);
+    assert_contains(r.err, "Total items:  10");
+    assert_contains(r.err, "Skipped:      10");
+    done(&r);
+    unlink(path);
+}
+
+static void test_exec_in_scripts(void **state)
+{
+    (void)state;
+    /* Without check a non-zero exit is data; with check = true it raises. */
+    proc_result r = cli(ARGV("run", "local r = exec{'sh', '-c', 'exit 3'} return r.code"), NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "3\n");
+    done(&r);
+    r = cli(ARGV("run", "return exec{'sh', '-c', 'echo why >&2; exit 3', check = true}"), NULL);
+    assert_int_equal(r.status, 1);
+    assert_contains(r.err, "exec: sh: exit code 3: why\n");
+    done(&r);
+    r = cli(ARGV("run", "return exec{'sh', '-c', 'echo fine', check = true}.stdout"), NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "fine\n\n");
+    done(&r);
+}
+
+/* ---- inputs ------------------------------------------------------------------------------ */
+
+static void test_inputs_and_separators(void **state)
+{
+    (void)state;
+    char a[] = "/tmp/rs_in_a_XXXXXX", b[] = "/tmp/rs_in_b_XXXXXX";
+    int fa = mkstemp(a), fb = mkstemp(b);
+    assert_int_equal(write(fa, "1\n2\n", 4), 4);
+    assert_int_equal(write(fb, "3\n4", 3), 3);
+    close(fa);
+    close(fb);
+    /* Repeated --input: each file in turn (a last line without newline too); '-' is stdin. */
+    proc_result r =
+        cli(ARGV("foreach", "--ordered", "--input", a, "--input", "-", "--input", b, "return _"),
+            "x\n");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "1\n2\nx\n3\n4\n");
+    done(&r);
+    /* -0: NUL-separated items, newlines inside them kept. */
+    r = run_program(ARGV("foreach", "-0", "--ordered", "return #_"), "a\nb\0cd\0", 7, 60, 0);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "3\n2\n");
+    done(&r);
+    /* -f -: the script from stdin, the items from a file. */
+    r = cli(ARGV("foreach", "--ordered", "-f", "-", "--input", a), "return _ * 10");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "10\n20\n");
+    done(&r);
+    /* Blank lines under --json are skipped: no record, no error. */
+    r = cli(ARGV("foreach", "--json", "--ordered", "--format", "jsonl", "return _"),
+            "1\n\n  \n2\n\r\n");
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), 2);
+    done(&r);
+    /* A JSON error names the file and its line. */
+    r = cli(ARGV("foreach", "--json", "--input", a, "--input", b, "--input", "-", "return _"),
+            "{\n");
+    assert_int_equal(r.status, 1);
+    assert_contains(r.err, "invalid JSON on line 1, column");
+    done(&r);
+    unlink(a);
+    unlink(b);
+}
+
+static void test_terminal_input_notice(void **state)
+{
+    (void)state;
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    assert_true(master >= 0);
+    assert_int_equal(grantpt(master), 0);
+    assert_int_equal(unlockpt(master), 0);
+    /* Two lines typed, then Ctrl-D. */
+    assert_int_equal(write(master, "a\nb\n\x04", 5), 5);
+    how h = {.limit = 60, .stdin_path = ptsname(master)};
+    proc_result r = run_how(ARGV("foreach", "--ordered", "return _"), &h);
+    close(master);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "a\nb\n");
+    assert_string_equal(
+        r.err, "runspace: reading items from the terminal, one per line; end with Ctrl-D\n");
+    done(&r);
+}
+
+/* ---- messages and limits ----------------------------------------------------------------- */
+
+static void test_messages(void **state)
+{
+    (void)state;
+    /* error() with a table shows it as JSON. */
+    proc_result r = cli(ARGV("foreach", "error({code = 5})"), "x\n");
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.err, "runspace: input 'x': error: {\"code\":5}\n");
+    done(&r);
+    /* Cancelled records say why. */
+    r = cli(ARGV("foreach", "--range", "1..50", "-j", "1", "--batch", "1", "--fail-fast",
+                 "--format", "jsonl", "if _ == 1 then error('first') end sleep(0.01) return _"),
+            NULL);
+    assert_int_equal(r.status, 1);
+    assert_contains(r.out, "\"status\":\"cancelled\",\"output\":[],\"error\":\"another item "
+                           "failed, and fail-fast stopped the run before this one finished\"");
+    done(&r);
+    /* A missing module: exit 2, one message, in every command. */
+    r = cli(ARGV("foreach", "--module", "rs_no_such_module", "return 1"), NULL);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(
+        r.err, "runspace: cannot open module 'rs_no_such_module': not found on package.path\n");
+    done(&r);
+    r = cli(ARGV("run", "--module", "rs_no_such_module", "return 1"), NULL);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(
+        r.err, "runspace: cannot open module 'rs_no_such_module': not found on package.path\n");
+    done(&r);
+    r = cli(ARGV("run", "--module", "/nonexistent/m.lua", "return 1"), NULL);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.err, "runspace: cannot open module '/nonexistent/m.lua': No such file or "
+                               "directory\n");
+    done(&r);
+    /* A forgotten -f. */
+    r = cli(ARGV("foreach", RS_TEST_FIXTURES "/greet.lua"), "x\n");
+    assert_int_equal(r.status, 2);
+    assert_contains(r.err, "runspace: '" RS_TEST_FIXTURES "/greet.lua' is a file: to run it, use "
+                           "-f " RS_TEST_FIXTURES "/greet.lua\n");
+    done(&r);
+    /* Unknown options of other commands by their name. */
+    r = cli(ARGV("run", "-vQ", "return 1"), NULL);
+    assert_int_equal(r.status, 2);
+    assert_memory_equal(r.err, "runspace: unknown option '-Q'\n", 30);
+    done(&r);
+    r = cli(ARGV("joblog", "--frob=1", "x"), NULL);
+    assert_int_equal(r.status, 2);
+    assert_memory_equal(r.err, "runspace: unknown option '--frob'\n", 33);
+    done(&r);
+    r = cli(ARGV("demo", "--frob"), NULL);
+    assert_int_equal(r.status, 2);
+    assert_memory_equal(r.err, "runspace: unknown option '--frob'\n", 33);
+    done(&r);
+}
+
+static void test_max_instructions(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("foreach", "--max-instructions", "100000", "--format", "jsonl",
+                             "--ordered", "if _ == 'loop' then while true do end end return _"),
+                        "ok\nloop\n");
+    assert_int_equal(r.status, 1);
+    assert_contains(r.out, "{\"index\":0,\"input\":\"ok\",\"status\":\"ok\"");
+    assert_contains(r.out, "\"error\":\"instruction budget of 100000 exceeded\"");
+    done(&r);
+}
+
+static void test_records_keep_their_shape(void **state)
+{
+    (void)state;
+    /* attempts in jsonl and csv; durations with the same digits in every format. */
+    proc_result r = cli(ARGV("foreach", "--retries", "2", "--format", "jsonl",
+                             "if shared.incr('n') < 3 then error('again') end return 1"),
+                        "x\n");
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "\"attempts\":3,\"runspace\":");
+    done(&r);
+    r = cli(ARGV("foreach", "--format", "csv", "return 0/0, 'a\\255'"), "x\n");
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "0,\"\"\"x\"\"\",ok,\"[null,\"\"a\xef\xbf\xbd\"\"]\",,");
     done(&r);
 }
 
@@ -1179,6 +1524,16 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_sigint_during_setup),
     cmocka_unit_test(test_nonblocking_stdout),
     cmocka_unit_test(test_error_text_repaired),
+    cmocka_unit_test(test_exec_replacement_strings),
+    cmocka_unit_test(test_exec_failures),
+    cmocka_unit_test(test_exec_timeout_kills_the_group),
+    cmocka_unit_test(test_exec_joblog_resume),
+    cmocka_unit_test(test_exec_in_scripts),
+    cmocka_unit_test(test_inputs_and_separators),
+    cmocka_unit_test(test_terminal_input_notice),
+    cmocka_unit_test(test_messages),
+    cmocka_unit_test(test_max_instructions),
+    cmocka_unit_test(test_records_keep_their_shape),
 };
 
 RS_TEST_MAIN(tests)

@@ -398,7 +398,8 @@ static void test_resume_failed_and_joblog(void **state)
     r = run(ARGV("joblog", "--summary", "--format", "csv", path), NULL);
     assert_int_equal(r.status, 0);
     assert_int_equal(count_lines(r.out), 31);
-    assert_memory_equal(r.out, "index,input,status,output,error,duration_ms,runspace\n", 52);
+    assert_memory_equal(r.out, "index,input,status,output,error,duration_ms,attempts,runspace\r\n",
+                        63);
     size_t oks = 0;
     for (const char *q = r.out; (q = strstr(q, ",ok,")); q++)
         oks++;

@@ -301,6 +301,10 @@ static void test_runtime_error_record(void **state)
     assert_ok(rs_ps_clear(ps));
     assert_ok(rs_ps_add_script(ps, "error({code = 7})", (size_t)-1));
     assert_invoke(ps, RS_ERUNTIME, "[]");
+    assert_string_equal(rs_ps_errmsg(ps), "{\"code\":7}"); /* a table reads as JSON */
+    assert_ok(rs_ps_clear(ps));
+    assert_ok(rs_ps_add_script(ps, "error({f = print})", (size_t)-1));
+    assert_invoke(ps, RS_ERUNTIME, "[]");
     assert_string_equal(rs_ps_errmsg(ps), "(error object is a table value)");
     assert_ok(rs_ps_clear(ps));
     assert_ok(rs_ps_add_script(
