@@ -87,6 +87,15 @@ void out_putc(char c);
 void out_flush(void);
 /* 0 while every write succeeded, else the errno of the first failure. */
 int out_error(void);
+/* Whether output has stopped: a write failed, or, after an interrupt, the reader took nothing
+ * for a second and the rest of the output was dropped (out_finish says so; the command's
+ * status stays 130). Writers of long output check it to stop early. */
+bool out_stopped(void);
+/* For commands that run scripts whose stray writes must not mix with the records (foreach):
+ * the output moves to a descriptor of its own, and fd 1 becomes a copy of stderr, so that
+ * io.stdout:write, print of a child process and the like land on stderr. Call it before
+ * any script runs. */
+void out_private(void);
 /* Flushes stdout; false, after "runspace: cannot write output: REASON" on stderr, when any
  * write failed. main ends with it, so that no command exits 0 with output lost. */
 bool out_finish(void);
@@ -99,6 +108,19 @@ void out_value_raw(const rs_value *v);
  * valid UTF-8 becomes U+FFFD (a repaired key that meets another key gets more U+FFFD until
  * it is unique). */
 char *json_text(const rs_value *v);
+/* Encodes v as json_text does but streams it to sink in pieces (a value nested too deep is
+ * "null"), so that no text is ever whole in memory; out_json streams to stdout, stopping
+ * early once out_stopped. json_stream returns rs_json_encode_stream's status. */
+int json_stream(const rs_value *v, rs_json_sink_fn sink, void *ud);
+void out_json(const rs_value *v);
+/* The first max bytes of v's JSON text in a new string (free); *cut tells whether there was
+ * more. NULL only when out of memory. */
+char *json_prefix(const rs_value *v, size_t max, bool *cut);
+/* s[0..len) for a terminal, in a new string (free), on one line: each byte that is not part
+ * of valid UTF-8 as U+FFFD, control characters as \n, \r, \t, \xHH (C0 and DEL) and \u{HH}
+ * (C1), so that no text can break a line or a row or send escape sequences to a terminal;
+ * cut to at most max bytes with "..." when max > 0. NULL only when out of memory. */
+char *display_text(const char *s, size_t len, size_t max);
 /* s with each byte that is not part of valid UTF-8 as U+FFFD, in a new string (free); NULL
  * only when out of memory. For messages in the text formats (csv, table, stderr). */
 char *utf8_text(const char *s);

@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -390,13 +391,27 @@ void on_stop(void (*fn)(void *), void *userdata)
 
 /* ---- output ------------------------------------------------------------------------------- */
 
-/* The buffer of stdout: our own rather than stdio's, so that a write that would block (a
- * non-blocking pipe whose reader is slow) waits in poll() instead of failing, and so that
- * what was written is always known. Used by one thread at a time (the command's). */
+/* The buffer of stdout: our own rather than stdio's, so that a write that would block waits
+ * in poll(), where an interrupt can end the wait, and so that what was written is always
+ * known. Used by one thread at a time (the command's).
+ *
+ * Where it goes: out_fd is a descriptor of the output of its own (a pipe or terminal opened
+ * anew through /proc, non-blocking; a socket is written with MSG_DONTWAIT), so that no write
+ * blocks and none changes the flags of a description other processes share; a regular file
+ * is written through fd 1 itself (it never blocks, and its offset is shared with the shell). */
 #define OUT_CAP ((size_t)1 << 20)
+/* Once interrupted, how long a write waits for a reader that takes nothing before the
+ * output is dropped (ms): a reader that reads gets the records of finished items; one that
+ * does not (`| sleep 60`, a pager left open) does not hold the program. */
+#define OUT_INTERRUPT_GRACE_MS 1000
 static char *out_buf;
 static size_t out_used;
 static atomic_int out_errno;
+static int out_fd = STDOUT_FILENO;
+static bool out_socket;
+static atomic_bool out_dropped; /* interrupted while the reader took nothing: output dropped */
+static int interrupt_fd = -1;   /* readable once a signal came (read end of a pipe) */
+static int interrupt_wfd = -1;
 
 void out_init(void)
 {
@@ -404,6 +419,36 @@ void out_init(void)
      * quietly once the current line is dropped. */
     signal(SIGPIPE, SIG_IGN);
     out_buf = malloc(OUT_CAP);
+    struct stat st;
+    if (std_closed(STDOUT_FILENO) || fstat(STDOUT_FILENO, &st) != 0)
+        return;
+    if (S_ISSOCK(st.st_mode)) {
+        out_socket = true;
+    } else if (S_ISFIFO(st.st_mode) || isatty(STDOUT_FILENO)) {
+        /* A description of our own: O_NONBLOCK on it is seen by no one else. A pipe whose
+         * reader is gone (ENXIO) or a system without /proc keeps fd 1, blocking. */
+        int fd = open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        struct stat again;
+        if (fd >= 0 && fstat(fd, &again) == 0 && again.st_dev == st.st_dev &&
+            again.st_ino == st.st_ino)
+            out_fd = fd;
+        else if (fd >= 0)
+            close(fd);
+    }
+}
+
+void out_private(void)
+{
+    if (std_closed(STDOUT_FILENO))
+        return;
+    if (out_fd == STDOUT_FILENO) {
+        int fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+            return; /* no descriptor left: records and stray writes share fd 1 */
+        out_fd = fd;
+    }
+    fflush(stdout);
+    dup2(STDERR_FILENO, STDOUT_FILENO);
 }
 
 /* The reader of our output went away: leave as `yes | head -1` does. */
@@ -426,20 +471,47 @@ static void out_failed(int err)
         request_stop();
 }
 
-/* Writes all of data[0..len) to stdout, waiting while it would block; false on an error. */
+/* Waits until out_fd takes data; false when the program was interrupted and the reader took
+ * nothing for OUT_INTERRUPT_GRACE_MS (the output is dropped then), or on a poll error. */
+static bool wait_writable(void)
+{
+    for (;;) {
+        bool late = interrupted();
+        struct pollfd p[2] = {{.fd = out_fd, .events = POLLOUT},
+                              {.fd = late ? -1 : interrupt_fd, .events = POLLIN}};
+        int n = poll(p, 2, late ? OUT_INTERRUPT_GRACE_MS : -1);
+        if (n < 0 && errno != EINTR) {
+            out_failed(errno);
+            return false;
+        }
+        if (n == 0 && late) {
+            atomic_store(&out_dropped, true);
+            return false;
+        }
+        if (n > 0 && p[0].revents)
+            return true; /* writable, or an error the write will report */
+    }
+}
+
+/* Writes all of data[0..len) to stdout, waiting while it would block; false on an error or
+ * once the output was dropped after an interrupt. */
 static bool write_all(const char *data, size_t len)
 {
     while (len) {
-        ssize_t n = write(STDOUT_FILENO, data, len);
+        if (atomic_load(&out_dropped))
+            return false;
+        ssize_t n = out_socket ? send(out_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL)
+                               : write(out_fd, data, len);
+        if (n < 0 && out_socket && errno == ENOTSOCK) {
+            out_socket = false;
+            continue;
+        }
         if (n > 0) {
             data += n;
             len -= (size_t)n;
-        } else if (n < 0 && errno == EAGAIN) {
-            struct pollfd p = {.fd = STDOUT_FILENO, .events = POLLOUT};
-            if (poll(&p, 1, -1) < 0 && errno != EINTR) {
-                out_failed(errno);
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!wait_writable())
                 return false;
-            }
         } else if (n < 0 && errno != EINTR) {
             out_failed(errno);
             return false;
@@ -453,7 +525,7 @@ static bool write_all(const char *data, size_t len)
 
 void out_write(const char *data, size_t len)
 {
-    if (!len || atomic_load(&out_errno))
+    if (!len || atomic_load(&out_errno) || atomic_load(&out_dropped))
         return;
     if (!out_buf || len > OUT_CAP - out_used) {
         out_flush();
@@ -480,7 +552,7 @@ void out_flush(void)
 {
     size_t n = out_used;
     out_used = 0;
-    if (n && !atomic_load(&out_errno))
+    if (n && !atomic_load(&out_errno) && !atomic_load(&out_dropped))
         write_all(out_buf, n);
 }
 
@@ -489,9 +561,18 @@ int out_error(void)
     return atomic_load(&out_errno);
 }
 
+bool out_stopped(void)
+{
+    return atomic_load(&out_errno) || atomic_load(&out_dropped);
+}
+
 bool out_finish(void)
 {
     out_flush();
+    if (atomic_load(&out_dropped)) {
+        cli_error("output not written in full: interrupted while its reader took nothing");
+        return true; /* the command's status (130) says it */
+    }
     int err = atomic_load(&out_errno);
     if (!err)
         return true;
@@ -608,6 +689,103 @@ char *json_text(const rs_value *v)
     return text;
 }
 
+/* Hands encoded text to the output; asks the encoder to stop once output has stopped. */
+static int out_sink(const char *data, size_t len, void *ud)
+{
+    (void)ud;
+    out_write(data, len);
+    return out_stopped();
+}
+
+int json_stream(const rs_value *v, rs_json_sink_fn sink, void *ud)
+{
+    int rc = rs_json_encode_stream(v, RS_JSON_REPAIR, sink, ud, NULL);
+    if (rc == RS_EVALUE)
+        rc = sink("null", 4, ud); /* nested deeper than JSON may be: refused before any text */
+    return rc;
+}
+
+void out_json(const rs_value *v)
+{
+    json_stream(v, out_sink, NULL);
+}
+
+/* Collects the first bytes of a text, up to cap, then asks to stop. */
+typedef struct prefix {
+    char *buf;
+    size_t len, cap;
+} prefix;
+
+static int prefix_sink(const char *data, size_t len, void *ud)
+{
+    prefix *p = ud;
+    size_t take = len < p->cap - p->len ? len : p->cap - p->len;
+    memcpy(p->buf + p->len, data, take);
+    p->len += take;
+    return p->len == p->cap;
+}
+
+char *json_prefix(const rs_value *v, size_t max, bool *cut)
+{
+    prefix p = {malloc(max + 2), 0, max + 1};
+    if (!p.buf)
+        return NULL;
+    json_stream(v, prefix_sink, &p);
+    *cut = p.len > max;
+    p.buf[p.len > max ? max : p.len] = '\0';
+    return p.buf;
+}
+
+char *display_text(const char *s, size_t len, size_t max)
+{
+    /* At most 8 bytes per input byte ("\u{9B}" stands for 2 bytes; "\x1B" for 1). */
+    if (!max && len > (SIZE_MAX - 16) / 8)
+        return NULL;
+    char *r = malloc(max ? max + 16 : 8 * len + 16);
+    if (!r)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = 0, fit = 0; /* fit: the longest text so far that leaves room for "..." */
+    bool cut = false;
+    for (size_t i = 0; i < len;) {
+        char piece[8];
+        size_t m, k = utf8_sequence(p + i, len - i);
+        if (k == 1 && (p[i] < 0x20 || p[i] == 0x7f)) {
+            const char *esc = p[i] == '\n'   ? "\\n"
+                              : p[i] == '\r' ? "\\r"
+                              : p[i] == '\t' ? "\\t"
+                                             : NULL;
+            m = esc ? (size_t)snprintf(piece, sizeof piece, "%s", esc)
+                    : (size_t)snprintf(piece, sizeof piece, "\\x%02X", p[i]);
+        } else if (k == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0) {
+            m = (size_t)snprintf(piece, sizeof piece, "\\u{%X}", p[i + 1]); /* C1 control */
+        } else if (k) {
+            memcpy(piece, s + i, k);
+            m = k;
+        } else {
+            memcpy(piece, "\xef\xbf\xbd", 3);
+            m = 3;
+            k = 1;
+        }
+        if (max && n + m > max) {
+            cut = true;
+            break;
+        }
+        memcpy(r + n, piece, m);
+        n += m;
+        if (!max || n + 3 <= max)
+            fit = n;
+        i += k;
+    }
+    if (cut) {
+        n = fit;
+        memcpy(r + n, "...", 3);
+        n += 3;
+    }
+    r[n] = '\0';
+    return r;
+}
+
 void out_value_raw(const rs_value *v)
 {
     char num[32];
@@ -627,9 +805,7 @@ void out_value_raw(const rs_value *v)
             *--p = '-';
         out_write(p, (size_t)(num + sizeof num - p));
     } else {
-        char *text = json_text(v);
-        out_puts(text ? text : "null");
-        free(text);
+        out_json(v);
     }
     out_putc('\n');
 }
@@ -650,6 +826,11 @@ static void *signal_thread(void *arg)
             fputs("\nrunspace: interrupted\n", stderr);
             _exit(EXIT_INTERRUPTED);
         }
+        /* A write waiting for a reader now waits only a little (wait_writable). */
+        if (interrupt_wfd >= 0) {
+            ssize_t ignored = write(interrupt_wfd, "x", 1);
+            (void)ignored;
+        }
         request_stop();
     }
     return NULL;
@@ -662,6 +843,11 @@ void signals_init(void)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) == 0) {
+        interrupt_fd = p[0];
+        interrupt_wfd = p[1];
+    }
     pthread_t t;
     if (pthread_create(&t, NULL, signal_thread, &set) == 0)
         pthread_detach(t);

@@ -825,6 +825,8 @@ int cmd_foreach(int argc, char **argv)
     /* Items typed at a terminal: say once where they are read from, and how to end. */
     if (!c.range && c.fd == STDIN_FILENO && isatty(STDIN_FILENO))
         cli_error("reading items from the terminal, one per line; end with Ctrl-D");
+    /* Records get a descriptor of their own; what scripts write to fd 1 goes to stderr. */
+    out_private();
     rc = run_foreach(&c, &a, iss, script, script_len);
 done:
     rs_foreach_destroy(c.fe);

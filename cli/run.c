@@ -282,10 +282,11 @@ int cmd_run(int argc, char **argv)
     if (c.progress_shown)
         fputs("\r\033[K", stderr);
     if (json) {
-        char *text = json_text(out);
-        out_puts(text ? text : "[]");
+        if (out)
+            out_json(out);
+        else
+            out_puts("[]");
         out_putc('\n');
-        free(text);
     } else {
         for (size_t i = 0; out && i < rs_array_len(out); i++)
             out_value_raw(rs_array_get(out, i));

@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@ typedef struct proc_result {
     size_t out_len;
     char *err;
     double seconds;
+    long max_rss_kb; /* the program's peak resident memory (getrusage of the child) */
 } proc_result;
 
 static void append(char **buf, size_t *len, const char *data, size_t n)
@@ -48,7 +50,9 @@ typedef struct how {
     bool close_stdin, close_stdout;
     bool nonblocking_stdout; /* the stdout pipe is O_NONBLOCK (as another process may leave it) */
     bool slow_reader;        /* a pause after each read of stdout, so that its pipe fills up */
-    const char *stdin_path, *stdout_path;
+    bool stuck_reader;       /* stdout is a pipe that is never read (`| sleep 60`) */
+    bool count_only;         /* stdout is read but only counted (out_len), not kept */
+    const char *stdin_path, *stdout_path, *stderr_path;
 } how;
 
 /* Runs argv as `h` says; waits at most h->limit seconds (then kills it and fails). */
@@ -78,6 +82,8 @@ static proc_result run_how(char *const argv[], const how *h)
         posix_spawn_file_actions_addclose(&fa, 1);
     else if (h->stdout_path)
         posix_spawn_file_actions_addopen(&fa, 1, h->stdout_path, O_WRONLY, 0);
+    if (h->stderr_path)
+        posix_spawn_file_actions_addopen(&fa, 2, h->stderr_path, O_WRONLY | O_NOCTTY, 0);
     if (h->nonblocking_stdout)
         fcntl(out[1], F_SETFL, O_NONBLOCK);
     pid_t pid;
@@ -96,6 +102,11 @@ static proc_result run_how(char *const argv[], const how *h)
         fds[0] = -1;
     }
     bool signalled = false;
+    int stuck = -1;
+    if (h->stuck_reader) {
+        stuck = fds[1];
+        fds[1] = -1;
+    }
     while (fds[1] >= 0 || fds[2] >= 0) {
         double left = h->limit - (rs_test_now() - t0);
         if (left <= 0) {
@@ -128,6 +139,8 @@ static proc_result run_how(char *const argv[], const how *h)
                 if (n <= 0) {
                     close(fds[i]);
                     fds[i] = -1;
+                } else if (i == 1 && h->count_only) {
+                    r.out_len += (size_t)n;
                 } else if (i == 1) {
                     append(&r.out, &r.out_len, buf, (size_t)n);
                     if (h->slow_reader)
@@ -146,7 +159,23 @@ static proc_result run_how(char *const argv[], const how *h)
     if (fds[0] >= 0)
         close(fds[0]);
     int st;
-    waitpid(pid, &st, 0);
+    struct rusage ru;
+    for (;;) {
+        /* stderr closed but the program still runs (a stuck stdout): wait, within the limit. */
+        pid_t got = wait4(pid, &st, WNOHANG, &ru);
+        if (got == pid)
+            break;
+        if (rs_test_now() - t0 > h->limit) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            fail_msg("%s %s did not finish within %.1f s", argv[1], argv[2] ? argv[2] : "",
+                     h->limit);
+        }
+        sleep_for(0.01);
+    }
+    if (stuck >= 0)
+        close(stuck);
+    r.max_rss_kb = ru.ru_maxrss;
     r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     r.seconds = rs_test_now() - t0;
     if (!r.out)
@@ -1259,8 +1288,9 @@ static void test_exec_failures(void **state)
     done(&r);
     r = cli(ARGV("foreach", "--json", "--exec", "echo"), "\"a\\u0000b\"\n");
     assert_int_equal(r.status, 1);
-    assert_string_equal(r.err, "runspace: input 'a': error: the item holds a NUL byte, which no "
-                               "argument can carry\n");
+    /* The message shows the whole item, its NUL byte escaped. */
+    assert_string_equal(r.err, "runspace: input 'a\\x00b': error: the item holds a NUL byte, "
+                               "which no argument can carry\n");
     done(&r);
 }
 
@@ -1484,6 +1514,64 @@ static void test_records_keep_their_shape(void **state)
     done(&r);
 }
 
+/* ---- limits that hold -------------------------------------------------------------------- */
+
+/* A record whose output grows six times when encoded (each \1 is \u0001): the program
+ * streams the text out instead of building it, so its peak memory stays a small multiple of
+ * the runspace limit (64M), in every format (it used to take about 340 MB, 670 MB under
+ * AddressSanitizer). */
+static void test_huge_record_memory(void **state)
+{
+    (void)state;
+    /* Sanitizers keep shadow memory and quarantine: their figures are higher. */
+    long most_kb = 4 * 64 * 1024;
+    char *script = "return {string.rep('\\1', 25e6)}";
+    char *formats[] = {"jsonl", "csv", "table", "raw"};
+    for (int i = 0; i < 4; i++) {
+        how h = {.limit = 120, .count_only = true};
+        proc_result r = run_how(ARGV("foreach", "--range", "1..1", "--memory-limit", "64M",
+                                     "--format", formats[i], script),
+                                &h);
+        assert_int_equal(r.status, 0);
+        assert_true(r.out_len > 150000000); /* all of the text arrived */
+        if (r.max_rss_kb > most_kb)
+            fail_msg("--format %s: peak RSS %ld KiB, more than %ld", formats[i], r.max_rss_kb,
+                     most_kb);
+        done(&r);
+    }
+    how h = {.limit = 120, .count_only = true};
+    proc_result r = run_how(ARGV("run", "--memory-limit", "64M", "--format", "json",
+                                 "return string.rep('\\1', 25e6)"),
+                            &h);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.out_len, 150000005); /* ["..."] and a newline */
+    if (r.max_rss_kb > most_kb)
+        fail_msg("run --format json: peak RSS %ld KiB, more than %ld", r.max_rss_kb, most_kb);
+    done(&r);
+}
+
+/* SIGINT while stdout is a full pipe that nobody reads: the run ends (130) instead of
+ * waiting in write() for a reader that never comes. */
+static void test_interrupt_with_stuck_reader(void **state)
+{
+    (void)state;
+    char *formats[] = {"raw", "jsonl"};
+    for (int i = 0; i < 2; i++) {
+        how h = {.limit = 30, .stuck_reader = true, .interrupt_at = 1.0};
+        proc_result r = run_how(ARGV("foreach", "--range", "1..100000000", "--format",
+                                     formats[i], "return string.rep('x', 100)"),
+                                &h);
+        assert_int_equal(r.status, 130);
+        assert_contains(r.err, "output not written in full: interrupted while its reader took "
+                               "nothing");
+        done(&r);
+    }
+    how h = {.limit = 30, .stuck_reader = true, .interrupt_at = 1.0};
+    proc_result r = run_how(ARGV("run", "return string.rep('x', 10e6)"), &h);
+    assert_int_equal(r.status, 130);
+    done(&r);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_help_and_version),
     cmocka_unit_test(test_foreach_raw_lines),
@@ -1534,6 +1622,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_messages),
     cmocka_unit_test(test_max_instructions),
     cmocka_unit_test(test_records_keep_their_shape),
+    cmocka_unit_test(test_huge_record_memory),
+    cmocka_unit_test(test_interrupt_with_stuck_reader),
 };
 
 RS_TEST_MAIN(tests)
