@@ -137,15 +137,23 @@ void signals_init(void);
 void on_stop(void (*fn)(void *), void *userdata);
 bool interrupted(void);
 
-/* A progress bar on stderr: done/total when the total is known, rate, ETA. */
+/* A progress bar on stderr: done/total when the total is known, rate, ETA. bar_draw,
+ * bar_clear and bar_line are thread-safe with one another (one lock over stderr's lines):
+ * bar_line writes prefix, text and a newline above the bar, erasing it first and drawing it
+ * again after when it was shown (b may be NULL: no bar). A bar erased by bar_clear stays
+ * away until the next bar_draw, so that what the command writes next (a record on a terminal)
+ * does not meet it. */
 typedef struct progress_bar {
     bool enabled;
     double last_draw;
     const char *label;
+    bool shown;     /* drawn and not erased since */
+    char line[160]; /* what was drawn last */
 } progress_bar;
 void bar_init(progress_bar *b, int mode, const char *label); /* mode: -1 auto, 0 off, 1 on */
 void bar_draw(progress_bar *b, uint64_t done, uint64_t total, double elapsed, bool force);
 void bar_clear(progress_bar *b);
+void bar_line(progress_bar *b, const char *prefix, const char *text, size_t len);
 
 double now_seconds(void);
 

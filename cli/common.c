@@ -711,14 +711,14 @@ void out_json(const rs_value *v)
 }
 
 /* Collects the first bytes of a text, up to cap, then asks to stop. */
-typedef struct prefix {
+typedef struct json_head {
     char *buf;
     size_t len, cap;
-} prefix;
+} json_head;
 
 static int prefix_sink(const char *data, size_t len, void *ud)
 {
-    prefix *p = ud;
+    json_head *p = ud;
     size_t take = len < p->cap - p->len ? len : p->cap - p->len;
     memcpy(p->buf + p->len, data, take);
     p->len += take;
@@ -727,7 +727,7 @@ static int prefix_sink(const char *data, size_t len, void *ud)
 
 char *json_prefix(const rs_value *v, size_t max, bool *cut)
 {
-    prefix p = {malloc(max + 2), 0, max + 1};
+    json_head p = {malloc(max + 2), 0, max + 1};
     if (!p.buf)
         return NULL;
     json_stream(v, prefix_sink, &p);
@@ -860,11 +860,18 @@ bool interrupted(void)
 
 /* ---- progress bar ------------------------------------------------------------------------- */
 
+/* stderr is written by the command's thread (the bar, messages) and, in foreach, by the
+ * pool's workers (stream lines, see bar_line): one lock keeps each line whole and the bar
+ * below them. */
+static pthread_mutex_t stderr_mu = PTHREAD_MUTEX_INITIALIZER;
+
 void bar_init(progress_bar *b, int mode, const char *label)
 {
     b->enabled = mode > 0 || (mode < 0 && isatty(STDERR_FILENO));
     b->last_draw = 0;
     b->label = label;
+    b->shown = false;
+    b->line[0] = '\0';
 }
 
 static void format_duration(char *buf, size_t size, double s)
@@ -880,9 +887,12 @@ void bar_draw(progress_bar *b, uint64_t done, uint64_t total, double elapsed, bo
 {
     if (!b->enabled)
         return;
+    pthread_mutex_lock(&stderr_mu);
     double now = now_seconds();
-    if (!force && now - b->last_draw < 0.1)
+    if (!force && now - b->last_draw < 0.1) {
+        pthread_mutex_unlock(&stderr_mu);
         return;
+    }
     b->last_draw = now;
     double rate = elapsed > 0 ? (double)done / elapsed : 0;
     char rate_text[32];
@@ -892,7 +902,6 @@ void bar_draw(progress_bar *b, uint64_t done, uint64_t total, double elapsed, bo
         snprintf(rate_text, sizeof rate_text, "%.1fk/s", rate / 1e3);
     else
         snprintf(rate_text, sizeof rate_text, "%.0f/s", rate);
-    char line[160];
     if (total) {
         double frac = (double)done / (double)total;
         if (frac > 1)
@@ -907,22 +916,81 @@ void bar_draw(progress_bar *b, uint64_t done, uint64_t total, double elapsed, bo
             format_duration(eta, sizeof eta, (double)(total - done) / rate);
         else if (done >= total)
             snprintf(eta, sizeof eta, "0:00");
-        snprintf(line, sizeof line, "%s [%s] %llu/%llu %3.0f%% %s ETA %s", b->label, bar,
+        snprintf(b->line, sizeof b->line, "%s [%s] %llu/%llu %3.0f%% %s ETA %s", b->label, bar,
                  (unsigned long long)done, (unsigned long long)total, frac * 100, rate_text, eta);
     } else {
         char el[32];
         format_duration(el, sizeof el, elapsed);
-        snprintf(line, sizeof line, "%s %llu done %s elapsed %s", b->label,
+        snprintf(b->line, sizeof b->line, "%s %llu done %s elapsed %s", b->label,
                  (unsigned long long)done, rate_text, el);
     }
-    fprintf(stderr, "\r%s\033[K", line);
+    fprintf(stderr, "\r%s\033[K", b->line);
     fflush(stderr);
+    b->shown = true;
+    pthread_mutex_unlock(&stderr_mu);
+}
+
+/* Erases the bar; stderr_mu held. */
+static void erase_bar(progress_bar *b)
+{
+    if (b && b->enabled && b->shown) {
+        fputs("\r\033[K", stderr);
+        b->shown = false;
+    }
 }
 
 void bar_clear(progress_bar *b)
 {
-    if (b->enabled && b->last_draw > 0) {
-        fputs("\r\033[K", stderr);
+    pthread_mutex_lock(&stderr_mu);
+    erase_bar(b);
+    fflush(stderr);
+    pthread_mutex_unlock(&stderr_mu);
+}
+
+void bar_line(progress_bar *b, const char *prefix, const char *text, size_t len)
+{
+    /* One write for all of it: other processes (commands that scripts start) write to the
+     * same stderr, and a line must not be split by theirs. */
+    size_t plen = strlen(prefix);
+    char *line = len < SIZE_MAX - plen - 200 ? malloc(plen + len + 200) : NULL;
+    pthread_mutex_lock(&stderr_mu);
+    bool was_shown = b && b->enabled && b->shown;
+    if (!line) {
+        erase_bar(b);
+        fputs(prefix, stderr);
+        fwrite(text, 1, len, stderr);
+        fputc('\n', stderr);
+    } else {
+        size_t n = 0;
+        if (was_shown) {
+            memcpy(line, "\r\033[K", 4);
+            n = 4;
+        }
+        memcpy(line + n, prefix, plen);
+        n += plen;
+        memcpy(line + n, text, len);
+        n += len;
+        line[n++] = '\n';
+        if (was_shown)
+            n += (size_t)snprintf(line + n, 190, "%s\033[K", b->line);
         fflush(stderr);
+        for (size_t at = 0; at < n;) {
+            ssize_t w = write(STDERR_FILENO, line + at, n - at);
+            if (w > 0) {
+                at += (size_t)w;
+            } else if (w < 0 && errno == EAGAIN) {
+                struct pollfd p = {.fd = STDERR_FILENO, .events = POLLOUT};
+                poll(&p, 1, -1); /* a non-blocking stderr another process left so */
+            } else if (w < 0 && errno != EINTR) {
+                break;
+            }
+        }
+        if (b)
+            b->shown = was_shown;
     }
+    if (!line && was_shown)
+        fprintf(stderr, "%s\033[K", b->line);
+    fflush(stderr);
+    pthread_mutex_unlock(&stderr_mu);
+    free(line);
 }

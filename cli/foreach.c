@@ -312,8 +312,34 @@ static void on_record(const rs_foreach_record *r, void *ud)
 static void on_notice(const char *message, void *ud)
 {
     cli *c = ud;
-    bar_clear(&c->bar);
-    cli_error("%s", message);
+    bar_line(&c->bar, "runspace: ", message, strlen(message));
+}
+
+/* The items' stream records, on the pool's workers as they are written: print and
+ * write_information as they are, warnings and non-terminating errors (write_error) named as
+ * such, all on stderr above the bar (bar_line's lock keeps lines whole). Verbose, debug and
+ * progress records are not shown. */
+static void on_stream(uint64_t index, const rs_record *r, void *ud)
+{
+    (void)index;
+    cli *c = ud;
+    const char *prefix;
+    switch (r->stream) {
+    case RS_STREAM_INFORMATION:
+        prefix = "";
+        break;
+    case RS_STREAM_WARNING:
+        prefix = "WARNING: ";
+        break;
+    case RS_STREAM_ERROR:
+        if (r->code != 0)
+            return; /* a terminating error: the item's record says it */
+        prefix = "ERROR: ";
+        break;
+    default:
+        return;
+    }
+    bar_line(&c->bar, prefix, r->message, r->message_len);
 }
 
 /* Called after each delivered batch of records: the batch goes out now (one write), so that
@@ -663,7 +689,8 @@ static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script,
                          .journal_mode = a->journal_mode,
                          .journal_force = a->force,
                          .journal_source = source,
-                         .on_notice = on_notice};
+                         .on_notice = on_notice,
+                         .on_stream = on_stream};
     int rc = rs_foreach_create(&o, &c->fe);
     free(source); /* copied */
     if (rc) {

@@ -5,6 +5,7 @@
  */
 #include "cli.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -186,13 +187,14 @@ void record_write(record_format f, const rs_foreach_record *r, progress_bar *bar
             /* Named by its input (what the user gave), not by a 0-based index. */
             char *error = message_text(r->error);
             char *in = input_text(r->input, 80);
-            bar_clear(bar);
-            if (rs_value_type(r->input) == RS_TSTRING)
-                fprintf(stderr, "runspace: input '%s': %s: %s\n", in ? in : "",
-                        rs_item_status_name(r->status), error ? error : r->error);
-            else
-                fprintf(stderr, "runspace: input %s: %s: %s\n", in ? in : "",
-                        rs_item_status_name(r->status), error ? error : r->error);
+            char *line = NULL;
+            bool string = rs_value_type(r->input) == RS_TSTRING;
+            if (asprintf(&line, string ? "input '%s': %s: %s" : "input %s: %s: %s", in ? in : "",
+                         rs_item_status_name(r->status), error ? error : "out of memory") < 0)
+                line = NULL;
+            bar_line(bar, "runspace: ", line ? line : "out of memory",
+                     strlen(line ? line : "out of memory"));
+            free(line);
             free(in);
             free(error);
         }

@@ -1572,6 +1572,102 @@ static void test_interrupt_with_stuck_reader(void **state)
     done(&r);
 }
 
+/* ---- stream records of foreach items -------------------------------------------------------- */
+
+/* print, write_warning and write_error of items show on stderr, each line whole although
+ * four workers write at once; verbose and debug do not; stray writes to fd 1 (io.stdout,
+ * a child's output) land on stderr and leave the records on stdout intact. */
+static void test_foreach_stream_records(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("foreach", "--range", "1..40", "-j", "4", "--format", "jsonl",
+                             "for k = 1, 25 do print('info ' .. _ .. ' ' .. k) "
+                             "write_warning('warn ' .. _ .. ' ' .. k) end "
+                             "write_error('err ' .. _) write_verbose('verbose') "
+                             "write_debug('debug') io.stdout:write('stray ', _, '\\n') "
+                             "io.stdout:flush() os.execute('echo child') return _"),
+                        NULL);
+    assert_int_equal(r.status, 0);
+    /* stdout: 40 records and nothing else. */
+    assert_int_equal(count_lines(r.out), 40);
+    for (const char *p = r.out; *p; p = strchr(p, '\n') + 1)
+        assert_memory_equal(p, "{\"index\":", 9);
+    /* stderr: every line is one whole record of one item. */
+    size_t info = 0, warn = 0, err = 0, stray = 0, child = 0;
+    for (char *line = r.err; *line;) {
+        char *nl = strchr(line, '\n');
+        assert_non_null(nl);
+        *nl = '\0';
+        int item, k, used = 0;
+        if (sscanf(line, "info %d %d%n", &item, &k, &used) == 2 && !line[used])
+            info++;
+        else if (sscanf(line, "WARNING: warn %d %d%n", &item, &k, &used) == 2 && !line[used])
+            warn++;
+        else if (sscanf(line, "ERROR: err %d%n", &item, &used) == 1 && !line[used])
+            err++;
+        else if (sscanf(line, "stray %d%n", &item, &used) == 1 && !line[used])
+            stray++;
+        else if (strcmp(line, "child") == 0)
+            child++;
+        else
+            fail_msg("unexpected line on stderr: '%s'", line);
+        line = nl + 1;
+    }
+    assert_int_equal(info, 40 * 25);
+    assert_int_equal(warn, 40 * 25);
+    assert_int_equal(err, 40);
+    assert_int_equal(stray, 40);
+    assert_int_equal(child, 40);
+    done(&r);
+}
+
+/* With the progress bar on a terminal, a stream line erases the bar first (no line starts
+ * after its text), and the bar comes back below it. */
+static void test_foreach_stream_with_bar(void **state)
+{
+    (void)state;
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    assert_true(master >= 0);
+    assert_int_equal(grantpt(master), 0);
+    assert_int_equal(unlockpt(master), 0);
+    how h = {.limit = 60, .stderr_path = ptsname(master)};
+    proc_result r = run_how(ARGV("foreach", "--range", "1..30", "-j", "2", "--progress",
+                                 "sleep(0.01) write_warning('w' .. _) return _"),
+                            &h);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), 30);
+    char tty[65536];
+    size_t n = 0;
+    fcntl(master, F_SETFL, O_NONBLOCK);
+    for (ssize_t got; n < sizeof tty - 1 && (got = read(master, tty + n, sizeof tty - 1 - n)) > 0;)
+        n += (size_t)got;
+    close(master);
+    tty[n] = '\0';
+    size_t warnings = 0;
+    bool bar_seen = false;
+    for (char *line = tty; *line;) {
+        char *nl = strchr(line, '\n');
+        if (!nl)
+            break; /* the last bar, erased: no newline */
+        *nl = '\0';
+        char *w = strstr(line, "WARNING: w");
+        if (w) {
+            warnings++;
+            /* What precedes it on its line was erased: nothing, or a bar and "\r\033[K". */
+            if (w != line && !(w - line >= 4 && memcmp(w - 4, "\r\033[K", 4) == 0))
+                fail_msg("a warning after other text on its line: '%s'", line);
+            int item, used = 0;
+            assert_int_equal(sscanf(w, "WARNING: w%d%n", &item, &used), 1);
+            assert_true(w[used] == '\r' || w[used] == '\0'); /* the terminal's CR LF */
+        }
+        bar_seen = bar_seen || strstr(line, "foreach [") != NULL;
+        line = nl + 1;
+    }
+    assert_int_equal(warnings, 30);
+    assert_true(bar_seen);
+    done(&r);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_help_and_version),
     cmocka_unit_test(test_foreach_raw_lines),
@@ -1624,6 +1720,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_records_keep_their_shape),
     cmocka_unit_test(test_huge_record_memory),
     cmocka_unit_test(test_interrupt_with_stuck_reader),
+    cmocka_unit_test(test_foreach_stream_records),
+    cmocka_unit_test(test_foreach_stream_with_bar),
 };
 
 RS_TEST_MAIN(tests)
