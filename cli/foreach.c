@@ -62,6 +62,9 @@ static const char usage[] =
     "      --progress, --no-progress\n"
     "                         progress bar on stderr (default: when stderr is a terminal)\n"
     "      --summary          totals on stderr at the end\n"
+    "Streams: print and write_information lines go to stderr as items write them,\n"
+    "write_warning as WARNING: text, write_error as ERROR: text (verbose and debug are not\n"
+    "shown); anything else scripts write to stdout (io.write, commands) goes to stderr too.\n"
     "Journal (a crash loses at most the last 100 ms of records):\n"
     "      --joblog FILE      write every record to FILE as it is delivered (JSON lines)\n"
     "      --resume           run only the inputs FILE has no record of (or a cancelled one),\n"
@@ -76,7 +79,8 @@ static const char usage[] =
     "\n"
     "Exit status: 0 every item ok; 1 some item failed, timed out or was cancelled, or the input\n"
     "could not be read, the output written or the journal written; 2 usage error, a script\n"
-    "that does not compile, or a journal refused; 130 interrupted.\n";
+    "that does not compile, or a journal refused; 130 interrupted (output a reader does not\n"
+    "take within a second after an interrupt is dropped).\n";
 
 /* The longest input line (without its newline). A longer line yields an error record, and
  * the input ends there: where it ends cannot be known without reading on (from /dev/zero,
