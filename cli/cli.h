@@ -48,6 +48,10 @@ rs_value *parse_value_text(const char *text);
  * nothing is left for the caller to free. On success *name is a new string (free) and *value
  * a new value (rs_value_destroy). */
 bool parse_assignment(const char *arg, char **name, rs_value **value);
+/* Whether NAME may be a --param: not a built-in of a runspace (emit, sleep, shared, ...: the
+ * names --var refuses, since a parameter is a global too) and not one of names[0..n) (given
+ * already). false after the message ("'sleep' is a runspace built-in"); the caller exits 2. */
+bool check_parameter(const char *name, char *const names[], int n);
 /* Reads a whole file into a new string (NUL-terminated); NULL with errno set on failure:
  * EFBIG past SCRIPT_MAX_BYTES (a script from /dev/zero must not take all memory). */
 #define SCRIPT_MAX_BYTES ((size_t)64 << 20)

@@ -219,6 +219,28 @@ bool parse_assignment(const char *arg, char **name, rs_value **value)
     return false;
 }
 
+bool check_parameter(const char *name, char *const names[], int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (strcmp(names[i], name) == 0) {
+            cli_error("'%s' is already given as a parameter", name);
+            return false;
+        }
+    }
+    /* The rule --var follows, from the library itself: a fresh session state refuses a
+     * built-in name (RS_EEXIST), and only that (other names are the parameter's own). */
+    rs_iss *iss = NULL;
+    rs_value *v = rs_value_null();
+    int rc = v && rs_iss_create(RS_PROFILE_DEFAULT, &iss) == 0
+                 ? rs_iss_set_variable(iss, name, v)
+                 : RS_ENOMEM;
+    if (rc == RS_EEXIST)
+        cli_error("%s", rs_iss_errmsg(iss));
+    rs_iss_destroy(iss);
+    rs_value_destroy(v);
+    return rc != RS_EEXIST;
+}
+
 size_t script_file_start(const char *text, size_t len)
 {
     size_t at = 0;

@@ -166,6 +166,14 @@ static void input_failed(cli *c, int err)
         c->input_error = strdup("cannot read input");
 }
 
+/* Whether a line of n bytes at start (or the start of one, while more is to come) is over
+ * the limit, which is on the line without its line end: CR LF counts as one. */
+static bool line_too_long(const cli *c, const char *start, size_t n)
+{
+    return n > LINE_MAX_BYTES &&
+           !(c->sep == '\n' && n == LINE_MAX_BYTES + 1 && start[n - 1] == '\r');
+}
+
 /* The next line (without its newline) in c->buf, NUL-terminated, or NULL at the end of the
  * input, after a stop, after a read error (c->input_error) or when the line is longer than
  * LINE_MAX_BYTES (*len is then past the limit). */
@@ -179,7 +187,7 @@ static char *read_line(cli *c, size_t *len)
         c->scanned = have;
         if (nl || (c->eof && have)) {
             size_t n = nl ? (size_t)(nl - start) : have;
-            if (n > LINE_MAX_BYTES) {
+            if (line_too_long(c, start, n)) {
                 *len = n;
                 return NULL;
             }
@@ -189,7 +197,7 @@ static char *read_line(cli *c, size_t *len)
             *len = n;
             return start;
         }
-        if (have > LINE_MAX_BYTES) {
+        if (line_too_long(c, start, have)) {
             *len = have;
             return NULL;
         }
@@ -261,7 +269,7 @@ again:;
     char *line = read_line(c, &n);
     if (!line) {
         c->input_over = true;
-        if (n <= LINE_MAX_BYTES)
+        if (n == 0)
             return 0; /* the end, a stop or a read error */
         /* The over-long line gets its record; nothing after it is read. */
         c->line_no++;
@@ -537,6 +545,13 @@ static int parse_options(int argc, char **argv, foreach_args *a, cli *c)
             if (!parse_assignment(optarg, &list[*n].name, &list[*n].value))
                 return cli_usage(cmd, "--%s needs NAME=VALUE, not '%s'", what, optarg);
             (*n)++;
+            if (opt == OPT_PARAM) {
+                char *names[64];
+                for (int i = 0; i < *n - 1; i++)
+                    names[i] = list[i].name;
+                if (!check_parameter(list[*n - 1].name, names, *n - 1))
+                    return EXIT_USAGE;
+            }
             break;
         }
         case OPT_MODULE:

@@ -892,10 +892,11 @@ static void test_input_line_too_long(void **state)
                                "the input after it was not read\n");
     done(&r);
     /* Records of what was read before it are all there; nothing after it is read. A line of
-     * exactly the limit is fine. */
+     * exactly the limit is fine, also when it ends with CR LF (the limit is on the line
+     * without its line end). */
     char cmd[512];
     snprintf(cmd, sizeof cmd,
-             "{ printf '1\\n'; head -c 67108864 /dev/zero | tr '\\0' x; printf '\\n2\\n';"
+             "{ printf '1\\n'; head -c 67108864 /dev/zero | tr '\\0' x; printf '\\r\\n2\\n';"
              "  head -c 67108865 /dev/zero; printf '\\n3\\n'; } | "
              "%s foreach --ordered 'return #_'",
              RS_CLI);
@@ -1668,6 +1669,93 @@ static void test_foreach_stream_with_bar(void **state)
     done(&r);
 }
 
+/* ---- text for terminals, and options that agree ---------------------------------------------- */
+
+/* A newline or escape bytes in an error, an input or an output cannot break a table row or
+ * reach a terminal as control sequences; nor can they in raw format's messages on stderr. */
+static void test_terminal_safe_text(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("foreach", "--format", "table",
+                             "if _ == 'ok' then return '\\127\\194\\155' end "
+                             "error('two\\nlines \\27[31mred\\t', 0)"),
+                        "\x1b[2Jx\nok\n");
+    assert_int_equal(r.status, 1);
+    assert_int_equal(count_lines(r.out), 3); /* the heading and one line per record */
+    assert_null(strchr(r.out, '\x1b'));
+    assert_null(strchr(r.out, '\x7f'));
+    assert_null(strstr(r.out, "\xc2\x9b"));
+    assert_contains(r.out, "two\\nlines \\x1B[31mred\\t\n");
+    assert_contains(r.out, "\\x1B[2Jx");
+    assert_contains(r.out, "[\"\\u007f\\u009b\"]\n");
+    done(&r);
+    r = cli(ARGV("foreach", "error('title \\27]0;pwned\\7 \\194\\155 end', 0)"), "a\rb\n");
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.err,
+                        "runspace: input 'a\\rb': error: title \\x1B]0;pwned\\x07 \\u{9B} end\n");
+    done(&r);
+}
+
+/* run -f FILE of a binary chunk names the file. */
+static void test_binary_chunk_named(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/rs_binary_XXXXXX.lua";
+    write_temp_lua(path, "\x1bLua\x54\x00 not really");
+    proc_result r = cli(ARGV("run", "-f", path), NULL);
+    assert_int_equal(r.status, 2);
+    char want[256];
+    snprintf(want, sizeof want, "runspace: %s: attempt to load a binary chunk (mode is 't')\n",
+             path);
+    assert_string_equal(r.err, want);
+    done(&r);
+    r = cli(ARGV("foreach", "-f", path), "1\n");
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.err, want);
+    done(&r);
+    unlink(path);
+}
+
+/* --param refuses what --var refuses (built-in names) and, like --var, a name given twice;
+ * --memory-limit too small to open a runspace is a usage error (2) in every command. */
+static void test_options_agree(void **state)
+{
+    (void)state;
+    struct {
+        char *const *argv;
+        const char *err;
+    } cases[] = {
+        {ARGV("foreach", "--param", "sleep=1", "return 1"), "runspace: 'sleep' is a runspace "
+                                                            "built-in\n"},
+        {ARGV("run", "--param", "emit=1", "return 1"), "runspace: 'emit' is a runspace built-in\n"},
+        {ARGV("foreach", "--var", "shared=1", "return 1"), "runspace: 'shared' is a runspace "
+                                                           "built-in\n"},
+        {ARGV("foreach", "--param", "a=1", "--param", "a=2", "return 1"),
+         "runspace: 'a' is already given as a parameter\n"},
+        {ARGV("run", "--param", "a=1", "--param", "a=2", "return 1"),
+         "runspace: 'a' is already given as a parameter\n"},
+        {ARGV("foreach", "--var", "a=1", "--var", "a=2", "return 1"),
+         "runspace: 'a' is already defined in the session state\n"},
+        {ARGV("foreach", "--memory-limit", "1K", "--range", "1..1", "return 1"),
+         "runspace: cannot open a runspace within a memory limit of 1024 bytes\n"},
+        {ARGV("run", "--memory-limit", "1K", "return 1"),
+         "runspace: cannot open a runspace within a memory limit of 1024 bytes\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        proc_result r = cli(cases[i].argv, "x\n");
+        if (r.status != 2)
+            fail_msg("%s %s %s: exit %d", cases[i].argv[1], cases[i].argv[2], cases[i].argv[3],
+                     r.status);
+        assert_string_equal(r.err, cases[i].err);
+        done(&r);
+    }
+    /* A parameter that is not an identifier is still one (params["a-b"]). */
+    proc_result r = cli(ARGV("run", "--param", "a-b=3", "return params['a-b']"), NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "3\n");
+    done(&r);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_help_and_version),
     cmocka_unit_test(test_foreach_raw_lines),
@@ -1722,6 +1810,9 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_interrupt_with_stuck_reader),
     cmocka_unit_test(test_foreach_stream_records),
     cmocka_unit_test(test_foreach_stream_with_bar),
+    cmocka_unit_test(test_terminal_safe_text),
+    cmocka_unit_test(test_binary_chunk_named),
+    cmocka_unit_test(test_options_agree),
 };
 
 RS_TEST_MAIN(tests)
