@@ -106,7 +106,26 @@ typedef struct encoder {
     rs_json_sink_fn sink;
     void *sink_ud;
     bool repair; /* RS_JSON_REPAIR */
+    /* Optional: called with the work done since its last call (a value, or a KiB of a
+     * string, counting one) about every CHECK_WORK of it; a non-zero return ends the
+     * encoding with that code. */
+    rs__json_check_fn check;
+    void *check_ud;
+    uint64_t work;
 } encoder;
+
+/* Work between two calls of a check function. */
+#define CHECK_WORK 1024
+
+/* Counts work; calls the check function once enough was done. */
+static inline int count_work(encoder *e, uint64_t work)
+{
+    if (!e->check || (e->work += work) < CHECK_WORK)
+        return 0;
+    uint64_t done = e->work;
+    e->work = 0;
+    return e->check(e->check_ud, done);
+}
 
 /* What a streaming encoder gathers before it hands text on. */
 #define SINK_CHUNK ((size_t)64 << 10)
@@ -323,8 +342,14 @@ static int encode_string(encoder *e, const char *s, size_t len, const path *at, 
     int rc = e->sink ? 0 : rs__buf_reserve(e->out, len + 2);
     if (!rc)
         rc = put1(e->out, '"');
-    size_t run = 0;
+    size_t run = 0, next_check = 65536;
     for (size_t i = 0; !rc && i < len;) {
+        if (i >= next_check) {
+            /* A long string is work too: 64 per 64 KiB, so that a stop or timeout ends it. */
+            next_check = i + 65536;
+            if ((rc = count_work(e, 64)))
+                break;
+        }
         if (p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\') {
             i++;
             continue;
@@ -462,6 +487,9 @@ static int encode_container(encoder *e, const rs_value *v, const path *at, int l
 /* Appends v, which sits inside `depth` containers. */
 static int encode_value(encoder *e, const rs_value *v, const path *at, int depth)
 {
+    int rc = count_work(e, 1);
+    if (rc)
+        return rc;
     switch (rs_value_type(v)) {
     case RS_TNULL:
         return rs__buf_append(e->out, "null", 4);
@@ -615,12 +643,18 @@ static bool too_deep(const rs_value *v, int level)
 int rs__json_encode_ex(const rs_value *v, unsigned flags, const char *root, int index_base,
                        rs__buf *out, rs_errinfo *err)
 {
+    return rs__json_encode_checked(v, flags, root, index_base, out, err, NULL, NULL);
+}
+
+int rs__json_encode_checked(const rs_value *v, unsigned flags, const char *root, int index_base,
+                            rs__buf *out, rs_errinfo *err, rs__json_check_fn check, void *ud)
+{
     if (!v || !out)
         return rs__errinfo_set(err, RS_EINVAL, "no value or no buffer to encode into");
     if (flags & ~(unsigned)(RS_JSON_PRETTY | RS_JSON_ASCII | RS_JSON_REPAIR))
         return rs__errinfo_set(err, RS_EINVAL, "unknown JSON flags 0x%x", flags);
     encoder e = {out,  flags & ~(unsigned)RS_JSON_REPAIR, root ? root : "value", index_base, err,
-                 NULL, NULL, (flags & RS_JSON_REPAIR) != 0};
+                 NULL, NULL, (flags & RS_JSON_REPAIR) != 0, check, ud, 0};
     size_t start = out->len;
     int rc = encode_value(&e, v, NULL, 0);
     if (rc) {
@@ -641,12 +675,12 @@ int rs_json_encode_stream(const rs_value *v, unsigned flags, rs_json_sink_fn sin
     if (flags & ~(unsigned)(RS_JSON_PRETTY | RS_JSON_ASCII | RS_JSON_REPAIR))
         return rs__errinfo_set(err, RS_EINVAL, "unknown JSON flags 0x%x", flags);
     if (too_deep(v, 0)) {
-        encoder probe = {NULL, 0, "value", 0, err, NULL, NULL, false};
+        encoder probe = {NULL, 0, "value", 0, err, NULL, NULL, false, NULL, NULL, 0};
         return fail(&probe, NULL, TOO_DEEP);
     }
     rs__buf buf = {0};
     encoder e = {&buf, flags & ~(unsigned)RS_JSON_REPAIR, "value", 0, err, sink, userdata,
-                 (flags & RS_JSON_REPAIR) != 0};
+                 (flags & RS_JSON_REPAIR) != 0, NULL, NULL, 0};
     int rc = rs__buf_reserve(&buf, SINK_CHUNK + 64);
     if (!rc)
         rc = encode_value(&e, v, NULL, 0);
@@ -662,7 +696,7 @@ int rs_json_encode_stream(const rs_value *v, unsigned flags, rs_json_sink_fn sin
 
 int rs__json_encode_text(rs__buf *out, const char *s, size_t len)
 {
-    encoder e = {out, 0, "text", 0, NULL, NULL, NULL, false};
+    encoder e = {out, 0, "text", 0, NULL, NULL, NULL, false, NULL, NULL, 0};
     size_t start = out->len;
     int rc;
     if (utf8_valid(s, len)) {
@@ -699,12 +733,32 @@ int rs_json_encode(const rs_value *v, unsigned flags, char **out, size_t *len, r
 
 /* ---- decoding ---------------------------------------------------------------------------- */
 
+/* A decoding's check function and what it said (see rs__json_decode_checked). */
+typedef struct checker {
+    rs__json_check_fn check;
+    void *ud;
+    uint64_t work;
+    int why;
+} checker;
+
+static int check_work(checker *c, uint64_t work)
+{
+    if (!c || !c->check || (c->work += work) < CHECK_WORK)
+        return 0;
+    uint64_t done = c->work;
+    c->work = 0;
+    return c->why = c->check(c->ud, done);
+}
+
 /* Converts jansson's j, which sits inside `depth` containers, into *out. Returns 0,
- * RS_ENOMEM, or RS_EJSON when containers nest deeper than RS_MAX_DEPTH. */
-static int from_jansson(json_t *j, int depth, rs_value **out)
+ * RS_ENOMEM, RS_EJSON when containers nest deeper than RS_MAX_DEPTH, or what c's check
+ * function returned. */
+static int from_jansson(json_t *j, int depth, rs_value **out, checker *c)
 {
     rs_value *v = NULL;
-    int rc = 0;
+    int rc = check_work(c, 1);
+    if (rc)
+        return rc;
     switch (json_typeof(j)) {
     case JSON_NULL:
         v = rs_value_null();
@@ -728,7 +782,7 @@ static int from_jansson(json_t *j, int depth, rs_value **out)
         if ((v = rs_value_array()) && !(rc = rs__array_reserve(v, json_array_size(j)))) {
             for (size_t i = 0; !rc && i < json_array_size(j); i++) {
                 rs_value *item;
-                if (!(rc = from_jansson(json_array_get(j, i), depth + 1, &item)))
+                if (!(rc = from_jansson(json_array_get(j, i), depth + 1, &item, c)))
                     rc = rs_array_push(v, item);
             }
         }
@@ -739,7 +793,7 @@ static int from_jansson(json_t *j, int depth, rs_value **out)
         if ((v = rs_value_map()) && !(rc = rs__map_reserve(v, json_object_size(j)))) {
             for (void *it = json_object_iter(j); !rc && it; it = json_object_iter_next(j, it)) {
                 rs_value *item;
-                if (!(rc = from_jansson(json_object_iter_value(it), depth + 1, &item)))
+                if (!(rc = from_jansson(json_object_iter_value(it), depth + 1, &item, c)))
                     rc = rs_map_setn(v, json_object_iter_key(it), json_object_iter_key_len(it),
                                      item);
             }
@@ -819,22 +873,56 @@ static int decode_error(const char *text, size_t len, const json_error_t *je, rs
     return RS_EJSON;
 }
 
-int rs_json_decode(const char *text, size_t len, rs_value **out, rs_errinfo *err)
+/* Feeds the text to jansson in the pieces it asks for (1 KiB), counting a unit of work for
+ * each, so that a check function can end the parse of a long text. */
+typedef struct feed {
+    const char *text;
+    size_t len, pos;
+    checker *c;
+} feed;
+
+static size_t feed_piece(void *buffer, size_t size, void *data)
+{
+    feed *f = data;
+    if (check_work(f->c, 1))
+        return (size_t)-1;
+    size_t n = f->len - f->pos < size ? f->len - f->pos : size;
+    memcpy(buffer, f->text + f->pos, n);
+    f->pos += n;
+    return n;
+}
+
+int rs__json_decode_checked(const char *text, size_t len, rs_value **out, rs_errinfo *err,
+                            rs__json_check_fn check, void *ud)
 {
     if (!out || (!text && len))
         return rs__errinfo_set(err, RS_EINVAL, "no text to decode or no place for the value");
     *out = NULL;
     if (!text)
         text = "";
+    checker c = {check, ud, 0, 0};
     json_error_t je;
-    json_t *j = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    json_t *j;
+    if (check) {
+        feed f = {text, len, 0, &c};
+        j = json_load_callback(feed_piece, &f, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+        if (!j && c.why)
+            return c.why;
+    } else {
+        j = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    }
     if (!j)
         return decode_error(text, len, &je, err);
-    int rc = from_jansson(j, 0, out);
+    int rc = from_jansson(j, 0, out, check ? &c : NULL);
     json_decref(j);
     if (rc == RS_EJSON)
         find_too_deep(text, len, err); /* the tree is too deep, so the scan finds where */
     else if (rc == RS_ENOMEM)
         rs__errinfo_set(err, RS_ENOMEM, "out of memory");
     return rc;
+}
+
+int rs_json_decode(const char *text, size_t len, rs_value **out, rs_errinfo *err)
+{
+    return rs__json_decode_checked(text, len, out, err, NULL, NULL);
 }
