@@ -231,9 +231,8 @@ bool check_parameter(const char *name, char *const names[], int n)
      * built-in name (RS_EEXIST), and only that (other names are the parameter's own). */
     rs_iss *iss = NULL;
     rs_value *v = rs_value_null();
-    int rc = v && rs_iss_create(RS_PROFILE_DEFAULT, &iss) == 0
-                 ? rs_iss_set_variable(iss, name, v)
-                 : RS_ENOMEM;
+    int rc = v && rs_iss_create(RS_PROFILE_DEFAULT, &iss) == 0 ? rs_iss_set_variable(iss, name, v)
+                                                               : RS_ENOMEM;
     if (rc == RS_EEXIST)
         cli_error("%s", rs_iss_errmsg(iss));
     rs_iss_destroy(iss);

@@ -311,7 +311,7 @@ static void on_record(const rs_foreach_record *r, void *ud)
     cli *c = ud;
     if (r->status != RS_ITEM_OK)
         c->failed_records++;
-    if (out_error())
+    if (out_stopped())
         return; /* the run is stopping: its records can reach no one */
     if (c->heading) {
         c->heading = false;

@@ -653,8 +653,14 @@ int rs__json_encode_checked(const rs_value *v, unsigned flags, const char *root,
         return rs__errinfo_set(err, RS_EINVAL, "no value or no buffer to encode into");
     if (flags & ~(unsigned)(RS_JSON_PRETTY | RS_JSON_ASCII | RS_JSON_REPAIR))
         return rs__errinfo_set(err, RS_EINVAL, "unknown JSON flags 0x%x", flags);
-    encoder e = {out,  flags & ~(unsigned)RS_JSON_REPAIR, root ? root : "value", index_base, err,
-                 NULL, NULL, (flags & RS_JSON_REPAIR) != 0, check, ud, 0};
+    encoder e = {.out = out,
+                 .flags = flags & ~(unsigned)RS_JSON_REPAIR,
+                 .root = root ? root : "value",
+                 .index_base = index_base,
+                 .err = err,
+                 .repair = (flags & RS_JSON_REPAIR) != 0,
+                 .check = check,
+                 .check_ud = ud};
     size_t start = out->len;
     int rc = encode_value(&e, v, NULL, 0);
     if (rc) {
@@ -667,20 +673,25 @@ int rs__json_encode_checked(const rs_value *v, unsigned flags, const char *root,
     return rc;
 }
 
-int rs_json_encode_stream(const rs_value *v, unsigned flags, rs_json_sink_fn sink,
-                          void *userdata, rs_errinfo *err)
+int rs_json_encode_stream(const rs_value *v, unsigned flags, rs_json_sink_fn sink, void *userdata,
+                          rs_errinfo *err)
 {
     if (!v || !sink)
         return rs__errinfo_set(err, RS_EINVAL, "no value or no sink to encode into");
     if (flags & ~(unsigned)(RS_JSON_PRETTY | RS_JSON_ASCII | RS_JSON_REPAIR))
         return rs__errinfo_set(err, RS_EINVAL, "unknown JSON flags 0x%x", flags);
     if (too_deep(v, 0)) {
-        encoder probe = {NULL, 0, "value", 0, err, NULL, NULL, false, NULL, NULL, 0};
+        encoder probe = {.root = "value", .err = err};
         return fail(&probe, NULL, TOO_DEEP);
     }
     rs__buf buf = {0};
-    encoder e = {&buf, flags & ~(unsigned)RS_JSON_REPAIR, "value", 0, err, sink, userdata,
-                 (flags & RS_JSON_REPAIR) != 0, NULL, NULL, 0};
+    encoder e = {.out = &buf,
+                 .flags = flags & ~(unsigned)RS_JSON_REPAIR,
+                 .root = "value",
+                 .err = err,
+                 .sink = sink,
+                 .sink_ud = userdata,
+                 .repair = (flags & RS_JSON_REPAIR) != 0};
     int rc = rs__buf_reserve(&buf, SINK_CHUNK + 64);
     if (!rc)
         rc = encode_value(&e, v, NULL, 0);
@@ -696,7 +707,7 @@ int rs_json_encode_stream(const rs_value *v, unsigned flags, rs_json_sink_fn sin
 
 int rs__json_encode_text(rs__buf *out, const char *s, size_t len)
 {
-    encoder e = {out, 0, "text", 0, NULL, NULL, NULL, false, NULL, NULL, 0};
+    encoder e = {.out = out, .root = "text"};
     size_t start = out->len;
     int rc;
     if (utf8_valid(s, len)) {

@@ -1541,9 +1541,9 @@ static void test_huge_record_memory(void **state)
         done(&r);
     }
     how h = {.limit = 120, .count_only = true};
-    proc_result r = run_how(ARGV("run", "--memory-limit", "64M", "--format", "json",
-                                 "return string.rep('\\1', 25e6)"),
-                            &h);
+    proc_result r = run_how(
+        ARGV("run", "--memory-limit", "64M", "--format", "json", "return string.rep('\\1', 25e6)"),
+        &h);
     assert_int_equal(r.status, 0);
     assert_int_equal(r.out_len, 150000005); /* ["..."] and a newline */
     if (r.max_rss_kb > most_kb)
@@ -1559,8 +1559,8 @@ static void test_interrupt_with_stuck_reader(void **state)
     char *formats[] = {"raw", "jsonl"};
     for (int i = 0; i < 2; i++) {
         how h = {.limit = 30, .stuck_reader = true, .interrupt_at = 1.0};
-        proc_result r = run_how(ARGV("foreach", "--range", "1..100000000", "--format",
-                                     formats[i], "return string.rep('x', 100)"),
+        proc_result r = run_how(ARGV("foreach", "--range", "1..100000000", "--format", formats[i],
+                                     "return string.rep('x', 100)"),
                                 &h);
         assert_int_equal(r.status, 130);
         assert_contains(r.err, "output not written in full: interrupted while its reader took "

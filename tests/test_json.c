@@ -809,15 +809,23 @@ static void test_concurrent_encode(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_encode_compact),    cmocka_unit_test(test_encode_pretty),
-    cmocka_unit_test(test_encode_strings),    cmocka_unit_test(test_encode_repair),
+    cmocka_unit_test(test_encode_compact),
+    cmocka_unit_test(test_encode_pretty),
+    cmocka_unit_test(test_encode_strings),
+    cmocka_unit_test(test_encode_repair),
     cmocka_unit_test(test_encode_stream),
-    cmocka_unit_test(test_integers_exact),    cmocka_unit_test(test_doubles_round_trip),
-    cmocka_unit_test(test_decode_structure),  cmocka_unit_test(test_decode_unterminated_input),
-    cmocka_unit_test(test_decode_nul),        cmocka_unit_test(test_decode_errors),
-    cmocka_unit_test(test_decode_depth),      cmocka_unit_test(test_encode_errors),
-    cmocka_unit_test(test_encode_depth),      cmocka_unit_test(test_encode_ex_appends),
-    cmocka_unit_test(test_oom_encode),        cmocka_unit_test(test_oom_decode),
+    cmocka_unit_test(test_integers_exact),
+    cmocka_unit_test(test_doubles_round_trip),
+    cmocka_unit_test(test_decode_structure),
+    cmocka_unit_test(test_decode_unterminated_input),
+    cmocka_unit_test(test_decode_nul),
+    cmocka_unit_test(test_decode_errors),
+    cmocka_unit_test(test_decode_depth),
+    cmocka_unit_test(test_encode_errors),
+    cmocka_unit_test(test_encode_depth),
+    cmocka_unit_test(test_encode_ex_appends),
+    cmocka_unit_test(test_oom_encode),
+    cmocka_unit_test(test_oom_decode),
     cmocka_unit_test(test_concurrent_encode),
 };
 

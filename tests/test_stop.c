@@ -508,8 +508,8 @@ static void test_json_counts_its_work(void **state)
                       "instruction budget of 5000 exceeded");
     assert_eval_fails(rs, "return #json.encode(string.rep('\\1', 20e6))", RS_ELIMIT,
                       "instruction budget of 5000 exceeded");
-    assert_eval_fails(rs, "return #json.decode('\"' .. string.rep('a', 20e6) .. '\"')",
-                      RS_ELIMIT, "instruction budget of 5000 exceeded");
+    assert_eval_fails(rs, "return #json.decode('\"' .. string.rep('a', 20e6) .. '\"')", RS_ELIMIT,
+                      "instruction budget of 5000 exceeded");
     /* Many values: the parse and the conversion count them. */
     assert_eval_fails(rs, "return #json.decode('[' .. string.rep('1,', 1e6) .. '1]')", RS_ELIMIT,
                       "instruction budget of 5000 exceeded");
