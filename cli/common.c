@@ -434,6 +434,31 @@ static atomic_bool out_dropped; /* interrupted while the reader took nothing: ou
 static int interrupt_fd = -1;   /* readable once a signal came (read end of a pipe) */
 static int interrupt_wfd = -1;
 
+/* Lines that workers write to stderr (bar_line) go through a description of its own too, so
+ * that a stderr nobody reads cannot hold a worker, and with it the end of an interrupted run,
+ * for ever; once interrupted, what such a reader does not take is dropped as on stdout. */
+static int err_fd = STDERR_FILENO;
+static atomic_bool err_dropped;
+
+/* A non-blocking description of our own of standard descriptor fd (0-2) when it is a pipe
+ * or a terminal: O_NONBLOCK on it is seen by no one else. Else (a pipe whose reader is gone,
+ * ENXIO; a system without /proc; a file, which never blocks) fd itself. */
+static int own_description(int fd, const struct stat *st)
+{
+    if (!S_ISFIFO(st->st_mode) && !isatty(fd))
+        return fd;
+    char path[32];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int own = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    struct stat again;
+    if (own >= 0 && fstat(own, &again) == 0 && again.st_dev == st->st_dev &&
+        again.st_ino == st->st_ino)
+        return own;
+    if (own >= 0)
+        close(own);
+    return fd;
+}
+
 void out_init(void)
 {
     /* SIGPIPE is ignored so that a closed pipe shows up as EPIPE here, where it ends the program
@@ -441,21 +466,14 @@ void out_init(void)
     signal(SIGPIPE, SIG_IGN);
     out_buf = malloc(OUT_CAP);
     struct stat st;
+    if (!std_closed(STDERR_FILENO) && fstat(STDERR_FILENO, &st) == 0)
+        err_fd = own_description(STDERR_FILENO, &st);
     if (std_closed(STDOUT_FILENO) || fstat(STDOUT_FILENO, &st) != 0)
         return;
-    if (S_ISSOCK(st.st_mode)) {
+    if (S_ISSOCK(st.st_mode))
         out_socket = true;
-    } else if (S_ISFIFO(st.st_mode) || isatty(STDOUT_FILENO)) {
-        /* A description of our own: O_NONBLOCK on it is seen by no one else. A pipe whose
-         * reader is gone (ENXIO) or a system without /proc keeps fd 1, blocking. */
-        int fd = open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-        struct stat again;
-        if (fd >= 0 && fstat(fd, &again) == 0 && again.st_dev == st.st_dev &&
-            again.st_ino == st.st_ino)
-            out_fd = fd;
-        else if (fd >= 0)
-            close(fd);
-    }
+    else
+        out_fd = own_description(STDOUT_FILENO, &st);
 }
 
 void out_private(void)
@@ -492,21 +510,30 @@ static void out_failed(int err)
         request_stop();
 }
 
-/* Waits until out_fd takes data; false when the program was interrupted and the reader took
- * nothing for OUT_INTERRUPT_GRACE_MS (the output is dropped then), or on a poll error. */
-static bool wait_writable(void)
+/* Waits until fd takes data; false when the program was interrupted and the reader took
+ * nothing for OUT_INTERRUPT_GRACE_MS (*err stays 0: the output is to be dropped), or on a
+ * poll error (*err set). */
+static bool wait_writable(int fd, int *err)
 {
+    *err = 0;
+    double give_up = 0; /* once interrupted: when the wait ends (a signal may cut poll short,
+                         * as the library's interruption signals do on worker threads) */
     for (;;) {
         bool late = interrupted();
-        struct pollfd p[2] = {{.fd = out_fd, .events = POLLOUT},
-                              {.fd = late ? -1 : interrupt_fd, .events = POLLIN}};
-        int n = poll(p, 2, late ? OUT_INTERRUPT_GRACE_MS : -1);
-        if (n < 0 && errno != EINTR) {
-            out_failed(errno);
-            return false;
+        int ms = -1;
+        if (late) {
+            double now = now_seconds();
+            if (!give_up)
+                give_up = now + OUT_INTERRUPT_GRACE_MS / 1000.0;
+            if (now >= give_up)
+                return false;
+            ms = (int)((give_up - now) * 1000) + 1;
         }
-        if (n == 0 && late) {
-            atomic_store(&out_dropped, true);
+        struct pollfd p[2] = {{.fd = fd, .events = POLLOUT},
+                              {.fd = late ? -1 : interrupt_fd, .events = POLLIN}};
+        int n = poll(p, 2, ms);
+        if (n < 0 && errno != EINTR) {
+            *err = errno;
             return false;
         }
         if (n > 0 && p[0].revents)
@@ -531,8 +558,14 @@ static bool write_all(const char *data, size_t len)
             data += n;
             len -= (size_t)n;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (!wait_writable())
+            int err;
+            if (!wait_writable(out_fd, &err)) {
+                if (err)
+                    out_failed(err);
+                else
+                    atomic_store(&out_dropped, true);
                 return false;
+            }
         } else if (n < 0 && errno != EINTR) {
             out_failed(errno);
             return false;
@@ -995,13 +1028,17 @@ void bar_line(progress_bar *b, const char *prefix, const char *text, size_t len)
         if (was_shown)
             n += (size_t)snprintf(line + n, 190, "%s\033[K", b->line);
         fflush(stderr);
-        for (size_t at = 0; at < n;) {
-            ssize_t w = write(STDERR_FILENO, line + at, n - at);
+        for (size_t at = 0; at < n && !atomic_load(&err_dropped);) {
+            ssize_t w = write(err_fd, line + at, n - at);
+            int err;
             if (w > 0) {
                 at += (size_t)w;
             } else if (w < 0 && errno == EAGAIN) {
-                struct pollfd p = {.fd = STDERR_FILENO, .events = POLLOUT};
-                poll(&p, 1, -1); /* a non-blocking stderr another process left so */
+                if (!wait_writable(err_fd, &err)) {
+                    if (!err)
+                        atomic_store(&err_dropped, true); /* a reader that takes nothing */
+                    break;
+                }
             } else if (w < 0 && errno != EINTR) {
                 break;
             }

@@ -51,6 +51,7 @@ typedef struct how {
     bool nonblocking_stdout; /* the stdout pipe is O_NONBLOCK (as another process may leave it) */
     bool slow_reader;        /* a pause after each read of stdout, so that its pipe fills up */
     bool stuck_reader;       /* stdout is a pipe that is never read (`| sleep 60`) */
+    bool stuck_stderr;       /* stderr is a pipe that is never read */
     bool count_only;         /* stdout is read but only counted (out_len), not kept */
     const char *stdin_path, *stdout_path, *stderr_path;
 } how;
@@ -106,6 +107,11 @@ static proc_result run_how(char *const argv[], const how *h)
     if (h->stuck_reader) {
         stuck = fds[1];
         fds[1] = -1;
+    }
+    int stuck_err = -1;
+    if (h->stuck_stderr) {
+        stuck_err = fds[2];
+        fds[2] = -1;
     }
     while (fds[1] >= 0 || fds[2] >= 0) {
         double left = h->limit - (rs_test_now() - t0);
@@ -175,6 +181,8 @@ static proc_result run_how(char *const argv[], const how *h)
     }
     if (stuck >= 0)
         close(stuck);
+    if (stuck_err >= 0)
+        close(stuck_err);
     r.max_rss_kb = ru.ru_maxrss;
     r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     r.seconds = rs_test_now() - t0;
@@ -1574,6 +1582,14 @@ static void test_interrupt_with_stuck_reader(void **state)
     }
     how h = {.limit = 30, .stuck_reader = true, .interrupt_at = 1.0};
     proc_result r = run_how(ARGV("run", "return string.rep('x', 10e6)"), &h);
+    assert_int_equal(r.status, 130);
+    done(&r);
+    /* Items that print to a stderr nobody reads: the workers writing their lines do not keep
+     * an interrupted run from ending. */
+    h = (how){.limit = 30, .stuck_stderr = true, .interrupt_at = 1.0};
+    r = run_how(ARGV("foreach", "--range", "1..100000000", "-j", "2",
+                     "print(string.rep('x', 1000)) return _"),
+                &h);
     assert_int_equal(r.status, 130);
     done(&r);
 }
