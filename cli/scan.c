@@ -1,5 +1,5 @@
 /*
- * scan.c -- `runspace scan`: TCP connect scan of hosts x ports (DESIGN.md section 5). Results
+ * scan.c -- `runspace scan`: TCP connect scan of hosts x ports (docs/design.md section 5). Results
  * stream out as they are decided; the seed's summary goes to stderr at the end.
  */
 #include "cli.h"
@@ -12,7 +12,7 @@
 static const char usage[] =
     "Usage: runspace scan [OPTIONS] TARGETS...\n"
     "Scan TCP ports with non-blocking connects. TARGETS are host names, IPv4/IPv6 addresses,\n"
-    "CIDR blocks (10.0.0.0/24) and ranges (192.168.1.1-20).\n"
+    "CIDR blocks (192.0.2.0/24) and ranges (192.0.2.1-20).\n"
     "\n"
     "  -p, --ports PORTS      e.g. 22,80,1000-2000 (default: "
     "22,80,135,139,443,445,3389,5985,5986)\n"

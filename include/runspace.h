@@ -112,7 +112,7 @@ RS_EXTERN int rs_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(v
 RS_EXTERN void rs_free(void *ptr);
 
 /* ============================================================================================
- * Values (DESIGN.md section 2)
+ * Values (docs/design.md section 2)
  *
  * Data crosses runspace boundaries by copy. A value is a tree of null, bool, int (int64),
  * double, string (length-counted bytes, may hold NULs and need not be UTF-8), array, and map
@@ -884,7 +884,7 @@ RS_EXTERN const char *rs_jobs_errmsg(const rs_jobs *jobs);
 RS_EXTERN const char *rs_job_state_name(rs_job_state s);
 
 /* ============================================================================================
- * Network scanner (DESIGN.md section 1, rs_scan): TCP connect probes of hosts x ports,
+ * Network scanner (docs/design.md section 1, rs_scan): TCP connect probes of hosts x ports,
  * non-blocking and multiplexed with epoll, results streamed as they are decided.
  *
  * States are nmap's: open (the connection was established), closed (refused: a TCP reset or
@@ -945,7 +945,7 @@ typedef struct rs_scan_summary {
 RS_EXTERN int rs_scan_create(const rs_scan_opts *opts, rs_scan **out);
 /* RS_EBUSY while it runs. */
 RS_EXTERN int rs_scan_destroy(rs_scan *scan);
-/* Adds targets: a host name, an IPv4 or IPv6 address, a CIDR block ("10.0.0.0/24",
+/* Adds targets: a host name, an IPv4 or IPv6 address, a CIDR block ("192.0.2.0/24",
  * "fd00::/120"), or an IPv4 range ("127.0.0.1-20" or "10.0.0.1-10.0.1.255"). RS_EINVAL with a
  * message for a malformed or NULL spec; RS_ELIMIT past 16,777,216 targets in a scan. Names are
  * resolved when the scan runs (the first address returned is probed); one that does not

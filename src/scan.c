@@ -1,5 +1,5 @@
 /*
- * scan.c -- the network scanner's public API (DESIGN.md section 1, rs_scan): targets and
+ * scan.c -- the network scanner's public API (docs/design.md section 1, rs_scan): targets and
  * ports, the order of the probes, name resolution, the window, results and the summary. The
  * sockets are the engine's (scan_epoll.c).
  *
