@@ -7,8 +7,10 @@
 
 # clang-14 and libclang-rt-14-dev: the fuzzing harnesses (fuzz/) need clang, and libFuzzer's
 # runtime (libclang_rt.fuzzer) is in libclang-rt-14-dev, which clang-14 only recommends.
+# netbase: /etc/services, the service names of scan output. nmap-common: nmap's nmap-services
+# (--top-ports) and nmap.dtd, against which libxml2-utils' xmllint checks the scan's -oX files.
 PACKAGES := gcc make cmake pkg-config liblua5.4-dev libjansson-dev libcmocka-dev iproute2 nftables \
-            clang-14 libclang-rt-14-dev
+            clang-14 libclang-rt-14-dev netbase nmap-common libxml2-utils
 BENCH_PACKAGES := nmap parallel
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX ?= /usr/local
