@@ -196,25 +196,33 @@ static bool stdout_streams(void)
     return S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || isatty(STDOUT_FILENO);
 }
 
-/* The command line as one string, for the headers of the file formats. */
+/* The command line as one string, for the headers of the file formats; words with blanks or
+ * shell characters in single quotes. */
 static char *command_line(int argc, char **argv)
 {
-    size_t len = strlen("runspace ") + 1;
+    size_t len = strlen("runspace") + 1;
     for (int i = 0; i < argc; i++)
-        len += strlen(argv[i]) + 3;
+        len += 4 * strlen(argv[i]) + 3;
     char *s = malloc(len);
     if (!s)
         return NULL;
-    strcpy(s, "runspace");
+    char *p = s + sprintf(s, "runspace");
     for (int i = 0; i < argc; i++) {
-        strcat(s, " ");
-        bool quote = !argv[i][0] || argv[i][strcspn(argv[i], " \t\n'\"\\$*?")];
+        const char *w = argv[i];
+        bool quote = !*w || w[strcspn(w, " \t\n'\"\\$*?;&|<>()`")];
+        *p++ = ' ';
         if (quote)
-            strcat(s, "'");
-        strcat(s, argv[i]);
+            *p++ = '\'';
+        for (; *w; w++) {
+            if (*w == '\'' && quote)
+                p += sprintf(p, "'\\''");
+            else
+                *p++ = *w;
+        }
         if (quote)
-            strcat(s, "'");
+            *p++ = '\'';
     }
+    *p = '\0';
     return s;
 }
 

@@ -922,14 +922,17 @@ uint64_t rs_scan_probe_count(const rs_scan *scan)
 }
 
 /* The length of the longest address text of t's addresses. Ranges of more than WIDTH_WALK
- * addresses are not walked: they count as the longest text of their family. */
+ * addresses are not walked, nor any once *budget addresses were: they count as the longest
+ * text of their family. */
 #define WIDTH_WALK 65536u
-static size_t target_address_width(const target *t)
+#define WIDTH_BUDGET (UINT64_C(1) << 20)
+static size_t target_address_width(const target *t, uint64_t *budget)
 {
     char text[INET6_ADDRSTRLEN];
     size_t widest = 0;
-    if (t->count > WIDTH_WALK)
+    if (t->count > WIDTH_WALK || t->count > *budget)
         return t->family == AF_INET ? INET_ADDRSTRLEN - 1 : INET6_ADDRSTRLEN - 1;
+    *budget -= t->count;
     for (uint64_t i = 0; i < t->count; i++) {
         rs__sockaddr a;
         address_at(t, i, 0, &a);
@@ -953,11 +956,12 @@ static size_t name_address_width(const target *t)
 void rs_scan_text_widths(const rs_scan *scan, size_t *host, size_t *address)
 {
     size_t h = 0, a = 0;
+    uint64_t budget = WIDTH_BUDGET; /* addresses walked in all: a bound on the time taken */
     for (size_t i = 0; scan && i < scan->ntargets; i++) {
         const target *t = &scan->targets[i];
         size_t w;
         if (!t->name)
-            w = target_address_width(t);
+            w = target_address_width(t, &budget);
         else if (t->family != AF_UNSPEC)
             w = name_address_width(t);
         else
