@@ -618,22 +618,30 @@ int rs_scan_destroy(rs_scan *scan)
     return 0;
 }
 
-int rs_scan_add_target(rs_scan *scan, const char *spec)
+/* What rs_scan_add_target and rs_scan_add_exclude share: the checks, and spec parsed into *t.
+ * `what` names the spec in messages ("target", "exclusion"). */
+static int parse_spec(rs_scan *scan, const char *spec, const char *what, target *t)
 {
     if (!scan)
         return RS_EMISUSE;
     if (!spec)
-        return rs__msg_set(&scan->msg, RS_EINVAL, "no target given");
+        return rs__msg_set(&scan->msg, RS_EINVAL, "no %s given", what);
     if (atomic_load(&scan->running))
         return RS_EBUSY;
-    target t;
     const char *why;
-    int rc = parse_target(spec, &t, &why);
+    int rc = parse_target(spec, t, &why);
     if (rc == RS_EINVAL)
-        return rs__msg_set(&scan->msg, rc, "invalid target '%s': %s", spec, why);
+        return rs__msg_set(&scan->msg, rc, "invalid %s '%s': %s", what, spec, why);
     if (rc)
         return rs__msg_set(&scan->msg, rc, "out of memory");
-    if ((rc = push_targets(scan, &t, 1)))
+    return 0;
+}
+
+int rs_scan_add_target(rs_scan *scan, const char *spec)
+{
+    target t;
+    int rc = parse_spec(scan, spec, "target", &t);
+    if (!rc && (rc = push_targets(scan, &t, 1)))
         rs__free(t.name);
     return rc;
 }
@@ -723,6 +731,12 @@ static int read_targets(rs_scan *scan, const char *path, const char *what, targe
 {
     *out = NULL;
     *n = 0;
+    if (!scan)
+        return RS_EMISUSE;
+    if (!path)
+        return rs__msg_set(&scan->msg, RS_EINVAL, "no %s file given", what);
+    if (atomic_load(&scan->running))
+        return RS_EBUSY;
     /* Non-blocking, and every wait a poll that also watches the stop descriptor: a FIFO
      * without a writer yet, or one that never ends, must not keep a stop from ending the
      * reading. */
@@ -784,12 +798,6 @@ static int read_targets(rs_scan *scan, const char *path, const char *what, targe
 
 int rs_scan_add_targets_file(rs_scan *scan, const char *path)
 {
-    if (!scan)
-        return RS_EMISUSE;
-    if (!path)
-        return rs__msg_set(&scan->msg, RS_EINVAL, "no targets file given");
-    if (atomic_load(&scan->running))
-        return RS_EBUSY;
     target *got;
     size_t n;
     int rc = read_targets(scan, path, "targets", &got, &n);
@@ -842,30 +850,13 @@ static int exclude_targets(rs_scan *scan, target *ts, size_t n)
 
 int rs_scan_add_exclude(rs_scan *scan, const char *spec)
 {
-    if (!scan)
-        return RS_EMISUSE;
-    if (!spec)
-        return rs__msg_set(&scan->msg, RS_EINVAL, "no exclusion given");
-    if (atomic_load(&scan->running))
-        return RS_EBUSY;
     target t;
-    const char *why;
-    int rc = parse_target(spec, &t, &why);
-    if (rc == RS_EINVAL)
-        return rs__msg_set(&scan->msg, rc, "invalid exclusion '%s': %s", spec, why);
-    if (rc)
-        return rs__msg_set(&scan->msg, rc, "out of memory");
-    return exclude_targets(scan, &t, 1);
+    int rc = parse_spec(scan, spec, "exclusion", &t);
+    return rc ? rc : exclude_targets(scan, &t, 1);
 }
 
 int rs_scan_add_excludes_file(rs_scan *scan, const char *path)
 {
-    if (!scan)
-        return RS_EMISUSE;
-    if (!path)
-        return rs__msg_set(&scan->msg, RS_EINVAL, "no exclusions file given");
-    if (atomic_load(&scan->running))
-        return RS_EBUSY;
     target *got;
     size_t n;
     int rc = read_targets(scan, path, "exclusions", &got, &n);
