@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define FIXTURE RS_SOURCE_DIR "/tests/fixtures/install"
+#define FIXTURE RS_SOURCE_DIR "/tests/outside"
 
 /* The installed tree: root is the DESTDIR, prefix the tree's prefix inside it. */
 typedef struct tree {
