@@ -136,11 +136,12 @@ static void on_result(const rs_scan_result *r, void *ud)
         switch (c->format) {
         case SFMT_TABLE: {
             char *reason = utf8_text(r->reason);
+            /* A target that failed as a whole (port 0) has no service. */
+            const char *shown = service ? service : r->port ? "unknown" : "";
             char *line = NULL;
-            int n =
-                asprintf(&line, "%-*s %-*s %5d %-8s %-*s %*s %s\n", c->host_w, r->host, c->addr_w,
-                         r->address, r->port, rs_port_state_name(r->state), c->service_w,
-                         service ? service : "unknown", c->rtt_w, rtt, reason ? reason : "");
+            int n = asprintf(&line, "%-*s %-*s %5d %-8s %-*s %*s %s\n", c->host_w, r->host,
+                             c->addr_w, r->address, r->port, rs_port_state_name(r->state),
+                             c->service_w, shown, c->rtt_w, rtt, reason ? reason : "");
             if (n >= 0)
                 out_write(line, (size_t)n);
             free(line);
