@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static void bar_erase(void);
+static bool bar_erase(void);
 
 static void vmessage(const char *fmt, va_list ap)
 {
@@ -581,7 +581,8 @@ static void *signal_thread(void *arg)
          * (options, reading a script from a FIFO, opening a runspace): there is nothing to
          * stop cleanly and nothing written yet, and the read that blocks may never end. */
         if (atomic_exchange(&was_interrupted, true) || !atomic_load(&stop_armed)) {
-            fputs("\nrunspace: interrupted\n", stderr);
+            /* On a line of its own: in place of the bar, or below the echoed ^C. */
+            fputs(bar_erase() ? "runspace: interrupted\n" : "\nrunspace: interrupted\n", stderr);
             _exit(EXIT_INTERRUPTED);
         }
         request_stop();
@@ -620,13 +621,14 @@ static atomic_bool bar_shown;
 static int bar_columns = 80;
 static int stdout_tty = -1; /* unknown until the first write after a bar was drawn */
 
-/* Erases the bar when it is on the screen. */
-static void bar_erase(void)
+/* Erases the bar when it is on the screen; true if it was. */
+static bool bar_erase(void)
 {
-    if (atomic_exchange(&bar_shown, false)) {
-        fputs("\r\033[K", stderr);
-        fflush(stderr);
-    }
+    if (!atomic_exchange(&bar_shown, false))
+        return false;
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+    return true;
 }
 
 void bar_erase_for_stdout(void)
