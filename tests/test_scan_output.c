@@ -227,20 +227,44 @@ static void test_scan_files_single_and_interrupted(void **state)
     /* SIGINT halfway: the hosts decided so far, then a well-formed end. */
     char *argv[] = {RS_CLI,      "scan", "-p",  "1-2000", "--max-inflight", "1",
                     "--timeout", "200",  "-oX", xml,      "127.0.0.0/24",   NULL};
+    int out[2];
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
     pid_t pid;
-    assert_int_equal(posix_spawn(&pid, RS_CLI, NULL, NULL, argv, environ), 0);
-    sleep_for(0.5);
-    kill(pid, SIGINT);
-    int st = 0;
+    assert_int_equal(posix_spawn(&pid, RS_CLI, &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    /* The interrupt once results flow (the scan is past its setup), then stdout to its end. */
+    size_t lines = 0;
+    bool signalled = false;
     double t0 = rs_test_now();
-    while (waitpid(pid, &st, WNOHANG) == 0) {
-        if (rs_test_now() - t0 > 20) {
+    for (;;) {
+        if (rs_test_now() - t0 > 30) {
             kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            fail_msg("the scan did not end within 20 s of SIGINT");
+            waitpid(pid, NULL, 0);
+            fail_msg("the scan did not end within 30 s (interrupted: %d)", signalled);
         }
-        sleep_for(0.01);
+        struct pollfd p = {.fd = out[0], .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        char buf[4096];
+        ssize_t got = read(out[0], buf, sizeof buf);
+        if (got <= 0)
+            break;
+        for (ssize_t i = 0; i < got; i++)
+            lines += buf[i] == '\n';
+        if (!signalled && lines >= 2) {
+            kill(pid, SIGINT);
+            signalled = true;
+        }
     }
+    close(out[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    assert_true(signalled);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 130);
     char *x = slurp(xml);
