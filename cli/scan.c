@@ -465,6 +465,7 @@ static int add_top_ports(rs_scan *scan, const scan_args *a)
 static int setup(rs_scan *scan, int argc, char **argv, const scan_args *a)
 {
     int rc = 0;
+    const char *option = NULL; /* the option whose value failed, for the message */
     for (int i = 0; !rc && i < a->nports; i++)
         rc = rs_scan_add_ports(scan, a->ports[i]);
     for (int i = optind; !rc && i < argc; i++)
@@ -487,20 +488,23 @@ static int setup(rs_scan *scan, int argc, char **argv, const scan_args *a)
             cli_usage("scan", "--exclude needs a list of targets, not '%s'", a->excludes[i]);
             return EXIT_USAGE;
         }
+        option = "--exclude: ";
     }
-    for (int i = 0; !rc && i < a->nexclude_files; i++)
+    for (int i = 0; !rc && i < a->nexclude_files; i++) {
         rc = rs_scan_add_excludes_file(scan, a->exclude_files[i]);
+        option = "--excludefile: ";
+    }
     if (!rc && a->top)
         return add_top_ports(scan, a);
+    if (!rc)
+        return 0;
     if (rc == RS_ESTOPPED)
         return EXIT_INTERRUPTED;
     if (rc == RS_EINVAL || rc == RS_ENOENT || rc == RS_ELIMIT)
-        return cli_usage("scan", "%s", rs_scan_errmsg(scan));
-    if (rc) {
-        cli_error("%s", rc == RS_ENOMEM ? "out of memory" : rs_scan_errmsg(scan));
-        return EXIT_ITEMS_FAILED;
-    }
-    return 0;
+        return cli_usage("scan", "%s%s", option ? option : "", rs_scan_errmsg(scan));
+    cli_error("%s%s", option ? option : "",
+              rc == RS_ENOMEM ? "out of memory" : rs_scan_errmsg(scan));
+    return EXIT_ITEMS_FAILED;
 }
 
 /* Opens the files of -oN, -oX, -oG and -oA; false after the message. */
