@@ -121,9 +121,14 @@ typedef struct progress_bar {
     double last_draw;
     const char *label;
 } progress_bar;
+/* The bar is fitted to the terminal's width (read again after SIGWINCH) and never wraps; it
+ * is erased before any message on stderr and, when stdout is a terminal, before any write to
+ * stdout, and drawn again by the next bar_draw. */
 void bar_init(progress_bar *b, int mode, const char *label); /* mode: -1 auto, 0 off, 1 on */
 void bar_draw(progress_bar *b, uint64_t done, uint64_t total, double elapsed, bool force);
 void bar_clear(progress_bar *b);
+/* Erases the bar if it is shown and stdout is a terminal (out_flush calls it). */
+void bar_erase_for_stdout(void);
 
 double now_seconds(void);
 

@@ -18,12 +18,16 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+static bool bar_erase(void);
+
 static void vmessage(const char *fmt, va_list ap)
 {
+    bar_erase(); /* a message never shares its line with the progress bar */
     fputs("runspace: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
@@ -458,6 +462,7 @@ void out_write(const char *data, size_t len)
     if (!out_buf || len > OUT_CAP - out_used) {
         out_flush();
         if (!out_buf || len >= OUT_CAP) {
+            bar_erase_for_stdout();
             write_all(data, len);
             return;
         }
@@ -480,8 +485,10 @@ void out_flush(void)
 {
     size_t n = out_used;
     out_used = 0;
-    if (n && !atomic_load(&out_errno))
+    if (n && !atomic_load(&out_errno)) {
+        bar_erase_for_stdout();
         write_all(out_buf, n);
+    }
 }
 
 int out_error(void)
@@ -636,6 +643,8 @@ void out_value_raw(const rs_value *v)
 
 /* ---- interrupts --------------------------------------------------------------------------- */
 
+static atomic_bool resized = true; /* the terminal's width is to be read (again) */
+
 static void *signal_thread(void *arg)
 {
     sigset_t *set = arg;
@@ -643,11 +652,16 @@ static void *signal_thread(void *arg)
         int sig;
         if (sigwait(set, &sig) != 0)
             continue;
+        if (sig == SIGWINCH) {
+            atomic_store(&resized, true); /* the bar reads the new width when it next draws */
+            continue;
+        }
         /* A second interrupt: do not wait for a clean stop. An interrupt during the setup
          * (options, reading a script from a FIFO, opening a runspace): there is nothing to
          * stop cleanly and nothing written yet, and the read that blocks may never end. */
         if (atomic_exchange(&was_interrupted, true) || !atomic_load(&stop_armed)) {
-            fputs("\nrunspace: interrupted\n", stderr);
+            /* On a line of its own: in place of the bar, or below the echoed ^C. */
+            fputs(bar_erase() ? "runspace: interrupted\n" : "\nrunspace: interrupted\n", stderr);
             _exit(EXIT_INTERRUPTED);
         }
         request_stop();
@@ -661,6 +675,7 @@ void signals_init(void)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGWINCH); /* a resized terminal: the progress bar fits itself again */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     pthread_t t;
     if (pthread_create(&t, NULL, signal_thread, &set) == 0)
@@ -673,6 +688,37 @@ bool interrupted(void)
 }
 
 /* ---- progress bar ------------------------------------------------------------------------- */
+
+/* The bar is one line on stderr that each draw rewrites in place ("\r...\033[K"). It never
+ * reaches the terminal's last column, so it never wraps (a wrapped bar would leave a line of
+ * debris at each draw), and it is erased before anything else is written to the terminal: a
+ * message on stderr, and a line on stdout when stdout is a terminal too (the same screen, in
+ * practice). The width is read with TIOCGWINSZ when the first bar is drawn and again after
+ * each SIGWINCH, which the signal thread turns into the `resized` flag. Drawn and erased on
+ * the command's thread; `bar_shown` lets a message from another thread erase it too. */
+static atomic_bool bar_shown;
+static int bar_columns = 80;
+static int stdout_tty = -1; /* unknown until the first write after a bar was drawn */
+
+/* Erases the bar when it is on the screen; true if it was. */
+static bool bar_erase(void)
+{
+    if (!atomic_exchange(&bar_shown, false))
+        return false;
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+    return true;
+}
+
+void bar_erase_for_stdout(void)
+{
+    if (!atomic_load(&bar_shown))
+        return;
+    if (stdout_tty < 0)
+        stdout_tty = isatty(STDOUT_FILENO);
+    if (stdout_tty)
+        bar_erase();
+}
 
 void bar_init(progress_bar *b, int mode, const char *label)
 {
@@ -690,14 +736,22 @@ static void format_duration(char *buf, size_t size, double s)
         snprintf(buf, size, "%ld:%02ld", t / 60, t % 60);
 }
 
-void bar_draw(progress_bar *b, uint64_t done, uint64_t total, double elapsed, bool force)
+/* The columns of the terminal on stderr (80 when it is not one), read again after a SIGWINCH. */
+static int terminal_columns(void)
 {
-    if (!b->enabled)
-        return;
-    double now = now_seconds();
-    if (!force && now - b->last_draw < 0.1)
-        return;
-    b->last_draw = now;
+    if (atomic_exchange(&resized, false)) {
+        struct winsize ws;
+        if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+            bar_columns = ws.ws_col;
+    }
+    return bar_columns;
+}
+
+/* The bar's line, at most `width` bytes: with everything when it fits, else with a shorter
+ * bar, then without the bar, the rate, the ETA, and at last cut short. */
+static void bar_line(char *line, size_t size, int width, const progress_bar *b, uint64_t done,
+                     uint64_t total, double elapsed)
+{
     double rate = elapsed > 0 ? (double)done / elapsed : 0;
     char rate_text[32];
     if (rate >= 1e6)
@@ -706,37 +760,67 @@ void bar_draw(progress_bar *b, uint64_t done, uint64_t total, double elapsed, bo
         snprintf(rate_text, sizeof rate_text, "%.1fk/s", rate / 1e3);
     else
         snprintf(rate_text, sizeof rate_text, "%.0f/s", rate);
-    char line[160];
-    if (total) {
+    if (!total) {
+        char el[32];
+        format_duration(el, sizeof el, elapsed);
+        int n = snprintf(line, size, "%s %llu done %s elapsed %s", b->label,
+                         (unsigned long long)done, rate_text, el);
+        if (n > width)
+            snprintf(line, size, "%s %llu done", b->label, (unsigned long long)done);
+    } else {
         double frac = (double)done / (double)total;
         if (frac > 1)
             frac = 1;
-        char bar[31];
-        int fill = (int)(frac * 30);
-        for (int i = 0; i < 30; i++)
-            bar[i] = i < fill ? '#' : '.';
-        bar[30] = '\0';
         char eta[32] = "-";
         if (rate > 0 && done < total)
             format_duration(eta, sizeof eta, (double)(total - done) / rate);
         else if (done >= total)
             snprintf(eta, sizeof eta, "0:00");
-        snprintf(line, sizeof line, "%s [%s] %llu/%llu %3.0f%% %s ETA %s", b->label, bar,
-                 (unsigned long long)done, (unsigned long long)total, frac * 100, rate_text, eta);
-    } else {
-        char el[32];
-        format_duration(el, sizeof el, elapsed);
-        snprintf(line, sizeof line, "%s %llu done %s elapsed %s", b->label,
-                 (unsigned long long)done, rate_text, el);
+        char counts[64];
+        snprintf(counts, sizeof counts, "%llu/%llu %3.0f%%", (unsigned long long)done,
+                 (unsigned long long)total, frac * 100);
+        /* Without the bar, then the longest bar that fits, from 30 down to 10 cells. */
+        int bare = snprintf(line, size, "%s %s %s ETA %s", b->label, counts, rate_text, eta);
+        int cells = width - bare - 3; /* " [" and "]" */
+        if (cells > 30)
+            cells = 30;
+        if (cells >= 10) {
+            char bar[31];
+            int fill = (int)(frac * cells);
+            for (int i = 0; i < cells; i++)
+                bar[i] = i < fill ? '#' : '.';
+            bar[cells] = '\0';
+            snprintf(line, size, "%s [%s] %s %s ETA %s", b->label, bar, counts, rate_text, eta);
+        } else if (bare > width) {
+            int n = snprintf(line, size, "%s %s ETA %s", b->label, counts, eta);
+            if (n > width)
+                snprintf(line, size, "%s %s", b->label, counts);
+        }
     }
+    if (width >= 0 && strlen(line) > (size_t)width)
+        line[width] = '\0';
+}
+
+void bar_draw(progress_bar *b, uint64_t done, uint64_t total, double elapsed, bool force)
+{
+    if (!b->enabled)
+        return;
+    double now = now_seconds();
+    if (!force && now - b->last_draw < 0.1)
+        return;
+    b->last_draw = now;
+    /* One column short of the edge: writing the last column would wrap on some terminals. */
+    int width = terminal_columns() - 1;
+    char line[256];
+    bar_line(line, sizeof line, width < (int)sizeof line - 1 ? width : (int)sizeof line - 1, b,
+             done, total, elapsed);
     fprintf(stderr, "\r%s\033[K", line);
     fflush(stderr);
+    atomic_store(&bar_shown, true);
 }
 
 void bar_clear(progress_bar *b)
 {
-    if (b->enabled && b->last_draw > 0) {
-        fputs("\r\033[K", stderr);
-        fflush(stderr);
-    }
+    if (b->enabled)
+        bar_erase();
 }

@@ -1,5 +1,5 @@
 /*
- * foreach.c -- `runspace foreach`: run a script once per input item, in parallel (DESIGN.md
+ * foreach.c -- `runspace foreach`: run a script once per input item, in parallel (docs/design.md
  * section 5). Inputs stream from stdin, a file or a range into the for-each engine; records
  * stream out as items finish, in the chosen format.
  */

@@ -112,7 +112,7 @@ RS_EXTERN int rs_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(v
 RS_EXTERN void rs_free(void *ptr);
 
 /* ============================================================================================
- * Values (DESIGN.md section 2)
+ * Values (docs/design.md section 2)
  *
  * Data crosses runspace boundaries by copy. A value is a tree of null, bool, int (int64),
  * double, string (length-counted bytes, may hold NULs and need not be UTF-8), array, and map
@@ -944,7 +944,7 @@ RS_EXTERN const char *rs_jobs_errmsg(const rs_jobs *jobs);
 RS_EXTERN const char *rs_job_state_name(rs_job_state s);
 
 /* ============================================================================================
- * Network scanner (DESIGN.md section 1, rs_scan): TCP connect probes of hosts x ports,
+ * Network scanner (docs/design.md section 1, rs_scan): TCP connect probes of hosts x ports,
  * non-blocking and multiplexed with epoll, results streamed as they are decided.
  *
  * States are nmap's: open (the connection was established), closed (refused: a TCP reset or
@@ -1005,7 +1005,7 @@ typedef struct rs_scan_summary {
 RS_EXTERN int rs_scan_create(const rs_scan_opts *opts, rs_scan **out);
 /* RS_EBUSY while it runs. */
 RS_EXTERN int rs_scan_destroy(rs_scan *scan);
-/* Adds targets: a host name, an IPv4 or IPv6 address, a CIDR block ("10.0.0.0/24",
+/* Adds targets: a host name, an IPv4 or IPv6 address, a CIDR block ("192.0.2.0/24",
  * "fd00::/120"), or an IPv4 range ("127.0.0.1-20" or "10.0.0.1-10.0.1.255"). RS_EINVAL with a
  * message for a malformed or NULL spec; RS_ELIMIT past 16,777,216 targets in a scan. Names are
  * resolved when the scan runs (the first address returned is probed); one that does not
@@ -1022,8 +1022,28 @@ RS_EXTERN int rs_scan_add_targets_file(rs_scan *scan, const char *path);
  * ranges ("a-b", "5-", ""), or a NULL spec. Without any call, the seed's list: 22,80,135,139,
  * 443,445,3389,5985,5986. A port given twice is probed once. */
 RS_EXTERN int rs_scan_add_ports(rs_scan *scan, const char *spec);
-/* The number of probes the scan will make (addresses x ports, a name counting as one). */
+/* Leaves addresses out of the scan: spec is what rs_scan_add_target takes. An address, block
+ * or range excludes those addresses wherever targets include them; a name excludes a target of
+ * that name (compared without regard to case) and every address it resolves to now (this
+ * blocks for as long as the resolver takes; a name that does not resolve excludes only
+ * targets of that name). RS_EINVAL with a message for a malformed or NULL spec, RS_ENOMEM.
+ * An excluded address yields no result at all. */
+RS_EXTERN int rs_scan_add_exclude(rs_scan *scan, const char *spec);
+/* The exclusions of a file, read as rs_scan_add_targets_file reads targets (same limits and
+ * errors; messages say "exclusions file"). On any error nothing of the file is excluded. */
+RS_EXTERN int rs_scan_add_excludes_file(rs_scan *scan, const char *path);
+/* The number of probes the scan will make (addresses x ports, a name counting as one), less
+ * the excluded addresses. A name target that resolves, when the scan runs, to an excluded
+ * address still counts here. */
 RS_EXTERN uint64_t rs_scan_probe_count(const rs_scan *scan);
+/* The smallest port the scan probes above `after` (0 for the first), or 0 when there is none:
+ * `for (unsigned p = 0; (p = rs_scan_next_port(scan, p));)` walks them in order. */
+RS_EXTERN unsigned rs_scan_next_port(const rs_scan *scan, unsigned after);
+/* The lengths of the longest host and address texts this scan's results can carry, for the
+ * columns of a table. A range of more than 65,536 addresses counts as the longest text of its
+ * family; a name not resolved yet as the longest address of any family (39) until the scan
+ * has resolved it, which it has by the first result: on_result may call this. */
+RS_EXTERN void rs_scan_text_widths(const rs_scan *scan, size_t *host, size_t *address);
 /* Runs the scan until every probe is decided; results stream to on_result, always on the
  * calling thread (scans of 4,096 probes or more also run helper threads, one event loop per CPU
  * up to 8), and summary (may be NULL) gets the totals. Names are resolved (blocking) before the

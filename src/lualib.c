@@ -1,5 +1,5 @@
 /*
- * lualib.c -- what a script sees in a runspace (DESIGN.md section 4): emit and the write_*
+ * lualib.c -- what a script sees in a runspace (docs/design.md section 4): emit and the write_*
  * streams, print (to the information stream), sleep, random, shared, json, time, runspace;
  * plus the rules of the profiles: binary chunks refused everywhere, os.exit and os.setlocale
  * (which would act on the whole process) refused everywhere, and the restricted profile's
