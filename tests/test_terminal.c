@@ -138,7 +138,7 @@ static void replay(screen *s, const char *p, size_t n)
 /* A record of `foreach 'return _'` or an item's error message. */
 static bool foreach_line(const char *line)
 {
-    if (strncmp(line, "runspace: item ", 15) == 0)
+    if (strncmp(line, "runspace: input ", 16) == 0)
         return strstr(line, ": error: ") != NULL;
     if (!*line)
         return false;
