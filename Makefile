@@ -5,10 +5,12 @@
 # Also: make build, make bench, make fuzz (FUZZ_SECONDS=60 per harness), make install
 # (PREFIX=/usr/local), make format, make clean.
 
+# redis-server and libhiredis-dev: runs that span machines (foreach --redis, worker) speak to
+# Redis through hiredis, and their tests start a redis-server of their own.
 # clang-14 and libclang-rt-14-dev: the fuzzing harnesses (fuzz/) need clang, and libFuzzer's
 # runtime (libclang_rt.fuzzer) is in libclang-rt-14-dev, which clang-14 only recommends.
 PACKAGES := gcc make cmake pkg-config liblua5.4-dev libjansson-dev libcmocka-dev iproute2 nftables \
-            clang-14 libclang-rt-14-dev
+            clang-14 libclang-rt-14-dev redis-server libhiredis-dev
 BENCH_PACKAGES := nmap parallel
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX ?= /usr/local
