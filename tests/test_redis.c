@@ -475,7 +475,15 @@ static void test_submitter_killed_then_resumed(void **state)
                           journal, "--range", "0..19999", "sleep(0.0003) return _ * 2"),
                      NULL);
     sleep_for(1.0);
+    assert_int_equal(waitpid(sub.pid, NULL, WNOHANG), 0); /* killed mid-run, not after */
     kill_proc(&sub, SIGKILL);
+    char *first = slurp(journal);
+    size_t lines = 0;
+    for (const char *q = first; *q; q++)
+        lines += *q == '\n';
+    free(first);
+    if (lines < 2 || lines > 20000)
+        fail_msg("the killed submitter journaled %zu lines: not mid-run", lines);
     result res = run(ARGV(RS_CLI, "foreach", "--redis", r.url, "--run", "resumed", "--resume",
                           "--joblog", journal, "--range", "0..19999", "sleep(0.0003) return _ * 2"),
                      NULL);
@@ -512,6 +520,7 @@ static void test_redis_restarted_mid_run(void **state)
                           "0..9999", "--format", "jsonl", "sleep(0.0005) return _ * 2"),
                      NULL);
     sleep_for(0.8);
+    assert_int_equal(waitpid(sub.pid, NULL, WNOHANG), 0); /* Redis goes mid-run */
     kill_proc(&r.p, SIGKILL);
     sleep_for(1.0);
     redis_start(&r); /* the same port and directory: the append-only file */
@@ -667,6 +676,17 @@ static void test_garbage_in_the_keys(void **state)
     redis_stop(&r);
 }
 
+/* The records a worker's notes say it stored for run (every "run 'RUN': N records stored"). */
+static long stored_by(const char *err, const char *run)
+{
+    char needle[96];
+    snprintf(needle, sizeof needle, "run '%s': ", run);
+    long total = 0;
+    for (const char *p = strstr(err, needle); p; p = strstr(p + 1, needle))
+        total += strtol(p + strlen(needle), NULL, 10);
+    return total;
+}
+
 /* ---- hosts in network namespaces ------------------------------------------------------------ */
 
 #define NETNS_FIXTURE RS_TEST_FIXTURES "/redis/netns.sh"
@@ -724,9 +744,23 @@ static void test_three_hosts_one_killed(void **state)
     }
     proc sub = spawn(ARGV("ip", "netns", "exec", rns, RS_CLI, "foreach", "--redis", r.url, "--run",
                           "hosts", "--range", "0..99999", "--format", "jsonl",
-                          "local s = 0 for i = 1, 300 do s = s + i end return _ * 2"),
+                          "local s = 0 for i = 1, 3000 do s = s + i end return _ * 2"),
                      NULL);
     sleep_for(0.7);
+    assert_int_equal(waitpid(sub.pid, NULL, WNOHANG), 0);
+    /* The worker to be killed holds entries (ip netns exec becomes the worker: its pid). */
+    char cmd[256], host[64] = "";
+    gethostname(host, sizeof host - 1);
+    snprintf(cmd, sizeof cmd,
+             "ip netns exec %s redis-cli -h 198.18.7.1 XPENDING runspace:run:hosts:work workers "
+             "- + 1000 %s-%d | wc -l",
+             rns, host, (int)w[0].pid);
+    FILE *f = popen(cmd, "r");
+    long held = 0;
+    assert_int_equal(fscanf(f, "%ld", &held), 1);
+    pclose(f);
+    if (held == 0)
+        fail_msg("the worker held nothing when it was killed");
     kill_proc(&w[0], SIGKILL);
     result res = finish(&sub, 250);
     if (res.status != 0)
@@ -758,6 +792,7 @@ static void test_host_cut_off_beyond_the_lease(void **state)
                    "--range", "0..2999", "--format", "jsonl", "sleep(0.004) return _ * 2"),
               NULL);
     sleep_for(0.6);
+    assert_int_equal(waitpid(sub.pid, NULL, WNOHANG), 0);
     snprintf(cmd, sizeof cmd, "ip -n %s link set p1 down", rns);
     assert_int_equal(system(cmd), 0);
     sleep_for(2.5); /* more than the lease of 1 s */
@@ -768,8 +803,18 @@ static void test_host_cut_off_beyond_the_lease(void **state)
         fail_msg("exit %d: %s", res.status, res.err);
     check_records(res.out, 3000, 0);
     done(&res);
-    worker_stop(&w[0]);
-    worker_stop(&w[1]);
+    /* Both workers stored the cut-off one's items: it ran them, stored them late, and the
+     * other ran them again after the lease; the run kept one record each. */
+    long stored = 0;
+    for (int i = 0; i < 2; i++) {
+        kill(w[i].pid, SIGTERM);
+        res = finish(&w[i], 20);
+        assert_int_equal(res.status, 0);
+        stored += stored_by(res.err, "cut");
+        done(&res);
+    }
+    if (stored <= 3000)
+        fail_msg("%ld records stored for 3000 items: nothing ran twice", stored);
     redis_stop(&r);
     netns_down(prefix, 2);
 }
