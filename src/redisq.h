@@ -69,6 +69,11 @@ int rs__rq_decode_item(rs_value *v, uint64_t *index, rs_value **input, const cha
 int rs__rq_digest(const char *script, size_t script_len, const char *command, const char *args,
                   const char *params, const char *variables, const char *modules, char *out);
 
+/* The run's shared store on Redis (redisq_shared.c): a new store whose every operation is a
+ * command on PREFIX run:NAME:shared, through a connection of its own (made now: RS_EIO). */
+int rs__redisq_shared_create(const rs__redis_addr *addr, const char *prefix, const char *run,
+                             double retry_for, rs_shared **out, rs__msg *msg);
+
 /* A field of a hash reply (HGETALL: alternating names and values), or NULL. */
 const redisReply *rs__rq_field(const redisReply *hash, const char *name);
 /* The field as an unsigned integer; false when absent or not decimal digits. */

@@ -748,8 +748,33 @@ static int serve(rs_worker *w, rs__redis *main, const char *run, const redisRepl
         rs__free(why);
         return 0;
     }
-    rs_foreach_opts o = {.iss = iss,
-                         .throttle = w->opts.throttle,
+    /* The pool's `shared` is the run's store on Redis, the same for every worker. */
+    rs_shared *shared = NULL;
+    rs_pool *pool = NULL;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned throttle = w->opts.throttle ? w->opts.throttle : cpus > 0 ? (unsigned)cpus : 1;
+    int prc =
+        rs__redisq_shared_create(&w->addr, w->prefix, run, w->opts.retry_for, &shared, &w->msg);
+    if (prc) {
+        rs_iss_destroy(iss);
+        return prc == RS_EIO ? prc : 0;
+    }
+    rs_pool_opts po = {.iss = iss,
+                       .min_runspaces = 1,
+                       .max_runspaces = throttle,
+                       .idle_timeout = -1,
+                       .shared = shared};
+    prc = rs_pool_create(&po, &pool);
+    rs_shared_destroy(shared); /* the pool keeps its reference */
+    if (!prc && (prc = rs_pool_open(pool)))
+        notice_once(w, run, rs_pool_errmsg(pool));
+    if (prc) {
+        rs_pool_destroy(pool);
+        rs_iss_destroy(iss);
+        return 0;
+    }
+    rs_foreach_opts o = {.pool = pool,
+                         .throttle = throttle,
                          .timeout = timeout,
                          .retries = (unsigned)retries,
                          .next = next_item,
@@ -763,6 +788,7 @@ static int serve(rs_worker *w, rs__redis *main, const char *run, const redisRepl
         notice_once(w, run, why ? why : "out of memory");
         rs__free(why);
         rs_foreach_destroy(c.fe);
+        rs_pool_destroy(pool);
         return 0;
     }
     c.key = rs__rq_key(w->prefix, run, "");
@@ -807,6 +833,7 @@ out:
     rs__free(c.acks);
     rs__buf_free(&c.out);
     rs_foreach_destroy(c.fe);
+    rs_pool_destroy(pool);
     rs__redis_close(c.rd);
     if (c.key) {
         rs__cond_destroy(&c.cv);

@@ -396,6 +396,59 @@ static void test_two_workers_both_orders(void **state)
     redis_stop(&r);
 }
 
+/* shared.* spans the workers: incr hands out each number once, add keeps the first, cas
+ * keeps the maximum, keys and get see the others' writes. */
+static void test_shared_spans_workers(void **state)
+{
+    (void)state;
+    redis r;
+    redis_new(&r, false, NULL);
+    proc w1 = worker(NULL, r.url, "5", "2"), w2 = worker(NULL, r.url, "5", "2");
+    result res = run(ARGV(RS_CLI, "foreach", "--redis", r.url, "--run", "sh", "--range", "0..1999",
+                          "--format", "jsonl",
+                          "local n = shared.incr('n') "
+                          "shared.add('first', 'taken') "
+                          "assert(shared.add('first', _) == false) "
+                          "for _try = 1, 1000 do local cur = shared.get('max') "
+                          "  if cur ~= nil and cur >= _ then break end "
+                          "  if shared.cas('max', cur, _) then break end end "
+                          "shared.set('k' .. (_ % 5), {_, 'x'}) "
+                          "assert(#shared.keys() >= 3) "
+                          "local ok, err = pcall(shared.incr, 'first') "
+                          "assert(not ok and err:find('not an integer')) "
+                          "return n"),
+                     NULL);
+    if (res.status != 0)
+        fail_msg("exit %d: %s", res.status, res.err);
+    /* Every n from 1 to 2000 exactly once. */
+    unsigned char *seen = calloc(2001, 1);
+    long count = 0;
+    for (const char *p = strstr(res.out, "\"output\":["); p; p = strstr(p + 1, "\"output\":[")) {
+        long n = strtol(p + 10, NULL, 10);
+        assert_true(n >= 1 && n <= 2000);
+        if (seen[n]++)
+            fail_msg("shared.incr gave %ld twice", n);
+        count++;
+    }
+    assert_int_equal(count, 2000);
+    free(seen);
+    done(&res);
+    redisContext *c = redis_connect(&r);
+    redisReply *rep = redisCommand(c, "HMGET runspace:run:sh:shared n first max k3");
+    assert_string_equal(rep->element[0]->str, "2000");
+    assert_string_equal(rep->element[1]->str, "\"taken\"");
+    assert_string_equal(rep->element[2]->str, "1999");
+    assert_non_null(strstr(rep->element[3]->str, ",\"x\"]"));
+    freeReplyObject(rep);
+    rep = redisCommand(c, "TTL runspace:run:sh:shared");
+    assert_true(rep->integer > 86000);
+    freeReplyObject(rep);
+    redisFree(c);
+    worker_stop(&w1);
+    worker_stop(&w2);
+    redis_stop(&r);
+}
+
 static void test_worker_killed_items_reclaimed(void **state)
 {
     (void)state;
@@ -821,6 +874,7 @@ static void test_host_cut_off_beyond_the_lease(void **state)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_two_workers_both_orders),
+    cmocka_unit_test(test_shared_spans_workers),
     cmocka_unit_test(test_worker_killed_items_reclaimed),
     cmocka_unit_test(test_submitter_killed_then_resumed),
     cmocka_unit_test(test_redis_restarted_mid_run),
