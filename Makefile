@@ -94,6 +94,7 @@ bench: bench-deps build
 	./$(RELEASE)/bench/bench_scan
 	./$(RELEASE)/bench/bench_cli
 	./$(RELEASE)/bench/bench_journal
+	./$(RELEASE)/bench/bench_redis
 
 install: build
 	cmake --install $(RELEASE) --prefix $(PREFIX)

@@ -9,9 +9,11 @@
  * map), modules (JSON array of [name, source]), timeout, retries, submitted (every index
  * below it is in the work stream), done (records the submitter delivered), total (the
  * number of inputs, 0 until known), created.
+ * PREFIX runs is the set of run names; PREFIX runs:new a stream announcing new runs (field
+ * "run"), on which idle workers wait.
  * Work entry:   field "v": JSON [[index, input], ...]
- * Result entry: field "r": JSON [[index, status, input, output, error, duration_s, start,
- *                                 attempts, runspace], ...]
+ * Result entry: field "r": JSON [[index, status, input, output, error, duration_ns,
+ *                                 start_us, attempts, runspace], ...] (integers)
  */
 #ifndef RS_REDISQ_H
 #define RS_REDISQ_H

@@ -7,7 +7,6 @@
 #include "redisq.h"
 #include "sha256.h"
 
-#include <math.h>
 #include <string.h>
 
 bool rs__rq_name_ok(const char *name)
@@ -41,6 +40,14 @@ char *rs__rq_key(const char *prefix, const char *run, const char *suffix)
     return rs__format("%srun:%s%s", prefix, run, suffix);
 }
 
+/* Appends ",N" (N in decimal). */
+static int put_num(rs__buf *b, uint64_t n)
+{
+    char num[24];
+    num[0] = ',';
+    return rs__buf_append(b, num, 1 + rs__format_u64(num + 1, n));
+}
+
 int rs__rq_encode_record(rs__buf *b, uint64_t index, const rs_foreach_record *r)
 {
     char num[24];
@@ -48,7 +55,11 @@ int rs__rq_encode_record(rs__buf *b, uint64_t index, const rs_foreach_record *r)
     if (!rc)
         rc = rs__buf_append(b, num, rs__format_u64(num, index));
     if (!rc)
-        rc = rs__buf_printf(b, ",\"%s\",", rs_item_status_name(r->status));
+        rc = rs__buf_puts(b, ",\"");
+    if (!rc)
+        rc = rs__buf_puts(b, rs_item_status_name(r->status));
+    if (!rc)
+        rc = rs__buf_puts(b, "\",");
     if (!rc)
         rc = rs__json_encode_ex(r->input, RS_JSON_REPAIR, "input", 0, b, NULL);
     if (!rc)
@@ -60,9 +71,20 @@ int rs__rq_encode_record(rs__buf *b, uint64_t index, const rs_foreach_record *r)
     if (!rc)
         rc = r->error ? rs__json_encode_text(b, r->error, strlen(r->error))
                       : rs__buf_puts(b, "null");
+    /* Times as integers (nanoseconds, microseconds): formatting and parsing doubles would
+     * cost more than the rest of a trivial item's record. */
+    double ns = r->duration > 0 ? r->duration * 1e9 : 0;
+    double us = r->start > 0 ? r->start * 1e6 : 0;
     if (!rc)
-        rc = rs__buf_printf(b, ",%.17g,%.17g,%d,%llu]", r->duration, r->start, r->attempts,
-                            (unsigned long long)r->runspace_id);
+        rc = put_num(b, ns < 9e18 ? (uint64_t)ns : 0);
+    if (!rc)
+        rc = put_num(b, us < 9e18 ? (uint64_t)us : 0);
+    if (!rc)
+        rc = put_num(b, r->attempts > 0 ? (uint64_t)r->attempts : 0);
+    if (!rc)
+        rc = put_num(b, r->runspace_id);
+    if (!rc)
+        rc = rs__buf_putc(b, ']');
     return rc;
 }
 
@@ -72,18 +94,6 @@ static bool get_u64(const rs_value *v, uint64_t max, uint64_t *out)
         (uint64_t)rs_value_get_int(v) > max)
         return false;
     *out = (uint64_t)rs_value_get_int(v);
-    return true;
-}
-
-static bool get_num(const rs_value *v, double *out)
-{
-    rs_type t = rs_value_type(v);
-    if (t != RS_TINT && t != RS_TDOUBLE)
-        return false;
-    double d = rs_value_get_double(v);
-    if (!isfinite(d) || d < 0)
-        return false;
-    *out = d;
     return true;
 }
 
@@ -118,10 +128,14 @@ int rs__rq_decode_record(rs_value *v, rs__rq_record *out, const char **why)
     if (out->status != RS_ITEM_OK && rs_value_type(err) != RS_TSTRING)
         return RS_EINVAL;
     *why = "a record's numbers are out of range";
-    if (!get_num(rs_array_get(v, 5), &out->duration) || !get_num(rs_array_get(v, 6), &out->start) ||
+    uint64_t ns, us;
+    if (!get_u64(rs_array_get(v, 5), UINT64_MAX >> 1, &ns) ||
+        !get_u64(rs_array_get(v, 6), UINT64_MAX >> 1, &us) ||
         !get_u64(rs_array_get(v, 7), 1000000, &attempts) ||
         !get_u64(rs_array_get(v, 8), UINT64_MAX >> 1, &out->runspace_id))
         return RS_EINVAL;
+    out->duration = (double)ns * 1e-9;
+    out->start = (double)us * 1e-6;
     out->attempts = (int)attempts;
     out->error = rs_value_type(err) == RS_TSTRING ? rs_value_get_string(err, NULL) : NULL;
     out->output = rs_array_take(v, 3);

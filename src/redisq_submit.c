@@ -265,9 +265,12 @@ static int attach(submitter *s)
             const char *grp[] = {"XGROUP", "CREATE", s->work, RS__RQ_GROUP, "0", "MKSTREAM"};
             const char *runs[] = {"SADD", NULL, run};
             char *set = rs__format("%sruns", s->spec->prefix);
+            char *news = rs__format("%sruns:new", s->spec->prefix);
             runs[1] = set;
-            redisReply *reps[3] = {0};
-            if (!set)
+            /* Workers waiting for work wake on this stream. */
+            const char *ann[] = {"XADD", news, "MAXLEN", "~", "1000", "*", "run", run};
+            redisReply *reps[4] = {0};
+            if (!set || !news)
                 rc = rs__msg_set(w->msg, RS_ENOMEM, "out of memory");
             if (!rc)
                 rc = rs__redis_append(s->r, (int)RS__ARRAY_SIZE(hs), hs, lens);
@@ -276,16 +279,19 @@ static int attach(submitter *s)
             if (!rc)
                 rc = rs__redis_append(s->r, 3, runs, NULL);
             if (!rc)
-                rc = rs__redis_exec(s->r, reps, 3, w->msg);
-            for (int i = 0; !rc && i < 3; i++) {
+                rc = rs__redis_append(s->r, 8, ann, NULL);
+            if (!rc)
+                rc = rs__redis_exec(s->r, reps, 4, w->msg);
+            for (int i = 0; !rc && i < 4; i++) {
                 if (reps[i]->type == REDIS_REPLY_ERROR && !strstr(reps[i]->str, "BUSYGROUP"))
                     rc = rs__msg_set(w->msg, RS_EIO, "Redis refused to store the run: %.200s",
                                      reps[i]->str);
             }
-            for (int i = 0; i < 3; i++)
+            for (int i = 0; i < 4; i++)
                 if (reps[i])
                     freeReplyObject(reps[i]);
             rs__free(set);
+            rs__free(news);
         }
     } else {
         const char *ga[] = {"HGETALL", s->key};
@@ -306,6 +312,9 @@ static int attach(submitter *s)
         else if (!rc && (!state || !rs__rq_field_u64(rep, "submitted", &s->resent_below) ||
                          s->resent_below > RS__RQ_MAX_INDEX))
             rc = fail(s, RS_EINVAL, "the run '%s' on Redis is damaged (no state or count)", run);
+        if (!rc && strcmp(state->str, "done") == 0)
+            rc = fail(s, RS_EINVAL,
+                      "the run '%s' on Redis is finished: its records were all delivered", run);
         if (!rc)
             s->resend_all = strcmp(state->str, "stopped") == 0;
         freeReplyObject(rep);
@@ -709,9 +718,8 @@ int rs__redisq_submit(rs_foreach *fe, const rs__redisq_spec *spec, rs_foreach_su
     } else if (run_rc == RS_ESTOPPED) {
         cancel_rest(&s, false);
         run_rc = 0; /* the stop itself is reported by the end of the run */
-    } else {
-        set_state(&s, "done", true);
     }
+    bool finished = !stopped && !run_rc;
     if (s.dropped && s.what.opts->on_notice) {
         char note[160];
         snprintf(note, sizeof note,
@@ -719,11 +727,27 @@ int rs__redisq_submit(rs_foreach *fe, const rs__redisq_spec *spec, rs_foreach_su
                  (unsigned long long)s.dropped, s.dropped == 1 ? "y" : "ies");
         s.what.opts->on_notice(note, s.what.opts->userdata);
     }
+    /* The end of the run: the journal is closed (synced) now, so that the records it holds
+     * need Redis no more. */
+    int end_rc = rs__foreach_remote_end(fe, summary, run_rc);
+    if (finished) {
+        set_state(&s, "done", true);
+        if (end_rc == 0) {
+            /* Every record is delivered (and journaled): the results stream goes. */
+            const char *del[] = {"DEL", s.results};
+            int del_rc;
+            rs__msg tmp = {0};
+            redisReply *rep = rs__redis_cmd(s.r, &del_rc, &tmp, 2, del, NULL);
+            if (rep)
+                freeReplyObject(rep);
+            rs__msg_free(&tmp);
+        }
+    }
     rs__redis_close(s.r);
     rs__idxset_free(&s.have);
     rs__buf_free(&s.entry);
     rs__free(s.key);
     rs__free(s.work);
     rs__free(s.results);
-    return rs__foreach_remote_end(fe, summary, run_rc);
+    return end_rc;
 }

@@ -37,7 +37,6 @@
 #include "thread.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -910,15 +909,33 @@ int rs_worker_run(rs_worker *w)
     if (!rc)
         notice(w, "worker %s serving runs from Redis at %s:%d", w->name, w->addr.host,
                w->addr.port);
+    /* New runs are announced on PREFIX runs:new: the worker notes where that stream ends,
+     * looks at every run, then waits (up to a second) for an announcement made since. */
+    char *news = rs__format("%sruns:new", w->prefix);
+    char last[48] = "0";
+    if (!rc && !news)
+        rc = rs__msg_set(&w->msg, RS_ENOMEM, "out of memory");
     while (!rc && !atomic_load(&w->stop_level)) {
+        const char *rev[] = {"XREVRANGE", news, "+", "-", "COUNT", "1"};
+        redisReply *top = rs__redis_cmd(main, &rc, &w->msg, 6, rev, NULL);
+        if (!top)
+            break;
+        if (top->type == REDIS_REPLY_ARRAY && top->elements == 1 &&
+            top->element[0]->type == REDIS_REPLY_ARRAY && top->element[0]->elements == 2 &&
+            top->element[0]->element[0]->type == REDIS_REPLY_STRING &&
+            top->element[0]->element[0]->len < sizeof last)
+            memcpy(last, top->element[0]->element[0]->str, top->element[0]->element[0]->len + 1);
+        freeReplyObject(top);
         bool served = false;
         rc = round_of_runs(w, main, &served);
-        if (!rc && !served) {
-            /* Nothing to serve: look again in a quarter of a second, or at once on a stop. */
-            struct pollfd p = {.fd = w->wake_fd, .events = POLLIN};
-            poll(&p, 1, 250);
-        }
+        if (rc || served || atomic_load(&w->stop_level))
+            continue;
+        const char *xr[] = {"XREAD", "COUNT", "1", "BLOCK", "1000", "STREAMS", news, last};
+        redisReply *rep = rs__redis_cmd(main, &rc, &w->msg, 8, xr, NULL);
+        if (rep)
+            freeReplyObject(rep);
     }
+    rs__free(news);
     if (rc == RS_ESTOPPED)
         rc = 0;
     rs__redis_close(main);

@@ -378,6 +378,13 @@ static void test_two_workers_both_orders(void **state)
     assert_contains(res.out, "plain");
     assert_contains(res.out, "done        20000      20000      20000  86");
     done(&res);
+    /* A finished run cannot be resumed. */
+    res = run(ARGV(RS_CLI, "foreach", "--redis", r.url, "--run", "plain", "--resume", "--range",
+                   "1..20000", "return _ * 2"),
+              NULL);
+    assert_int_equal(res.status, 2);
+    assert_contains(res.err, "is finished");
+    done(&res);
     res = run(ARGV(RS_CLI, "runs", "--redis", r.url, "--delete", "plain"), NULL);
     assert_int_equal(res.status, 0);
     done(&res);
@@ -385,10 +392,16 @@ static void test_two_workers_both_orders(void **state)
     assert_int_equal(res.status, 1);
     assert_contains(res.err, "no run named 'plain'");
     done(&res);
-    /* A finished run's keys expire. */
+    /* A finished run's keys expire; its records, all delivered, are gone at once. */
     redisContext *c = redis_connect(&r);
-    redisReply *ttl = redisCommand(c, "TTL runspace:run:ordered:results");
+    redisReply *ttl = redisCommand(c, "TTL runspace:run:ordered");
     assert_true(ttl->integer > 86000 && ttl->integer <= 86400);
+    freeReplyObject(ttl);
+    ttl = redisCommand(c, "TTL runspace:run:ordered:work");
+    assert_true(ttl->integer > 86000 && ttl->integer <= 86400);
+    freeReplyObject(ttl);
+    ttl = redisCommand(c, "EXISTS runspace:run:ordered:results");
+    assert_int_equal(ttl->integer, 0);
     freeReplyObject(ttl);
     redisFree(c);
     worker_stop(&w1);
