@@ -4,8 +4,8 @@
  *
  *   1. 1,000,000 trivial items (`return _`) through Redis with 2 local workers (-j 1 each),
  *      against the same items run locally (`foreach -j 2`): items per second (best of 3);
- *   2. 200 CPU-bound items of about 10 ms each on 2 workers against 1 (each -j 1): the
- *      speed-up;
+ *   2. 400 CPU-bound items of about 10 ms each on 2 workers against 1 (each -j 1, started
+ *      before the clock): the speed-up (best of 3 each);
  *   3. Redis memory per in-flight item (a run submitted with no worker: its window of items
  *      waits in the work stream) and per finished run (what a run's keys hold once it is
  *      done, until they expire).
@@ -138,7 +138,7 @@ static void bench_trivial(void)
 
 static void bench_cpu(void)
 {
-    int n = quick ? 100 : 200;
+    int n = quick ? 100 : 400;
     /* About 10 ms of Lua per item on this machine: measured first, with one runspace. */
     long loops = 200000;
     char cmd[512];
@@ -148,20 +148,25 @@ static void bench_cpu(void)
     double t = shell(cmd);
     if (t > 0)
         loops = (long)((double)loops * 0.010 / (t / 20));
-    double took[2];
+    double took[2] = {1e9, 1e9};
     for (int k = 1; k <= 2; k++) {
         pid_t w[2];
         workers(w, k);
-        snprintf(cmd, sizeof cmd,
-                 "%s foreach --redis %s --run cpu%d --range 1..%d 'local s = 0 for i = 1, %ld do "
-                 "s = s + i end return s'",
-                 RS_CLI, url, k, n, loops);
-        took[k - 1] = shell(cmd);
+        usleep(500000); /* the workers are up and waiting before the clock starts */
+        for (int round = 0; round < 3; round++) {
+            snprintf(cmd, sizeof cmd,
+                     "%s foreach --redis %s --run cpu%d-%d --range 1..%d 'local s = 0 for i = 1, "
+                     "%ld do s = s + i end return s'",
+                     RS_CLI, url, k, round, n, loops);
+            double took_now = shell(cmd);
+            if (took_now > 0 && took_now < took[k - 1])
+                took[k - 1] = took_now;
+        }
         for (int i = 0; i < k; i++)
             stop(w[i]);
     }
     char m[96], v[48], p[96], r[48];
-    snprintf(m, sizeof m, "%d CPU-bound items (~10 ms), 2 workers vs 1", n);
+    snprintf(m, sizeof m, "%d CPU-bound items (~10 ms), 2 workers vs 1 (best of 3)", n);
     snprintf(v, sizeof v, "%.2f s", took[1]);
     snprintf(p, sizeof p, "1 worker: %.2f s", took[0]);
     snprintf(r, sizeof r, "%.2fx", took[0] / took[1]);
