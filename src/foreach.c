@@ -1050,6 +1050,31 @@ static slot *free_slot(rs_foreach *fe)
     return NULL;
 }
 
+/* The end of a run, local or remote: the rest of the reorder window is delivered, the journal
+ * written and synced, the summary filled, and the stop (if any) used up. Returns the
+ * journal's error, or 0. */
+static int end_run(rs_foreach *fe, rs_foreach_summary *summary)
+{
+    flush_window(fe);
+    teardown(fe);
+    /* Every record has been appended: the rest is written and synced now. */
+    int journal_rc = rs__journal_close(fe->journal, &fe->sum.unjournaled, &fe->msg);
+    fe->journal = NULL;
+    fe->sum.skipped = atomic_load(&fe->skipped);
+    fe->sum.elapsed = (double)(rs__now_ns() - fe->started) * 1e-9;
+    fe->sum.success_rate =
+        fe->sum.total ? 100.0 * (double)fe->sum.succeeded / (double)fe->sum.total : 100.0;
+    if (summary)
+        *summary = fe->sum;
+    rs__mutex_lock(&fe->mu);
+    atomic_store(&fe->stop_requested, false);
+    uint64_t drained;
+    while (read(fe->stop_fd, &drained, sizeof drained) > 0)
+        continue;
+    rs__mutex_unlock(&fe->mu);
+    return journal_rc;
+}
+
 int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
 {
     if (!fe)
@@ -1142,25 +1167,7 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
     }
     rs__mutex_unlock(&fe->mu);
     rs__thread_join(fe->reader);
-    flush_window(fe);
-    teardown(fe);
-    /* Every record has been appended: the rest is written and synced now. */
-    int journal_rc = rs__journal_close(fe->journal, &fe->sum.unjournaled, &fe->msg);
-    fe->journal = NULL;
-    fe->sum.skipped = atomic_load(&fe->skipped);
-
-    fe->sum.elapsed = (double)(rs__now_ns() - fe->started) * 1e-9;
-    fe->sum.success_rate =
-        fe->sum.total ? 100.0 * (double)fe->sum.succeeded / (double)fe->sum.total : 100.0;
-    if (summary)
-        *summary = fe->sum;
-    /* The stop (if any) is used up by this run. */
-    rs__mutex_lock(&fe->mu);
-    atomic_store(&fe->stop_requested, false);
-    uint64_t drained;
-    while (read(fe->stop_fd, &drained, sizeof drained) > 0)
-        continue;
-    rs__mutex_unlock(&fe->mu);
+    int journal_rc = end_run(fe, summary);
     atomic_store(&fe->running, false);
     if (journal_rc)
         return journal_rc; /* its message is set */
@@ -1265,23 +1272,8 @@ uint64_t rs__foreach_remote_delivered(const rs_foreach *fe)
 
 int rs__foreach_remote_end(rs_foreach *fe, rs_foreach_summary *summary, int rc)
 {
-    flush_window(fe);
-    teardown(fe);
-    int journal_rc = rs__journal_close(fe->journal, &fe->sum.unjournaled, &fe->msg);
-    fe->journal = NULL;
-    fe->sum.skipped = atomic_load(&fe->skipped);
-    fe->sum.elapsed = (double)(rs__now_ns() - fe->started) * 1e-9;
-    fe->sum.success_rate =
-        fe->sum.total ? 100.0 * (double)fe->sum.succeeded / (double)fe->sum.total : 100.0;
-    if (summary)
-        *summary = fe->sum;
     bool stopped = atomic_load(&fe->stop_requested);
-    rs__mutex_lock(&fe->mu);
-    atomic_store(&fe->stop_requested, false);
-    uint64_t drained;
-    while (read(fe->stop_fd, &drained, sizeof drained) > 0)
-        continue;
-    rs__mutex_unlock(&fe->mu);
+    int journal_rc = end_run(fe, summary);
     if (journal_rc)
         return journal_rc;
     if (rc)

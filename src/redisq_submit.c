@@ -481,6 +481,34 @@ static int send_entry(submitter *s)
     return rc;
 }
 
+/* Reads the next input that still needs a record (those the journal or this run already
+ * has are read, to keep the indexes, and passed over). Returns 0 at the end of the input,
+ * else the iterator's code (1, or negative for an input that could not be read) with *item,
+ * *error (either may be NULL; the caller frees them) and *index set. */
+static int next_input(submitter *s, rs_value **item, char **error, uint64_t *index)
+{
+    const rs_foreach_opts *o = s->what.opts;
+    for (;;) {
+        *item = NULL;
+        *error = NULL;
+        int rc = o->next(o->input_userdata, item, error);
+        if (rc == 0) {
+            s->input_done = true;
+            rs_value_destroy(*item);
+            rs__free(*error);
+            return 0;
+        }
+        *index = s->next_index++;
+        bool journaled = rs__foreach_remote_journaled(s->fe, *index);
+        if (!journaled && !rs__idxset_has(&s->have, *index))
+            return rc;
+        if (journaled)
+            rs__foreach_remote_skip(s->fe);
+        rs_value_destroy(*item);
+        rs__free(*error);
+    }
+}
+
 /* Whether another input may be read: fewer than WINDOW undelivered, and in an ordered run
  * within half the reorder window of the oldest undelivered index. */
 static bool may_read(const submitter *s)
@@ -501,23 +529,12 @@ static int feed(submitter *s)
         want = per < 1 ? 1 : per > RS__RQ_MAX_ENTRY ? RS__RQ_MAX_ENTRY : (size_t)per;
     }
     while (may_read(s)) {
-        rs_value *item = NULL;
-        char *error = NULL;
-        int rc = o->next(o->input_userdata, &item, &error);
-        if (rc == 0) {
-            s->input_done = true;
-            rs_value_destroy(item);
-            rs__free(error);
+        rs_value *item;
+        char *error;
+        uint64_t index;
+        int rc = next_input(s, &item, &error, &index);
+        if (rc == 0)
             break;
-        }
-        uint64_t index = s->next_index++;
-        if (rs__foreach_remote_journaled(s->fe, index) || rs__idxset_has(&s->have, index)) {
-            if (rs__foreach_remote_journaled(s->fe, index))
-                rs__foreach_remote_skip(s->fe);
-            rs_value_destroy(item);
-            rs__free(error);
-            continue;
-        }
         if (rc < 0) { /* an input that could not be read: its record needs no worker */
             rs__idxset_put(&s->have, index, true);
             rs__foreach_remote_deliver(
@@ -614,29 +631,17 @@ static void set_state(submitter *s, const char *state, bool expire)
  * input is read, and each gets one too. */
 static void cancel_rest(submitter *s, bool read_rest)
 {
-    const rs_foreach_opts *o = s->what.opts;
     while (read_rest && !s->input_done) {
         bool jf;
         if (rs__foreach_remote_stopping(s->fe, &jf))
             break; /* a stop on top of fail-fast reads no further */
-        rs_value *item = NULL;
-        char *error = NULL;
-        int rc = o->next(o->input_userdata, &item, &error);
-        if (rc == 0) {
-            s->input_done = true;
-            rs_value_destroy(item);
-            rs__free(error);
+        rs_value *item;
+        char *error;
+        uint64_t index;
+        int rc = next_input(s, &item, &error, &index);
+        if (rc == 0)
             break;
-        }
-        uint64_t index = s->next_index++;
-        if (rs__foreach_remote_journaled(s->fe, index) || rs__idxset_has(&s->have, index)) {
-            rs_value_destroy(item);
-            rs__free(error);
-            continue;
-        }
         rs__idxset_put(&s->have, index, true);
-        if (awaited(s, index))
-            s->pending--; /* counted when the resume began */
         rs__foreach_remote_deliver(
             s->fe, index, item, NULL,
             &(rs__remote_outcome){.status = rc < 0 ? RS_ITEM_ERROR : RS_ITEM_CANCELLED,
