@@ -366,6 +366,28 @@ static void test_two_workers_both_orders(void **state)
     assert_contains(res.out, "\"error\":\"four\"");
     assert_contains(res.err, "run 'run-"); /* a made-up name is shown */
     done(&res);
+    /* --fail-fast: the first failure stops the run; every input still has one record. */
+    res = run(ARGV(RS_CLI, "foreach", "--redis", r.url, "--fail-fast", "--range", "0..2999",
+                   "--format", "jsonl",
+                   "if _ == 40 then error('stop here', 0) end sleep(0.001) return _"),
+              NULL);
+    assert_int_equal(res.status, 1);
+    assert_contains(res.out, "\"error\":\"stop here\"");
+    assert_contains(res.out, "\"status\":\"cancelled\"");
+    {
+        unsigned char *seen = calloc(3000, 1);
+        long lines = 0;
+        for (const char *p = res.out; (p = strstr(p, "{\"index\":")); p++) {
+            long i = strtol(p + 9, NULL, 10);
+            assert_true(i >= 0 && i < 3000);
+            if (seen[i]++)
+                fail_msg("index %ld has two records", i);
+            lines++;
+        }
+        assert_int_equal(lines, 3000);
+        free(seen);
+    }
+    done(&res);
     /* The same name again is refused; runs lists both, and deletes one. */
     res = run(
         ARGV(RS_CLI, "foreach", "--redis", r.url, "--run", "plain", "--range", "1..3", "return _"),
@@ -573,6 +595,47 @@ static void test_submitter_killed_then_resumed(void **state)
     unlink(journal);
     worker_stop(&w1);
     worker_stop(&w2);
+    redis_stop(&r);
+}
+
+/* SIGINT stops the submitter (status 130, the run stopped on Redis); a resume with the journal
+ * sends again what had no record, and the journal's final records are then all ok. */
+static void test_interrupted_then_resumed(void **state)
+{
+    (void)state;
+    redis r;
+    redis_new(&r, false, NULL);
+    proc w1 = worker(NULL, r.url, "2", "2");
+    char journal[64];
+    strcpy(journal, "/tmp/rs_redis_joblog_XXXXXX");
+    close(mkstemp(journal));
+    unlink(journal);
+    proc sub = spawn(ARGV(RS_CLI, "foreach", "--redis", r.url, "--run", "int", "--joblog", journal,
+                          "--range", "0..4999", "sleep(0.001) return _ * 2"),
+                     NULL);
+    sleep_for(0.8);
+    assert_int_equal(waitpid(sub.pid, NULL, WNOHANG), 0);
+    kill(sub.pid, SIGINT);
+    result res = finish(&sub, 30);
+    assert_int_equal(res.status, 130);
+    done(&res);
+    redisContext *c = redis_connect(&r);
+    redisReply *st = redisCommand(c, "HGET runspace:run:int state");
+    assert_string_equal(st->str, "stopped");
+    freeReplyObject(st);
+    redisFree(c);
+    res = run(ARGV(RS_CLI, "foreach", "--redis", r.url, "--run", "int", "--resume", "--joblog",
+                   journal, "--range", "0..4999", "sleep(0.001) return _ * 2"),
+              NULL);
+    if (res.status != 0)
+        fail_msg("exit %d: %s", res.status, res.err);
+    done(&res);
+    res = run(ARGV(RS_CLI, "joblog", journal), NULL);
+    assert_int_equal(res.status, 0);
+    check_records(res.out, 5000, 0);
+    done(&res);
+    unlink(journal);
+    worker_stop(&w1);
     redis_stop(&r);
 }
 
@@ -890,6 +953,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_shared_spans_workers),
     cmocka_unit_test(test_worker_killed_items_reclaimed),
     cmocka_unit_test(test_submitter_killed_then_resumed),
+    cmocka_unit_test(test_interrupted_then_resumed),
     cmocka_unit_test(test_redis_restarted_mid_run),
     cmocka_unit_test(test_unreachable_password_and_urls),
     cmocka_unit_test(test_garbage_in_the_keys),
