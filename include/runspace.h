@@ -875,7 +875,9 @@ typedef struct rs_worker_opts {
     void *userdata;
 } rs_worker_opts;
 
-/* Creates a worker (copies opts; parses the URL: RS_EINVAL). */
+/* Creates a worker (copies opts). RS_EINVAL for a URL that does not parse, a bad prefix or a
+ * negative lease: *out is then still set, so that rs_worker_errmsg can say why (without the
+ * password); destroy it (rs_worker_run refuses it with RS_EINVAL). RS_ENOMEM, RS_ESYSTEM. */
 RS_EXTERN int rs_worker_create(const rs_worker_opts *opts, rs_worker **out);
 RS_EXTERN int rs_worker_destroy(rs_worker *w); /* RS_EBUSY while it runs */
 /* Serves runs until rs_worker_stop: blocks. Returns 0 after a stop (every batch it held was

@@ -801,7 +801,6 @@ static int serve(rs_worker *w, rs__redis *main, const char *run, const redisRepl
     rc = rs__redis_open(&w->addr, w->opts.retry_for, w->wake_fd, &c.rd, &w->msg);
     if (rc)
         goto out;
-    rs__redis_set_timeout(c.rd, w->opts.retry_for < 10 ? 10 : 10);
     rs__mutex_lock(&w->mu);
     w->current = c.fe;
     bool hard = atomic_load(&w->stop_level) >= 2;
