@@ -484,6 +484,48 @@ static void test_shared_spans_workers(void **state)
     redis_stop(&r);
 }
 
+/* Every key of a run is under its prefix; workers and listings see only their prefix. */
+static void test_key_prefix(void **state)
+{
+    (void)state;
+    redis r;
+    redis_new(&r, false, NULL);
+    proc w =
+        spawn(ARGV(RS_CLI, "worker", "--redis", r.url, "--key-prefix", "team-a:", "-j", "1"), NULL);
+    result res =
+        run(ARGV(RS_CLI, "foreach", "--redis", r.url, "--key-prefix", "team-a:", "--run", "p",
+                 "--range", "0..99", "--format", "jsonl", "shared.incr('n') return _ * 2"),
+            NULL);
+    if (res.status != 0)
+        fail_msg("exit %d: %s", res.status, res.err);
+    check_records(res.out, 100, 0);
+    done(&res);
+    redisContext *c = redis_connect(&r);
+    redisReply *keys = redisCommand(c, "KEYS *");
+    assert_true(keys->elements >= 3);
+    for (size_t i = 0; i < keys->elements; i++)
+        if (strncmp(keys->element[i]->str, "team-a:", 7) != 0)
+            fail_msg("key '%s' is not under the prefix", keys->element[i]->str);
+    freeReplyObject(keys);
+    redisFree(c);
+    res = run(ARGV(RS_CLI, "runs", "--redis", r.url), NULL);
+    assert_int_equal(res.status, 0);
+    assert_contains(res.err, "no runs");
+    done(&res);
+    res = run(ARGV(RS_CLI, "runs", "--redis", r.url, "--key-prefix", "team-a:"), NULL);
+    assert_contains(res.out, "p                                done");
+    done(&res);
+    res = run(ARGV(RS_CLI, "runs", "--redis", r.url, "--key-prefix", "a b"), NULL);
+    assert_int_equal(res.status, 2);
+    assert_contains(res.err, "a key prefix is at most 64 printable characters");
+    done(&res);
+    kill(w.pid, SIGTERM);
+    res = finish(&w, 20);
+    assert_int_equal(res.status, 0);
+    done(&res);
+    redis_stop(&r);
+}
+
 static void test_worker_killed_items_reclaimed(void **state)
 {
     (void)state;
@@ -951,6 +993,7 @@ static void test_host_cut_off_beyond_the_lease(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_two_workers_both_orders),
     cmocka_unit_test(test_shared_spans_workers),
+    cmocka_unit_test(test_key_prefix),
     cmocka_unit_test(test_worker_killed_items_reclaimed),
     cmocka_unit_test(test_submitter_killed_then_resumed),
     cmocka_unit_test(test_interrupted_then_resumed),
