@@ -847,7 +847,8 @@ typedef struct rs_redis_opts {
  * connection is made by rs_foreach_run, which then also returns RS_EIO when Redis cannot be
  * reached, refuses the password or stays lost past retry_for, RS_EEXIST for a new run whose
  * name is taken, and RS_ENOENT / RS_EINVAL for a resume of a run that does not exist or is
- * another run (another script, arguments, parameters or variables). With a resume, inputs
+ * another run (another script, arguments, parameters or variables). An ordered run cannot
+ * be resumed (RS_EINVAL from this call). With a resume, inputs
  * must be re-readable, as for a journal: every input gets exactly one record across both
  * submitters when a journal (opts.journal, RS_JOURNAL_RESUME) keeps what the first one
  * delivered; without one, the records the first submitter delivered more than about 2

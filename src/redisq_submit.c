@@ -140,6 +140,11 @@ int rs_foreach_set_redis(rs_foreach *fe, const rs_redis_opts *opts)
                            opts->run);
     if (opts->resume && !opts->run)
         return rs__msg_set(msg, RS_EINVAL, "a resume needs the run's name");
+    rs__foreach_what_t what;
+    rs__foreach_what(fe, &what);
+    /* The records a resume finds in Redis come in any order, beyond any reorder window. */
+    if (opts->resume && what.opts->ordered)
+        return rs__msg_set(msg, RS_EINVAL, "an ordered run on Redis cannot be resumed");
     const char *prefix = opts->prefix ? opts->prefix : RS__RQ_DEFAULT_PREFIX;
     if (!rs__rq_prefix_ok(prefix))
         return rs__msg_set(msg, RS_EINVAL,

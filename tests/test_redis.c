@@ -776,6 +776,12 @@ static void test_unreachable_password_and_urls(void **state)
     assert_int_equal(res.status, 2);
     assert_contains(res.err, "needs --run NAME");
     done(&res);
+    res = run(ARGV(RS_CLI, "foreach", "--redis", "redis://h", "--run", "o", "--resume", "--ordered",
+                   "return _"),
+              NULL);
+    assert_int_equal(res.status, 2);
+    assert_contains(res.err, "an ordered run on Redis cannot be resumed");
+    done(&res);
     res = run(ARGV(RS_CLI, "foreach", "--redis", "redis://h", "--run", "a/b", "return _"), NULL);
     assert_int_equal(res.status, 2);
     assert_contains(res.err, "a run's name is 1 to 64 letters");
