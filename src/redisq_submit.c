@@ -268,13 +268,17 @@ static int attach(submitter *s)
             if (w->script)
                 lens[7] = w->script_len;
             const char *grp[] = {"XGROUP", "CREATE", s->work, RS__RQ_GROUP, "0", "MKSTREAM"};
+            /* The results stream exists from the start (an empty stream made with a group no
+             * one reads), so that workers add to it with NOMKSTREAM and never bring back the
+             * results of a run that was deleted or finished. */
+            const char *rgrp[] = {"XGROUP", "CREATE", s->results, "none", "$", "MKSTREAM"};
             const char *runs[] = {"SADD", NULL, run};
             char *set = rs__format("%sruns", s->spec->prefix);
             char *news = rs__format("%sruns:new", s->spec->prefix);
             runs[1] = set;
             /* Workers waiting for work wake on this stream. */
             const char *ann[] = {"XADD", news, "MAXLEN", "~", "1000", "*", "run", run};
-            redisReply *reps[4] = {0};
+            redisReply *reps[5] = {0};
             if (!set || !news)
                 rc = rs__msg_set(w->msg, RS_ENOMEM, "out of memory");
             if (!rc)
@@ -286,13 +290,15 @@ static int attach(submitter *s)
             if (!rc)
                 rc = rs__redis_append(s->r, 8, ann, NULL);
             if (!rc)
-                rc = rs__redis_exec(s->r, reps, 4, w->msg);
-            for (int i = 0; !rc && i < 4; i++) {
+                rc = rs__redis_append(s->r, 6, rgrp, NULL);
+            if (!rc)
+                rc = rs__redis_exec(s->r, reps, 5, w->msg);
+            for (int i = 0; !rc && i < 5; i++) {
                 if (reps[i]->type == REDIS_REPLY_ERROR && !strstr(reps[i]->str, "BUSYGROUP"))
                     rc = rs__msg_set(w->msg, RS_EIO, "Redis refused to store the run: %.200s",
                                      reps[i]->str);
             }
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < 5; i++)
                 if (reps[i])
                     freeReplyObject(reps[i]);
             rs__free(set);
@@ -454,7 +460,14 @@ static int collect(submitter *s, int block_ms, size_t count)
     return 0;
 }
 
-/* Sends the work entry being filled, and moves `submitted` past it. */
+/* Sets a field of the run's hash only while the run exists (a run deleted from Redis must not
+ * come back as a hash of one field): 1 when set, 0 when the run is gone. */
+static const char set_if_run[] = "if redis.call('HEXISTS', KEYS[1], 'version') == 1 then "
+                                 "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1 end "
+                                 "return 0";
+
+/* Sends the work entry being filled, and moves `submitted` past it. Neither recreates the
+ * keys of a run deleted meanwhile (NOMKSTREAM, set_if_run): RS_EIO then. */
 static int send_entry(submitter *s)
 {
     if (!s->entry_items)
@@ -464,18 +477,22 @@ static int send_entry(submitter *s)
         return rs__msg_set(s->what.msg, rc, "out of memory");
     char sub[24];
     snprintf(sub, sizeof sub, "%llu", (unsigned long long)s->next_index);
-    const char *xa[] = {"XADD", s->work, "*", "v", s->entry.data};
-    size_t lens[] = {4, strlen(s->work), 1, 1, s->entry.len};
-    const char *hs[] = {"HSET", s->key, "submitted", sub};
+    const char *xa[] = {"XADD", s->work, "NOMKSTREAM", "*", "v", s->entry.data};
+    size_t lens[] = {4, strlen(s->work), 10, 1, 1, s->entry.len};
+    const char *hs[] = {"EVAL", set_if_run, "1", s->key, "submitted", sub};
     redisReply *reps[2] = {0};
-    rc = rs__redis_append(s->r, 5, xa, lens);
+    rc = rs__redis_append(s->r, 6, xa, lens);
     if (!rc)
-        rc = rs__redis_append(s->r, 4, hs, NULL);
+        rc = rs__redis_append(s->r, 6, hs, NULL);
     if (!rc)
         rc = rs__redis_exec(s->r, reps, 2, s->what.msg);
     for (int i = 0; !rc && i < 2; i++) {
         if (reps[i]->type == REDIS_REPLY_ERROR)
             rc = rs__msg_set(s->what.msg, RS_EIO, "Redis refused the inputs: %.200s", reps[i]->str);
+        else if (reps[i]->type == REDIS_REPLY_NIL ||
+                 (reps[i]->type == REDIS_REPLY_INTEGER && reps[i]->integer == 0))
+            rc = rs__msg_set(s->what.msg, RS_EIO,
+                             "the run '%s' was deleted from Redis while it ran", s->spec->run);
     }
     for (int i = 0; i < 2; i++)
         if (reps[i])
@@ -574,30 +591,35 @@ static int feed(submitter *s)
 }
 
 /* Trims the results stream behind what was delivered TRIM_LAG_NS ago, and writes the count
- * of delivered records into the run (for `runspace runs`). Best effort. */
-static void trim(submitter *s)
+ * of delivered records into the run (for `runspace runs`), once a second. Returns RS_EIO when
+ * the run was deleted from Redis meanwhile (`runspace runs --delete`): nothing would come. */
+static int trim(submitter *s)
 {
     int64_t now = rs__now_ns();
     if (now - s->mark_ns < TRIM_LAG_NS / 2)
-        return;
+        return 0;
     memcpy(s->trim_id, s->mark_id, sizeof s->trim_id);
     memcpy(s->mark_id, s->last_id, sizeof s->mark_id);
     s->mark_ns = now;
     char done[24];
     snprintf(done, sizeof done, "%llu", (unsigned long long)rs__foreach_remote_delivered(s->fe));
-    const char *hs[] = {"HSET", s->key, "done", done};
+    /* The count goes only into a run that still exists: a deleted one stays deleted. */
+    const char *ev[] = {"EVAL", set_if_run, "1", s->key, "done", done};
     const char *xt[] = {"XTRIM", s->results, "MINID", s->trim_id};
-    int n = 1;
-    if (!rs__redis_append(s->r, 4, hs, NULL) && strcmp(s->trim_id, "0") != 0 &&
-        !rs__redis_append(s->r, 4, xt, NULL))
-        n = 2;
+    size_t n = 0;
+    if (!rs__redis_append(s->r, 6, ev, NULL))
+        n++;
+    if (n && strcmp(s->trim_id, "0") != 0 && !rs__redis_append(s->r, 4, xt, NULL))
+        n++;
     redisReply *reps[2] = {0};
-    rs__msg tmp = {0};
-    rs__redis_exec(s->r, reps, (size_t)n, &tmp);
-    rs__msg_free(&tmp);
+    int rc = rs__redis_exec(s->r, reps, n, s->what.msg);
+    if (!rc && n && reps[0]->type == REDIS_REPLY_INTEGER && reps[0]->integer == 0)
+        rc = rs__msg_set(s->what.msg, RS_EIO, "the run '%s' was deleted from Redis while it ran",
+                         s->spec->run);
     for (int i = 0; i < 2; i++)
         if (reps[i])
             freeReplyObject(reps[i]);
+    return rc;
 }
 
 /* Sets the run's state; with an expiry for a finished run. Best effort. */
@@ -715,9 +737,8 @@ int rs__redisq_submit(rs_foreach *fe, const rs__redisq_spec *spec, rs_foreach_su
             break;
         if (s.input_done && s.pending == 0)
             break;
-        if ((run_rc = collect(&s, may_read(&s) ? 0 : 100, 64)))
+        if ((run_rc = collect(&s, may_read(&s) ? 0 : 100, 64)) || (run_rc = trim(&s)))
             break;
-        trim(&s);
     }
     if (stopped) {
         set_state(&s, "stopped", false);

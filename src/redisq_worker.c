@@ -102,7 +102,9 @@ typedef struct serving {
     size_t queue_len, queue_pos;
     int64_t last_state_ns, last_claim_ns, last_autoclaim_ns, idle_since;
     bool leave;
-    bool run_gone; /* stopped, done or deleted: cancelled records are not sent */
+    /* Stopped, finished or deleted (set by the iterator, read by the run thread): nothing more
+     * is sent, so that no key of a deleted run comes back without its expiry. */
+    atomic_bool run_gone;
 
     /* run thread only */
     rs__buf out; /* the result entry being filled: "[rec,rec" */
@@ -418,8 +420,10 @@ static void fill(serving *c, uint64_t room)
     const char *rg[] = {"XREADGROUP", "GROUP", RS__RQ_GROUP, c->w->name, "COUNT", count,
                         "BLOCK",      "200",   "STREAMS",    c->work,    ">"};
     rep = rs__redis_cmd(c->rd, &rc, &tmp, 11, rg, NULL);
-    if (!rep && rc == RS_EIO && strstr(rs__msg_get(&tmp), "NOGROUP"))
-        c->leave = c->run_gone = true; /* the run was deleted */
+    if (!rep && rc == RS_EIO && strstr(rs__msg_get(&tmp), "NOGROUP")) {
+        c->leave = true; /* the run was deleted */
+        atomic_store(&c->run_gone, true);
+    }
     take_entries(c, entries_of(rep, false));
     if (rep)
         freeReplyObject(rep);
@@ -459,7 +463,8 @@ static int next_item(void *ud, rs_value **out, char **error)
         if (now - c->last_state_ns > 250000000) {
             c->last_state_ns = now;
             if (!still_running(c)) {
-                c->leave = c->run_gone = true;
+                c->leave = true;
+                atomic_store(&c->run_gone, true);
                 rs_foreach_stop(c->fe);
                 return 0;
             }
@@ -502,18 +507,38 @@ static int next_item(void *ud, rs_value **out, char **error)
 
 /* ---- the sink (the run thread) ------------------------------------------------------------ */
 
+/* Frees the entries whose acknowledgement was sent (or is moot). */
+static void free_acked(serving *c)
+{
+    rs__mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->nacks; i++) {
+        entry *e = c->acks[i];
+        e->prev->next = e->next;
+        e->next->prev = e->prev;
+        rs__free(e);
+    }
+    rs__mutex_unlock(&c->mu);
+    c->nacks = 0;
+}
+
 /* Sends the result entry and acknowledges the entries whose items all have their record. */
 static void flush(serving *c)
 {
+    if (atomic_load(&c->run_gone)) {
+        c->out.len = 0;
+        c->out_records = 0;
+        free_acked(c);
+        return;
+    }
     if (!c->out_records && !c->nacks)
         return;
     size_t n = 0;
     int rc = 0;
     if (c->out_records) {
         rc = rs__buf_putc(&c->out, ']');
-        const char *xa[] = {"XADD", c->results, "*", "r", c->out.data};
-        size_t lens[] = {4, strlen(c->results), 1, 1, c->out.len};
-        if (!rc && !(rc = rs__redis_append(c->wr, 5, xa, lens)))
+        const char *xa[] = {"XADD", c->results, "NOMKSTREAM", "*", "r", c->out.data};
+        size_t lens[] = {4, strlen(c->results), 10, 1, 1, c->out.len};
+        if (!rc && !(rc = rs__redis_append(c->wr, 6, xa, lens)))
             n++;
     }
     const char **ack = c->nacks ? rs__malloc((c->nacks + 3) * sizeof *ack) : NULL;
@@ -533,6 +558,8 @@ static void flush(serving *c)
     redisReply *reps[3] = {0};
     if (!rc)
         rc = rs__redis_exec(c->wr, reps, n, &c->w->msg);
+    if (!rc && c->out_records && reps[0]->type == REDIS_REPLY_NIL)
+        atomic_store(&c->run_gone, true); /* NOMKSTREAM: the run was deleted or finished */
     for (size_t i = 0; i < 3; i++)
         if (reps[i])
             freeReplyObject(reps[i]);
@@ -543,15 +570,7 @@ static void flush(serving *c)
     }
     c->out.len = 0;
     c->out_records = 0;
-    rs__mutex_lock(&c->mu);
-    for (size_t i = 0; i < c->nacks; i++) {
-        entry *e = c->acks[i];
-        e->prev->next = e->next;
-        e->next->prev = e->prev;
-        rs__free(e);
-    }
-    rs__mutex_unlock(&c->mu);
-    c->nacks = 0;
+    free_acked(c);
 }
 
 static void on_record(const rs_foreach_record *r, void *ud)

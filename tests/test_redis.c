@@ -388,6 +388,30 @@ static void test_two_workers_both_orders(void **state)
         free(seen);
     }
     done(&res);
+    /* A run deleted while it runs ends its submitter (status 3), every input it read with a
+     * record. */
+    proc sub = spawn(ARGV(RS_CLI, "foreach", "--redis", r.url, "--run", "doomed", "--range",
+                          "0..99999", "--format", "jsonl", "sleep(0.01) return _"),
+                     NULL);
+    sleep_for(0.5);
+    res = run(ARGV(RS_CLI, "runs", "--redis", r.url, "--delete", "doomed"), NULL);
+    assert_int_equal(res.status, 0);
+    done(&res);
+    res = finish(&sub, 30);
+    assert_int_equal(res.status, 3);
+    assert_contains(res.err, "the run 'doomed' was deleted from Redis while it ran");
+    assert_contains(res.out, "\"status\":\"cancelled\"");
+    done(&res);
+    sleep_for(1.0); /* the workers see it gone, and write nothing that would bring it back */
+    {
+        redisContext *k = redis_connect(&r);
+        redisReply *left = redisCommand(k, "KEYS runspace:run:doomed*");
+        if (left->elements)
+            fail_msg("%zu keys of the deleted run came back, such as %s", left->elements,
+                     left->element[0]->str);
+        freeReplyObject(left);
+        redisFree(k);
+    }
     /* The same name again is refused; runs lists both, and deletes one. */
     res = run(
         ARGV(RS_CLI, "foreach", "--redis", r.url, "--run", "plain", "--range", "1..3", "return _"),
