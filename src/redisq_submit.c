@@ -6,7 +6,8 @@
  * One thread: the run thread of rs_foreach_run. It alternates between feeding and
  * collecting. Feeding reads inputs from the iterator into a work entry (up to `entry` items,
  * a size that follows the items' measured duration so that an entry is about 50 ms of
- * work) and adds it with XADD, then advances the run's `submitted` field, in one pipeline;
+ * work; 4 items, and no more than 64 in all, until the first records say how long an item
+ * takes) and adds it with XADD, then advances the run's `submitted` field, in one pipeline;
  * it stops while `window` items are undelivered (back-pressure: Redis and this process hold
  * at most the window, whatever the length of the input). Collecting reads the result stream
  * with XREAD (blocking up to 100 ms when there is nothing to feed) and delivers each record
@@ -40,6 +41,7 @@
 #include <unistd.h>
 
 #define WINDOW 65536
+#define FIRST_WINDOW 64 /* undelivered items before any duration is known */
 #define TRIM_LAG_NS 2000000000LL
 
 typedef struct submitter {
@@ -536,7 +538,10 @@ static int next_input(submitter *s, rs_value **item, char **error, uint64_t *ind
 static bool may_read(const submitter *s)
 {
     uint64_t oldest = rs__foreach_remote_next_deliver(s->fe);
-    return !s->input_done && s->pending < WINDOW &&
+    /* Until the first records say how long an item takes, only a few small entries go out:
+     * a guess too large would let the first workers take long items that others could run. */
+    uint64_t window = s->item_seconds > 0 || s->what.opts->batch ? WINDOW : FIRST_WINDOW;
+    return !s->input_done && s->pending < window &&
            (oldest == UINT64_MAX || s->next_index < oldest + WINDOW / 2);
 }
 
@@ -687,7 +692,7 @@ static void cancel_rest(submitter *s, bool read_rest)
 
 int rs__redisq_submit(rs_foreach *fe, const rs__redisq_spec *spec, rs_foreach_summary *summary)
 {
-    submitter s = {.fe = fe, .spec = spec, .entry_max = 16};
+    submitter s = {.fe = fe, .spec = spec, .entry_max = 4};
     rs__foreach_what(fe, &s.what);
     strcpy(s.last_id, "0");
     strcpy(s.trim_id, "0");

@@ -247,7 +247,7 @@ static uint64_t limit_of(serving *c)
 {
     unsigned t = c->w->opts.throttle ? c->w->opts.throttle : 1;
     double per = atomic_load(&c->item_seconds);
-    double n = per > 0 ? 0.1 / per : 64;
+    double n = per > 0 ? 0.1 / per : 4; /* a few, until an item's duration is known */
     if (n < 1)
         n = 1;
     if (n > 4096)
