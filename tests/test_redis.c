@@ -20,6 +20,7 @@
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -60,6 +61,9 @@ static proc spawn(char *const argv[], const char *env)
     p.pid = fork();
     assert_true(p.pid >= 0);
     if (p.pid == 0) {
+        /* Whatever ends the test (a failed assertion, a timeout's SIGKILL), its Redis and its
+         * workers end with it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int in = open("/dev/null", O_RDONLY);
         int out = open(p.out, O_WRONLY | O_TRUNC);
         int err = open(p.err, O_WRONLY | O_TRUNC);
@@ -215,12 +219,37 @@ static void redis_start(redis *r)
     }
 }
 
+/* What a failed test leaves is removed when its process exits: Redis' directory, the
+ * namespaces (the processes end by PR_SET_PDEATHSIG). */
+static char cleanup_dir[64];
+static char cleanup_netns[300];
+
+static void rm_tree(const char *dir);
+
+static void cleanup_at_exit(void)
+{
+    if (cleanup_dir[0])
+        rm_tree(cleanup_dir);
+    if (cleanup_netns[0] && system(cleanup_netns) != 0)
+        fprintf(stderr, "cannot remove the namespaces: %s\n", cleanup_netns);
+}
+
+static void cleanup_register(void)
+{
+    static bool registered;
+    if (!registered)
+        atexit(cleanup_at_exit);
+    registered = true;
+}
+
 /* A new Redis on a free loopback port, in a new temporary directory. */
 static void redis_new(redis *r, bool aof, const char *password)
 {
     memset(r, 0, sizeof *r);
     strcpy(r->dir, "/tmp/rs_redis_XXXXXX");
     assert_non_null(mkdtemp(r->dir));
+    cleanup_register();
+    strcpy(cleanup_dir, r->dir);
     strcpy(r->host, "127.0.0.1");
     r->port = free_port();
     r->aof = aof;
@@ -253,6 +282,7 @@ static void redis_stop(redis *r)
 {
     kill_proc(&r->p, SIGKILL);
     rm_tree(r->dir);
+    cleanup_dir[0] = '\0';
 }
 
 /* A connection of the test's own, to look at or write into the keys. */
@@ -904,6 +934,8 @@ static bool netns_up(char *prefix, size_t cap, int n)
     char cmd[256];
     snprintf(cmd, sizeof cmd, "sh %s down %s %d; sh %s up %s %d", NETNS_FIXTURE, prefix, n,
              NETNS_FIXTURE, prefix, n);
+    cleanup_register();
+    snprintf(cleanup_netns, sizeof cleanup_netns, "sh %s down %s %d", NETNS_FIXTURE, prefix, n);
     if (system(cmd) != 0)
         fail_msg("the namespaces could not be built (%s)", cmd);
     return true;
@@ -914,6 +946,7 @@ static void netns_down(const char *prefix, int n)
     char cmd[256];
     snprintf(cmd, sizeof cmd, "sh %s down %s %d", NETNS_FIXTURE, prefix, n);
     assert_int_equal(system(cmd), 0);
+    cleanup_netns[0] = '\0';
 }
 
 /* A Redis on the bridge of the namespaces. */
@@ -922,6 +955,8 @@ static void redis_in_netns(redis *r, const char *ns)
     memset(r, 0, sizeof *r);
     strcpy(r->dir, "/tmp/rs_redis_XXXXXX");
     assert_non_null(mkdtemp(r->dir));
+    cleanup_register();
+    strcpy(cleanup_dir, r->dir);
     strcpy(r->host, "198.18.7.1");
     r->port = 6379;
     r->netns = ns;
