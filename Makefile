@@ -6,6 +6,8 @@
 # (PREFIX=/usr/local, DESTDIR for staging; the Lua module goes to PREFIX/lib/lua/5.4, on
 # lua5.4's package.cpath), make format, make clean.
 
+# redis-server and libhiredis-dev: runs that span machines (foreach --redis, worker) speak to
+# Redis through hiredis, and their tests start a redis-server of their own.
 # clang-14 and libclang-rt-14-dev: the fuzzing harnesses (fuzz/) need clang, and libFuzzer's
 # runtime (libclang_rt.fuzzer) is in libclang-rt-14-dev, which clang-14 only recommends.
 # lua5.4 and lua-busted: the Lua module (lua/) is loaded into Debian's lua5.4 by its tests,
@@ -13,7 +15,8 @@
 # netbase: /etc/services, the service names of scan output. nmap-common: nmap's nmap-services
 # (--top-ports) and nmap.dtd, against which libxml2-utils' xmllint checks the scan's -oX files.
 PACKAGES := gcc make cmake pkg-config liblua5.4-dev libjansson-dev libcmocka-dev iproute2 nftables \
-            clang-14 libclang-rt-14-dev lua5.4 lua-busted netbase nmap-common libxml2-utils
+            clang-14 libclang-rt-14-dev lua5.4 lua-busted netbase nmap-common libxml2-utils \
+            redis-server libhiredis-dev
 BENCH_PACKAGES := nmap parallel
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX ?= /usr/local
@@ -100,6 +103,7 @@ bench: bench-deps build
 	./$(RELEASE)/bench/bench_journal
 	./$(RELEASE)/bench/bench_exec
 	./$(RELEASE)/bench/bench_vs_lua
+	./$(RELEASE)/bench/bench_redis
 	LUA_CPATH_5_4='$(RELEASE)/lua/?.so;;' lua5.4 bench/bench_lua.lua
 
 # Installs into $(DESTDIR)$(PREFIX) from a build of its own: the library (shared and static),

@@ -69,6 +69,17 @@ static const char usage[] =
     "      --resume-failed    the same, and run again the inputs whose record is not ok\n"
     "      --force            resume a journal of another run (script, options, input), or\n"
     "                         start a journal that holds records anew\n"
+    "Runs that span machines (Redis Streams; start `runspace worker --redis URL` anywhere):\n"
+    "      --redis URL        run the items on the workers of this Redis instead of here:\n"
+    "                         redis://[:PASSWORD@]HOST[:PORT][/DB] (or REDISCLI_AUTH). Plain\n"
+    "                         TCP: for TLS, put stunnel or an SSH tunnel in front\n"
+    "      --run NAME         the run's name (default: made up, and shown on stderr)\n"
+    "      --resume           with --run: re-attach to the run after its submitter died\n"
+    "                         (with --joblog, exactly one record per input across both)\n"
+    "      --key-prefix P     the prefix of the run's keys (default: runspace:)\n"
+    "                         Items run at least once (a dead worker's items run again after\n"
+    "                         its lease); records are exactly once. --restricted and\n"
+    "                         --memory-limit are the workers' own\n"
     "  -h, --help             this help\n"
     "\n"
     "Lines may be up to 64 MiB; a longer one is an error record, and the input ends there.\n"
@@ -76,7 +87,8 @@ static const char usage[] =
     "\n"
     "Exit status: 0 every item ok; 1 some item failed, timed out or was cancelled, or the input\n"
     "could not be read, the output written or the journal written; 2 usage error, a script\n"
-    "that does not compile, or a journal refused; 130 interrupted.\n";
+    "that does not compile, or a journal or a run on Redis refused; 3 Redis cannot be\n"
+    "reached, refused the password, or was lost for too long; 130 interrupted.\n";
 
 /* The longest input line (without its newline). A longer line yields an error record, and
  * the input ends there: where it ends cannot be known without reading on (from /dev/zero,
@@ -356,7 +368,10 @@ enum {
     OPT_FORCE,
     OPT_EXEC,
     OPT_SHELL,
-    OPT_MAX_INSTRUCTIONS
+    OPT_MAX_INSTRUCTIONS,
+    OPT_REDIS,
+    OPT_RUN,
+    OPT_PREFIX
 };
 
 static const struct option long_options[] = {
@@ -387,6 +402,9 @@ static const struct option long_options[] = {
     {"shell", no_argument, NULL, OPT_SHELL},
     {"max-instructions", required_argument, NULL, OPT_MAX_INSTRUCTIONS},
     {"null", no_argument, NULL, '0'},
+    {"redis", required_argument, NULL, OPT_REDIS},
+    {"run", required_argument, NULL, OPT_RUN},
+    {"key-prefix", required_argument, NULL, OPT_PREFIX},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
@@ -404,6 +422,8 @@ typedef struct foreach_args {
     int ninputs;
     bool shell;
     unsigned long throttle, retries, batch, max_instructions;
+    const char *redis, *run, *prefix;
+    bool memory_set;
     double timeout;
     bool ordered, fail_fast, summary, restricted, force;
     rs_journal_mode journal_mode;
@@ -533,6 +553,15 @@ static int parse_options(int argc, char **argv, foreach_args *a, cli *c)
         case OPT_FORCE:
             a->force = true;
             break;
+        case OPT_REDIS:
+            a->redis = optarg;
+            break;
+        case OPT_RUN:
+            a->run = optarg;
+            break;
+        case OPT_PREFIX:
+            a->prefix = optarg;
+            break;
         case OPT_PROGRESS:
             a->progress = 1;
             break;
@@ -549,6 +578,7 @@ static int parse_options(int argc, char **argv, foreach_args *a, cli *c)
             if (!parse_bytes(optarg, &a->memory))
                 return cli_usage(cmd, "--memory-limit must be a size such as 256M or 1G, not '%s'",
                                  optarg);
+            a->memory_set = true;
             break;
         default:
             return cli_bad_option(cmd, argv, opt);
@@ -579,7 +609,17 @@ static int parse_options(int argc, char **argv, foreach_args *a, cli *c)
                               "come from --input FILE or --range");
     if (a->resume && a->resume_failed)
         return cli_usage(cmd, "--resume and --resume-failed cannot be used together");
-    if (!a->joblog && (a->resume || a->resume_failed || a->force))
+    if (!a->redis && (a->run || a->prefix))
+        return cli_usage(cmd, "--%s needs --redis URL", a->run ? "run" : "key-prefix");
+    if (a->redis && (a->restricted || a->memory_set))
+        return cli_usage(cmd, "--%s is the worker's to set in a run on Redis (runspace worker %s)",
+                         a->restricted ? "restricted" : "memory-limit",
+                         a->restricted ? "--restricted" : "--memory-limit N");
+    if (a->redis && a->resume && !a->run)
+        return cli_usage(cmd, "--resume of a run on Redis needs --run NAME");
+    if (a->redis && a->resume_failed)
+        return cli_usage(cmd, "--resume-failed cannot be used with --redis");
+    if (!a->joblog && !a->redis && (a->resume || a->resume_failed || a->force))
         return cli_usage(cmd, "--%s needs --joblog FILE",
                          a->resume          ? "resume"
                          : a->resume_failed ? "resume-failed"
@@ -636,6 +676,30 @@ static void journal_refused(int rc, const char *message)
         cli_error("%s", message);
 }
 
+/* Makes the run one on Redis: the variables and module files go to the workers. */
+static int set_redis(rs_foreach *fe, const foreach_args *a)
+{
+    rs_value *vars = rs_value_map();
+    for (int i = 0; vars && i < a->nvars; i++) {
+        if (rs_map_set(vars, a->vars[i].name, rs_value_copy(a->vars[i].value))) {
+            rs_value_destroy(vars);
+            vars = NULL;
+        }
+    }
+    if (!vars)
+        return RS_ENOMEM;
+    rs_redis_opts ro = {.url = a->redis,
+                        .prefix = a->prefix,
+                        .run = a->run,
+                        .resume = a->resume,
+                        .variables = vars,
+                        .modules = a->modules,
+                        .nmodules = (size_t)a->nmodules};
+    int rc = rs_foreach_set_redis(fe, &ro);
+    rs_value_destroy(vars);
+    return rc;
+}
+
 /* Runs the for-each once everything is parsed and open; returns the exit status. */
 static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script, size_t script_len)
 {
@@ -660,7 +724,7 @@ static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script,
                          .on_progress = on_progress,
                          .userdata = c,
                          .journal = a->joblog,
-                         .journal_mode = a->journal_mode,
+                         .journal_mode = a->joblog ? a->journal_mode : RS_JOURNAL_NEW,
                          .journal_force = a->force,
                          .journal_source = source,
                          .on_notice = on_notice};
@@ -692,10 +756,15 @@ static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script,
         rc = rs_foreach_add_parameter(fe, a->params[i].name, a->params[i].value);
         a->params[i].value = NULL; /* taken */
     }
+    if (!rc && a->redis)
+        rc = set_redis(fe, a);
     if (rc) {
         cli_error("%s", rs_foreach_errmsg(fe));
         return EXIT_USAGE;
     }
+    if (a->redis && !a->run)
+        cli_error("run '%s' on Redis (if this submitter dies: --resume --run %s)",
+                  rs_foreach_run_name(fe), rs_foreach_run_name(fe));
 
     bar_init(&c->bar, a->progress, "foreach");
     on_stop(stop_run, fe);
@@ -711,9 +780,14 @@ static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script,
     if (started && c->heading)
         record_heading(c->format); /* no record came, and so no heading yet */
     out_flush();
+    if (a->redis && run == RS_EIO) {
+        /* Redis could not be reached, refused the password, or was lost for too long. */
+        cli_error("%s", rs_foreach_errmsg(fe));
+        return EXIT_UNAVAILABLE;
+    }
     if (!started) {
-        /* The run could not start (a module failed to load, a journal was refused): a setup
-         * error, before anything was read. */
+        /* The run could not start (a module failed to load, a journal was refused, a run on
+         * Redis refused): a setup error, before anything was read. */
         journal_refused(run, rs_foreach_errmsg(fe));
         return EXIT_USAGE;
     }

@@ -859,6 +859,116 @@ RS_EXTERN int rs_foreach_stop(rs_foreach *fe);
 RS_EXTERN int rs_foreach_stop_fd(rs_foreach *fe);
 RS_EXTERN const char *rs_foreach_errmsg(const rs_foreach *fe);
 
+/* ============================================================================================
+ * Runs that span machines (the Redis queue). A run given rs_foreach_set_redis does not run on
+ * a local pool: its script, arguments, parameters, ISS variables and module sources, timeout
+ * and retries are stored in Redis, its inputs are streamed into a Redis Stream in batches
+ * (never more than a window of undelivered items at once), and `runspace worker` processes
+ * (rs_worker_run) on any machine run them and store the records, which come back to
+ * on_record as in a local run: one per input, with the same ordering, journal, progress and
+ * summary.
+ *
+ * Delivery: each run's stream has one consumer group; a worker acknowledges a batch only
+ * after its records are stored. A worker that dies or is cut off holds its batches for at
+ * most the lease (rs_worker_opts.lease); then other workers reclaim them (XAUTOCLAIM) and
+ * run them again. Execution is therefore at least once: an item may run twice (a script with
+ * side effects must tolerate that), while records are exactly once: the submitter keeps the
+ * first record of each index and drops later ones.
+ *
+ * Keys (PREFIX defaults to "runspace:"): PREFIX run:NAME (a hash: the run), PREFIX
+ * run:NAME:work (the inputs), PREFIX run:NAME:results (the records), PREFIX run:NAME:shared
+ * (the run's shared store), PREFIX runs (the set of run names). A finished run's keys expire
+ * after ttl seconds. Everything read back from Redis is validated: an entry that is not what
+ * this version writes is dropped with a notice (or its item gets an error record), never
+ * trusted.
+ *
+ * Redis: 6.2 or later. The library speaks plain TCP (no TLS): put stunnel or an SSH tunnel
+ * in front of a Redis that is not on a private network. For no loss across a restart of
+ * Redis itself, run it with appendonly yes and appendfsync always.
+ * ========================================================================================= */
+
+typedef struct rs_redis_opts {
+    /* redis://[:PASSWORD@]HOST[:PORT][/DB] (copied). Without a password in it, the variable
+     * REDISCLI_AUTH gives one. No message ever shows the password. */
+    const char *url;
+    const char *prefix;        /* key prefix (copied); NULL: "runspace:" */
+    const char *run;           /* the run's name (copied; letters, digits, . _ -, at most 64); NULL:
+                                * one is made, see rs_foreach_run_name */
+    bool resume;               /* re-attach to the run of that name after its submitter died */
+    double retry_for;          /* seconds to keep reconnecting after Redis is lost; 0: 60 */
+    double ttl;                /* seconds a finished run's keys live; 0: 86400 (a day) */
+    const rs_value *variables; /* map of ISS variables for the workers (copied), or NULL */
+    const char *const *modules; /* module files: their source goes to the workers */
+    size_t nmodules;
+} rs_redis_opts;
+
+/* Makes fe a run on Redis (see above). Reads the module files now (RS_ENOENT / RS_EIO) and
+ * parses the URL (RS_EINVAL, with the reason in the message, never the password). The
+ * connection is made by rs_foreach_run, which then also returns RS_EIO when Redis cannot be
+ * reached, refuses the password or stays lost past retry_for, RS_EEXIST for a new run whose
+ * name is taken, and RS_ENOENT / RS_EINVAL for a resume of a run that does not exist or is
+ * another run (another script, arguments, parameters or variables). An ordered run cannot
+ * be resumed (RS_EINVAL from this call). With a resume, inputs
+ * must be re-readable, as for a journal: every input gets exactly one record across both
+ * submitters when a journal (opts.journal, RS_JOURNAL_RESUME) keeps what the first one
+ * delivered; without one, the records the first submitter delivered more than about 2
+ * seconds before it died are not delivered again. The ISS of opts (profile, memory limit) does
+ * not go to the workers: each worker runs under its own. */
+RS_EXTERN int rs_foreach_set_redis(rs_foreach *fe, const rs_redis_opts *opts);
+/* The name of the run on Redis (borrowed, valid while fe lives); NULL for a local run. */
+RS_EXTERN const char *rs_foreach_run_name(const rs_foreach *fe);
+
+typedef struct rs_worker rs_worker;
+
+typedef struct rs_worker_opts {
+    const char *url;    /* as in rs_redis_opts (copied) */
+    const char *prefix; /* NULL: "runspace:" */
+    const char *name;   /* the consumer's name; NULL: HOST-PID */
+    unsigned throttle;  /* runspaces at once; 0: the number of CPUs */
+    /* The worker's own profile and memory limit: whatever a run asks, its items run under
+     * these (a run cannot lift them). */
+    rs_profile profile;
+    size_t memory_limit; /* bytes per runspace; 0: 1 GiB */
+    double lease;        /* seconds a batch stays with a worker that does not answer; 0: 30 */
+    double retry_for;    /* as in rs_redis_opts */
+    rs_foreach_notice_fn on_notice; /* what the worker does and drops (may be NULL); on the
+                                     * thread of rs_worker_run */
+    void *userdata;
+} rs_worker_opts;
+
+/* Creates a worker (copies opts). RS_EINVAL for a URL that does not parse, a bad prefix or a
+ * negative lease: *out is then still set, so that rs_worker_errmsg can say why (without the
+ * password); destroy it (rs_worker_run refuses it with RS_EINVAL). RS_ENOMEM, RS_ESYSTEM. */
+RS_EXTERN int rs_worker_create(const rs_worker_opts *opts, rs_worker **out);
+RS_EXTERN int rs_worker_destroy(rs_worker *w); /* RS_EBUSY while it runs */
+/* Serves runs until rs_worker_stop: blocks. Returns 0 after a stop (every batch it held was
+ * finished and acknowledged), RS_EIO when Redis cannot be reached at the start or is lost for
+ * longer than retry_for. */
+RS_EXTERN int rs_worker_run(rs_worker *w);
+/* Asks the worker to take no more items, finish those it holds, and return. A second call
+ * stops the items it holds at once; they go back to Redis unacknowledged and other workers
+ * reclaim them after the lease. Thread-safe; does not block (not async-signal-safe). */
+RS_EXTERN int rs_worker_stop(rs_worker *w);
+RS_EXTERN const char *rs_worker_errmsg(const rs_worker *w);
+
+/* One run on Redis, as rs_redis_runs lists it (borrowed for the callback). */
+typedef struct rs_redis_run_info {
+    const char *name;
+    const char *state;               /* "running", "stopped", "done" */
+    uint64_t submitted, done, total; /* total: 0 while the input is still being read */
+    double created;                  /* seconds since the Unix epoch */
+    int64_t ttl;                     /* seconds until the keys expire; -1: no expiry yet */
+} rs_redis_run_info;
+
+/* Lists the runs under the prefix (url and prefix as in rs_redis_opts), calling fn once per
+ * run. RS_EINVAL for a bad URL, RS_EIO when Redis cannot be reached. */
+RS_EXTERN int rs_redis_runs(const char *url, const char *prefix,
+                            void (*fn)(const rs_redis_run_info *run, void *userdata),
+                            void *userdata, rs_errinfo *err);
+/* Deletes a run's keys (its workers drop it). RS_ENOENT when there is no such run. */
+RS_EXTERN int rs_redis_delete_run(const char *url, const char *prefix, const char *run,
+                                  rs_errinfo *err);
+
 /* What rs_journal_read found. */
 typedef struct rs_journal_summary {
     uint64_t records; /* final records: one per index that has any */

@@ -42,14 +42,22 @@
  * rs_foreach_stop would (the run thread learns it from an append, the journal's thread tells
  * it through journal_failed, which takes fe->mu and never holds the journal's lock), and the
  * run ends with RS_EIO. It is closed (written and synced) after the last record.
+ *
+ * Redis (redisq_submit.c, when rs_foreach_set_redis was called): the items run on workers
+ * elsewhere, and rs_foreach_run hands the run to the submitter instead of the pool. The
+ * submitter reads the input on the run thread and delivers the records that come back
+ * through the remote hooks at the end of this file (foreach_int.h): the same counting,
+ * reorder window, journal and progress as a local run.
  */
 #include "common.h"
 #include "exec.h"
 #include "foreach_exec.h"
+#include "foreach_int.h"
 #include "iss.h"
 #include "journal.h"
 #include "ps_int.h"
 #include "queue.h"
+#include "redisq.h"
 #include "runspace_int.h"
 #include "sha256.h"
 #include "thread.h"
@@ -145,6 +153,8 @@ struct rs_foreach {
      * the run lasts), and the inputs the reader skipped because it holds their record. */
     rs__journal *journal;
     atomic_uint_least64_t skipped;
+
+    rs__redisq_spec *redis; /* rs_foreach_set_redis: the run goes to Redis */
 
     /* Run thread only. */
     rs_pool *pool;
@@ -291,6 +301,7 @@ int rs_foreach_destroy(rs_foreach *fe)
     rs_value_destroy(fe->params);
     rs__free(fe->journal_path);
     rs__free(fe->journal_source);
+    rs__redisq_spec_free(fe->redis);
     rs__msg_free(&fe->msg);
     close(fe->stop_fd);
     rs__cond_destroy(&fe->space);
@@ -1123,6 +1134,31 @@ static slot *free_slot(rs_foreach *fe)
     return NULL;
 }
 
+/* The end of a run, local or remote: the rest of the reorder window is delivered, the journal
+ * written and synced, the summary filled, and the stop (if any) used up. Returns the
+ * journal's error, or 0. */
+static int end_run(rs_foreach *fe, rs_foreach_summary *summary)
+{
+    flush_window(fe);
+    teardown(fe);
+    /* Every record has been appended: the rest is written and synced now. */
+    int journal_rc = rs__journal_close(fe->journal, &fe->sum.unjournaled, &fe->msg);
+    fe->journal = NULL;
+    fe->sum.skipped = atomic_load(&fe->skipped);
+    fe->sum.elapsed = (double)(rs__now_ns() - fe->started) * 1e-9;
+    fe->sum.success_rate =
+        fe->sum.total ? 100.0 * (double)fe->sum.succeeded / (double)fe->sum.total : 100.0;
+    if (summary)
+        *summary = fe->sum;
+    rs__mutex_lock(&fe->mu);
+    atomic_store(&fe->stop_requested, false);
+    uint64_t drained;
+    while (read(fe->stop_fd, &drained, sizeof drained) > 0)
+        continue;
+    rs__mutex_unlock(&fe->mu);
+    return journal_rc;
+}
+
 int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
 {
     if (!fe)
@@ -1139,6 +1175,11 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
     atomic_store(&fe->cancel_why, NULL);
     fe->done = NULL;
     atomic_store(&fe->skipped, 0);
+    if (fe->redis) {
+        int rrc = rs__redisq_submit(fe, fe->redis, summary);
+        atomic_store(&fe->running, false);
+        return rrc;
+    }
     /* A stop requested before the run ends it at once: the reader quits before its first
      * call, so that nothing is read. */
     bool stopped = atomic_load(&fe->stop_requested); /* rs_foreach_stop ended this run */
@@ -1213,28 +1254,122 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
     }
     rs__mutex_unlock(&fe->mu);
     rs__thread_join(fe->reader);
-    flush_window(fe);
-    teardown(fe);
-    /* Every record has been appended: the rest is written and synced now. */
-    int journal_rc = rs__journal_close(fe->journal, &fe->sum.unjournaled, &fe->msg);
-    fe->journal = NULL;
-    fe->sum.skipped = atomic_load(&fe->skipped);
-
-    fe->sum.elapsed = (double)(rs__now_ns() - fe->started) * 1e-9;
-    fe->sum.success_rate =
-        fe->sum.total ? 100.0 * (double)fe->sum.succeeded / (double)fe->sum.total : 100.0;
-    if (summary)
-        *summary = fe->sum;
-    /* The stop (if any) is used up by this run. */
-    rs__mutex_lock(&fe->mu);
-    atomic_store(&fe->stop_requested, false);
-    uint64_t drained;
-    while (read(fe->stop_fd, &drained, sizeof drained) > 0)
-        continue;
-    rs__mutex_unlock(&fe->mu);
+    int journal_rc = end_run(fe, summary);
     atomic_store(&fe->running, false);
     if (journal_rc)
         return journal_rc; /* its message is set */
+    if (stopped)
+        return rs__msg_set(&fe->msg, RS_ESTOPPED, "the run was stopped");
+    return 0;
+}
+
+/* ---- the remote hooks (foreach_int.h) ----------------------------------------------------- */
+
+const char *rs_foreach_run_name(const rs_foreach *fe)
+{
+    return fe && fe->redis ? fe->redis->run : NULL;
+}
+
+int rs__foreach_set_redis_spec(rs_foreach *fe, rs__redisq_spec *spec)
+{
+    if (atomic_load(&fe->running)) {
+        rs__redisq_spec_free(spec);
+        return rs__msg_set(&fe->msg, RS_EBUSY, "the run is in progress");
+    }
+    rs__redisq_spec_free(fe->redis);
+    fe->redis = spec;
+    return 0;
+}
+
+void rs__foreach_what(rs_foreach *fe, rs__foreach_what_t *w)
+{
+    *w = (rs__foreach_what_t){.script = fe->script,
+                              .script_len = fe->script_len,
+                              .script_name = fe->script_name,
+                              .command = fe->command,
+                              .args = fe->args,
+                              .params = fe->params,
+                              .opts = &fe->opts,
+                              .msg = &fe->msg};
+}
+
+int rs__foreach_remote_begin(rs_foreach *fe, size_t window)
+{
+    fe->reader_quit = fe->stopping = false;
+    if (fe->exec)
+        return rs__msg_set(&fe->msg, RS_EINVAL,
+                           "an external command per item does not run on Redis workers: give "
+                           "them a script (exec{...} runs a command from one)");
+    if (!fe->script && !fe->command)
+        return rs__msg_set(&fe->msg, RS_EINVAL, "nothing to run: set a script or a command");
+    if (fe->opts.ordered) {
+        fe->window_cap = window;
+        fe->window = rs__calloc(window, sizeof *fe->window);
+        if (!fe->window)
+            return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
+    }
+    int rc = fe->opts.journal ? open_journal(fe) : 0;
+    if (rc) {
+        teardown(fe);
+        return rc;
+    }
+    return 0;
+}
+
+bool rs__foreach_remote_journaled(rs_foreach *fe, uint64_t index)
+{
+    return fe->journal && rs__journal_done(fe->journal, index);
+}
+
+void rs__foreach_remote_skip(rs_foreach *fe)
+{
+    atomic_fetch_add(&fe->skipped, 1);
+}
+
+void rs__foreach_remote_deliver(rs_foreach *fe, uint64_t index, rs_value *input, rs_value *output,
+                                const rs__remote_outcome *ro)
+{
+    outcome o = {.status = ro->status,
+                 .error = ro->error,
+                 .duration = ro->duration,
+                 .start = ro->start,
+                 .runspace_id = ro->runspace_id,
+                 .attempts = ro->attempts};
+    deliver(fe, index, input, output, &o);
+}
+
+void rs__foreach_remote_progress(rs_foreach *fe)
+{
+    report_progress(fe);
+}
+
+uint64_t rs__foreach_remote_next_deliver(const rs_foreach *fe)
+{
+    return fe->window ? fe->next_deliver : UINT64_MAX;
+}
+
+bool rs__foreach_remote_stopping(rs_foreach *fe, bool *journal_failed)
+{
+    rs__mutex_lock(&fe->mu);
+    bool stop = fe->stopping || atomic_load(&fe->stop_requested);
+    *journal_failed = fe->journal_failed;
+    rs__mutex_unlock(&fe->mu);
+    return stop;
+}
+
+uint64_t rs__foreach_remote_delivered(const rs_foreach *fe)
+{
+    return fe->sum.total;
+}
+
+int rs__foreach_remote_end(rs_foreach *fe, rs_foreach_summary *summary, int rc)
+{
+    bool stopped = atomic_load(&fe->stop_requested);
+    int journal_rc = end_run(fe, summary);
+    if (journal_rc)
+        return journal_rc;
+    if (rc)
+        return rc;
     if (stopped)
         return rs__msg_set(&fe->msg, RS_ESTOPPED, "the run was stopped");
     return 0;
