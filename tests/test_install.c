@@ -92,7 +92,7 @@ static void test_install_tree(void **state)
              t->libdir);
     cmd_result r = sh(script, 30);
     assert_int_equal(r.status, 0);
-    assert_contains(r.out, "lua5.4\njansson\n" RS_VERSION_STRING "\n");
+    assert_contains(r.out, "lua5.4\njansson\nhiredis\n" RS_VERSION_STRING "\n");
     cmd_result_free(&r);
     /* The directories are the tree's, wherever the tree is. */
     snprintf(script, sizeof script,
