@@ -1176,7 +1176,11 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
     fe->done = NULL;
     atomic_store(&fe->skipped, 0);
     if (fe->redis) {
-        int rrc = rs__redisq_submit(fe, fe->redis, summary);
+        int rrc = fe->exec ? rs__msg_set(&fe->msg, RS_EINVAL,
+                                         "an external command per item does not run on Redis "
+                                         "workers: give them a script (exec{...} runs a command "
+                                         "from one)")
+                           : rs__redisq_submit(fe, fe->redis, summary);
         atomic_store(&fe->running, false);
         return rrc;
     }
@@ -1296,10 +1300,6 @@ void rs__foreach_what(rs_foreach *fe, rs__foreach_what_t *w)
 int rs__foreach_remote_begin(rs_foreach *fe, size_t window)
 {
     fe->reader_quit = fe->stopping = false;
-    if (fe->exec)
-        return rs__msg_set(&fe->msg, RS_EINVAL,
-                           "an external command per item does not run on Redis workers: give "
-                           "them a script (exec{...} runs a command from one)");
     if (!fe->script && !fe->command)
         return rs__msg_set(&fe->msg, RS_EINVAL, "nothing to run: set a script or a command");
     if (fe->opts.ordered) {

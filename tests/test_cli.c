@@ -436,6 +436,20 @@ static void test_run_finalizer_prints_at_close(void **state)
     done(&r);
 }
 
+/* Redis workers run scripts, not a submitter's external commands: refused before anything is
+ * sent (the address is never dialled). */
+static void test_exec_not_on_redis(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("foreach", "--redis", "redis://127.0.0.1:1", "--range", "1..3",
+                             "--exec", "echo {}"),
+                        NULL);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.out, "");
+    assert_contains(r.err, "an external command per item does not run on Redis workers");
+    done(&r);
+}
+
 static void test_foreach_missing_input_file(void **state)
 {
     (void)state;
@@ -1496,6 +1510,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_foreach_compile_error),
     cmocka_unit_test(test_script_file_as_lua_reads_it),
     cmocka_unit_test(test_run_finalizer_prints_at_close),
+    cmocka_unit_test(test_exec_not_on_redis),
     cmocka_unit_test(test_foreach_missing_input_file),
     cmocka_unit_test(test_foreach_timeout),
     cmocka_unit_test(test_foreach_sigint),
