@@ -593,7 +593,8 @@ static void test_files_that_are_not_journals(void **state)
     /* A directory, a device. */
     r = run(ARGV("foreach", "--range", "1..3", "--joblog", "/tmp", "return _"), NULL);
     assert_int_equal(r.status, 2);
-    assert_string_equal(r.err, "runspace: cannot open the journal '/tmp': Is a directory\n");
+    assert_string_equal(r.err, "runspace: the journal '/tmp' is not a regular file (a journal "
+                               "must be one, to be read back and synced)\n");
     done(&r);
     r = run(ARGV("foreach", "--range", "1..3", "--joblog", "/dev/full", "return _"), NULL);
     assert_int_equal(r.status, 2);

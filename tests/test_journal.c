@@ -802,13 +802,9 @@ static void test_files_that_are_not_journals(void **state)
             jrun_init(&r, 3);
             char msg[512];
             int rc = jrun_go(&r, p, (rs_journal_mode)mode, NULL, (rs_foreach_opts){0}, NULL, msg);
-            if (i == 0) {
-                assert_rs(RS_ESYSTEM, rc);
-                assert_contains(msg, "cannot open the journal '/tmp': Is a directory");
-            } else {
-                assert_rs(RS_EINVAL, rc);
-                assert_contains(msg, "is not a regular file");
-            }
+            /* Refused before it is opened read-write (a device may act on that). */
+            assert_rs(RS_EINVAL, rc);
+            assert_contains(msg, "is not a regular file");
             assert_int_equal(r.reads, 0);
             jrun_free(&r);
         }
