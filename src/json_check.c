@@ -8,7 +8,9 @@
  * (RFC 8259 through jansson, with \u0000 allowed): valid UTF-8 (no overlong forms, no
  * surrogates, nothing above U+10FFFF), no raw control characters in strings, \u escapes with
  * their surrogates paired, integers that fit in int64, reals that do not overflow a double,
- * at most RS_MAX_DEPTH nested containers, and nothing but blanks after the value.
+ * at most RS_MAX_DEPTH nested containers, and nothing but blanks after the value. It is
+ * stricter in one way: a raw NUL byte is refused wherever it stands (the decoder skips one
+ * after a number, for instance), so what it takes the decoder takes, never the reverse.
  */
 #include "json_check.h"
 
