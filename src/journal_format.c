@@ -129,6 +129,30 @@ static bool blank(const char *p, size_t len)
     return true;
 }
 
+/* Whether the line is valid JSON in the shape the journal writes a record: its keys, in
+ * their order and without blanks, each with one value that rs__json_check_prefix takes.
+ * The fixed text is compared, not parsed, and only the values are checked, which makes the
+ * check of a resume's ten million lines several times faster than a check of every byte.
+ * False for any other line (the whole line is then checked). */
+static bool record_shape(const char *p, size_t len)
+{
+    static const char *const keys[] = {
+        "{\"index\":", ",\"status\":",      ",\"start\":",    ",\"input\":",   ",\"output\":",
+        ",\"error\":", ",\"duration_ms\":", ",\"attempts\":", ",\"runspace\":"};
+    static const size_t key_len[] = {9, 10, 9, 9, 10, 9, 15, 12, 12};
+    const char *q = p, *end = p + len;
+    for (size_t k = 0; k < RS__ARRAY_SIZE(keys); k++) {
+        size_t used;
+        if ((size_t)(end - q) < key_len[k] || memcmp(q, keys[k], key_len[k]) != 0)
+            return false;
+        q += key_len[k];
+        if (q == end || *q == ' ' || !rs__json_check_prefix(q, (size_t)(end - q), &used))
+            return false;
+        q += used;
+    }
+    return end - q == 1 && *q == '}';
+}
+
 #define INDEX_RANGE "its index is not from 0 to 2^36"
 
 /* The one rule of what a record line is, for a resume and for rs_journal_read alike: a
@@ -150,7 +174,7 @@ int rs__journal_record_head(const char *p, size_t len, uint64_t *index, int *sta
     }
     size_t at;
     const char *what;
-    if (!rs__json_check(p, len, &at, &what)) {
+    if (!record_shape(p, len) && !rs__json_check(p, len, &at, &what)) {
         snprintf(why, 256, "it is not valid JSON (%s at byte %zu)", what, at + 1);
         return RS_EINVAL;
     }

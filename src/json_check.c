@@ -348,3 +348,14 @@ bool rs__json_check_utf8(const char *text, size_t len, size_t *at)
     *at = (size_t)(c.p - c.start);
     return false;
 }
+
+bool rs__json_check_prefix(const char *text, size_t len, size_t *used)
+{
+    checker c = {.p = (const unsigned char *)text,
+                 .end = (const unsigned char *)text + len,
+                 .start = (const unsigned char *)text};
+    if (!value(&c))
+        return false;
+    *used = (size_t)(c.p - c.start);
+    return true;
+}
