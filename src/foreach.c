@@ -176,7 +176,6 @@ struct rs_foreach {
     int64_t started;
 };
 
-/* Why records are cancelled (their error), by what stopped the run. */
 /* Test hook: the most bytes held in a reorder window by any run (rs__foreach_test_held_peak). */
 static atomic_size_t test_held_peak;
 
@@ -185,6 +184,7 @@ size_t rs__foreach_test_held_peak(bool reset)
     return reset ? atomic_exchange(&test_held_peak, 0) : atomic_load(&test_held_peak);
 }
 
+/* Why records are cancelled (their error), by what stopped the run. */
 #define WHY_STOP "the run was stopped before this item finished"
 #define WHY_FAIL_FAST "another item failed, and fail-fast stopped the run before this one finished"
 #define WHY_JOURNAL "the run stopped because its journal could not be written"

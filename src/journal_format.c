@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #define READ_CHUNK ((size_t)1 << 20)
+#define READ_AHEAD ((size_t)16 << 20) /* asked of the disk beyond what was read */
 
 static const char *const status_names[] = {"ok", "error", "timeout", "cancelled"};
 
@@ -67,6 +68,13 @@ int rs__lines_next(rs__lines *l, char **line, size_t *len, bool *complete, uint6
         }
         ssize_t got = read(l->fd, l->buf + l->end, l->cap - l->end - 1);
         if (got > 0) {
+            /* Ask for what comes after this read now, without waiting for it: the disk
+             * reads ahead while the lines just read are checked. */
+            uint64_t next = l->base + l->end + (uint64_t)got;
+            if (next >= l->ahead) {
+                posix_fadvise(l->fd, (off_t)next, (off_t)READ_AHEAD, POSIX_FADV_WILLNEED);
+                l->ahead = next + READ_AHEAD / 2;
+            }
             l->end += (size_t)got;
         } else if (got == 0) {
             l->eof = true;
@@ -108,9 +116,11 @@ static int parse_head(const char *p, size_t len, uint64_t *index, int *status)
     if (len - i < sizeof b - 1 || memcmp(p + i, b, sizeof b - 1) != 0)
         return 0;
     i += sizeof b - 1;
+    static const size_t name_len[] = {2, 5, 7, 9}; /* of status_names */
     for (int k = 0; k < 4; k++) {
-        size_t n = strlen(status_names[k]);
-        if (len - i > n && memcmp(p + i, status_names[k], n) == 0 && p[i + n] == '"') {
+        size_t n = name_len[k];
+        if (len - i > n && p[i] == status_names[k][0] && memcmp(p + i, status_names[k], n) == 0 &&
+            p[i + n] == '"') {
             *index = v;
             *status = k;
             return 1;
@@ -134,23 +144,33 @@ static bool blank(const char *p, size_t len)
  * The fixed text is compared, not parsed, and only the values are checked, which makes the
  * check of a resume's ten million lines several times faster than a check of every byte.
  * False for any other line (the whole line is then checked). */
+/* Whether q[0..n) is lit[0..n), for a literal of 8 to 16 bytes: two loads of 8 bytes each
+ * side, inlined (a call to memcmp per key costs more than the rest of the check). */
+static inline bool same8_16(const char *q, const char *lit, size_t n)
+{
+    uint64_t a, b, c, d;
+    memcpy(&a, q, 8);
+    memcpy(&b, lit, 8);
+    memcpy(&c, q + n - 8, 8);
+    memcpy(&d, lit + n - 8, 8);
+    return a == b && c == d;
+}
+
 static bool record_shape(const char *p, size_t len)
 {
-    static const char *const keys[] = {
-        "{\"index\":", ",\"status\":",      ",\"start\":",    ",\"input\":",   ",\"output\":",
-        ",\"error\":", ",\"duration_ms\":", ",\"attempts\":", ",\"runspace\":"};
-    static const size_t key_len[] = {9, 10, 9, 9, 10, 9, 15, 12, 12};
     const char *q = p, *end = p + len;
-    for (size_t k = 0; k < RS__ARRAY_SIZE(keys); k++) {
-        size_t used;
-        if ((size_t)(end - q) < key_len[k] || memcmp(q, keys[k], key_len[k]) != 0)
-            return false;
-        q += key_len[k];
-        if (q == end || *q == ' ' || !rs__json_check_prefix(q, (size_t)(end - q), &used))
-            return false;
-        q += used;
-    }
-    return end - q == 1 && *q == '}';
+    size_t used;
+/* The key (a literal: its comparison is inlined), then one value. */
+#define KEY_VALUE(key)                                                                             \
+    ((size_t)(end - q) > sizeof key - 1 && same8_16(q, key, sizeof key - 1) &&                     \
+     (q += sizeof key - 1, rs__json_check_prefix(q, (size_t)(end - q), &used)) &&                  \
+     (q += used, true))
+    bool ok = KEY_VALUE("{\"index\":") && KEY_VALUE(",\"status\":") && KEY_VALUE(",\"start\":") &&
+              KEY_VALUE(",\"input\":") && KEY_VALUE(",\"output\":") && KEY_VALUE(",\"error\":") &&
+              KEY_VALUE(",\"duration_ms\":") && KEY_VALUE(",\"attempts\":") &&
+              KEY_VALUE(",\"runspace\":");
+#undef KEY_VALUE
+    return ok && end - q == 1 && *q == '}';
 }
 
 #define INDEX_RANGE "its index is not from 0 to 2^36"

@@ -21,6 +21,7 @@ typedef struct rs__lines {
     size_t cap, start, end; /* the unread bytes are buf[start..end) */
     size_t scanned;         /* bytes after start known to hold no newline */
     uint64_t base;          /* the file offset of buf[0] */
+    uint64_t ahead;         /* read-ahead was asked up to about here */
     bool eof;
     uint64_t number; /* of the line last returned, from 1 */
 } rs__lines;
