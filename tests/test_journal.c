@@ -690,11 +690,11 @@ static void count_record(const rs_foreach_record *rec, void *ud)
 static void test_reorder_window_bounded_by_bytes(void **state)
 {
     (void)state;
-    /* Input order, a slow first item, and 1 MiB outputs behind it: 300 MiB if nothing held
+    /* Input order, a slow first item, and 1 MiB outputs behind it: 150 MiB if nothing held
      * dispatch back. The records held for delivery may take 64 MiB (HELD_MAX in foreach.c),
-     * and what runs when dispatch pauses a few batches more. */
+     * and what runs when dispatch pauses (a few batches of about 2 ms of work) a little more. */
     jrun r;
-    jrun_init(&r, 300);
+    jrun_init(&r, 150);
     long records = 0;
     rs_iss *iss;
     assert_ok(rs_iss_create(RS_PROFILE_DEFAULT, &iss));
@@ -709,15 +709,21 @@ static void test_reorder_window_bounded_by_bytes(void **state)
     assert_ok(rs_foreach_create(&o, &fe));
     assert_ok(rs_iss_destroy(iss));
     assert_ok(rs_foreach_set_script(
-        fe, "if _ == 0 then sleep(1.5) end return string.rep('x', 1 << 20)", (size_t)-1));
+        fe,
+        /* Item 0 waits until 140 others are done (more than the cap holds), or 3 s: so on any
+         * build the others run while it waits, as far as the cap lets them. */
+        "if _ == 0 then local t = time.monotonic() "
+        "while (shared.get('done') or 0) < 140 and time.monotonic() - t < 3 do sleep(0.01) end "
+        "else shared.incr('done') end return string.rep('x', 1 << 20)",
+        (size_t)-1));
     rs__foreach_test_held_peak(true);
     rs_foreach_summary sum;
     assert_ok(rs_foreach_run(fe, &sum));
     assert_ok(rs_foreach_destroy(fe));
     size_t peak = rs__foreach_test_held_peak(false);
     print_message("peak bytes held in the reorder window: %.1f MiB\n", (double)peak / (1 << 20));
-    assert_int_equal(records, 300);
-    assert_int_equal(sum.succeeded, 300);
+    assert_int_equal(records, 150);
+    assert_int_equal(sum.succeeded, 150);
     assert_true(peak >= (size_t)32 << 20);  /* the measure sees what is held */
     assert_true(peak <= (size_t)100 << 20); /* 64 MiB and what was running */
     jrun_free(&r);
