@@ -221,6 +221,21 @@ static bool literal(checker *c, const char *word, size_t n)
     return true;
 }
 
+/* An object's key and its colon, after blanks. */
+static bool object_key(checker *c)
+{
+    skip_blanks(c);
+    if (c->p == c->end || *c->p != '"')
+        return fail(c, "an object key that is not a string");
+    if (!string(c))
+        return false;
+    skip_blanks(c);
+    if (c->p == c->end || *c->p != ':')
+        return fail(c, "a ':' missing after an object key");
+    c->p++;
+    return true;
+}
+
 /* One value and what follows it up to the end of its innermost container, iteratively:
  * the kind of each open container (object or array) is a bit in `object`. */
 static bool value(checker *c)
@@ -248,16 +263,8 @@ static bool value(checker *c)
                 depth--;
                 break; /* an empty container: a complete value */
             }
-            if (obj) {
-                if (c->p == c->end || *c->p != '"')
-                    return fail(c, "an object key that is not a string");
-                if (!string(c))
-                    return false;
-                skip_blanks(c);
-                if (c->p == c->end || *c->p != ':')
-                    return fail(c, "a ':' missing after an object key");
-                c->p++;
-            }
+            if (obj && !object_key(c))
+                return false;
             continue; /* its first value */
         }
         case '"':
@@ -300,17 +307,8 @@ static bool value(checker *c)
                 return fail(c, obj ? "a ',' or '}' missing in an object"
                                    : "a ',' or ']' missing in an array");
             c->p++;
-            if (obj) {
-                skip_blanks(c);
-                if (c->p == c->end || *c->p != '"')
-                    return fail(c, "an object key that is not a string");
-                if (!string(c))
-                    return false;
-                skip_blanks(c);
-                if (c->p == c->end || *c->p != ':')
-                    return fail(c, "a ':' missing after an object key");
-                c->p++;
-            }
+            if (obj && !object_key(c))
+                return false;
             break; /* the next value */
         }
     }
