@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char usage[] =
@@ -63,7 +64,8 @@ static const char usage[] =
     "                         progress bar on stderr (default: when stderr is a terminal)\n"
     "      --summary          totals on stderr at the end\n"
     "Journal (a crash loses at most the last 100 ms of records):\n"
-    "      --joblog FILE      write every record to FILE as it is delivered (JSON lines)\n"
+    "      --joblog FILE      write every record to FILE as its item completes (JSON\n"
+    "                         lines; also with --ordered, before it waits for earlier ones)\n"
     "      --resume           run only the inputs FILE has no record of (or a cancelled one),\n"
     "                         and append to it; the input must be the same again\n"
     "      --resume-failed    the same, and run again the inputs whose record is not ok\n"
@@ -273,10 +275,10 @@ again:;
             return 0; /* the end, a stop or a read error */
         /* The over-long line gets its record; nothing after it is read. */
         c->line_no++;
-        *error = c->input_name ? format("line %llu of '%s' is longer than %zu bytes", c->line_no,
-                                        c->input_name, LINE_MAX_BYTES)
-                               : format("line %llu is longer than %zu bytes", c->line_no,
-                                        LINE_MAX_BYTES);
+        *error = c->input_name
+                     ? format("line %llu of '%s' is longer than %zu bytes", c->line_no,
+                              c->input_name, LINE_MAX_BYTES)
+                     : format("line %llu is longer than %zu bytes", c->line_no, LINE_MAX_BYTES);
         c->input_error = format("line %llu of the input is longer than %zu bytes; the input "
                                 "after it was not read",
                                 c->line_no, LINE_MAX_BYTES);
@@ -299,8 +301,8 @@ again:;
         *error = format("invalid JSON on line %llu of '%s', column %d: %s", c->line_no,
                         c->input_name, err.column, err.message);
     else
-        *error = format("invalid JSON on line %llu, column %d: %s", c->line_no, err.column,
-                        err.message);
+        *error =
+            format("invalid JSON on line %llu, column %d: %s", c->line_no, err.column, err.message);
     return RS_EJSON;
 }
 
@@ -644,7 +646,9 @@ static char *input_source(const cli *c, const foreach_args *a)
             bool in = strcmp(f, "-") == 0;
             char *full = in ? NULL : realpath(f, NULL); /* the same file from any directory */
             char *more = format("%s%s%s%s", where, i ? "," : "", in ? "stdin" : "file:",
-                                in ? "" : full ? full : f);
+                                in     ? ""
+                                : full ? full
+                                       : f);
             free(full);
             free(where);
             where = more;
@@ -700,9 +704,44 @@ static int set_redis(rs_foreach *fe, const foreach_args *a)
     return rc;
 }
 
+/* Whether the journal is a file the run also reads or writes otherwise: standard output
+ * (the records and the journal would overwrite each other), an input file or standard input
+ * when read (the run would read its own journal). Says so and returns true. A journal that
+ * does not exist yet is none of them. */
+static bool journal_is_in_use(const cli *c, const foreach_args *a)
+{
+    struct stat j, other;
+    if (stat(a->joblog, &j) != 0)
+        return false;
+    bool reads_stdin = !c->range && !a->ninputs;
+    for (int i = 0; !c->range && i < a->ninputs; i++)
+        reads_stdin = reads_stdin || strcmp(a->inputs[i], "-") == 0;
+    const char *what = NULL;
+    if (fstat(1, &other) == 0 && other.st_dev == j.st_dev && other.st_ino == j.st_ino)
+        what = "the standard output";
+    else if (reads_stdin && fstat(0, &other) == 0 && other.st_dev == j.st_dev &&
+             other.st_ino == j.st_ino)
+        what = "the standard input";
+    for (int i = 0; !what && !c->range && i < a->ninputs; i++) {
+        if (strcmp(a->inputs[i], "-") != 0 && stat(a->inputs[i], &other) == 0 &&
+            other.st_dev == j.st_dev && other.st_ino == j.st_ino) {
+            cli_error("the journal '%s' is also the input file '%s'; choose another file for "
+                      "the journal",
+                      a->joblog, a->inputs[i]);
+            return true;
+        }
+    }
+    if (what)
+        cli_error("the journal '%s' is also %s; choose another file for the journal", a->joblog,
+                  what);
+    return what != NULL;
+}
+
 /* Runs the for-each once everything is parsed and open; returns the exit status. */
 static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script, size_t script_len)
 {
+    if (a->joblog && journal_is_in_use(c, a))
+        return EXIT_USAGE;
     char *source = a->joblog ? input_source(c, a) : NULL;
     if (a->joblog && !source) {
         cli_error("out of memory");

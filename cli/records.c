@@ -39,7 +39,7 @@ static void format_ms(char *buf, size_t size, double seconds)
 static char *input_text(const rs_value *input, size_t max)
 {
     char *text = rs_value_type(input) == RS_TSTRING ? utf8_text(rs_value_get_string(input, NULL))
-                                                     : json_text(input);
+                                                    : json_text(input);
     if (text && strlen(text) > max && max > 3) {
         size_t cut = max - 3;
         while (cut > 0 && ((unsigned char)text[cut] & 0xc0) == 0x80)
@@ -81,12 +81,14 @@ void record_heading(record_format f)
     if (f == FMT_CSV)
         out_puts("index,input,status,output,error,duration_ms,attempts,runspace\r\n");
     else if (f == FMT_TABLE)
-        out_puts("   INDEX  STATUS       TIME(ms)  RUNSPACE  INPUT                 OUTPUT / ERROR\n");
+        out_puts(
+            "   INDEX  STATUS       TIME(ms)  RUNSPACE  INPUT                 OUTPUT / ERROR\n");
 }
 
 void record_write(record_format f, const rs_foreach_record *r, progress_bar *bar)
 {
-    char num[64];
+    /* Room for every fixed part of a line with its numbers at their widest (20 digits). */
+    char num[160];
     switch (f) {
     case FMT_RAW:
         if (r->status == RS_ITEM_OK) {

@@ -24,7 +24,9 @@
  * out of the invocation, not copied). Failed or timed-out items with retries left go back to a
  * retry queue, which dispatch serves first. In completion order, records go straight to
  * on_record; in input order they wait in a reorder ring, and dispatch pauses while the oldest
- * undelivered input is a whole window behind, which bounds memory.
+ * undelivered input is a whole window behind, or while the records held for it take more
+ * than HELD_MAX bytes (outputs waiting behind one slow item), which bounds memory by count
+ * and by bytes.
  *
  * Stopping (rs_foreach_stop, or fail-fast's first failure): running batches are stopped, and
  * everything read but not finished is reported cancelled. Fail-fast acts on the worker: the
@@ -37,11 +39,15 @@
  * Journal (journal.c, when opts.journal is set): three hooks. It is opened before the reader
  * starts, and the indexes it holds are fixed from then on, so the reader asks it without a
  * lock and skips those inputs (it reads them, to keep the indexes, but they get no record;
- * ordered delivery moves next_deliver past them). emit_record appends each record to it
- * before the caller sees it. A journal that cannot be written stops the run as
- * rs_foreach_stop would (the run thread learns it from an append, the journal's thread tells
- * it through journal_failed, which takes fe->mu and never holds the journal's lock), and the
- * run ends with RS_EIO. It is closed (written and synced) after the last record.
+ * ordered delivery moves next_deliver past them). Each record is appended to it when its
+ * item completes, before the caller sees it and, in input order, before it waits in the
+ * reorder window: the journal is the durable record of what finished, whatever the order,
+ * so a crash loses at most what the journal had not synced (about 100 ms), while standard
+ * output of a crashed ordered run may lack records the journal has. A journal that cannot be
+ * written stops the run as rs_foreach_stop would (the run thread learns it from an append, the
+ * journal's thread tells it through journal_failed, which takes fe->mu and never holds the
+ * journal's lock), and the run ends with RS_EIO. It is closed (written and synced) after the last
+ * record.
  *
  * Redis (redisq_submit.c, when rs_foreach_set_redis was called): the items run on workers
  * elsewhere, and rs_foreach_run hands the run to the submitter instead of the pool. The
@@ -71,6 +77,10 @@
 #include <unistd.h>
 
 #define MAX_BATCH 4096
+/* In input order, new inputs wait while the records held for an earlier one take more than
+ * this (their outputs, inputs and errors, by rs__value_size): memory stays bounded when one
+ * slow item holds back many with large outputs. */
+#define HELD_MAX ((size_t)64 << 20)
 #define BATCH_TARGET_NS 2000000 /* aim for batches of about 2 ms of work */
 
 typedef struct slot {
@@ -111,8 +121,9 @@ typedef struct outcome {
 /* A record waiting for delivery in input order. */
 typedef struct held {
     bool filled;
-    outcome o;   /* its error is `error` */
-    char *error; /* owned */
+    size_t bytes; /* counted in fe->held_bytes */
+    outcome o;    /* its error is `error` */
+    char *error;  /* owned */
     rs_value *input;
     rs_value *output;
 } held;
@@ -168,10 +179,19 @@ struct rs_foreach {
     held *window;       /* ordered delivery */
     size_t window_cap;
     uint64_t next_deliver;
+    size_t held_bytes;      /* of the records in the window */
     uint64_t dispatched_hi; /* 1 + highest index dispatched */
     rs_foreach_summary sum;
     int64_t started;
 };
+
+/* Test hook: the most bytes held in a reorder window by any run (rs__foreach_test_held_peak). */
+static atomic_size_t test_held_peak;
+
+size_t rs__foreach_test_held_peak(bool reset)
+{
+    return reset ? atomic_exchange(&test_held_peak, 0) : atomic_load(&test_held_peak);
+}
 
 /* Why records are cancelled (their error), by what stopped the run. */
 #define WHY_STOP "the run was stopped before this item finished"
@@ -566,12 +586,21 @@ static outcome item_outcome(const rs_item_result *it, int attempts)
                      .attempts = attempts};
 }
 
-/* Hands one record to the journal and to the caller (run thread). */
+/* What emit_record does with a record: journal it, hand it to the caller, or both. */
+#define TO_JOURNAL 1u
+#define TO_CALLER 2u
+
+/* Hands one record to the journal and/or to the caller, as `to` says (run thread). */
 static void emit_record(rs_foreach *fe, uint64_t index, const rs_value *input,
-                        const rs_value *output, const outcome *o)
+                        const rs_value *output, const outcome *o, unsigned to)
 {
-    count(fe, o->status);
-    if (!fe->opts.on_record && !fe->journal)
+    if (!fe->journal)
+        to &= ~TO_JOURNAL;
+    if (to & TO_CALLER)
+        count(fe, o->status);
+    else if (!to)
+        return;
+    if (!fe->opts.on_record && !(to & TO_JOURNAL))
         return;
     /* Records without outputs still get an (empty) array; NULL only when out of memory. */
     rs_value *none = output ? NULL : rs_value_array();
@@ -592,9 +621,9 @@ static void emit_record(rs_foreach *fe, uint64_t index, const rs_value *input,
                              .attempts = o->attempts,
                              .start = o->start};
     /* The journal first: a record is on its way to the disk before anyone sees it. */
-    if (fe->journal && rs__journal_append(fe->journal, &rec))
+    if ((to & TO_JOURNAL) && rs__journal_append(fe->journal, &rec))
         journal_failed(fe);
-    if (fe->opts.on_record)
+    if ((to & TO_CALLER) && fe->opts.on_record)
         fe->opts.on_record(&rec, fe->opts.userdata);
     rs_value_destroy(none);
     rs_value_destroy(null_input);
@@ -628,7 +657,8 @@ static void flush_window(rs_foreach *fe)
         if (!h->filled)
             break;
         h->o.error = h->error;
-        emit_record(fe, fe->next_deliver, h->input, h->output, &h->o);
+        emit_record(fe, fe->next_deliver, h->input, h->output, &h->o, TO_CALLER);
+        fe->held_bytes -= h->bytes;
         rs_value_destroy(h->input);
         rs_value_destroy(h->output);
         rs__free(h->error);
@@ -643,13 +673,23 @@ static void deliver(rs_foreach *fe, uint64_t index, rs_value *input, rs_value *o
                     const outcome *o)
 {
     if (!fe->window) {
-        emit_record(fe, index, input, output, o);
+        emit_record(fe, index, input, output, o, TO_JOURNAL | TO_CALLER);
         rs_value_destroy(input);
         rs_value_destroy(output);
         return;
     }
+    /* Journaled now, as it completes; handed over when its turn comes. */
+    emit_record(fe, index, input, output, o, TO_JOURNAL);
     held *h = &fe->window[index % fe->window_cap];
+    size_t bytes = sizeof *h + (input ? rs__value_size(input) : 0) +
+                   (output ? rs__value_size(output) : 0) + (o->error ? strlen(o->error) + 1 : 0);
+    fe->held_bytes += bytes;
+    size_t peak = atomic_load_explicit(&test_held_peak, memory_order_relaxed);
+    while (fe->held_bytes > peak &&
+           !atomic_compare_exchange_weak(&test_held_peak, &peak, fe->held_bytes))
+        continue;
     *h = (held){.filled = true,
+                .bytes = bytes,
                 .o = *o,
                 .error = o->error ? rs__strdup(o->error) : NULL,
                 .input = input,
@@ -763,6 +803,15 @@ static bool ring_head_fits(const rs_foreach *fe, size_t span)
            (!fe->window || fe->ring.items[fe->ring.head].index < fe->next_deliver + span);
 }
 
+/* Whether a new input may be dispatched (ring_head_fits within half the window), and in
+ * input order only while the held records take at most HELD_MAX bytes. The input that holds
+ * them back was dispatched before them (the ring is in input order), so it is running or
+ * waits for a retry, which is always dispatched: the pause cannot last forever. */
+static bool may_dispatch_new(const rs_foreach *fe)
+{
+    return ring_head_fits(fe, fe->window_cap / 2) && (!fe->window || fe->held_bytes <= HELD_MAX);
+}
+
 /* Fills a free slot from the retry queue and the ring and begins it (fe->mu held; released
  * while beginning, and while delivering the records of inputs that need no runspace). Returns
  * whether it took anything: if it did, it may have released the lock, and the caller must look
@@ -775,7 +824,7 @@ static bool dispatch(rs_foreach *fe, slot *s)
     /* The lock is released while records are delivered: a stop or a fail-fast failure may come
      * meanwhile, and what is taken after it would run although it is due to be cancelled. */
     while (n < want && !fe->stopping && !atomic_load(&fe->stop_requested) &&
-           (fe->retry.count || ring_head_fits(fe, fe->window_cap / 2))) {
+           (fe->retry.count || may_dispatch_new(fe))) {
         pending p = fe->retry.count ? ring_pop(&fe->retry) : ring_pop(&fe->ring);
         took = true;
         if (p.error) { /* an input that could not be read: its record needs no runspace */
@@ -900,12 +949,12 @@ static void collect_streaming(rs_foreach *fe, slot *s, rs_value *out, rs_value *
         if (count && rs__array_reserve(fe->view, count)) {
             o.status = RS_ITEM_ERROR;
             o.error = "out of memory";
-            emit_record(fe, s->index[j], input, NULL, &o);
+            emit_record(fe, s->index[j], input, NULL, &o, TO_JOURNAL | TO_CALLER);
             continue;
         }
         for (size_t k = 0; k < count; k++) /* cannot fail: reserved */
             rs_array_push(fe->view, rs_array_get(out, it.output_first + k));
-        emit_record(fe, s->index[j], input, fe->view, &o);
+        emit_record(fe, s->index[j], input, fe->view, &o, TO_JOURNAL | TO_CALLER);
         while (rs_array_len(fe->view)) /* give the loans back, without freeing them */
             rs_array_take(fe->view, rs_array_len(fe->view) - 1);
     }
@@ -1171,6 +1220,7 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
     fe->batch = 1;
     fe->ns_per_item = 0;
     fe->next_deliver = fe->dispatched_hi = fe->read_count = 0;
+    fe->held_bytes = 0;
     fe->reader_done = fe->run_waiting = fe->journal_failed = false;
     atomic_store(&fe->cancel_why, NULL);
     fe->done = NULL;
@@ -1245,7 +1295,7 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
             rs__mutex_lock(&fe->mu);
             continue;
         }
-        if (!fe->stopping && (fe->retry.count || ring_head_fits(fe, fe->window_cap / 2))) {
+        if (!fe->stopping && (fe->retry.count || may_dispatch_new(fe))) {
             slot *s = free_slot(fe);
             if (s && dispatch(fe, s))
                 continue; /* it took inputs, and may have released the lock */

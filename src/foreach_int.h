@@ -5,6 +5,8 @@
  * thread; it delivers them through these hooks, so that counting, the reorder window of
  * ordered delivery, the journal, progress and the summary are the engine's own. All of them
  * are called on the run thread, between rs__foreach_remote_begin and rs__foreach_remote_end.
+ *
+ * Its tests see one more thing: the reorder window's peak (rs__foreach_test_held_peak).
  */
 #ifndef RS_FOREACH_INT_H
 #define RS_FOREACH_INT_H
@@ -59,5 +61,10 @@ int rs__foreach_remote_end(rs_foreach *fe, rs_foreach_summary *summary, int rc);
 /* The submitter (redisq_submit.c). */
 int rs__redisq_submit(rs_foreach *fe, const rs__redisq_spec *spec, rs_foreach_summary *summary);
 void rs__redisq_spec_free(rs__redisq_spec *spec);
+
+/* Test hook: the most bytes that records waiting in a reorder window (input order) took at
+ * once, in any run of this process since the last reset; with reset, starts counting anew.
+ * Thread-safe. */
+size_t rs__foreach_test_held_peak(bool reset);
 
 #endif
