@@ -3,15 +3,20 @@
 #   make test   the same, then every test: plain, AddressSanitizer+UBSan, ThreadSanitizer, and
 #               a short fixed run of each fuzzing harness on its seeds
 # Also: make build, make bench, make fuzz (FUZZ_SECONDS=60 per harness), make install
-# (PREFIX=/usr/local; the Lua module goes to PREFIX/lib/lua/5.4, on lua5.4's package.cpath),
-# make format, make clean.
+# (PREFIX=/usr/local, DESTDIR for staging; the Lua module goes to PREFIX/lib/lua/5.4, on
+# lua5.4's package.cpath), make format, make clean.
 
+# redis-server and libhiredis-dev: runs that span machines (foreach --redis, worker) speak to
+# Redis through hiredis, and their tests start a redis-server of their own.
 # clang-14 and libclang-rt-14-dev: the fuzzing harnesses (fuzz/) need clang, and libFuzzer's
 # runtime (libclang_rt.fuzzer) is in libclang-rt-14-dev, which clang-14 only recommends.
 # lua5.4 and lua-busted: the Lua module (lua/) is loaded into Debian's lua5.4 by its tests,
 # which are busted specs (tests/lua), the test framework Lua programmers use.
+# netbase: /etc/services, the service names of scan output. nmap-common: nmap's nmap-services
+# (--top-ports) and nmap.dtd, against which libxml2-utils' xmllint checks the scan's -oX files.
 PACKAGES := gcc make cmake pkg-config liblua5.4-dev libjansson-dev libcmocka-dev iproute2 nftables \
-            clang-14 libclang-rt-14-dev lua5.4 lua-busted
+            clang-14 libclang-rt-14-dev lua5.4 lua-busted netbase nmap-common libxml2-utils \
+            redis-server libhiredis-dev
 BENCH_PACKAGES := nmap parallel
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX ?= /usr/local
@@ -20,6 +25,7 @@ FUZZERS := json scan_spec targets_file cli_values script
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 RELEASE := build/release
+INSTALL_BUILD := build/install
 TEST_BUILDS := plain asan tsan
 
 .PHONY: all deps bench-deps build demo test test-plain test-asan test-tsan test-fuzz fuzz-build fuzz \
@@ -97,10 +103,18 @@ bench: bench-deps build
 	./$(RELEASE)/bench/bench_journal
 	./$(RELEASE)/bench/bench_exec
 	./$(RELEASE)/bench/bench_vs_lua
+	./$(RELEASE)/bench/bench_redis
 	LUA_CPATH_5_4='$(RELEASE)/lua/?.so;;' lua5.4 bench/bench_lua.lua
 
-install: build
-	cmake --install $(RELEASE) --prefix $(PREFIX)
+# Installs into $(DESTDIR)$(PREFIX) from a build of its own: the library (shared and static),
+# header, runspace.pc, the CMake package, the program, its man page and shell completions. No
+# packages are installed and no tests or benchmarks are built. PREFIX=/usr gives Debian's
+# multiarch libdir (lib/x86_64-linux-gnu), as GNUInstallDirs decides.
+install:
+	cmake -S . -B $(INSTALL_BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX) \
+	  -DRS_BUILD_TESTS=OFF -DRS_BUILD_BENCH=OFF
+	cmake --build $(INSTALL_BUILD) -j$(JOBS)
+	DESTDIR=$(DESTDIR) cmake --install $(INSTALL_BUILD)
 
 format:
 	clang-format -i include/*.h src/*.c src/*.h tests/*.c tests/*.h examples/*.c bench/*.c \

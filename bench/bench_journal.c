@@ -1,5 +1,5 @@
 /*
- * bench_journal.c -- the journal's figures of issue 8, each in the same run as its peer:
+ * bench_journal.c -- the journal's figures, each in the same run as its peer:
  *
  *   1. 1,000,000 trivial items (`foreach -j 2 'return _*_'` over 1,000,000 lines, raw output
  *      to /dev/null) with --joblog, against the same without it: the ratio of throughputs

@@ -4,8 +4,8 @@
  *
  * Exit statuses: 0 success; 1 some item (or the script) failed, timed out or was cancelled,
  * or the input could not be read or the output written; 2 usage error or a script that does
- * not compile; 130 interrupted (SIGINT or SIGTERM). A closed pipe on stdout ends the program
- * by SIGPIPE.
+ * not compile; 3 Redis unavailable (runs on Redis); 130 interrupted (SIGINT or SIGTERM). A closed
+ * pipe on stdout ends the program by SIGPIPE.
  */
 #ifndef RS_CLI_H
 #define RS_CLI_H
@@ -17,7 +17,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-enum { EXIT_ITEMS_FAILED = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
+/* 3: Redis (runs on Redis) cannot be reached, refused the password, or was lost for longer
+ * than the retry time. */
+enum { EXIT_ITEMS_FAILED = 1, EXIT_USAGE = 2, EXIT_UNAVAILABLE = 3, EXIT_INTERRUPTED = 130 };
 
 /* "runspace: message" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -151,13 +153,16 @@ typedef struct progress_bar {
     bool enabled;
     double last_draw;
     const char *label;
-    bool shown;     /* drawn and not erased since */
-    char line[160]; /* what was drawn last */
 } progress_bar;
+/* The bar is fitted to the terminal's width (read again after SIGWINCH) and never wraps; it
+ * is erased before any message on stderr and, when stdout is a terminal, before any write to
+ * stdout, and drawn again by the next bar_draw. */
 void bar_init(progress_bar *b, int mode, const char *label); /* mode: -1 auto, 0 off, 1 on */
 void bar_draw(progress_bar *b, uint64_t done, uint64_t total, double elapsed, bool force);
 void bar_clear(progress_bar *b);
 void bar_line(progress_bar *b, const char *prefix, const char *text, size_t len);
+/* Erases the bar if it is shown and stdout is a terminal (out_flush calls it). */
+void bar_erase_for_stdout(void);
 
 double now_seconds(void);
 
@@ -176,5 +181,7 @@ int cmd_run(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_joblog(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
+int cmd_runs(int argc, char **argv);
 
 #endif

@@ -18,13 +18,18 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+static bool bar_erase(void);
+static bool bar_erase_now(void);
+
 static void vmessage(const char *fmt, va_list ap)
 {
+    bar_erase(); /* a message never shares its line with the progress bar */
     fputs("runspace: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
@@ -584,6 +589,7 @@ void out_write(const char *data, size_t len)
     if (!out_buf || len > OUT_CAP - out_used) {
         out_flush();
         if (!out_buf || len >= OUT_CAP) {
+            bar_erase_for_stdout();
             write_all(data, len);
             return;
         }
@@ -606,8 +612,10 @@ void out_flush(void)
 {
     size_t n = out_used;
     out_used = 0;
-    if (n && !atomic_load(&out_errno) && !atomic_load(&out_dropped))
+    if (n && !atomic_load(&out_errno) && !atomic_load(&out_dropped)) {
+        bar_erase_for_stdout();
         write_all(out_buf, n);
+    }
 }
 
 int out_error(void)
@@ -866,6 +874,8 @@ void out_value_raw(const rs_value *v)
 
 /* ---- interrupts --------------------------------------------------------------------------- */
 
+static atomic_bool resized = true; /* the terminal's width is to be read (again) */
+
 static void *signal_thread(void *arg)
 {
     sigset_t *set = arg;
@@ -873,11 +883,17 @@ static void *signal_thread(void *arg)
         int sig;
         if (sigwait(set, &sig) != 0)
             continue;
+        if (sig == SIGWINCH) {
+            atomic_store(&resized, true); /* the bar reads the new width when it next draws */
+            continue;
+        }
         /* A second interrupt: do not wait for a clean stop. An interrupt during the setup
          * (options, reading a script from a FIFO, opening a runspace): there is nothing to
          * stop cleanly and nothing written yet, and the read that blocks may never end. */
         if (atomic_exchange(&was_interrupted, true) || !atomic_load(&stop_armed)) {
-            fputs("\nrunspace: interrupted\n", stderr);
+            /* On a line of its own: in place of the bar, or below the echoed ^C. */
+            fputs(bar_erase_now() ? "runspace: interrupted\n" : "\nrunspace: interrupted\n",
+                  stderr);
             _exit(EXIT_INTERRUPTED);
         }
         /* A write waiting for a reader now waits only a little (wait_writable). */
@@ -896,6 +912,7 @@ void signals_init(void)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGWINCH); /* a resized terminal: the progress bar fits itself again */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     int p[2];
     if (pipe2(p, O_CLOEXEC) == 0) {
@@ -914,18 +931,69 @@ bool interrupted(void)
 
 /* ---- progress bar ------------------------------------------------------------------------- */
 
-/* stderr is written by the command's thread (the bar, messages) and, in foreach, by the
- * pool's workers (stream lines, see bar_line): one lock keeps each line whole and the bar
- * below them. */
+/* The bar is one line on stderr that each draw rewrites in place ("\r...\033[K"). It never
+ * reaches the terminal's last column, so it never wraps (a wrapped bar would leave a line of
+ * debris at each draw), and it is erased before anything else is written to the terminal: a
+ * message on stderr, and a line on stdout when stdout is a terminal too (the same screen, in
+ * practice). The width is read with TIOCGWINSZ when the first bar is drawn and again after
+ * each SIGWINCH, which the signal thread turns into the `resized` flag.
+ *
+ * stderr is written by the command's thread (the bar, messages) and, in foreach, by the
+ * pool's workers (stream lines, see bar_line): stderr_mu keeps each line whole and the bar
+ * below them; bar_shown (read without it for a fast "no bar" answer) and bar_last change
+ * under it. */
 static pthread_mutex_t stderr_mu = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool bar_shown;
+static char bar_last[256]; /* the line the bar showed last */
+static int bar_columns = 80;
+static int stdout_tty = -1; /* unknown until the first write after a bar was drawn */
+
+/* Erases the bar when it is on the screen; true if it was. stderr_mu held. */
+static bool erase_locked(void)
+{
+    if (!atomic_exchange(&bar_shown, false))
+        return false;
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+    return true;
+}
+
+static bool bar_erase(void)
+{
+    if (!atomic_load(&bar_shown))
+        return false;
+    pthread_mutex_lock(&stderr_mu);
+    bool was = erase_locked();
+    pthread_mutex_unlock(&stderr_mu);
+    return was;
+}
+
+/* bar_erase for the signal thread on its way out: it must not wait for a writer that holds
+ * the lock (one waiting for a reader of stderr), so it erases only when the lock is free. */
+static bool bar_erase_now(void)
+{
+    if (!atomic_load(&bar_shown) || pthread_mutex_trylock(&stderr_mu) != 0)
+        return false;
+    bool was = erase_locked();
+    pthread_mutex_unlock(&stderr_mu);
+    return was;
+}
+
+void bar_erase_for_stdout(void)
+{
+    if (!atomic_load(&bar_shown))
+        return;
+    if (stdout_tty < 0)
+        stdout_tty = isatty(STDOUT_FILENO);
+    if (stdout_tty)
+        bar_erase();
+}
 
 void bar_init(progress_bar *b, int mode, const char *label)
 {
     b->enabled = mode > 0 || (mode < 0 && isatty(STDERR_FILENO));
     b->last_draw = 0;
     b->label = label;
-    b->shown = false;
-    b->line[0] = '\0';
 }
 
 static void format_duration(char *buf, size_t size, double s)
@@ -937,17 +1005,22 @@ static void format_duration(char *buf, size_t size, double s)
         snprintf(buf, size, "%ld:%02ld", t / 60, t % 60);
 }
 
-void bar_draw(progress_bar *b, uint64_t done, uint64_t total, double elapsed, bool force)
+/* The columns of the terminal on stderr (80 when it is not one), read again after a SIGWINCH. */
+static int terminal_columns(void)
 {
-    if (!b->enabled)
-        return;
-    pthread_mutex_lock(&stderr_mu);
-    double now = now_seconds();
-    if (!force && now - b->last_draw < 0.1) {
-        pthread_mutex_unlock(&stderr_mu);
-        return;
+    if (atomic_exchange(&resized, false)) {
+        struct winsize ws;
+        if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+            bar_columns = ws.ws_col;
     }
-    b->last_draw = now;
+    return bar_columns;
+}
+
+/* The bar's line, at most `width` bytes: with everything when it fits, else with a shorter
+ * bar, then without the bar, the rate, the ETA, and at last cut short. */
+static void bar_text(char *line, size_t size, int width, const progress_bar *b, uint64_t done,
+                     uint64_t total, double elapsed)
+{
     double rate = elapsed > 0 ? (double)done / elapsed : 0;
     char rate_text[32];
     if (rate >= 1e6)
@@ -956,64 +1029,90 @@ void bar_draw(progress_bar *b, uint64_t done, uint64_t total, double elapsed, bo
         snprintf(rate_text, sizeof rate_text, "%.1fk/s", rate / 1e3);
     else
         snprintf(rate_text, sizeof rate_text, "%.0f/s", rate);
-    if (total) {
+    if (!total) {
+        char el[32];
+        format_duration(el, sizeof el, elapsed);
+        int n = snprintf(line, size, "%s %llu done %s elapsed %s", b->label,
+                         (unsigned long long)done, rate_text, el);
+        if (n > width)
+            snprintf(line, size, "%s %llu done", b->label, (unsigned long long)done);
+    } else {
         double frac = (double)done / (double)total;
         if (frac > 1)
             frac = 1;
-        char bar[31];
-        int fill = (int)(frac * 30);
-        for (int i = 0; i < 30; i++)
-            bar[i] = i < fill ? '#' : '.';
-        bar[30] = '\0';
         char eta[32] = "-";
         if (rate > 0 && done < total)
             format_duration(eta, sizeof eta, (double)(total - done) / rate);
         else if (done >= total)
             snprintf(eta, sizeof eta, "0:00");
-        snprintf(b->line, sizeof b->line, "%s [%s] %llu/%llu %3.0f%% %s ETA %s", b->label, bar,
-                 (unsigned long long)done, (unsigned long long)total, frac * 100, rate_text, eta);
-    } else {
-        char el[32];
-        format_duration(el, sizeof el, elapsed);
-        snprintf(b->line, sizeof b->line, "%s %llu done %s elapsed %s", b->label,
-                 (unsigned long long)done, rate_text, el);
+        char counts[64];
+        snprintf(counts, sizeof counts, "%llu/%llu %3.0f%%", (unsigned long long)done,
+                 (unsigned long long)total, frac * 100);
+        /* Without the bar, then the longest bar that fits, from 30 down to 10 cells. */
+        int bare = snprintf(line, size, "%s %s %s ETA %s", b->label, counts, rate_text, eta);
+        int cells = width - bare - 3; /* " [" and "]" */
+        if (cells > 30)
+            cells = 30;
+        if (cells >= 10) {
+            char bar[31];
+            int fill = (int)(frac * cells);
+            for (int i = 0; i < cells; i++)
+                bar[i] = i < fill ? '#' : '.';
+            bar[cells] = '\0';
+            snprintf(line, size, "%s [%s] %s %s ETA %s", b->label, bar, counts, rate_text, eta);
+        } else if (bare > width) {
+            int n = snprintf(line, size, "%s %s ETA %s", b->label, counts, eta);
+            if (n > width)
+                snprintf(line, size, "%s %s", b->label, counts);
+        }
     }
-    fprintf(stderr, "\r%s\033[K", b->line);
-    fflush(stderr);
-    b->shown = true;
-    pthread_mutex_unlock(&stderr_mu);
+    if (width >= 0 && strlen(line) > (size_t)width)
+        line[width] = '\0';
 }
 
-/* Erases the bar; stderr_mu held. */
-static void erase_bar(progress_bar *b)
+void bar_draw(progress_bar *b, uint64_t done, uint64_t total, double elapsed, bool force)
 {
-    if (b && b->enabled && b->shown) {
-        fputs("\r\033[K", stderr);
-        b->shown = false;
-    }
+    if (!b->enabled)
+        return;
+    double now = now_seconds();
+    if (!force && now - b->last_draw < 0.1)
+        return;
+    b->last_draw = now;
+    /* One column short of the edge: writing the last column would wrap on some terminals. */
+    pthread_mutex_lock(&stderr_mu);
+    int width = terminal_columns() - 1;
+    bar_text(bar_last, sizeof bar_last,
+             width < (int)sizeof bar_last - 1 ? width : (int)sizeof bar_last - 1, b, done, total,
+             elapsed);
+    fprintf(stderr, "\r%s\033[K", bar_last);
+    fflush(stderr);
+    atomic_store(&bar_shown, true);
+    pthread_mutex_unlock(&stderr_mu);
 }
 
 void bar_clear(progress_bar *b)
 {
-    pthread_mutex_lock(&stderr_mu);
-    erase_bar(b);
-    fflush(stderr);
-    pthread_mutex_unlock(&stderr_mu);
+    if (b->enabled)
+        bar_erase();
 }
 
 void bar_line(progress_bar *b, const char *prefix, const char *text, size_t len)
 {
+    (void)b; /* one bar at a time: its state is the module's */
     /* One write for all of it: other processes (commands that scripts start) write to the
      * same stderr, and a line must not be split by theirs. */
     size_t plen = strlen(prefix);
-    char *line = len < SIZE_MAX - plen - 200 ? malloc(plen + len + 200) : NULL;
+    char *line = len < SIZE_MAX - plen - sizeof bar_last - 16
+                     ? malloc(plen + len + sizeof bar_last + 16)
+                     : NULL;
     pthread_mutex_lock(&stderr_mu);
-    bool was_shown = b && b->enabled && b->shown;
+    bool was_shown = atomic_load(&bar_shown);
     if (!line) {
-        erase_bar(b);
+        erase_locked();
         fputs(prefix, stderr);
         fwrite(text, 1, len, stderr);
         fputc('\n', stderr);
+        fflush(stderr);
     } else {
         size_t n = 0;
         if (was_shown) {
@@ -1026,7 +1125,7 @@ void bar_line(progress_bar *b, const char *prefix, const char *text, size_t len)
         n += len;
         line[n++] = '\n';
         if (was_shown)
-            n += (size_t)snprintf(line + n, 190, "%s\033[K", b->line);
+            n += (size_t)snprintf(line + n, sizeof bar_last + 8, "%s\033[K", bar_last);
         fflush(stderr);
         for (size_t at = 0; at < n && !atomic_load(&err_dropped);) {
             ssize_t w = write(err_fd, line + at, n - at);
@@ -1043,12 +1142,7 @@ void bar_line(progress_bar *b, const char *prefix, const char *text, size_t len)
                 break;
             }
         }
-        if (b)
-            b->shown = was_shown;
     }
-    if (!line && was_shown)
-        fprintf(stderr, "%s\033[K", b->line);
-    fflush(stderr);
     pthread_mutex_unlock(&stderr_mu);
     free(line);
 }

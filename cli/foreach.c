@@ -1,5 +1,5 @@
 /*
- * foreach.c -- `runspace foreach`: run a script once per input item, in parallel (DESIGN.md
+ * foreach.c -- `runspace foreach`: run a script once per input item, in parallel (docs/design.md
  * section 5). Inputs stream from stdin, a file or a range into the for-each engine; records
  * stream out as items finish, in the chosen format.
  */
@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char usage[] =
@@ -62,14 +63,25 @@ static const char usage[] =
     "      --progress, --no-progress\n"
     "                         progress bar on stderr (default: when stderr is a terminal)\n"
     "      --summary          totals on stderr at the end\n"
-
     "Journal (a crash loses at most the last 100 ms of records):\n"
-    "      --joblog FILE      write every record to FILE as it is delivered (JSON lines)\n"
+    "      --joblog FILE      write every record to FILE as its item completes (JSON\n"
+    "                         lines; also with --ordered, before it waits for earlier ones)\n"
     "      --resume           run only the inputs FILE has no record of (or a cancelled one),\n"
     "                         and append to it; the input must be the same again\n"
     "      --resume-failed    the same, and run again the inputs whose record is not ok\n"
     "      --force            resume a journal of another run (script, options, input), or\n"
     "                         start a journal that holds records anew\n"
+    "Runs that span machines (Redis Streams; start `runspace worker --redis URL` anywhere):\n"
+    "      --redis URL        run the items on the workers of this Redis instead of here:\n"
+    "                         redis://[:PASSWORD@]HOST[:PORT][/DB] (or REDISCLI_AUTH). Plain\n"
+    "                         TCP: for TLS, put stunnel or an SSH tunnel in front\n"
+    "      --run NAME         the run's name (default: made up, and shown on stderr)\n"
+    "      --resume           with --run: re-attach to the run after its submitter died\n"
+    "                         (with --joblog, exactly one record per input across both)\n"
+    "      --key-prefix P     the prefix of the run's keys (default: runspace:)\n"
+    "                         Items run at least once (a dead worker's items run again after\n"
+    "                         its lease); records are exactly once. --restricted and\n"
+    "                         --memory-limit are the workers' own\n"
     "  -h, --help             this help\n"
     "\n"
     "Lines may be up to 64 MiB (without LF or CR LF); a longer one is an error record, and\n"
@@ -82,8 +94,9 @@ static const char usage[] =
     "\n"
     "Exit status: 0 every item ok; 1 some item failed, timed out or was cancelled, or the input\n"
     "could not be read, the output written or the journal written; 2 usage error, a script\n"
-    "that does not compile, or a journal refused; 130 interrupted (output a reader does not\n"
-    "take within a second after an interrupt is dropped).\n";
+    "that does not compile, or a journal or a run on Redis refused; 3 Redis cannot be\n"
+    "reached, refused the password, or was lost for too long; 130 interrupted (output a\n"
+    "reader does not take within a second after an interrupt is dropped).\n";
 
 /* The longest input line (without its newline). A longer line yields an error record, and
  * the input ends there: where it ends cannot be known without reading on (from /dev/zero,
@@ -276,10 +289,10 @@ again:;
             return 0; /* the end, a stop or a read error */
         /* The over-long line gets its record; nothing after it is read. */
         c->line_no++;
-        *error = c->input_name ? format("line %llu of '%s' is longer than %zu bytes", c->line_no,
-                                        c->input_name, LINE_MAX_BYTES)
-                               : format("line %llu is longer than %zu bytes", c->line_no,
-                                        LINE_MAX_BYTES);
+        *error = c->input_name
+                     ? format("line %llu of '%s' is longer than %zu bytes", c->line_no,
+                              c->input_name, LINE_MAX_BYTES)
+                     : format("line %llu is longer than %zu bytes", c->line_no, LINE_MAX_BYTES);
         c->input_error = format("line %llu of the input is longer than %zu bytes; the input "
                                 "after it was not read",
                                 c->line_no, LINE_MAX_BYTES);
@@ -302,8 +315,8 @@ again:;
         *error = format("invalid JSON on line %llu of '%s', column %d: %s", c->line_no,
                         c->input_name, err.column, err.message);
     else
-        *error = format("invalid JSON on line %llu, column %d: %s", c->line_no, err.column,
-                        err.message);
+        *error =
+            format("invalid JSON on line %llu, column %d: %s", c->line_no, err.column, err.message);
     return RS_EJSON;
 }
 
@@ -397,7 +410,10 @@ enum {
     OPT_FORCE,
     OPT_EXEC,
     OPT_SHELL,
-    OPT_MAX_INSTRUCTIONS
+    OPT_MAX_INSTRUCTIONS,
+    OPT_REDIS,
+    OPT_RUN,
+    OPT_PREFIX
 };
 
 static const struct option long_options[] = {
@@ -428,6 +444,9 @@ static const struct option long_options[] = {
     {"shell", no_argument, NULL, OPT_SHELL},
     {"max-instructions", required_argument, NULL, OPT_MAX_INSTRUCTIONS},
     {"null", no_argument, NULL, '0'},
+    {"redis", required_argument, NULL, OPT_REDIS},
+    {"run", required_argument, NULL, OPT_RUN},
+    {"key-prefix", required_argument, NULL, OPT_PREFIX},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
 
@@ -445,6 +464,8 @@ typedef struct foreach_args {
     int ninputs;
     bool shell;
     unsigned long throttle, retries, batch, max_instructions;
+    const char *redis, *run, *prefix;
+    bool memory_set;
     double timeout;
     bool ordered, fail_fast, summary, restricted, force;
     rs_journal_mode journal_mode;
@@ -581,6 +602,15 @@ static int parse_options(int argc, char **argv, foreach_args *a, cli *c)
         case OPT_FORCE:
             a->force = true;
             break;
+        case OPT_REDIS:
+            a->redis = optarg;
+            break;
+        case OPT_RUN:
+            a->run = optarg;
+            break;
+        case OPT_PREFIX:
+            a->prefix = optarg;
+            break;
         case OPT_PROGRESS:
             a->progress = 1;
             break;
@@ -597,6 +627,7 @@ static int parse_options(int argc, char **argv, foreach_args *a, cli *c)
             if (!parse_bytes(optarg, &a->memory))
                 return cli_usage(cmd, "--memory-limit must be a size such as 256M or 1G, not '%s'",
                                  optarg);
+            a->memory_set = true;
             break;
         default:
             return cli_bad_option(cmd, argv, opt);
@@ -627,7 +658,17 @@ static int parse_options(int argc, char **argv, foreach_args *a, cli *c)
                               "come from --input FILE or --range");
     if (a->resume && a->resume_failed)
         return cli_usage(cmd, "--resume and --resume-failed cannot be used together");
-    if (!a->joblog && (a->resume || a->resume_failed || a->force))
+    if (!a->redis && (a->run || a->prefix))
+        return cli_usage(cmd, "--%s needs --redis URL", a->run ? "run" : "key-prefix");
+    if (a->redis && (a->restricted || a->memory_set))
+        return cli_usage(cmd, "--%s is the worker's to set in a run on Redis (runspace worker %s)",
+                         a->restricted ? "restricted" : "memory-limit",
+                         a->restricted ? "--restricted" : "--memory-limit N");
+    if (a->redis && a->resume && !a->run)
+        return cli_usage(cmd, "--resume of a run on Redis needs --run NAME");
+    if (a->redis && a->resume_failed)
+        return cli_usage(cmd, "--resume-failed cannot be used with --redis");
+    if (!a->joblog && !a->redis && (a->resume || a->resume_failed || a->force))
         return cli_usage(cmd, "--%s needs --joblog FILE",
                          a->resume          ? "resume"
                          : a->resume_failed ? "resume-failed"
@@ -652,7 +693,9 @@ static char *input_source(const cli *c, const foreach_args *a)
             bool in = strcmp(f, "-") == 0;
             char *full = in ? NULL : realpath(f, NULL); /* the same file from any directory */
             char *more = format("%s%s%s%s", where, i ? "," : "", in ? "stdin" : "file:",
-                                in ? "" : full ? full : f);
+                                in     ? ""
+                                : full ? full
+                                       : f);
             free(full);
             free(where);
             where = more;
@@ -684,9 +727,68 @@ static void journal_refused(int rc, const char *message)
         cli_error("%s", message);
 }
 
+/* Makes the run one on Redis: the variables and module files go to the workers. */
+static int set_redis(rs_foreach *fe, const foreach_args *a)
+{
+    rs_value *vars = rs_value_map();
+    for (int i = 0; vars && i < a->nvars; i++) {
+        if (rs_map_set(vars, a->vars[i].name, rs_value_copy(a->vars[i].value))) {
+            rs_value_destroy(vars);
+            vars = NULL;
+        }
+    }
+    if (!vars)
+        return RS_ENOMEM;
+    rs_redis_opts ro = {.url = a->redis,
+                        .prefix = a->prefix,
+                        .run = a->run,
+                        .resume = a->resume,
+                        .variables = vars,
+                        .modules = a->modules,
+                        .nmodules = (size_t)a->nmodules};
+    int rc = rs_foreach_set_redis(fe, &ro);
+    rs_value_destroy(vars);
+    return rc;
+}
+
+/* Whether the journal is a file the run also reads or writes otherwise: standard output
+ * (the records and the journal would overwrite each other), an input file or standard input
+ * when read (the run would read its own journal). Says so and returns true. A journal that
+ * does not exist yet is none of them. */
+static bool journal_is_in_use(const cli *c, const foreach_args *a)
+{
+    struct stat j, other;
+    if (stat(a->joblog, &j) != 0)
+        return false;
+    bool reads_stdin = !c->range && !a->ninputs;
+    for (int i = 0; !c->range && i < a->ninputs; i++)
+        reads_stdin = reads_stdin || strcmp(a->inputs[i], "-") == 0;
+    const char *what = NULL;
+    if (fstat(1, &other) == 0 && other.st_dev == j.st_dev && other.st_ino == j.st_ino)
+        what = "the standard output";
+    else if (reads_stdin && fstat(0, &other) == 0 && other.st_dev == j.st_dev &&
+             other.st_ino == j.st_ino)
+        what = "the standard input";
+    for (int i = 0; !what && !c->range && i < a->ninputs; i++) {
+        if (strcmp(a->inputs[i], "-") != 0 && stat(a->inputs[i], &other) == 0 &&
+            other.st_dev == j.st_dev && other.st_ino == j.st_ino) {
+            cli_error("the journal '%s' is also the input file '%s'; choose another file for "
+                      "the journal",
+                      a->joblog, a->inputs[i]);
+            return true;
+        }
+    }
+    if (what)
+        cli_error("the journal '%s' is also %s; choose another file for the journal", a->joblog,
+                  what);
+    return what != NULL;
+}
+
 /* Runs the for-each once everything is parsed and open; returns the exit status. */
 static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script, size_t script_len)
 {
+    if (a->joblog && journal_is_in_use(c, a))
+        return EXIT_USAGE;
     char *source = a->joblog ? input_source(c, a) : NULL;
     if (a->joblog && !source) {
         cli_error("out of memory");
@@ -708,7 +810,7 @@ static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script,
                          .on_progress = on_progress,
                          .userdata = c,
                          .journal = a->joblog,
-                         .journal_mode = a->journal_mode,
+                         .journal_mode = a->joblog ? a->journal_mode : RS_JOURNAL_NEW,
                          .journal_force = a->force,
                          .journal_source = source,
                          .on_notice = on_notice,
@@ -741,10 +843,15 @@ static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script,
         rc = rs_foreach_add_parameter(fe, a->params[i].name, a->params[i].value);
         a->params[i].value = NULL; /* taken */
     }
+    if (!rc && a->redis)
+        rc = set_redis(fe, a);
     if (rc) {
         cli_error("%s", rs_foreach_errmsg(fe));
         return EXIT_USAGE;
     }
+    if (a->redis && !a->run)
+        cli_error("run '%s' on Redis (if this submitter dies: --resume --run %s)",
+                  rs_foreach_run_name(fe), rs_foreach_run_name(fe));
 
     bar_init(&c->bar, a->progress, "foreach");
     on_stop(stop_run, fe);
@@ -760,9 +867,14 @@ static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script,
     if (started && c->heading)
         record_heading(c->format); /* no record came, and so no heading yet */
     out_flush();
+    if (a->redis && run == RS_EIO) {
+        /* Redis could not be reached, refused the password, or was lost for too long. */
+        cli_error("%s", rs_foreach_errmsg(fe));
+        return EXIT_UNAVAILABLE;
+    }
     if (!started) {
-        /* The run could not start (a module failed to load, a journal was refused): a setup
-         * error, before anything was read. */
+        /* The run could not start (a module failed to load, a journal was refused, a run on
+         * Redis refused): a setup error, before anything was read. */
         journal_refused(run, rs_foreach_errmsg(fe));
         return EXIT_USAGE;
     }

@@ -14,6 +14,8 @@ static const char usage[] = "Usage: runspace COMMAND [OPTIONS] [ARGS]\n"
                             "  joblog    print the final records of a foreach journal\n"
                             "  run       run one script and show its streams\n"
                             "  scan      scan TCP ports of hosts\n"
+                            "  worker    serve runs from Redis (foreach --redis) on this machine\n"
+                            "  runs      list or delete the runs on Redis\n"
                             "  demo      the examples, end to end, on built-in data\n"
                             "\n"
                             "  runspace COMMAND --help   options of a command\n"
@@ -44,6 +46,10 @@ int main(int argc, char **argv)
         rc = cmd_run(argc - 1, argv + 1);
     } else if (strcmp(cmd, "scan") == 0) {
         rc = cmd_scan(argc - 1, argv + 1);
+    } else if (strcmp(cmd, "worker") == 0) {
+        rc = cmd_worker(argc - 1, argv + 1);
+    } else if (strcmp(cmd, "runs") == 0) {
+        rc = cmd_runs(argc - 1, argv + 1);
     } else if (strcmp(cmd, "demo") == 0) {
         rc = cmd_demo(argc - 1, argv + 1);
     } else {

@@ -172,12 +172,14 @@ void record_heading(record_format f)
     if (f == FMT_CSV)
         out_puts("index,input,status,output,error,duration_ms,attempts,runspace\r\n");
     else if (f == FMT_TABLE)
-        out_puts("   INDEX  STATUS       TIME(ms)  RUNSPACE  INPUT                 OUTPUT / ERROR\n");
+        out_puts(
+            "   INDEX  STATUS       TIME(ms)  RUNSPACE  INPUT                 OUTPUT / ERROR\n");
 }
 
 void record_write(record_format f, const rs_foreach_record *r, progress_bar *bar)
 {
-    char num[64];
+    /* Room for every fixed part of a line with its numbers at their widest (20 digits). */
+    char num[160];
     switch (f) {
     case FMT_RAW:
         if (r->status == RS_ITEM_OK) {

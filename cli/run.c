@@ -23,6 +23,9 @@ static const char usage[] =
     "      --module PATH|NAME preload a Lua module\n"
     "      --restricted       the restricted profile\n"
     "      --memory-limit N   memory per runspace (default 1G; suffixes K, M, G)\n"
+    "      --max-instructions N\n"
+    "                         Lua instructions the script may run (default: no limit); past\n"
+    "                         it the script fails\n"
     "      --timeout SECONDS  stop the script after this long (exit 1)\n"
     "      --format FORMAT    raw (default: each output value on a line) or json (one array)\n"
     "  -v, --verbose          also show verbose and debug records, and tracebacks\n"
@@ -94,19 +97,30 @@ static void stop_script(void *ud)
     rs_ps_begin_stop(ud);
 }
 
-enum { OPT_VAR = 256, OPT_PARAM, OPT_MODULE, OPT_RESTRICTED, OPT_MEMORY, OPT_TIMEOUT, OPT_FORMAT };
+enum {
+    OPT_VAR = 256,
+    OPT_PARAM,
+    OPT_MODULE,
+    OPT_RESTRICTED,
+    OPT_MEMORY,
+    OPT_MAX_INSTRUCTIONS,
+    OPT_TIMEOUT,
+    OPT_FORMAT
+};
 
-static const struct option long_options[] = {{"file", required_argument, NULL, 'f'},
-                                             {"var", required_argument, NULL, OPT_VAR},
-                                             {"param", required_argument, NULL, OPT_PARAM},
-                                             {"module", required_argument, NULL, OPT_MODULE},
-                                             {"restricted", no_argument, NULL, OPT_RESTRICTED},
-                                             {"memory-limit", required_argument, NULL, OPT_MEMORY},
-                                             {"timeout", required_argument, NULL, OPT_TIMEOUT},
-                                             {"format", required_argument, NULL, OPT_FORMAT},
-                                             {"verbose", no_argument, NULL, 'v'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+static const struct option long_options[] = {
+    {"file", required_argument, NULL, 'f'},
+    {"var", required_argument, NULL, OPT_VAR},
+    {"param", required_argument, NULL, OPT_PARAM},
+    {"module", required_argument, NULL, OPT_MODULE},
+    {"restricted", no_argument, NULL, OPT_RESTRICTED},
+    {"memory-limit", required_argument, NULL, OPT_MEMORY},
+    {"max-instructions", required_argument, NULL, OPT_MAX_INSTRUCTIONS},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}};
 
 int cmd_run(int argc, char **argv)
 {
@@ -115,6 +129,7 @@ int cmd_run(int argc, char **argv)
     bool restricted = false, json = false;
     size_t memory = 1ull << 30;
     double timeout = 0;
+    unsigned long max_instructions = 0;
     run_cli c = {.tty = isatty(STDERR_FILENO)};
     rs_iss *iss = NULL;
     rs_runspace *rs = NULL;
@@ -182,6 +197,15 @@ int cmd_run(int argc, char **argv)
                 goto done;
             }
             break;
+        case OPT_MAX_INSTRUCTIONS:
+            if (!parse_count(optarg, 1, 1000000000000000000ul, &max_instructions)) {
+                rc = cli_usage(cmd,
+                               "--max-instructions must be a whole number from 1 to 10^18, "
+                               "not '%s'",
+                               optarg);
+                goto done;
+            }
+            break;
         case OPT_TIMEOUT:
             if (!parse_duration(optarg, DURATION_MAX, &timeout)) {
                 rc = cli_usage(cmd,
@@ -227,7 +251,7 @@ int cmd_run(int argc, char **argv)
         rc = EXIT_ITEMS_FAILED;
         goto done;
     }
-    rs_limits limits = {.memory_bytes = memory};
+    rs_limits limits = {.memory_bytes = memory, .instructions = max_instructions};
     rc = rs_iss_set_limits(iss, &limits);
     if (!rc)
         rc = rs_iss_set_host(iss, on_host_record, &c);

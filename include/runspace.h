@@ -112,7 +112,7 @@ RS_EXTERN int rs_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(v
 RS_EXTERN void rs_free(void *ptr);
 
 /* ============================================================================================
- * Values (DESIGN.md section 2)
+ * Values (docs/design.md section 2)
  *
  * Data crosses runspace boundaries by copy. A value is a tree of null, bool, int (int64),
  * double, string (length-counted bytes, may hold NULs and need not be UTF-8), array, and map
@@ -874,6 +874,116 @@ RS_EXTERN int rs_foreach_stop(rs_foreach *fe);
 RS_EXTERN int rs_foreach_stop_fd(rs_foreach *fe);
 RS_EXTERN const char *rs_foreach_errmsg(const rs_foreach *fe);
 
+/* ============================================================================================
+ * Runs that span machines (the Redis queue). A run given rs_foreach_set_redis does not run on
+ * a local pool: its script, arguments, parameters, ISS variables and module sources, timeout
+ * and retries are stored in Redis, its inputs are streamed into a Redis Stream in batches
+ * (never more than a window of undelivered items at once), and `runspace worker` processes
+ * (rs_worker_run) on any machine run them and store the records, which come back to
+ * on_record as in a local run: one per input, with the same ordering, journal, progress and
+ * summary.
+ *
+ * Delivery: each run's stream has one consumer group; a worker acknowledges a batch only
+ * after its records are stored. A worker that dies or is cut off holds its batches for at
+ * most the lease (rs_worker_opts.lease); then other workers reclaim them (XAUTOCLAIM) and
+ * run them again. Execution is therefore at least once: an item may run twice (a script with
+ * side effects must tolerate that), while records are exactly once: the submitter keeps the
+ * first record of each index and drops later ones.
+ *
+ * Keys (PREFIX defaults to "runspace:"): PREFIX run:NAME (a hash: the run), PREFIX
+ * run:NAME:work (the inputs), PREFIX run:NAME:results (the records), PREFIX run:NAME:shared
+ * (the run's shared store), PREFIX runs (the set of run names). A finished run's keys expire
+ * after ttl seconds. Everything read back from Redis is validated: an entry that is not what
+ * this version writes is dropped with a notice (or its item gets an error record), never
+ * trusted.
+ *
+ * Redis: 6.2 or later. The library speaks plain TCP (no TLS): put stunnel or an SSH tunnel
+ * in front of a Redis that is not on a private network. For no loss across a restart of
+ * Redis itself, run it with appendonly yes and appendfsync always.
+ * ========================================================================================= */
+
+typedef struct rs_redis_opts {
+    /* redis://[:PASSWORD@]HOST[:PORT][/DB] (copied). Without a password in it, the variable
+     * REDISCLI_AUTH gives one. No message ever shows the password. */
+    const char *url;
+    const char *prefix;        /* key prefix (copied); NULL: "runspace:" */
+    const char *run;           /* the run's name (copied; letters, digits, . _ -, at most 64); NULL:
+                                * one is made, see rs_foreach_run_name */
+    bool resume;               /* re-attach to the run of that name after its submitter died */
+    double retry_for;          /* seconds to keep reconnecting after Redis is lost; 0: 60 */
+    double ttl;                /* seconds a finished run's keys live; 0: 86400 (a day) */
+    const rs_value *variables; /* map of ISS variables for the workers (copied), or NULL */
+    const char *const *modules; /* module files: their source goes to the workers */
+    size_t nmodules;
+} rs_redis_opts;
+
+/* Makes fe a run on Redis (see above). Reads the module files now (RS_ENOENT / RS_EIO) and
+ * parses the URL (RS_EINVAL, with the reason in the message, never the password). The
+ * connection is made by rs_foreach_run, which then also returns RS_EIO when Redis cannot be
+ * reached, refuses the password or stays lost past retry_for, RS_EEXIST for a new run whose
+ * name is taken, and RS_ENOENT / RS_EINVAL for a resume of a run that does not exist or is
+ * another run (another script, arguments, parameters or variables). An ordered run cannot
+ * be resumed (RS_EINVAL from this call). With a resume, inputs
+ * must be re-readable, as for a journal: every input gets exactly one record across both
+ * submitters when a journal (opts.journal, RS_JOURNAL_RESUME) keeps what the first one
+ * delivered; without one, the records the first submitter delivered more than about 2
+ * seconds before it died are not delivered again. The ISS of opts (profile, memory limit) does
+ * not go to the workers: each worker runs under its own. */
+RS_EXTERN int rs_foreach_set_redis(rs_foreach *fe, const rs_redis_opts *opts);
+/* The name of the run on Redis (borrowed, valid while fe lives); NULL for a local run. */
+RS_EXTERN const char *rs_foreach_run_name(const rs_foreach *fe);
+
+typedef struct rs_worker rs_worker;
+
+typedef struct rs_worker_opts {
+    const char *url;    /* as in rs_redis_opts (copied) */
+    const char *prefix; /* NULL: "runspace:" */
+    const char *name;   /* the consumer's name; NULL: HOST-PID */
+    unsigned throttle;  /* runspaces at once; 0: the number of CPUs */
+    /* The worker's own profile and memory limit: whatever a run asks, its items run under
+     * these (a run cannot lift them). */
+    rs_profile profile;
+    size_t memory_limit; /* bytes per runspace; 0: 1 GiB */
+    double lease;        /* seconds a batch stays with a worker that does not answer; 0: 30 */
+    double retry_for;    /* as in rs_redis_opts */
+    rs_foreach_notice_fn on_notice; /* what the worker does and drops (may be NULL); on the
+                                     * thread of rs_worker_run */
+    void *userdata;
+} rs_worker_opts;
+
+/* Creates a worker (copies opts). RS_EINVAL for a URL that does not parse, a bad prefix or a
+ * negative lease: *out is then still set, so that rs_worker_errmsg can say why (without the
+ * password); destroy it (rs_worker_run refuses it with RS_EINVAL). RS_ENOMEM, RS_ESYSTEM. */
+RS_EXTERN int rs_worker_create(const rs_worker_opts *opts, rs_worker **out);
+RS_EXTERN int rs_worker_destroy(rs_worker *w); /* RS_EBUSY while it runs */
+/* Serves runs until rs_worker_stop: blocks. Returns 0 after a stop (every batch it held was
+ * finished and acknowledged), RS_EIO when Redis cannot be reached at the start or is lost for
+ * longer than retry_for. */
+RS_EXTERN int rs_worker_run(rs_worker *w);
+/* Asks the worker to take no more items, finish those it holds, and return. A second call
+ * stops the items it holds at once; they go back to Redis unacknowledged and other workers
+ * reclaim them after the lease. Thread-safe; does not block (not async-signal-safe). */
+RS_EXTERN int rs_worker_stop(rs_worker *w);
+RS_EXTERN const char *rs_worker_errmsg(const rs_worker *w);
+
+/* One run on Redis, as rs_redis_runs lists it (borrowed for the callback). */
+typedef struct rs_redis_run_info {
+    const char *name;
+    const char *state;               /* "running", "stopped", "done" */
+    uint64_t submitted, done, total; /* total: 0 while the input is still being read */
+    double created;                  /* seconds since the Unix epoch */
+    int64_t ttl;                     /* seconds until the keys expire; -1: no expiry yet */
+} rs_redis_run_info;
+
+/* Lists the runs under the prefix (url and prefix as in rs_redis_opts), calling fn once per
+ * run. RS_EINVAL for a bad URL, RS_EIO when Redis cannot be reached. */
+RS_EXTERN int rs_redis_runs(const char *url, const char *prefix,
+                            void (*fn)(const rs_redis_run_info *run, void *userdata),
+                            void *userdata, rs_errinfo *err);
+/* Deletes a run's keys (its workers drop it). RS_ENOENT when there is no such run. */
+RS_EXTERN int rs_redis_delete_run(const char *url, const char *prefix, const char *run,
+                                  rs_errinfo *err);
+
 /* What rs_journal_read found. */
 typedef struct rs_journal_summary {
     uint64_t records; /* final records: one per index that has any */
@@ -959,7 +1069,7 @@ RS_EXTERN const char *rs_jobs_errmsg(const rs_jobs *jobs);
 RS_EXTERN const char *rs_job_state_name(rs_job_state s);
 
 /* ============================================================================================
- * Network scanner (DESIGN.md section 1, rs_scan): TCP connect probes of hosts x ports,
+ * Network scanner (docs/design.md section 1, rs_scan): TCP connect probes of hosts x ports,
  * non-blocking and multiplexed with epoll, results streamed as they are decided.
  *
  * States are nmap's: open (the connection was established), closed (refused: a TCP reset or
@@ -1020,7 +1130,7 @@ typedef struct rs_scan_summary {
 RS_EXTERN int rs_scan_create(const rs_scan_opts *opts, rs_scan **out);
 /* RS_EBUSY while it runs. */
 RS_EXTERN int rs_scan_destroy(rs_scan *scan);
-/* Adds targets: a host name, an IPv4 or IPv6 address, a CIDR block ("10.0.0.0/24",
+/* Adds targets: a host name, an IPv4 or IPv6 address, a CIDR block ("192.0.2.0/24",
  * "fd00::/120"), or an IPv4 range ("127.0.0.1-20" or "10.0.0.1-10.0.1.255"). RS_EINVAL with a
  * message for a malformed or NULL spec; RS_ELIMIT past 16,777,216 targets in a scan. Names are
  * resolved when the scan runs (the first address returned is probed); one that does not
@@ -1037,8 +1147,28 @@ RS_EXTERN int rs_scan_add_targets_file(rs_scan *scan, const char *path);
  * ranges ("a-b", "5-", ""), or a NULL spec. Without any call, the seed's list: 22,80,135,139,
  * 443,445,3389,5985,5986. A port given twice is probed once. */
 RS_EXTERN int rs_scan_add_ports(rs_scan *scan, const char *spec);
-/* The number of probes the scan will make (addresses x ports, a name counting as one). */
+/* Leaves addresses out of the scan: spec is what rs_scan_add_target takes. An address, block
+ * or range excludes those addresses wherever targets include them; a name excludes a target of
+ * that name (compared without regard to case) and every address it resolves to now (this
+ * blocks for as long as the resolver takes; a name that does not resolve excludes only
+ * targets of that name). RS_EINVAL with a message for a malformed or NULL spec, RS_ENOMEM.
+ * An excluded address yields no result at all. */
+RS_EXTERN int rs_scan_add_exclude(rs_scan *scan, const char *spec);
+/* The exclusions of a file, read as rs_scan_add_targets_file reads targets (same limits and
+ * errors; messages say "exclusions file"). On any error nothing of the file is excluded. */
+RS_EXTERN int rs_scan_add_excludes_file(rs_scan *scan, const char *path);
+/* The number of probes the scan will make (addresses x ports, a name counting as one), less
+ * the excluded addresses. A name target that resolves, when the scan runs, to an excluded
+ * address still counts here. */
 RS_EXTERN uint64_t rs_scan_probe_count(const rs_scan *scan);
+/* The smallest port the scan probes above `after` (0 for the first), or 0 when there is none:
+ * `for (unsigned p = 0; (p = rs_scan_next_port(scan, p));)` walks them in order. */
+RS_EXTERN unsigned rs_scan_next_port(const rs_scan *scan, unsigned after);
+/* The lengths of the longest host and address texts this scan's results can carry, for the
+ * columns of a table. A range of more than 65,536 addresses counts as the longest text of its
+ * family; a name not resolved yet as the longest address of any family (39) until the scan
+ * has resolved it, which it has by the first result: on_result may call this. */
+RS_EXTERN void rs_scan_text_widths(const rs_scan *scan, size_t *host, size_t *address);
 /* Runs the scan until every probe is decided; results stream to on_result, always on the
  * calling thread (scans of 4,096 probes or more also run helper threads, one event loop per CPU
  * up to 8), and summary (may be NULL) gets the totals. Names are resolved (blocking) before the

@@ -24,7 +24,9 @@
  * out of the invocation, not copied). Failed or timed-out items with retries left go back to a
  * retry queue, which dispatch serves first. In completion order, records go straight to
  * on_record; in input order they wait in a reorder ring, and dispatch pauses while the oldest
- * undelivered input is a whole window behind, which bounds memory.
+ * undelivered input is a whole window behind, or while the records held for it take more
+ * than HELD_MAX bytes (outputs waiting behind one slow item), which bounds memory by count
+ * and by bytes.
  *
  * Stopping (rs_foreach_stop, or fail-fast's first failure): running batches are stopped, and
  * everything read but not finished is reported cancelled. Fail-fast acts on the worker: the
@@ -37,19 +39,31 @@
  * Journal (journal.c, when opts.journal is set): three hooks. It is opened before the reader
  * starts, and the indexes it holds are fixed from then on, so the reader asks it without a
  * lock and skips those inputs (it reads them, to keep the indexes, but they get no record;
- * ordered delivery moves next_deliver past them). emit_record appends each record to it
- * before the caller sees it. A journal that cannot be written stops the run as
- * rs_foreach_stop would (the run thread learns it from an append, the journal's thread tells
- * it through journal_failed, which takes fe->mu and never holds the journal's lock), and the
- * run ends with RS_EIO. It is closed (written and synced) after the last record.
+ * ordered delivery moves next_deliver past them). Each record is appended to it when its
+ * item completes, before the caller sees it and, in input order, before it waits in the
+ * reorder window: the journal is the durable record of what finished, whatever the order,
+ * so a crash loses at most what the journal had not synced (about 100 ms), while standard
+ * output of a crashed ordered run may lack records the journal has. A journal that cannot be
+ * written stops the run as rs_foreach_stop would (the run thread learns it from an append, the
+ * journal's thread tells it through journal_failed, which takes fe->mu and never holds the
+ * journal's lock), and the run ends with RS_EIO. It is closed (written and synced) after the last
+ * record.
+ *
+ * Redis (redisq_submit.c, when rs_foreach_set_redis was called): the items run on workers
+ * elsewhere, and rs_foreach_run hands the run to the submitter instead of the pool. The
+ * submitter reads the input on the run thread and delivers the records that come back
+ * through the remote hooks at the end of this file (foreach_int.h): the same counting,
+ * reorder window, journal and progress as a local run.
  */
 #include "common.h"
 #include "exec.h"
 #include "foreach_exec.h"
+#include "foreach_int.h"
 #include "iss.h"
 #include "journal.h"
 #include "ps_int.h"
 #include "queue.h"
+#include "redisq.h"
 #include "runspace_int.h"
 #include "sha256.h"
 #include "thread.h"
@@ -63,6 +77,10 @@
 #include <unistd.h>
 
 #define MAX_BATCH 4096
+/* In input order, new inputs wait while the records held for an earlier one take more than
+ * this (their outputs, inputs and errors, by rs__value_size): memory stays bounded when one
+ * slow item holds back many with large outputs. */
+#define HELD_MAX ((size_t)64 << 20)
 #define BATCH_TARGET_NS 2000000 /* aim for batches of about 2 ms of work */
 
 typedef struct slot {
@@ -103,8 +121,9 @@ typedef struct outcome {
 /* A record waiting for delivery in input order. */
 typedef struct held {
     bool filled;
-    outcome o;   /* its error is `error` */
-    char *error; /* owned */
+    size_t bytes; /* counted in fe->held_bytes */
+    outcome o;    /* its error is `error` */
+    char *error;  /* owned */
     rs_value *input;
     rs_value *output;
 } held;
@@ -146,6 +165,8 @@ struct rs_foreach {
     rs__journal *journal;
     atomic_uint_least64_t skipped;
 
+    rs__redisq_spec *redis; /* rs_foreach_set_redis: the run goes to Redis */
+
     /* Run thread only. */
     rs_pool *pool;
     bool own_pool;
@@ -158,10 +179,19 @@ struct rs_foreach {
     held *window;       /* ordered delivery */
     size_t window_cap;
     uint64_t next_deliver;
+    size_t held_bytes;      /* of the records in the window */
     uint64_t dispatched_hi; /* 1 + highest index dispatched */
     rs_foreach_summary sum;
     int64_t started;
 };
+
+/* Test hook: the most bytes held in a reorder window by any run (rs__foreach_test_held_peak). */
+static atomic_size_t test_held_peak;
+
+size_t rs__foreach_test_held_peak(bool reset)
+{
+    return reset ? atomic_exchange(&test_held_peak, 0) : atomic_load(&test_held_peak);
+}
 
 /* Why records are cancelled (their error), by what stopped the run. */
 #define WHY_STOP "the run was stopped before this item finished"
@@ -291,6 +321,7 @@ int rs_foreach_destroy(rs_foreach *fe)
     rs_value_destroy(fe->params);
     rs__free(fe->journal_path);
     rs__free(fe->journal_source);
+    rs__redisq_spec_free(fe->redis);
     rs__msg_free(&fe->msg);
     close(fe->stop_fd);
     rs__cond_destroy(&fe->space);
@@ -555,12 +586,21 @@ static outcome item_outcome(const rs_item_result *it, int attempts)
                      .attempts = attempts};
 }
 
-/* Hands one record to the journal and to the caller (run thread). */
+/* What emit_record does with a record: journal it, hand it to the caller, or both. */
+#define TO_JOURNAL 1u
+#define TO_CALLER 2u
+
+/* Hands one record to the journal and/or to the caller, as `to` says (run thread). */
 static void emit_record(rs_foreach *fe, uint64_t index, const rs_value *input,
-                        const rs_value *output, const outcome *o)
+                        const rs_value *output, const outcome *o, unsigned to)
 {
-    count(fe, o->status);
-    if (!fe->opts.on_record && !fe->journal)
+    if (!fe->journal)
+        to &= ~TO_JOURNAL;
+    if (to & TO_CALLER)
+        count(fe, o->status);
+    else if (!to)
+        return;
+    if (!fe->opts.on_record && !(to & TO_JOURNAL))
         return;
     /* Records without outputs still get an (empty) array; NULL only when out of memory. */
     rs_value *none = output ? NULL : rs_value_array();
@@ -581,9 +621,9 @@ static void emit_record(rs_foreach *fe, uint64_t index, const rs_value *input,
                              .attempts = o->attempts,
                              .start = o->start};
     /* The journal first: a record is on its way to the disk before anyone sees it. */
-    if (fe->journal && rs__journal_append(fe->journal, &rec))
+    if ((to & TO_JOURNAL) && rs__journal_append(fe->journal, &rec))
         journal_failed(fe);
-    if (fe->opts.on_record)
+    if ((to & TO_CALLER) && fe->opts.on_record)
         fe->opts.on_record(&rec, fe->opts.userdata);
     rs_value_destroy(none);
     rs_value_destroy(null_input);
@@ -617,7 +657,8 @@ static void flush_window(rs_foreach *fe)
         if (!h->filled)
             break;
         h->o.error = h->error;
-        emit_record(fe, fe->next_deliver, h->input, h->output, &h->o);
+        emit_record(fe, fe->next_deliver, h->input, h->output, &h->o, TO_CALLER);
+        fe->held_bytes -= h->bytes;
         rs_value_destroy(h->input);
         rs_value_destroy(h->output);
         rs__free(h->error);
@@ -632,13 +673,23 @@ static void deliver(rs_foreach *fe, uint64_t index, rs_value *input, rs_value *o
                     const outcome *o)
 {
     if (!fe->window) {
-        emit_record(fe, index, input, output, o);
+        emit_record(fe, index, input, output, o, TO_JOURNAL | TO_CALLER);
         rs_value_destroy(input);
         rs_value_destroy(output);
         return;
     }
+    /* Journaled now, as it completes; handed over when its turn comes. */
+    emit_record(fe, index, input, output, o, TO_JOURNAL);
     held *h = &fe->window[index % fe->window_cap];
+    size_t bytes = sizeof *h + (input ? rs__value_size(input) : 0) +
+                   (output ? rs__value_size(output) : 0) + (o->error ? strlen(o->error) + 1 : 0);
+    fe->held_bytes += bytes;
+    size_t peak = atomic_load_explicit(&test_held_peak, memory_order_relaxed);
+    while (fe->held_bytes > peak &&
+           !atomic_compare_exchange_weak(&test_held_peak, &peak, fe->held_bytes))
+        continue;
     *h = (held){.filled = true,
+                .bytes = bytes,
                 .o = *o,
                 .error = o->error ? rs__strdup(o->error) : NULL,
                 .input = input,
@@ -752,6 +803,15 @@ static bool ring_head_fits(const rs_foreach *fe, size_t span)
            (!fe->window || fe->ring.items[fe->ring.head].index < fe->next_deliver + span);
 }
 
+/* Whether a new input may be dispatched (ring_head_fits within half the window), and in
+ * input order only while the held records take at most HELD_MAX bytes. The input that holds
+ * them back was dispatched before them (the ring is in input order), so it is running or
+ * waits for a retry, which is always dispatched: the pause cannot last forever. */
+static bool may_dispatch_new(const rs_foreach *fe)
+{
+    return ring_head_fits(fe, fe->window_cap / 2) && (!fe->window || fe->held_bytes <= HELD_MAX);
+}
+
 /* Fills a free slot from the retry queue and the ring and begins it (fe->mu held; released
  * while beginning, and while delivering the records of inputs that need no runspace). Returns
  * whether it took anything: if it did, it may have released the lock, and the caller must look
@@ -764,7 +824,7 @@ static bool dispatch(rs_foreach *fe, slot *s)
     /* The lock is released while records are delivered: a stop or a fail-fast failure may come
      * meanwhile, and what is taken after it would run although it is due to be cancelled. */
     while (n < want && !fe->stopping && !atomic_load(&fe->stop_requested) &&
-           (fe->retry.count || ring_head_fits(fe, fe->window_cap / 2))) {
+           (fe->retry.count || may_dispatch_new(fe))) {
         pending p = fe->retry.count ? ring_pop(&fe->retry) : ring_pop(&fe->ring);
         took = true;
         if (p.error) { /* an input that could not be read: its record needs no runspace */
@@ -889,12 +949,12 @@ static void collect_streaming(rs_foreach *fe, slot *s, rs_value *out, rs_value *
         if (count && rs__array_reserve(fe->view, count)) {
             o.status = RS_ITEM_ERROR;
             o.error = "out of memory";
-            emit_record(fe, s->index[j], input, NULL, &o);
+            emit_record(fe, s->index[j], input, NULL, &o, TO_JOURNAL | TO_CALLER);
             continue;
         }
         for (size_t k = 0; k < count; k++) /* cannot fail: reserved */
             rs_array_push(fe->view, rs_array_get(out, it.output_first + k));
-        emit_record(fe, s->index[j], input, fe->view, &o);
+        emit_record(fe, s->index[j], input, fe->view, &o, TO_JOURNAL | TO_CALLER);
         while (rs_array_len(fe->view)) /* give the loans back, without freeing them */
             rs_array_take(fe->view, rs_array_len(fe->view) - 1);
     }
@@ -1123,6 +1183,31 @@ static slot *free_slot(rs_foreach *fe)
     return NULL;
 }
 
+/* The end of a run, local or remote: the rest of the reorder window is delivered, the journal
+ * written and synced, the summary filled, and the stop (if any) used up. Returns the
+ * journal's error, or 0. */
+static int end_run(rs_foreach *fe, rs_foreach_summary *summary)
+{
+    flush_window(fe);
+    teardown(fe);
+    /* Every record has been appended: the rest is written and synced now. */
+    int journal_rc = rs__journal_close(fe->journal, &fe->sum.unjournaled, &fe->msg);
+    fe->journal = NULL;
+    fe->sum.skipped = atomic_load(&fe->skipped);
+    fe->sum.elapsed = (double)(rs__now_ns() - fe->started) * 1e-9;
+    fe->sum.success_rate =
+        fe->sum.total ? 100.0 * (double)fe->sum.succeeded / (double)fe->sum.total : 100.0;
+    if (summary)
+        *summary = fe->sum;
+    rs__mutex_lock(&fe->mu);
+    atomic_store(&fe->stop_requested, false);
+    uint64_t drained;
+    while (read(fe->stop_fd, &drained, sizeof drained) > 0)
+        continue;
+    rs__mutex_unlock(&fe->mu);
+    return journal_rc;
+}
+
 int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
 {
     if (!fe)
@@ -1135,10 +1220,20 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
     fe->batch = 1;
     fe->ns_per_item = 0;
     fe->next_deliver = fe->dispatched_hi = fe->read_count = 0;
+    fe->held_bytes = 0;
     fe->reader_done = fe->run_waiting = fe->journal_failed = false;
     atomic_store(&fe->cancel_why, NULL);
     fe->done = NULL;
     atomic_store(&fe->skipped, 0);
+    if (fe->redis) {
+        int rrc = fe->exec ? rs__msg_set(&fe->msg, RS_EINVAL,
+                                         "an external command per item does not run on Redis "
+                                         "workers: give them a script (exec{...} runs a command "
+                                         "from one)")
+                           : rs__redisq_submit(fe, fe->redis, summary);
+        atomic_store(&fe->running, false);
+        return rrc;
+    }
     /* A stop requested before the run ends it at once: the reader quits before its first
      * call, so that nothing is read. */
     bool stopped = atomic_load(&fe->stop_requested); /* rs_foreach_stop ended this run */
@@ -1200,7 +1295,7 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
             rs__mutex_lock(&fe->mu);
             continue;
         }
-        if (!fe->stopping && (fe->retry.count || ring_head_fits(fe, fe->window_cap / 2))) {
+        if (!fe->stopping && (fe->retry.count || may_dispatch_new(fe))) {
             slot *s = free_slot(fe);
             if (s && dispatch(fe, s))
                 continue; /* it took inputs, and may have released the lock */
@@ -1213,28 +1308,118 @@ int rs_foreach_run(rs_foreach *fe, rs_foreach_summary *summary)
     }
     rs__mutex_unlock(&fe->mu);
     rs__thread_join(fe->reader);
-    flush_window(fe);
-    teardown(fe);
-    /* Every record has been appended: the rest is written and synced now. */
-    int journal_rc = rs__journal_close(fe->journal, &fe->sum.unjournaled, &fe->msg);
-    fe->journal = NULL;
-    fe->sum.skipped = atomic_load(&fe->skipped);
-
-    fe->sum.elapsed = (double)(rs__now_ns() - fe->started) * 1e-9;
-    fe->sum.success_rate =
-        fe->sum.total ? 100.0 * (double)fe->sum.succeeded / (double)fe->sum.total : 100.0;
-    if (summary)
-        *summary = fe->sum;
-    /* The stop (if any) is used up by this run. */
-    rs__mutex_lock(&fe->mu);
-    atomic_store(&fe->stop_requested, false);
-    uint64_t drained;
-    while (read(fe->stop_fd, &drained, sizeof drained) > 0)
-        continue;
-    rs__mutex_unlock(&fe->mu);
+    int journal_rc = end_run(fe, summary);
     atomic_store(&fe->running, false);
     if (journal_rc)
         return journal_rc; /* its message is set */
+    if (stopped)
+        return rs__msg_set(&fe->msg, RS_ESTOPPED, "the run was stopped");
+    return 0;
+}
+
+/* ---- the remote hooks (foreach_int.h) ----------------------------------------------------- */
+
+const char *rs_foreach_run_name(const rs_foreach *fe)
+{
+    return fe && fe->redis ? fe->redis->run : NULL;
+}
+
+int rs__foreach_set_redis_spec(rs_foreach *fe, rs__redisq_spec *spec)
+{
+    if (atomic_load(&fe->running)) {
+        rs__redisq_spec_free(spec);
+        return rs__msg_set(&fe->msg, RS_EBUSY, "the run is in progress");
+    }
+    rs__redisq_spec_free(fe->redis);
+    fe->redis = spec;
+    return 0;
+}
+
+void rs__foreach_what(rs_foreach *fe, rs__foreach_what_t *w)
+{
+    *w = (rs__foreach_what_t){.script = fe->script,
+                              .script_len = fe->script_len,
+                              .script_name = fe->script_name,
+                              .command = fe->command,
+                              .args = fe->args,
+                              .params = fe->params,
+                              .opts = &fe->opts,
+                              .msg = &fe->msg};
+}
+
+int rs__foreach_remote_begin(rs_foreach *fe, size_t window)
+{
+    fe->reader_quit = fe->stopping = false;
+    if (!fe->script && !fe->command)
+        return rs__msg_set(&fe->msg, RS_EINVAL, "nothing to run: set a script or a command");
+    if (fe->opts.ordered) {
+        fe->window_cap = window;
+        fe->window = rs__calloc(window, sizeof *fe->window);
+        if (!fe->window)
+            return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
+    }
+    int rc = fe->opts.journal ? open_journal(fe) : 0;
+    if (rc) {
+        teardown(fe);
+        return rc;
+    }
+    return 0;
+}
+
+bool rs__foreach_remote_journaled(rs_foreach *fe, uint64_t index)
+{
+    return fe->journal && rs__journal_done(fe->journal, index);
+}
+
+void rs__foreach_remote_skip(rs_foreach *fe)
+{
+    atomic_fetch_add(&fe->skipped, 1);
+}
+
+void rs__foreach_remote_deliver(rs_foreach *fe, uint64_t index, rs_value *input, rs_value *output,
+                                const rs__remote_outcome *ro)
+{
+    outcome o = {.status = ro->status,
+                 .error = ro->error,
+                 .duration = ro->duration,
+                 .start = ro->start,
+                 .runspace_id = ro->runspace_id,
+                 .attempts = ro->attempts};
+    deliver(fe, index, input, output, &o);
+}
+
+void rs__foreach_remote_progress(rs_foreach *fe)
+{
+    report_progress(fe);
+}
+
+uint64_t rs__foreach_remote_next_deliver(const rs_foreach *fe)
+{
+    return fe->window ? fe->next_deliver : UINT64_MAX;
+}
+
+bool rs__foreach_remote_stopping(rs_foreach *fe, bool *journal_failed)
+{
+    rs__mutex_lock(&fe->mu);
+    bool stop = fe->stopping || atomic_load(&fe->stop_requested);
+    *journal_failed = fe->journal_failed;
+    rs__mutex_unlock(&fe->mu);
+    return stop;
+}
+
+uint64_t rs__foreach_remote_delivered(const rs_foreach *fe)
+{
+    return fe->sum.total;
+}
+
+int rs__foreach_remote_end(rs_foreach *fe, rs_foreach_summary *summary, int rc)
+{
+    bool stopped = atomic_load(&fe->stop_requested);
+    int journal_rc = end_run(fe, summary);
+    if (journal_rc)
+        return journal_rc;
+    if (rc)
+        return rc;
     if (stopped)
         return rs__msg_set(&fe->msg, RS_ESTOPPED, "the run was stopped");
     return 0;

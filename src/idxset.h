@@ -18,6 +18,7 @@ typedef struct rs__idxset {
     struct rs__idxchunk **chunks;
     size_t n;
     uint64_t count; /* indexes in the set */
+    size_t bytes;   /* of memory it holds (its table and its chunks), for tests and figures */
 } rs__idxset;
 
 bool rs__idxset_has(const rs__idxset *s, uint64_t i);

@@ -416,6 +416,19 @@ static rs__exec *hook_context(lua_State *L)
     return ex;
 }
 
+/* Raises an interruption from inside one of our hooks. Lua calls hooks with hooks off, and a
+ * message handler (xpcall's, the runner's) that the error meets runs before the error unwinds,
+ * so it would run with hooks off too: a handler that loops would be reached only by a break-in,
+ * once for each of the up to 200 nested calls of the handler that each new interruption makes.
+ * Hooks are allowed again first, so the hook, still armed, interrupts such a handler at once;
+ * the protected call that catches the error puts the flag back as it was. */
+static void raise_from_hook(lua_State *L, rs__exec *ex, int why)
+{
+    if (allowhook_offset >= 0)
+        *allowhook_of(L, allowhook_offset) = 1;
+    rs__exec_raise(L, ex, why);
+}
+
 static void interrupt_hook(lua_State *L, lua_Debug *ar)
 {
     RS__UNUSED(ar);
@@ -432,7 +445,7 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
     }
     ex->in_hook = 0;
     if (why)
-        rs__exec_raise(L, ex, why);
+        raise_from_hook(L, ex, why);
 }
 
 static void budget_hook(lua_State *L, lua_Debug *ar)
@@ -453,7 +466,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     }
     ex->in_hook = 0;
     if (why)
-        rs__exec_raise(L, ex, why);
+        raise_from_hook(L, ex, why);
 }
 
 int rs__exec_charge(rs__exec *ex, uint64_t work)

@@ -414,6 +414,8 @@ static int read_records(rs__journal *j, const rs__journal_spec *spec, rs__lines 
         int status;
         char why[256];
         rc = rs__journal_record_head(line, len, &index, &status, why);
+        if (rc == RS__JOURNAL_BLANK)
+            continue;
         if (rc == RS_ENOMEM)
             return rs__msg_set(msg, RS_ENOMEM, "out of memory");
         if (rc)
@@ -423,8 +425,10 @@ static int read_records(rs__journal *j, const rs__journal_spec *spec, rs__lines 
         /* The latest line for an index is its record. */
         bool done = spec->mode == RS_JOURNAL_RESUME_FAILED ? status == RS_ITEM_OK
                                                            : status != RS_ITEM_CANCELLED;
-        if (rs__idxset_put(&j->done, index, done))
-            return rs__msg_set(msg, RS_ENOMEM, "out of memory");
+        rc = rs__idxset_put(&j->done, index, done);
+        if (rc)
+            return rs__msg_set(msg, rc, "%s",
+                               rc == RS_ENOMEM ? "out of memory" : "an index is out of range");
         (*records)++;
     }
     if (rc < 0)
@@ -432,18 +436,35 @@ static int read_records(rs__journal *j, const rs__journal_spec *spec, rs__lines 
     return 0;
 }
 
-/* Opens (creating it if need be), checks and locks the file. */
+#define NOT_REGULAR                                                                                \
+    "the journal '%s' is not a regular file (a journal must be one, to be read back and synced)"
+
+/* Opens (creating it if need be), checks and locks the file. What exists and is not a
+ * regular file (a device, a FIFO, a directory) is refused before it is opened read-write,
+ * since opening some devices so has effects of its own; the check is made again on the open
+ * file, for what changed in between. A dangling symbolic link is a missing journal: the file
+ * it names is created. */
 static int open_file(rs__journal *j, bool *created, struct stat *st, rs__msg *msg)
 {
     /* O_NONBLOCK: opening a FIFO or a device must not wait; it is refused below. */
     int flags = O_RDWR | O_APPEND | O_CLOEXEC | O_NONBLOCK;
     *created = false;
+    if (stat(j->path, st) == 0 && !S_ISREG(st->st_mode))
+        return rs__msg_set(msg, RS_EINVAL, NOT_REGULAR, j->path);
     j->fd = open(j->path, flags);
     if (j->fd < 0 && errno == ENOENT) {
         j->fd = open(j->path, flags | O_CREAT | O_EXCL, 0666);
         *created = j->fd >= 0;
-        if (j->fd < 0 && errno == EEXIST)
+        if (j->fd < 0 && errno == EEXIST) {
+            struct stat link;
             j->fd = open(j->path, flags);
+            if (j->fd < 0 && errno == ENOENT && lstat(j->path, &link) == 0 &&
+                S_ISLNK(link.st_mode)) {
+                /* A dangling link (O_EXCL does not follow one): create what it names. */
+                j->fd = open(j->path, flags | O_CREAT, 0666);
+                *created = j->fd >= 0;
+            }
+        }
     }
     if (j->fd < 0)
         return rs__msg_set(msg, RS_ESYSTEM, "cannot open the journal '%s': %s", j->path,
@@ -452,10 +473,7 @@ static int open_file(rs__journal *j, bool *created, struct stat *st, rs__msg *ms
         return rs__msg_set(msg, RS_ESYSTEM, "cannot open the journal '%s': %s", j->path,
                            strerror(errno));
     if (!S_ISREG(st->st_mode))
-        return rs__msg_set(msg, RS_EINVAL,
-                           "the journal '%s' is not a regular file (a journal must be one, to "
-                           "be read back and synced)",
-                           j->path);
+        return rs__msg_set(msg, RS_EINVAL, NOT_REGULAR, j->path);
     fcntl(j->fd, F_SETFL, flags & ~O_NONBLOCK);
     if (flock(j->fd, LOCK_EX | LOCK_NB) != 0)
         return rs__msg_set(msg, errno == EWOULDBLOCK ? RS_EBUSY : RS_ESYSTEM,
@@ -465,12 +483,16 @@ static int open_file(rs__journal *j, bool *created, struct stat *st, rs__msg *ms
     return 0;
 }
 
-/* Whether text[0..len) could be the start of a header cut short (a crash while the journal
- * was created): a prefix of the header's opening, or more of it without a newline. */
+/* Whether text[0..len) (a first line without its newline) is a header cut short by a crash
+ * while the journal was created: at least the magic, and no less, of the opening that every
+ * header of this format has. The header goes to the file in one write(2) of a few hundred
+ * bytes, so a crash leaves all of it, none, or a part cut at a block boundary (well past the
+ * magic); a shorter text such as "{" is some other file's, and is left as it was. */
 static bool torn_header(const char *text, size_t len)
 {
-    size_t m = sizeof RS__JOURNAL_MAGIC - 1;
-    return memcmp(text, RS__JOURNAL_MAGIC, len < m ? len : m) == 0;
+    static const char opening[] = RS__JOURNAL_MAGIC "1,\"created\":";
+    size_t m = sizeof RS__JOURNAL_MAGIC - 1, o = sizeof opening - 1;
+    return len >= m && memcmp(text, opening, len < o ? len : o) == 0;
 }
 
 /* Validates, reads and prepares the open file (see rs_journal_mode). */

@@ -7,6 +7,7 @@
 #include "journal_int.h"
 
 #include "json.h"
+#include "json_check.h"
 #include "thread.h"
 
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #define READ_CHUNK ((size_t)1 << 20)
+#define READ_AHEAD ((size_t)16 << 20) /* asked of the disk beyond what was read */
 
 static const char *const status_names[] = {"ok", "error", "timeout", "cancelled"};
 
@@ -66,6 +68,13 @@ int rs__lines_next(rs__lines *l, char **line, size_t *len, bool *complete, uint6
         }
         ssize_t got = read(l->fd, l->buf + l->end, l->cap - l->end - 1);
         if (got > 0) {
+            /* Ask for what comes after this read now, without waiting for it: the disk
+             * reads ahead while the lines just read are checked. */
+            uint64_t next = l->base + l->end + (uint64_t)got;
+            if (next >= l->ahead) {
+                posix_fadvise(l->fd, (off_t)next, (off_t)READ_AHEAD, POSIX_FADV_WILLNEED);
+                l->ahead = next + READ_AHEAD / 2;
+            }
             l->end += (size_t)got;
         } else if (got == 0) {
             l->eof = true;
@@ -78,44 +87,118 @@ int rs__lines_next(rs__lines *l, char **line, size_t *len, bool *complete, uint6
 
 /* ---- record lines --------------------------------------------------------------------------- */
 
-/* Parses the head of a record line as this file writes it, {"index":N,"status":"S", and
- * checks that the line ends an object. False for anything else (the caller then asks a JSON
- * parser). */
-static bool parse_head(const char *p, size_t len, uint64_t *index, int *status)
+/* Parses the head of a record line as this file writes it, {"index":N,"status":"S".
+ * Returns 1 with *index and *status set, -1 when N is a number of digits above
+ * RS__IDXSET_MAX (however many), or 0 for anything else (the caller then asks a JSON
+ * parser). It does not look past the head: the caller checks the whole line. */
+static int parse_head(const char *p, size_t len, uint64_t *index, int *status)
 {
     static const char a[] = "{\"index\":", b[] = ",\"status\":\"";
     size_t i = sizeof a - 1;
-    if (len < i + 1 || memcmp(p, a, i) != 0 || p[len - 1] != '}')
-        return false;
+    if (len < i + 1 || memcmp(p, a, i) != 0)
+        return 0;
     uint64_t v = 0;
+    bool above = false;
     size_t first = i;
     for (; i < len && p[i] >= '0' && p[i] <= '9'; i++) {
-        if (v > RS__IDXSET_MAX)
-            return false;
         v = v * 10 + (uint64_t)(p[i] - '0');
-    }
-    if (i == first || (p[first] == '0' && i > first + 1))
-        return false;
-    if (len - i < sizeof b - 1 || memcmp(p + i, b, sizeof b - 1) != 0)
-        return false;
-    i += sizeof b - 1;
-    for (int k = 0; k < 4; k++) {
-        size_t n = strlen(status_names[k]);
-        if (len - i > n && memcmp(p + i, status_names[k], n) == 0 && p[i + n] == '"') {
-            *index = v;
-            *status = k;
-            return true;
+        if (v > RS__IDXSET_MAX) {
+            above = true; /* stays above: no overflow past this point matters */
+            v = RS__IDXSET_MAX + 1;
         }
     }
-    return false;
+    if (i == first || (p[first] == '0' && i > first + 1))
+        return 0;
+    if (i < len && (p[i] == '.' || p[i] == 'e' || p[i] == 'E'))
+        return 0;
+    if (above)
+        return -1;
+    if (len - i < sizeof b - 1 || memcmp(p + i, b, sizeof b - 1) != 0)
+        return 0;
+    i += sizeof b - 1;
+    static const size_t name_len[] = {2, 5, 7, 9}; /* of status_names */
+    for (int k = 0; k < 4; k++) {
+        size_t n = name_len[k];
+        if (len - i > n && p[i] == status_names[k][0] && memcmp(p + i, status_names[k], n) == 0 &&
+            p[i + n] == '"') {
+            *index = v;
+            *status = k;
+            return 1;
+        }
+    }
+    return 0;
 }
 
-/* The index and status of a record line: the fast head, or else the whole line as JSON.
- * *rec (may be NULL) gets the decoded line (a map) when it was decoded. 0, RS_EINVAL with
- * the reason in why (256 bytes), or RS_ENOMEM. */
+/* Whether a line holds nothing but blanks. */
+static bool blank(const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+            return false;
+    }
+    return true;
+}
+
+/* Whether the line is valid JSON in the shape the journal writes a record: its keys, in
+ * their order and without blanks, each with one value that rs__json_check_prefix takes.
+ * The fixed text is compared, not parsed, and only the values are checked, which makes the
+ * check of a resume's ten million lines several times faster than a check of every byte.
+ * False for any other line (the whole line is then checked). */
+/* Whether q[0..n) is lit[0..n), for a literal of 8 to 16 bytes: two loads of 8 bytes each
+ * side, inlined (a call to memcmp per key costs more than the rest of the check). */
+static inline bool same8_16(const char *q, const char *lit, size_t n)
+{
+    uint64_t a, b, c, d;
+    memcpy(&a, q, 8);
+    memcpy(&b, lit, 8);
+    memcpy(&c, q + n - 8, 8);
+    memcpy(&d, lit + n - 8, 8);
+    return a == b && c == d;
+}
+
+static bool record_shape(const char *p, size_t len)
+{
+    const char *q = p, *end = p + len;
+    size_t used;
+/* The key (a literal: its comparison is inlined), then one value. */
+#define KEY_VALUE(key)                                                                             \
+    ((size_t)(end - q) > sizeof key - 1 && same8_16(q, key, sizeof key - 1) &&                     \
+     (q += sizeof key - 1, rs__json_check_prefix(q, (size_t)(end - q), &used)) &&                  \
+     (q += used, true))
+    bool ok = KEY_VALUE("{\"index\":") && KEY_VALUE(",\"status\":") && KEY_VALUE(",\"start\":") &&
+              KEY_VALUE(",\"input\":") && KEY_VALUE(",\"output\":") && KEY_VALUE(",\"error\":") &&
+              KEY_VALUE(",\"duration_ms\":") && KEY_VALUE(",\"attempts\":") &&
+              KEY_VALUE(",\"runspace\":");
+#undef KEY_VALUE
+    return ok && end - q == 1 && *q == '}';
+}
+
+#define INDEX_RANGE "its index is not from 0 to 2^36"
+
+/* The one rule of what a record line is, for a resume and for rs_journal_read alike: a
+ * blank line is no record (RS__JOURNAL_BLANK); anything else must be a JSON object that
+ * rs_json_decode takes, with an integer "index" from 0 to 2^36 and a "status" that is one of
+ * the four. The whole line is checked by rs__json_check (one pass, no allocation: a resume
+ * of ten million lines stays fast), so a line that a full decode refuses -- bytes that are
+ * not UTF-8, a NUL or zeros left by a power loss, a line that merely starts and ends like a
+ * record -- is refused here too. The head is then read as the journal writes it, or, for
+ * lines written by other hands, from the decoded line. */
 int rs__journal_record_head(const char *p, size_t len, uint64_t *index, int *status, char *why)
 {
-    if (parse_head(p, len, index, status))
+    if (blank(p, len))
+        return RS__JOURNAL_BLANK;
+    int head = parse_head(p, len, index, status);
+    if (head < 0) {
+        snprintf(why, 256, INDEX_RANGE);
+        return RS_EINVAL;
+    }
+    size_t at;
+    const char *what;
+    if (!record_shape(p, len) && !rs__json_check(p, len, &at, &what)) {
+        snprintf(why, 256, "it is not valid JSON (%s at byte %zu)", what, at + 1);
+        return RS_EINVAL;
+    }
+    if (head > 0)
         return 0;
     rs_value *v = NULL;
     rs_errinfo err;
@@ -129,11 +212,15 @@ int rs__journal_record_head(const char *p, size_t len, uint64_t *index, int *sta
     int k = 0;
     while (k < 4 && strcmp(s, status_names[k]) != 0)
         k++;
+    rs_type it = rs_value_type(iv);
     rc = RS_EINVAL;
-    if (rs_value_type(v) != RS_TMAP || rs_value_type(iv) != RS_TINT)
+    if (rs_value_type(v) != RS_TMAP)
+        snprintf(why, 256, "it is not a JSON object");
+    else if (it != RS_TINT && it != RS_TDOUBLE)
         snprintf(why, 256, "it has no index");
-    else if (rs_value_get_int(iv) < 0 || (uint64_t)rs_value_get_int(iv) > RS__IDXSET_MAX)
-        snprintf(why, 256, "its index is not from 0 to 2^36");
+    else if (it == RS_TDOUBLE || rs_value_get_int(iv) < 0 ||
+             (uint64_t)rs_value_get_int(iv) > RS__IDXSET_MAX)
+        snprintf(why, 256, INDEX_RANGE);
     else if (k == 4)
         snprintf(why, 256, "it has no status ok, error, timeout or cancelled");
     else
@@ -324,26 +411,66 @@ int rs__journal_encode_record(rs__buf *b, const rs_foreach_record *r, rs__second
 static const char *const run_fields[] = {"script",  "command", "arguments", "parameters",
                                          "session", "timeout", "retries",   "source"};
 
+/* A name (the input source, the command) as the header holds it: valid UTF-8 that says
+ * every byte, so that a name that is not UTF-8 (a path is any bytes) is neither refused nor
+ * repaired into one that another name shares. A backslash becomes "\\", a byte that is not
+ * part of valid UTF-8 "\xNN" (two hex digits), everything else stays: one name, one text,
+ * and the same text each time, so the header of a resume compares like with like. NULL for
+ * NULL, or when out of memory (*oom set). */
+static rs_value *name_value(const char *name, bool *oom)
+{
+    if (!name)
+        return rs_value_null();
+    rs__buf b = {0};
+    size_t len = strlen(name);
+    int rc = 0;
+    for (size_t i = 0; !rc && i < len;) {
+        size_t at, n = len - i;
+        if (rs__json_check_utf8(name + i, n, &at)) {
+            at = n;
+        }
+        /* name[i..i+at) is valid UTF-8; backslashes in it are doubled. */
+        for (size_t k = 0; !rc && k < at; k++) {
+            rc =
+                name[i + k] == '\\' ? rs__buf_append(&b, "\\\\", 2) : rs__buf_putc(&b, name[i + k]);
+        }
+        i += at;
+        if (!rc && i < len) {
+            char esc[5];
+            snprintf(esc, sizeof esc, "\\x%02x", (unsigned char)name[i]);
+            rc = rs__buf_append(&b, esc, 4);
+            i++;
+        }
+    }
+    rs_value *v = rc ? NULL : rs_value_stringn(b.data ? b.data : "", b.len);
+    rs__buf_free(&b);
+    if (!v)
+        *oom = true;
+    return v;
+}
+
 rs_value *rs__journal_header(const rs__journal_spec *spec)
 {
     rs_value *h = rs_value_map();
-    const char *texts[] = {spec->script, spec->command, spec->arguments, spec->parameters,
-                           spec->session};
+    const char *texts[] = {spec->script, NULL, spec->arguments, spec->parameters, spec->session};
+    bool oom = false;
     int rc = h ? 0 : RS_ENOMEM;
     if (!rc)
         rc = rs_map_set(h, "runspace_journal", rs_value_int(RS__JOURNAL_FORMAT));
     if (!rc)
         rc = rs_map_set(h, "created", rs_value_double(floor(rs__wall_time() * 1e3) / 1e3));
     if (!rc)
-        rc =
-            rs_map_set(h, "source", spec->source ? rs_value_string(spec->source) : rs_value_null());
+        rc = rs_map_set(h, "source", name_value(spec->source, &oom));
     for (size_t i = 0; !rc && i < RS__ARRAY_SIZE(texts); i++)
-        rc = rs_map_set(h, run_fields[i], texts[i] ? rs_value_string(texts[i]) : rs_value_null());
+        rc = rs_map_set(h, run_fields[i],
+                        i == 1     ? name_value(spec->command, &oom)
+                        : texts[i] ? rs_value_string(texts[i])
+                                   : rs_value_null());
     if (!rc)
         rc = rs_map_set(h, "timeout", rs_value_double(spec->timeout));
     if (!rc)
         rc = rs_map_set(h, "retries", rs_value_int(spec->retries));
-    if (rc) {
+    if (rc || oom) {
         rs_value_destroy(h);
         return NULL;
     }
@@ -405,16 +532,36 @@ int rs__journal_check_format(const char *path, const rs_value *h, rs__msg *msg)
     return 0;
 }
 
+static bool is_number(const rs_value *v)
+{
+    return rs_value_type(v) == RS_TINT || rs_value_type(v) == RS_TDOUBLE;
+}
+
+/* Numbers compare by value, whatever their type: a header written by hand (or by another
+ * JSON tool) may say 0 where this one wrote 0.0, and means the same; and they are shown the
+ * way this run's header shows its own, as doubles for the timeout and integers for the
+ * retries. */
 bool rs__journal_same_run(const rs_value *h, const rs_value *now, char *why)
 {
     for (size_t i = 0; i < RS__ARRAY_SIZE(run_fields); i++) {
         const rs_value *a = rs_map_get(h, run_fields[i]);
         const rs_value *b = rs_map_get(now, run_fields[i]);
-        rs_value *null = a ? NULL : rs_value_null();
-        bool same = rs_value_equal(a ? a : null, b);
+        rs_value *shown = NULL;
+        bool same;
+        if (is_number(a) && is_number(b)) {
+            double x = rs_value_get_double(a);
+            same = x == rs_value_get_double(b);
+            if (rs_value_type(a) != rs_value_type(b))
+                shown = rs_value_type(b) == RS_TDOUBLE || x != floor(x) || fabs(x) > 9e18
+                            ? rs_value_double(x)
+                            : rs_value_int((int64_t)x);
+        } else {
+            shown = a ? NULL : rs_value_null();
+            same = rs_value_equal(a ? a : shown, b);
+        }
         if (!same)
-            describe_difference(run_fields[i], a ? a : null, b, why);
-        rs_value_destroy(null);
+            describe_difference(run_fields[i], shown ? shown : a, b, why);
+        rs_value_destroy(shown);
         if (!same)
             return false;
     }

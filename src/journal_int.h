@@ -21,6 +21,7 @@ typedef struct rs__lines {
     size_t cap, start, end; /* the unread bytes are buf[start..end) */
     size_t scanned;         /* bytes after start known to hold no newline */
     uint64_t base;          /* the file offset of buf[0] */
+    uint64_t ahead;         /* read-ahead was asked up to about here */
     bool eof;
     uint64_t number; /* of the line last returned, from 1 */
 } rs__lines;
@@ -32,9 +33,10 @@ typedef struct rs__lines {
 int rs__lines_next(rs__lines *l, char **line, size_t *len, bool *complete, uint64_t *offset,
                    int *err);
 
-/* The index and status (rs_item_status) of a record line: its head as the journal writes it,
- * or else the whole line as JSON. 0, RS_EINVAL with the reason in why (256 bytes), or
- * RS_ENOMEM. */
+/* The index and status (rs_item_status) of a record line (journal_format.c states the rule):
+ * 0, RS__JOURNAL_BLANK for a blank line (no record; skipped), RS_EINVAL with the reason in
+ * why (256 bytes), or RS_ENOMEM. */
+#define RS__JOURNAL_BLANK 1
 int rs__journal_record_head(const char *p, size_t len, uint64_t *index, int *status, char *why);
 
 /* The text of the whole seconds of the last start time written: records that start within

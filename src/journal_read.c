@@ -124,6 +124,8 @@ static int head_of(reading *r, const char *line, size_t len, uint64_t number, ui
 {
     char why[256];
     int rc = rs__journal_record_head(line, len, index, status, why);
+    if (rc == RS__JOURNAL_BLANK)
+        return rc;
     if (rc == RS_ENOMEM)
         return rs__msg_set(msg, RS_ENOMEM, "out of memory");
     if (rc)
@@ -141,7 +143,7 @@ static int first_pass(void *ctx, const char *line, size_t len, uint64_t number, 
     int status;
     int rc = head_of(r, line, len, number, &index, &status, msg);
     if (rc)
-        return rc;
+        return rc == RS__JOURNAL_BLANK ? 0 : rc;
     r->sum.lines++;
     if (index > r->highest)
         r->highest = index;
@@ -149,7 +151,10 @@ static int first_pass(void *ctx, const char *line, size_t len, uint64_t number, 
         rc = dup_put(&r->dups, index, number);
     else
         rc = rs__idxset_put(&r->seen, index, true);
-    return rc ? rs__msg_set(msg, RS_ENOMEM, "out of memory") : 0;
+    if (rc)
+        return rs__msg_set(msg, rc, "%s",
+                           rc == RS_ENOMEM ? "out of memory" : "an index is out of range");
+    return 0;
 }
 
 /* A number of the decoded record m, or 0. */
@@ -160,6 +165,14 @@ static double number_of(const rs_value *m, const char *key)
     return v && (t == RS_TINT || t == RS_TDOUBLE) ? rs_value_get_double(v) : 0;
 }
 
+/* A count of the decoded record m (attempts, runspace): a number from 0 to max, else 0 (a
+ * cast of a larger double would be undefined). */
+static double count_of(const rs_value *m, const char *key, double max)
+{
+    double d = number_of(m, key);
+    return d >= 0 && d <= max ? d : 0;
+}
+
 /* Pass 2: the final records, counted and handed over. */
 static int second_pass(void *ctx, const char *line, size_t len, uint64_t number, rs__msg *msg)
 {
@@ -168,7 +181,7 @@ static int second_pass(void *ctx, const char *line, size_t len, uint64_t number,
     int status;
     int rc = head_of(r, line, len, number, &index, &status, msg);
     if (rc)
-        return rc;
+        return rc == RS__JOURNAL_BLANK ? 0 : rc;
     uint64_t latest = dup_latest(&r->dups, index);
     if (latest && latest != number)
         return 0; /* superseded by a later line */
@@ -207,8 +220,8 @@ static int second_pass(void *ctx, const char *line, size_t len, uint64_t number,
                                           ? rs_value_get_string(error, NULL)
                                           : "failed",
                              .duration = number_of(m, "duration_ms") * 1e-3,
-                             .runspace_id = (uint64_t)number_of(m, "runspace"),
-                             .attempts = (int)number_of(m, "attempts"),
+                             .runspace_id = (uint64_t)count_of(m, "runspace", 1.8e19),
+                             .attempts = (int)count_of(m, "attempts", 2147483647.0),
                              .start = number_of(m, "start")};
     r->on_record(&rec, r->userdata);
     rs_value_destroy(empty);

@@ -1,5 +1,5 @@
 /*
- * lualib.c -- what a script sees in a runspace (DESIGN.md section 4): emit and the write_*
+ * lualib.c -- what a script sees in a runspace (docs/design.md section 4): emit and the write_*
  * streams, print (to the information stream), sleep, random, shared, json, time, runspace;
  * plus the rules of the profiles: binary chunks refused everywhere, os.exit and os.setlocale
  * (which would act on the whole process) refused everywhere, and the restricted profile's
@@ -178,6 +178,10 @@ static int shared_failed(lua_State *L, const char *what, int rc)
     if (rc == RS_ELIMIT)
         return luaL_error(L, "%s: the shared store is full: it holds at most %I bytes", what,
                           (lua_Integer)self(L)->mem_limit);
+    if (rc == RS_EIO)
+        return luaL_error(L, "%s: the run's store on Redis cannot be reached", what);
+    if (rc == RS_EVALUE)
+        return luaL_error(L, "%s: the value cannot be stored as JSON", what);
     return luaL_error(L, "%s: out of memory", what);
 }
 
@@ -193,7 +197,7 @@ static int l_shared_get(lua_State *L)
         return 1;
     }
     if (rc)
-        return luaL_error(L, "shared.get: out of memory");
+        return shared_failed(L, "shared.get", rc);
     hold(rs, v, 0);
     rs__lua_push_value(L, v);
     hold(rs, NULL, 0);
@@ -284,7 +288,8 @@ static int l_shared_keys(lua_State *L)
     rs_runspace *rs = self(L);
     rs_value *keys = rs_shared_keys(store(L));
     if (!keys)
-        return luaL_error(L, "shared.keys: out of memory");
+        return luaL_error(L, "shared.keys: out of memory, or the run's store on Redis cannot be "
+                             "reached");
     hold(rs, keys, 0);
     rs__lua_push_value(L, keys);
     hold(rs, NULL, 0);

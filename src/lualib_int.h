@@ -1,5 +1,5 @@
 /*
- * lualib_int.h -- the built-ins of a runspace (DESIGN.md section 4).
+ * lualib_int.h -- the built-ins of a runspace (docs/design.md section 4).
  */
 #ifndef RS_LUALIB_INT_H
 #define RS_LUALIB_INT_H

@@ -1,5 +1,5 @@
 /*
- * lualib_net.c -- the `net` built-ins of the default profile (DESIGN.md section 4) over the
+ * lualib_net.c -- the `net` built-ins of the default profile (docs/design.md section 4) over the
  * scanner (scan.c):
  *
  *   net.probe(host, port [, timeout_ms])  -> state, reason, rtt_ms (nil without an answer)

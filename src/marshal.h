@@ -1,5 +1,5 @@
 /*
- * marshal.h -- copying data between Lua and rs_value trees (DESIGN.md section 2).
+ * marshal.h -- copying data between Lua and rs_value trees (docs/design.md section 2).
  */
 #ifndef RS_MARSHAL_H
 #define RS_MARSHAL_H

@@ -1,5 +1,5 @@
 /*
- * scan.c -- the network scanner's public API (DESIGN.md section 1, rs_scan): targets and
+ * scan.c -- the network scanner's public API (docs/design.md section 1, rs_scan): targets and
  * ports, the order of the probes, name resolution, the window, results and the summary. The
  * sockets are the engine's (scan_epoll.c).
  *
@@ -47,6 +47,7 @@ typedef struct target {
     uint8_t v6[16];    /* the first address */
     rs__sockaddr addr; /* a resolved name's address (it may carry an IPv6 scope) */
     const char *error; /* why a name did not resolve */
+    int bits;          /* an IPv6 block's prefix length (its count saturates below 64) */
 } target;
 
 /* Where the feed is: targets[target], its address number `offset`, and the last port given
@@ -78,6 +79,7 @@ struct rs_scan {
     uint64_t hosts;
     rs_scan_summary sum;
     rs__msg msg;
+    rs__excludes excl; /* what --exclude leaves out (scan_exclude.c) */
 };
 
 /* Probe counts saturate at UINT64_MAX rather than wrap. */
@@ -233,6 +235,7 @@ static const char *parse_cidr(const char *spec, const char *slash, target *t)
                 t->v6[i] &= (uint8_t)(0xff << (8 - keep));
         }
         t->family = AF_INET6;
+        t->bits = (int)bits;
         t->count = 128 - bits >= 64 ? UINT64_MAX : UINT64_C(1) << (128 - bits);
         return NULL;
     }
@@ -395,6 +398,54 @@ static void address_at(const target *t, uint64_t offset, unsigned port, rs__sock
     a->in6.sin6_port = htons((uint16_t)port);
 }
 
+/* The first address of an address target, as a number. */
+static rs__u128 target_first(const target *t)
+{
+    if (t->family == AF_INET)
+        return t->v4;
+    rs__u128 a = 0;
+    for (int i = 0; i < 16; i++)
+        a = a << 8 | t->v6[i];
+    return a;
+}
+
+/* The address of a socket address, as a number. */
+static rs__u128 sockaddr_number(const rs__sockaddr *a)
+{
+    if (a->sa.sa_family == AF_INET)
+        return ntohl(a->in.sin_addr.s_addr);
+    rs__u128 n = 0;
+    for (int i = 0; i < 16; i++)
+        n = n << 8 | a->in6.sin6_addr.s6_addr[i];
+    return n;
+}
+
+/* Whether a name target is left out as a whole: its name is excluded, or the address it
+ * resolved to. */
+static bool name_excluded(const rs_scan *scan, const target *t)
+{
+    if (rs__excl_has_name(&scan->excl, t->name))
+        return true;
+    return t->family != AF_UNSPEC &&
+           rs__excl_find(&scan->excl, t->family, sockaddr_number(&t->addr)) != NULL;
+}
+
+/* For an address target at offset (the start of an address, before its first port): the
+ * offset of the first address from there on that is not excluded (t->count when none is). */
+static uint64_t skip_excluded(const rs_scan *scan, const target *t, uint64_t offset)
+{
+    rs__u128 first = target_first(t);
+    const rs__span *s;
+    while (offset < t->count &&
+           (s = rs__excl_find(&scan->excl, t->family, first + offset)) != NULL) {
+        rs__u128 next = s->hi - first + 1; /* 0 when the span reaches the end of the space */
+        if (next == 0 || next >= t->count)
+            return t->count;
+        offset = (uint64_t)next;
+    }
+    return offset;
+}
+
 /* ---- the engine's callbacks --------------------------------------------------------------- */
 
 /* The feed: the next n probes in target, address, port order. */
@@ -405,6 +456,12 @@ static size_t next_probes(void *ctx, rs__probe *out, size_t n)
     size_t k = 0;
     while (k < n && c->target < scan->ntargets) {
         const target *t = &scan->targets[c->target];
+        if (t->name && c->offset == 0 && c->port == 0 && name_excluded(scan, t)) {
+            *c = (cursor){.target = c->target + 1};
+            continue;
+        }
+        if (!t->name && c->port == 0 && scan->excl.nspans)
+            c->offset = skip_excluded(scan, t, c->offset);
         if (t->name && t->family == AF_UNSPEC) {
             /* A name that did not resolve: one error result for the whole target. */
             out[k++] = (rs__probe){
@@ -554,28 +611,37 @@ int rs_scan_destroy(rs_scan *scan)
     for (size_t i = 0; i < scan->ntargets; i++)
         rs__free(scan->targets[i].name);
     rs__free(scan->targets);
+    rs__excl_free(&scan->excl);
     close(scan->stop_fd);
     rs__msg_free(&scan->msg);
     rs__free(scan);
     return 0;
 }
 
-int rs_scan_add_target(rs_scan *scan, const char *spec)
+/* What rs_scan_add_target and rs_scan_add_exclude share: the checks, and spec parsed into *t.
+ * `what` names the spec in messages ("target", "exclusion"). */
+static int parse_spec(rs_scan *scan, const char *spec, const char *what, target *t)
 {
     if (!scan)
         return RS_EMISUSE;
     if (!spec)
-        return rs__msg_set(&scan->msg, RS_EINVAL, "no target given");
+        return rs__msg_set(&scan->msg, RS_EINVAL, "no %s given", what);
     if (atomic_load(&scan->running))
         return RS_EBUSY;
-    target t;
     const char *why;
-    int rc = parse_target(spec, &t, &why);
+    int rc = parse_target(spec, t, &why);
     if (rc == RS_EINVAL)
-        return rs__msg_set(&scan->msg, rc, "invalid target '%s': %s", spec, why);
+        return rs__msg_set(&scan->msg, rc, "invalid %s '%s': %s", what, spec, why);
     if (rc)
         return rs__msg_set(&scan->msg, rc, "out of memory");
-    if ((rc = push_targets(scan, &t, 1)))
+    return 0;
+}
+
+int rs_scan_add_target(rs_scan *scan, const char *spec)
+{
+    target t;
+    int rc = parse_spec(scan, spec, "target", &t);
+    if (!rc && (rc = push_targets(scan, &t, 1)))
         rs__free(t.name);
     return rc;
 }
@@ -658,12 +724,17 @@ static int targets_bytes(targets_reader *r, const char *p, size_t n)
     return 0;
 }
 
-int rs_scan_add_targets_file(rs_scan *scan, const char *path)
+/* Reads the targets of the file at path (what the file is for, "targets" or "excludes", names
+ * it in messages). On success *got gets the parsed targets (free their names and the array),
+ * *n how many; on failure nothing is left to free and the message is set. */
+static int read_targets(rs_scan *scan, const char *path, const char *what, target **out, size_t *n)
 {
+    *out = NULL;
+    *n = 0;
     if (!scan)
         return RS_EMISUSE;
     if (!path)
-        return rs__msg_set(&scan->msg, RS_EINVAL, "no targets file given");
+        return rs__msg_set(&scan->msg, RS_EINVAL, "no %s file given", what);
     if (atomic_load(&scan->running))
         return RS_EBUSY;
     /* Non-blocking, and every wait a poll that also watches the stop descriptor: a FIFO
@@ -672,7 +743,7 @@ int rs_scan_add_targets_file(rs_scan *scan, const char *path)
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return rs__msg_set(&scan->msg, errno == ENOENT ? RS_ENOENT : RS_EIO,
-                           "cannot open targets file '%s': %s", path, strerror(errno));
+                           "cannot open %s file '%s': %s", what, path, strerror(errno));
     targets_reader *r = rs__calloc(1, sizeof *r);
     if (!r) {
         close(fd);
@@ -693,7 +764,7 @@ int rs_scan_add_targets_file(rs_scan *scan, const char *path)
             break;
         }
         if (p[1].revents) {
-            rc = rs__msg_set(&scan->msg, RS_ESTOPPED, "stopped while reading targets file '%s'",
+            rc = rs__msg_set(&scan->msg, RS_ESTOPPED, "stopped while reading %s file '%s'", what,
                              path);
             break;
         }
@@ -707,20 +778,91 @@ int rs_scan_add_targets_file(rs_scan *scan, const char *path)
                 rc = targets_line(r); /* the last line, without a newline */
             break;
         } else if (errno != EINTR && errno != EAGAIN) {
-            rc = rs__msg_set(&scan->msg, RS_EIO, "cannot read targets file '%s': %s", path,
+            rc = rs__msg_set(&scan->msg, RS_EIO, "cannot read %s file '%s': %s", what, path,
                              strerror(errno));
             break;
         }
     }
     close(fd);
-    if (!rc)
-        rc = push_targets(scan, r->got, r->n);
     if (rc) {
         for (size_t i = 0; i < r->n; i++)
             rs__free(r->got[i].name);
+        rs__free(r->got);
+    } else {
+        *out = r->got;
+        *n = r->n;
     }
-    rs__free(r->got);
     rs__free(r);
+    return rc;
+}
+
+int rs_scan_add_targets_file(rs_scan *scan, const char *path)
+{
+    target *got;
+    size_t n;
+    int rc = read_targets(scan, path, "targets", &got, &n);
+    if (!rc && (rc = push_targets(scan, got, n))) {
+        for (size_t i = 0; i < n; i++)
+            rs__free(got[i].name);
+    }
+    rs__free(got);
+    return rc;
+}
+
+/* Adds the parsed targets ts[0..n) to the exclusions: address targets as spans, names as
+ * names and as every address they resolve to now. Frees their names. */
+static int exclude_targets(rs_scan *scan, target *ts, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        target *t = &ts[i];
+        if (!rc && t->name) {
+            rc = rs__excl_add_name(&scan->excl, t->name);
+            const struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP};
+            struct addrinfo *res;
+            if (!rc && getaddrinfo(t->name, NULL, &hints, &res) == 0) {
+                for (struct addrinfo *ai = res; ai && !rc; ai = ai->ai_next) {
+                    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+                        continue;
+                    rs__sockaddr a = {0};
+                    memcpy(&a, ai->ai_addr, ai->ai_addrlen < sizeof a ? ai->ai_addrlen : sizeof a);
+                    rs__u128 x = sockaddr_number(&a);
+                    rs__span span = {.family = ai->ai_family, .lo = x, .hi = x};
+                    rc = rs__excl_add_spans(&scan->excl, &span, 1);
+                }
+                freeaddrinfo(res);
+            }
+        } else if (!rc) {
+            rs__u128 first = target_first(t);
+            rs__span span = {.family = t->family, .lo = first, .hi = first + (t->count - 1)};
+            if (t->family == AF_INET6 && t->count == UINT64_MAX) {
+                /* A block of 2^64 addresses or more, whose count saturated. */
+                span.hi =
+                    t->bits == 0 ? ~(rs__u128)0 : first | (((rs__u128)1 << (128 - t->bits)) - 1);
+            }
+            rc = rs__excl_add_spans(&scan->excl, &span, 1);
+        }
+        rs__free(t->name);
+        t->name = NULL;
+    }
+    return rc ? rs__msg_set(&scan->msg, rc, "out of memory") : 0;
+}
+
+int rs_scan_add_exclude(rs_scan *scan, const char *spec)
+{
+    target t;
+    int rc = parse_spec(scan, spec, "exclusion", &t);
+    return rc ? rc : exclude_targets(scan, &t, 1);
+}
+
+int rs_scan_add_excludes_file(rs_scan *scan, const char *path)
+{
+    target *got;
+    size_t n;
+    int rc = read_targets(scan, path, "exclusions", &got, &n);
+    if (!rc)
+        rc = exclude_targets(scan, got, n);
+    rs__free(got);
     return rc;
 }
 
@@ -758,9 +900,78 @@ int rs_scan_add_ports(rs_scan *scan, const char *spec)
 uint64_t rs_scan_probe_count(const rs_scan *scan)
 {
     uint64_t total = 0;
-    for (size_t i = 0; scan && i < scan->ntargets; i++)
-        total = sat_add(total, sat_mul(scan->targets[i].count, scan->nports));
+    for (size_t i = 0; scan && i < scan->ntargets; i++) {
+        const target *t = &scan->targets[i];
+        uint64_t count = t->count;
+        if (t->name && rs__excl_has_name(&scan->excl, t->name))
+            count = 0;
+        else if (!t->name)
+            count -= rs__excl_overlap(&scan->excl, t->family, target_first(t), t->count);
+        total = sat_add(total, sat_mul(count, scan->nports));
+    }
     return total;
+}
+
+/* The length of the longest address text of t's addresses. Ranges of more than WIDTH_WALK
+ * addresses are not walked, nor any once *budget addresses were: they count as the longest
+ * text of their family. */
+#define WIDTH_WALK 65536u
+#define WIDTH_BUDGET (UINT64_C(1) << 20)
+static size_t target_address_width(const target *t, uint64_t *budget)
+{
+    char text[INET6_ADDRSTRLEN];
+    size_t widest = 0;
+    if (t->count > WIDTH_WALK || t->count > *budget)
+        return t->family == AF_INET ? INET_ADDRSTRLEN - 1 : INET6_ADDRSTRLEN - 1;
+    *budget -= t->count;
+    for (uint64_t i = 0; i < t->count; i++) {
+        rs__sockaddr a;
+        address_at(t, i, 0, &a);
+        const void *bytes =
+            t->family == AF_INET ? (const void *)&a.in.sin_addr : (const void *)&a.in6.sin6_addr;
+        if (inet_ntop(t->family, bytes, text, sizeof text) && strlen(text) > widest)
+            widest = strlen(text);
+    }
+    return widest;
+}
+
+/* The length of the address text of a resolved name. */
+static size_t name_address_width(const target *t)
+{
+    char text[INET6_ADDRSTRLEN];
+    const void *bytes = t->family == AF_INET ? (const void *)&t->addr.in.sin_addr
+                                             : (const void *)&t->addr.in6.sin6_addr;
+    return inet_ntop(t->family, bytes, text, sizeof text) ? strlen(text) : 0;
+}
+
+void rs_scan_text_widths(const rs_scan *scan, size_t *host, size_t *address)
+{
+    size_t h = 0, a = 0;
+    uint64_t budget = WIDTH_BUDGET; /* addresses walked in all: a bound on the time taken */
+    for (size_t i = 0; scan && i < scan->ntargets; i++) {
+        const target *t = &scan->targets[i];
+        size_t w;
+        if (!t->name)
+            w = target_address_width(t, &budget);
+        else if (t->family != AF_UNSPEC)
+            w = name_address_width(t);
+        else
+            w = t->error ? 0 : INET6_ADDRSTRLEN - 1; /* did not resolve, or not resolved yet */
+        if (w > a)
+            a = w;
+        size_t hw = t->name ? strlen(t->name) : w;
+        if (hw > h)
+            h = hw;
+    }
+    if (host)
+        *host = h;
+    if (address)
+        *address = a;
+}
+
+unsigned rs_scan_next_port(const rs_scan *scan, unsigned after)
+{
+    return scan && after < 65535 ? next_port(scan->ports, after) : 0;
 }
 
 /* The run proper, once the scan is known to be runnable: resolve, size, hand to the engine. */

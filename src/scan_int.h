@@ -76,6 +76,37 @@ int rs__engine_run(const rs__engine *cfg, rs__msg *msg);
  * before rs_scan_run, on the thread that will run it; signo 0 removes it. */
 void rs__scan_set_interrupt(rs_scan *scan, int signo, int (*due)(void *ctx), void *ctx);
 
+/* ---- exclusions (scan_exclude.c) ---------------------------------------------------------- */
+
+/* An address as a number: IPv4 addresses are their 32-bit value, IPv6 ones their 128 bits. */
+typedef unsigned __int128 rs__u128;
+
+/* A block of excluded addresses, both ends included. */
+typedef struct rs__span {
+    int family; /* AF_INET or AF_INET6 */
+    rs__u128 lo, hi;
+} rs__span;
+
+/* What a scan leaves out: disjoint spans sorted by family and address, and names (compared
+ * without regard to case with the names of targets). Zero-initialised is empty. */
+typedef struct rs__excludes {
+    rs__span *spans;
+    size_t nspans, cap;
+    char **names;
+    size_t nnames;
+} rs__excludes;
+
+void rs__excl_free(rs__excludes *x);
+/* Adds spans (copied), keeping the list sorted and merged. RS_ENOMEM leaves it as it was. */
+int rs__excl_add_spans(rs__excludes *x, const rs__span *spans, size_t n);
+/* Adds a name (copied). RS_ENOMEM. */
+int rs__excl_add_name(rs__excludes *x, const char *name);
+bool rs__excl_has_name(const rs__excludes *x, const char *name);
+/* The span holding address a of family, or NULL. */
+const rs__span *rs__excl_find(const rs__excludes *x, int family, rs__u128 a);
+/* How many of the count addresses from first on are excluded. */
+uint64_t rs__excl_overlap(const rs__excludes *x, int family, rs__u128 first, uint64_t count);
+
 /* Resolves name (a host name or an address) with getaddrinfo. On success *out is a new array
  * of the distinct addresses as text, in the resolver's order. RS_ENOENT with *why (static
  * text: "unknown host", or the resolver's reason) when it does not resolve; RS_ENOMEM. Blocks

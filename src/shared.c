@@ -2,7 +2,8 @@
  * shared.c -- the synchronized hashtable shared by the runspaces of a pool: an insertion-
  * ordered map under one mutex. Values are copied in and out, so no Lua object is ever shared.
  * The store counts the bytes it holds, so that scripts under a memory limit can be held to a
- * limit here too (the `limit` arguments; 0 for none).
+ * limit here too (the `limit` arguments; 0 for none). A remote store (rs__shared_create_remote)
+ * has no map: each operation is handed to its ops.
  */
 #include "shared.h"
 
@@ -16,7 +17,9 @@ struct rs_shared {
     atomic_int refs;
     rs__mutex mu;
     rs_value *map;
-    size_t bytes; /* about what the entries take (rs__value_size and the keys) */
+    size_t bytes;              /* about what the entries take (rs__value_size and the keys) */
+    const rs__shared_ops *ops; /* a remote store, or NULL */
+    void *ctx;
 };
 
 /* What an entry of the store costs: its value, its key, its slot. */
@@ -62,6 +65,16 @@ int rs_shared_create(rs_shared **out)
     return 0;
 }
 
+int rs__shared_create_remote(const rs__shared_ops *ops, void *ctx, rs_shared **out)
+{
+    int rc = rs_shared_create(out);
+    if (rc)
+        return rc;
+    (*out)->ops = ops;
+    (*out)->ctx = ctx;
+    return 0;
+}
+
 rs_shared *rs__shared_retain(rs_shared *s)
 {
     atomic_fetch_add(&s->refs, 1);
@@ -72,6 +85,8 @@ void rs__shared_release(rs_shared *s)
 {
     if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
         return;
+    if (s->ops)
+        s->ops->free(s->ctx);
     rs__mutex_destroy(&s->mu);
     rs_value_destroy(s->map);
     rs__free(s);
@@ -85,6 +100,8 @@ int rs_shared_destroy(rs_shared *s)
 
 int rs__shared_get(rs_shared *s, const char *key, size_t klen, rs_value **out)
 {
+    if (s->ops)
+        return s->ops->get(s->ctx, key, klen, out);
     rs__mutex_lock(&s->mu);
     const rs_value *v = rs_map_getn(s->map, key, klen);
     *out = v ? rs_value_copy(v) : NULL;
@@ -96,6 +113,11 @@ int rs__shared_get(rs_shared *s, const char *key, size_t klen, rs_value **out)
 
 int rs__shared_put(rs_shared *s, const char *key, size_t klen, rs_value *v, size_t limit)
 {
+    if (s->ops) {
+        int rc = s->ops->put(s->ctx, key, klen, v);
+        rs_value_destroy(v);
+        return rc;
+    }
     rs__mutex_lock(&s->mu);
     int rc = put_locked(s, key, klen, v, limit);
     rs__mutex_unlock(&s->mu);
@@ -105,6 +127,8 @@ int rs__shared_put(rs_shared *s, const char *key, size_t klen, rs_value *v, size
 int rs__shared_incr(rs_shared *s, const char *key, size_t klen, int64_t delta, int64_t *out,
                     size_t limit)
 {
+    if (s->ops)
+        return s->ops->incr(s->ctx, key, klen, delta, out);
     int rc = 0;
     int64_t result = 0;
     rs__mutex_lock(&s->mu);
@@ -126,8 +150,13 @@ int rs__shared_incr(rs_shared *s, const char *key, size_t klen, int64_t delta, i
 int rs__shared_cas(rs_shared *s, const char *key, size_t klen, const rs_value *expected,
                    rs_value *v, bool *swapped, size_t limit)
 {
-    int rc = 0;
     *swapped = false;
+    if (s->ops) {
+        int rc = s->ops->cas(s->ctx, key, klen, expected, v, swapped);
+        rs_value_destroy(v);
+        return rc;
+    }
+    int rc = 0;
     rs__mutex_lock(&s->mu);
     const rs_value *cur = rs_map_getn(s->map, key, klen);
     bool match = expected ? cur && rs_value_equal(cur, expected) : cur == NULL;
@@ -178,6 +207,8 @@ rs_value *rs_shared_keys(rs_shared *s)
 {
     if (!s)
         return NULL;
+    if (s->ops)
+        return s->ops->keys(s->ctx);
     rs_value *keys = rs_value_array();
     rs__mutex_lock(&s->mu);
     size_t n = rs_map_len(s->map);

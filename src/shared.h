@@ -6,6 +6,20 @@
 
 #include "common.h"
 
+/* A store kept elsewhere (a run's store on Redis: redisq_shared.c): every operation goes to
+ * ops, which must be thread-safe; the byte limits do not apply there. ops->free(ctx) runs
+ * when the last reference goes. Errors of the store itself are RS_EIO. */
+typedef struct rs__shared_ops {
+    int (*get)(void *ctx, const char *key, size_t klen, rs_value **out);
+    int (*put)(void *ctx, const char *key, size_t klen, const rs_value *v); /* NULL: remove */
+    int (*incr)(void *ctx, const char *key, size_t klen, int64_t delta, int64_t *out);
+    int (*cas)(void *ctx, const char *key, size_t klen, const rs_value *expected, const rs_value *v,
+               bool *swapped);
+    rs_value *(*keys)(void *ctx);
+    void (*free)(void *ctx);
+} rs__shared_ops;
+int rs__shared_create_remote(const rs__shared_ops *ops, void *ctx, rs_shared **out);
+
 rs_shared *rs__shared_retain(rs_shared *s);
 void rs__shared_release(rs_shared *s);
 /* *out gets a copy; RS_ENOENT when absent. */

@@ -1,5 +1,5 @@
 /*
- * thread.h -- the one wrapper around pthreads (STYLE rule 6).
+ * thread.h -- the one wrapper around pthreads.
  *
  * Lock, unlock, wait and signal return void and abort on failure: they fail only on
  * programming errors (a destroyed or foreign mutex), and carrying such errors up every call

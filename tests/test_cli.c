@@ -473,6 +473,41 @@ static void test_run_finalizer_prints_at_close(void **state)
     done(&r);
 }
 
+/* Redis workers run scripts, not a submitter's external commands: refused before anything is
+ * sent (the address is never dialled). */
+static void test_exec_not_on_redis(void **state)
+{
+    (void)state;
+    proc_result r = cli(
+        ARGV("foreach", "--redis", "redis://127.0.0.1:1", "--range", "1..3", "--exec", "echo {}"),
+        NULL);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.out, "");
+    assert_contains(r.err, "an external command per item does not run on Redis workers");
+    done(&r);
+}
+
+/* run takes an instruction budget too: a runaway script ends with the budget's message. */
+static void test_run_max_instructions(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("run", "--max-instructions", "1000", "while true do end"), NULL);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.err, "runspace: instruction budget of 1000 exceeded\n");
+    done(&r);
+    r = cli(ARGV("run", "--max-instructions", "100000",
+                 "local x = 0 for i = 1, 10 do x = x + i end "
+                 "return x"),
+            NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "55\n");
+    done(&r);
+    r = cli(ARGV("run", "--max-instructions", "0", "return 1"), NULL);
+    assert_int_equal(r.status, 2);
+    assert_contains(r.err, "--max-instructions must be a whole number from 1 to 10^18, not '0'");
+    done(&r);
+}
+
 static void test_foreach_missing_input_file(void **state)
 {
     (void)state;
@@ -743,7 +778,8 @@ static void test_scan(void **state)
     r = cli(ARGV("scan", "-p", ports, "--open", "127.0.0.1"), NULL);
     assert_int_equal(r.status, 0);
     assert_int_equal(count_lines(r.out), 2); /* the header and the open port */
-    assert_contains(r.out, "open      syn-ack");
+    assert_contains(r.out, " open     ");
+    assert_contains(r.out, " syn-ack\n");
     done(&r);
     close(fd);
 }
@@ -1788,6 +1824,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_foreach_compile_error),
     cmocka_unit_test(test_script_file_as_lua_reads_it),
     cmocka_unit_test(test_run_finalizer_prints_at_close),
+    cmocka_unit_test(test_exec_not_on_redis),
+    cmocka_unit_test(test_run_max_instructions),
     cmocka_unit_test(test_foreach_missing_input_file),
     cmocka_unit_test(test_foreach_timeout),
     cmocka_unit_test(test_foreach_sigint),

@@ -593,7 +593,8 @@ static void test_files_that_are_not_journals(void **state)
     /* A directory, a device. */
     r = run(ARGV("foreach", "--range", "1..3", "--joblog", "/tmp", "return _"), NULL);
     assert_int_equal(r.status, 2);
-    assert_string_equal(r.err, "runspace: cannot open the journal '/tmp': Is a directory\n");
+    assert_string_equal(r.err, "runspace: the journal '/tmp' is not a regular file (a journal "
+                               "must be one, to be read back and synced)\n");
     done(&r);
     r = run(ARGV("foreach", "--range", "1..3", "--joblog", "/dev/full", "return _"), NULL);
     assert_int_equal(r.status, 2);
@@ -718,6 +719,117 @@ static void test_usage_errors(void **state)
     done(&r);
 }
 
+static void test_journal_that_is_another_file_of_the_run(void **state)
+{
+    (void)state;
+    /* The journal as standard output: records and journal would overwrite each other. */
+    char path[64], input[80];
+    temp_path(path);
+    FILE *f = fopen(path, "wb");
+    fclose(f);
+    result r = run(ARGV("foreach", "--range", "1..3", "--joblog", path, "return _"),
+                   &(how){.stdout_path = path});
+    assert_int_equal(r.status, 2);
+    char want[256];
+    snprintf(want, sizeof want,
+             "runspace: the journal '%s' is also the standard output; choose another file for "
+             "the journal\n",
+             path);
+    assert_string_equal(r.err, want);
+    done(&r);
+    assert_int_equal(file_size(path), 0);
+    /* The journal as the input file, or as standard input when that is read. */
+    r = run(ARGV("foreach", "--range", "1..3", "--joblog", path, "return _"), NULL);
+    assert_int_equal(r.status, 0);
+    done(&r);
+    char *before = slurp(path);
+    r = run(ARGV("foreach", "--input", path, "--joblog", path, "--resume", "--force", "return _"),
+            NULL);
+    assert_int_equal(r.status, 2);
+    snprintf(want, sizeof want,
+             "runspace: the journal '%s' is also the input file '%s'; choose another file for "
+             "the journal\n",
+             path, path);
+    assert_string_equal(r.err, want);
+    done(&r);
+    r = run(ARGV("foreach", "--joblog", path, "--resume", "--force", "return _"),
+            &(how){.stdin_path = path});
+    assert_int_equal(r.status, 2);
+    assert_contains(r.err, "is also the standard input");
+    done(&r);
+    char *after = slurp(path);
+    assert_string_equal(after, before);
+    free(after);
+    free(before);
+    /* Another file as input is fine. */
+    snprintf(input, sizeof input, "%s.in", path);
+    f = fopen(input, "wb");
+    fputs("1\n2\n", f);
+    fclose(f);
+    unlink(path);
+    r = run(ARGV("foreach", "--input", input, "--joblog", path, "return _"), NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), 2);
+    done(&r);
+    unlink(input);
+    unlink(path);
+}
+
+static void test_joblog_of_odd_records(void **state)
+{
+    (void)state;
+    /* Numbers at the edges of what a record may carry, and a trailing blank line: every
+     * record on its own line in every format, the numbers shown as numbers. */
+    char path[64];
+    temp_path(path);
+    result r = run(ARGV("foreach", "--range", "1..2", "--joblog", path, "return _"), NULL);
+    assert_int_equal(r.status, 0);
+    done(&r);
+    FILE *f = fopen(path, "a");
+    fputs("{\"index\":2,\"status\":\"ok\",\"duration_ms\":1e308,\"attempts\":1e308,"
+          "\"runspace\":1e308}\n"
+          "{\"index\":3,\"status\":\"error\",\"error\":\"e\",\"duration_ms\":-1,\"attempts\":-5,"
+          "\"runspace\":18446744073709551615e3}\n"
+          "\n",
+          f);
+    fclose(f);
+    const char *formats[] = {"jsonl", "raw", "csv", "table"};
+    for (int i = 0; i < 4; i++) {
+        r = run(ARGV("joblog", "--format", (char *)formats[i], path), NULL);
+        assert_int_equal(r.status, 1);
+        size_t want = i == 1 ? 2 : i == 0 ? 4 : 5; /* raw: ok outputs; csv, table: a heading */
+        if (count_lines(r.out) != want)
+            fail_msg("--format %s: %zu lines, not %zu:\n%s", formats[i], count_lines(r.out), want,
+                     r.out);
+        if (i == 0) {
+            assert_contains(r.out, "\"attempts\":0,\"runspace\":0}\n");
+            assert_null(strstr(r.out, "}{"));
+        }
+        assert_null(strstr(r.err, "not a record"));
+        done(&r);
+    }
+    unlink(path);
+}
+
+static void test_dangling_link_as_joblog(void **state)
+{
+    (void)state;
+    char path[64], target[80];
+    temp_path(path);
+    snprintf(target, sizeof target, "%s.target", path);
+    assert_int_equal(symlink(target, path), 0);
+    result r =
+        run(ARGV("foreach", "--range", "1..3", "--joblog", path, "--resume", "return _"), NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), 3);
+    done(&r);
+    char *text = slurp(target);
+    assert_int_equal(count_lines(text), 4);
+    free(text);
+    unlink(target);
+    unlink(path);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_kill9_at_random_moments),
     cmocka_unit_test(test_sigint_then_resume),
@@ -729,6 +841,9 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_read_only_journal),
     cmocka_unit_test(test_disk_fills_up_during_the_run),
     cmocka_unit_test(test_usage_errors),
+    cmocka_unit_test(test_journal_that_is_another_file_of_the_run),
+    cmocka_unit_test(test_joblog_of_odd_records),
+    cmocka_unit_test(test_dangling_link_as_joblog),
 };
 
 RS_TEST_MAIN(tests)

@@ -1,5 +1,5 @@
 /*
- * test_runspace.c -- a runspace on its own: lifecycle, the built-ins of DESIGN.md section 4,
+ * test_runspace.c -- a runspace on its own: lifecycle, the built-ins of docs/design.md section 4,
  * the two profiles, the compile cache, and how values cross between Lua and C.
  */
 #include "util.h"

@@ -53,4 +53,19 @@ void write_temp_lua(char *path, const char *src);
 /* Sleeps for seconds (tests only: to let time pass, never to wait for an event). */
 void sleep_for(double seconds);
 
+/* What a program run with run_cmd did. */
+typedef struct cmd_result {
+    int status; /* exit status, or 128 + signal */
+    char *out;  /* stdout and stderr, NUL-terminated (free with cmd_result_free) */
+    size_t out_len;
+    char *err;
+} cmd_result;
+
+/* Runs argv[0] (a path) with stdin on /dev/null, collecting stdout and stderr; kills it and
+ * fails the test when it runs longer than limit seconds. */
+cmd_result run_cmd(char *const argv[], double limit);
+void cmd_result_free(cmd_result *r);
+/* The number of '\n' in s. */
+size_t line_count(const char *s);
+
 #endif
