@@ -102,6 +102,9 @@ bool out_stopped(void);
  * io.stdout:write, print of a child process and the like land on stderr. Call it before
  * any script runs. */
 void out_private(void);
+/* The descriptor the output is written to (fd 1, or its own copy after out_private): for
+ * checks that a file is not also the output. */
+int out_descriptor(void);
 /* Flushes stdout; false, after "runspace: cannot write output: REASON" on stderr, when any
  * write failed. main ends with it, so that no command exits 0 with output lost. */
 bool out_finish(void);

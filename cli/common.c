@@ -481,6 +481,11 @@ void out_init(void)
         out_fd = own_description(STDOUT_FILENO, &st);
 }
 
+int out_descriptor(void)
+{
+    return out_fd;
+}
+
 void out_private(void)
 {
     if (std_closed(STDOUT_FILENO))

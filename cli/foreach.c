@@ -764,7 +764,9 @@ static bool journal_is_in_use(const cli *c, const foreach_args *a)
     for (int i = 0; !c->range && i < a->ninputs; i++)
         reads_stdin = reads_stdin || strcmp(a->inputs[i], "-") == 0;
     const char *what = NULL;
-    if (fstat(1, &other) == 0 && other.st_dev == j.st_dev && other.st_ino == j.st_ino)
+    /* Where the records go (fd 1 is stderr's copy once out_private has run). */
+    if (fstat(out_descriptor(), &other) == 0 && other.st_dev == j.st_dev &&
+        other.st_ino == j.st_ino)
         what = "the standard output";
     else if (reads_stdin && fstat(0, &other) == 0 && other.st_dev == j.st_dev &&
              other.st_ino == j.st_ino)
