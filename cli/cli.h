@@ -50,6 +50,10 @@ rs_value *parse_value_text(const char *text);
  * nothing is left for the caller to free. On success *name is a new string (free) and *value
  * a new value (rs_value_destroy). */
 bool parse_assignment(const char *arg, char **name, rs_value **value);
+/* Whether NAME may be a --param: not a built-in of a runspace (emit, sleep, shared, ...: the
+ * names --var refuses, since a parameter is a global too) and not one of names[0..n) (given
+ * already). false after the message ("'sleep' is a runspace built-in"); the caller exits 2. */
+bool check_parameter(const char *name, char *const names[], int n);
 /* Reads a whole file into a new string (NUL-terminated); NULL with errno set on failure:
  * EFBIG past SCRIPT_MAX_BYTES (a script from /dev/zero must not take all memory). */
 #define SCRIPT_MAX_BYTES ((size_t)64 << 20)
@@ -89,6 +93,18 @@ void out_putc(char c);
 void out_flush(void);
 /* 0 while every write succeeded, else the errno of the first failure. */
 int out_error(void);
+/* Whether output has stopped: a write failed, or, after an interrupt, the reader took nothing
+ * for a second and the rest of the output was dropped (out_finish says so; the command's
+ * status stays 130). Writers of long output check it to stop early. */
+bool out_stopped(void);
+/* For commands that run scripts whose stray writes must not mix with the records (foreach):
+ * the output moves to a descriptor of its own, and fd 1 becomes a copy of stderr, so that
+ * io.stdout:write, print of a child process and the like land on stderr. Call it before
+ * any script runs. */
+void out_private(void);
+/* The descriptor the output is written to (fd 1, or its own copy after out_private): for
+ * checks that a file is not also the output. */
+int out_descriptor(void);
 /* Flushes stdout; false, after "runspace: cannot write output: REASON" on stderr, when any
  * write failed. main ends with it, so that no command exits 0 with output lost. */
 bool out_finish(void);
@@ -101,6 +117,19 @@ void out_value_raw(const rs_value *v);
  * valid UTF-8 becomes U+FFFD (a repaired key that meets another key gets more U+FFFD until
  * it is unique). */
 char *json_text(const rs_value *v);
+/* Encodes v as json_text does but streams it to sink in pieces (a value nested too deep is
+ * "null"), so that no text is ever whole in memory; out_json streams to stdout, stopping
+ * early once out_stopped. json_stream returns rs_json_encode_stream's status. */
+int json_stream(const rs_value *v, rs_json_sink_fn sink, void *ud);
+void out_json(const rs_value *v);
+/* The first max bytes of v's JSON text in a new string (free); *cut tells whether there was
+ * more. NULL only when out of memory. */
+char *json_prefix(const rs_value *v, size_t max, bool *cut);
+/* s[0..len) for a terminal, in a new string (free), on one line: each byte that is not part
+ * of valid UTF-8 as U+FFFD, control characters as \n, \r, \t, \xHH (C0 and DEL) and \u{HH}
+ * (C1), so that no text can break a line or a row or send escape sequences to a terminal;
+ * cut to at most max bytes with "..." when max > 0. NULL only when out of memory. */
+char *display_text(const char *s, size_t len, size_t max);
 /* s with each byte that is not part of valid UTF-8 as U+FFFD, in a new string (free); NULL
  * only when out of memory. For messages in the text formats (csv, table, stderr). */
 char *utf8_text(const char *s);
@@ -117,7 +146,12 @@ void signals_init(void);
 void on_stop(void (*fn)(void *), void *userdata);
 bool interrupted(void);
 
-/* A progress bar on stderr: done/total when the total is known, rate, ETA. */
+/* A progress bar on stderr: done/total when the total is known, rate, ETA. bar_draw,
+ * bar_clear and bar_line are thread-safe with one another (one lock over stderr's lines):
+ * bar_line writes prefix, text and a newline above the bar, erasing it first and drawing it
+ * again after when it was shown (b may be NULL: no bar). A bar erased by bar_clear stays
+ * away until the next bar_draw, so that what the command writes next (a record on a terminal)
+ * does not meet it. */
 typedef struct progress_bar {
     bool enabled;
     double last_draw;
@@ -129,6 +163,7 @@ typedef struct progress_bar {
 void bar_init(progress_bar *b, int mode, const char *label); /* mode: -1 auto, 0 off, 1 on */
 void bar_draw(progress_bar *b, uint64_t done, uint64_t total, double elapsed, bool force);
 void bar_clear(progress_bar *b);
+void bar_line(progress_bar *b, const char *prefix, const char *text, size_t len);
 /* Erases the bar if it is shown and stdout is a terminal (out_flush calls it). */
 void bar_erase_for_stdout(void);
 

@@ -19,11 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 static bool bar_erase(void);
+static bool bar_erase_now(void);
 
 static void vmessage(const char *fmt, va_list ap)
 {
@@ -222,6 +224,27 @@ bool parse_assignment(const char *arg, char **name, rs_value **value)
     return false;
 }
 
+bool check_parameter(const char *name, char *const names[], int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (strcmp(names[i], name) == 0) {
+            cli_error("'%s' is already given as a parameter", name);
+            return false;
+        }
+    }
+    /* The rule --var follows, from the library itself: a fresh session state refuses a
+     * built-in name (RS_EEXIST), and only that (other names are the parameter's own). */
+    rs_iss *iss = NULL;
+    rs_value *v = rs_value_null();
+    int rc = v && rs_iss_create(RS_PROFILE_DEFAULT, &iss) == 0 ? rs_iss_set_variable(iss, name, v)
+                                                               : RS_ENOMEM;
+    if (rc == RS_EEXIST)
+        cli_error("%s", rs_iss_errmsg(iss));
+    rs_iss_destroy(iss);
+    rs_value_destroy(v);
+    return rc != RS_EEXIST;
+}
+
 size_t script_file_start(const char *text, size_t len)
 {
     size_t at = 0;
@@ -394,13 +417,52 @@ void on_stop(void (*fn)(void *), void *userdata)
 
 /* ---- output ------------------------------------------------------------------------------- */
 
-/* The buffer of stdout: our own rather than stdio's, so that a write that would block (a
- * non-blocking pipe whose reader is slow) waits in poll() instead of failing, and so that
- * what was written is always known. Used by one thread at a time (the command's). */
+/* The buffer of stdout: our own rather than stdio's, so that a write that would block waits
+ * in poll(), where an interrupt can end the wait, and so that what was written is always
+ * known. Used by one thread at a time (the command's).
+ *
+ * Where it goes: out_fd is a descriptor of the output of its own (a pipe or terminal opened
+ * anew through /proc, non-blocking; a socket is written with MSG_DONTWAIT), so that no write
+ * blocks and none changes the flags of a description other processes share; a regular file
+ * is written through fd 1 itself (it never blocks, and its offset is shared with the shell). */
 #define OUT_CAP ((size_t)1 << 20)
+/* Once interrupted, how long a write waits for a reader that takes nothing before the
+ * output is dropped (ms): a reader that reads gets the records of finished items; one that
+ * does not (`| sleep 60`, a pager left open) does not hold the program. */
+#define OUT_INTERRUPT_GRACE_MS 1000
 static char *out_buf;
 static size_t out_used;
 static atomic_int out_errno;
+static int out_fd = STDOUT_FILENO;
+static bool out_socket;
+static atomic_bool out_dropped; /* interrupted while the reader took nothing: output dropped */
+static int interrupt_fd = -1;   /* readable once a signal came (read end of a pipe) */
+static int interrupt_wfd = -1;
+
+/* Lines that workers write to stderr (bar_line) go through a description of its own too, so
+ * that a stderr nobody reads cannot hold a worker, and with it the end of an interrupted run,
+ * for ever; once interrupted, what such a reader does not take is dropped as on stdout. */
+static int err_fd = STDERR_FILENO;
+static atomic_bool err_dropped;
+
+/* A non-blocking description of our own of standard descriptor fd (0-2) when it is a pipe
+ * or a terminal: O_NONBLOCK on it is seen by no one else. Else (a pipe whose reader is gone,
+ * ENXIO; a system without /proc; a file, which never blocks) fd itself. */
+static int own_description(int fd, const struct stat *st)
+{
+    if (!S_ISFIFO(st->st_mode) && !isatty(fd))
+        return fd;
+    char path[32];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int own = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    struct stat again;
+    if (own >= 0 && fstat(own, &again) == 0 && again.st_dev == st->st_dev &&
+        again.st_ino == st->st_ino)
+        return own;
+    if (own >= 0)
+        close(own);
+    return fd;
+}
 
 void out_init(void)
 {
@@ -408,6 +470,34 @@ void out_init(void)
      * quietly once the current line is dropped. */
     signal(SIGPIPE, SIG_IGN);
     out_buf = malloc(OUT_CAP);
+    struct stat st;
+    if (!std_closed(STDERR_FILENO) && fstat(STDERR_FILENO, &st) == 0)
+        err_fd = own_description(STDERR_FILENO, &st);
+    if (std_closed(STDOUT_FILENO) || fstat(STDOUT_FILENO, &st) != 0)
+        return;
+    if (S_ISSOCK(st.st_mode))
+        out_socket = true;
+    else
+        out_fd = own_description(STDOUT_FILENO, &st);
+}
+
+int out_descriptor(void)
+{
+    return out_fd;
+}
+
+void out_private(void)
+{
+    if (std_closed(STDOUT_FILENO))
+        return;
+    if (out_fd == STDOUT_FILENO) {
+        int fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+            return; /* no descriptor left: records and stray writes share fd 1 */
+        out_fd = fd;
+    }
+    fflush(stdout);
+    dup2(STDERR_FILENO, STDOUT_FILENO);
 }
 
 /* The reader of our output went away: leave as `yes | head -1` does. */
@@ -430,18 +520,60 @@ static void out_failed(int err)
         request_stop();
 }
 
-/* Writes all of data[0..len) to stdout, waiting while it would block; false on an error. */
+/* Waits until fd takes data; false when the program was interrupted and the reader took
+ * nothing for OUT_INTERRUPT_GRACE_MS (*err stays 0: the output is to be dropped), or on a
+ * poll error (*err set). */
+static bool wait_writable(int fd, int *err)
+{
+    *err = 0;
+    double give_up = 0; /* once interrupted: when the wait ends (a signal may cut poll short,
+                         * as the library's interruption signals do on worker threads) */
+    for (;;) {
+        bool late = interrupted();
+        int ms = -1;
+        if (late) {
+            double now = now_seconds();
+            if (!give_up)
+                give_up = now + OUT_INTERRUPT_GRACE_MS / 1000.0;
+            if (now >= give_up)
+                return false;
+            ms = (int)((give_up - now) * 1000) + 1;
+        }
+        struct pollfd p[2] = {{.fd = fd, .events = POLLOUT},
+                              {.fd = late ? -1 : interrupt_fd, .events = POLLIN}};
+        int n = poll(p, 2, ms);
+        if (n < 0 && errno != EINTR) {
+            *err = errno;
+            return false;
+        }
+        if (n > 0 && p[0].revents)
+            return true; /* writable, or an error the write will report */
+    }
+}
+
+/* Writes all of data[0..len) to stdout, waiting while it would block; false on an error or
+ * once the output was dropped after an interrupt. */
 static bool write_all(const char *data, size_t len)
 {
     while (len) {
-        ssize_t n = write(STDOUT_FILENO, data, len);
+        if (atomic_load(&out_dropped))
+            return false;
+        ssize_t n = out_socket ? send(out_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL)
+                               : write(out_fd, data, len);
+        if (n < 0 && out_socket && errno == ENOTSOCK) {
+            out_socket = false;
+            continue;
+        }
         if (n > 0) {
             data += n;
             len -= (size_t)n;
-        } else if (n < 0 && errno == EAGAIN) {
-            struct pollfd p = {.fd = STDOUT_FILENO, .events = POLLOUT};
-            if (poll(&p, 1, -1) < 0 && errno != EINTR) {
-                out_failed(errno);
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int err;
+            if (!wait_writable(out_fd, &err)) {
+                if (err)
+                    out_failed(err);
+                else
+                    atomic_store(&out_dropped, true);
                 return false;
             }
         } else if (n < 0 && errno != EINTR) {
@@ -457,7 +589,7 @@ static bool write_all(const char *data, size_t len)
 
 void out_write(const char *data, size_t len)
 {
-    if (!len || atomic_load(&out_errno))
+    if (!len || atomic_load(&out_errno) || atomic_load(&out_dropped))
         return;
     if (!out_buf || len > OUT_CAP - out_used) {
         out_flush();
@@ -485,7 +617,7 @@ void out_flush(void)
 {
     size_t n = out_used;
     out_used = 0;
-    if (n && !atomic_load(&out_errno)) {
+    if (n && !atomic_load(&out_errno) && !atomic_load(&out_dropped)) {
         bar_erase_for_stdout();
         write_all(out_buf, n);
     }
@@ -496,9 +628,18 @@ int out_error(void)
     return atomic_load(&out_errno);
 }
 
+bool out_stopped(void)
+{
+    return atomic_load(&out_errno) || atomic_load(&out_dropped);
+}
+
 bool out_finish(void)
 {
     out_flush();
+    if (atomic_load(&out_dropped)) {
+        cli_error("output not written in full: interrupted while its reader took nothing");
+        return true; /* the command's status (130) says it */
+    }
     int err = atomic_load(&out_errno);
     if (!err)
         return true;
@@ -615,6 +756,103 @@ char *json_text(const rs_value *v)
     return text;
 }
 
+/* Hands encoded text to the output; asks the encoder to stop once output has stopped. */
+static int out_sink(const char *data, size_t len, void *ud)
+{
+    (void)ud;
+    out_write(data, len);
+    return out_stopped();
+}
+
+int json_stream(const rs_value *v, rs_json_sink_fn sink, void *ud)
+{
+    int rc = rs_json_encode_stream(v, RS_JSON_REPAIR, sink, ud, NULL);
+    if (rc == RS_EVALUE)
+        rc = sink("null", 4, ud); /* nested deeper than JSON may be: refused before any text */
+    return rc;
+}
+
+void out_json(const rs_value *v)
+{
+    json_stream(v, out_sink, NULL);
+}
+
+/* Collects the first bytes of a text, up to cap, then asks to stop. */
+typedef struct json_head {
+    char *buf;
+    size_t len, cap;
+} json_head;
+
+static int prefix_sink(const char *data, size_t len, void *ud)
+{
+    json_head *p = ud;
+    size_t take = len < p->cap - p->len ? len : p->cap - p->len;
+    memcpy(p->buf + p->len, data, take);
+    p->len += take;
+    return p->len == p->cap;
+}
+
+char *json_prefix(const rs_value *v, size_t max, bool *cut)
+{
+    json_head p = {malloc(max + 2), 0, max + 1};
+    if (!p.buf)
+        return NULL;
+    json_stream(v, prefix_sink, &p);
+    *cut = p.len > max;
+    p.buf[p.len > max ? max : p.len] = '\0';
+    return p.buf;
+}
+
+char *display_text(const char *s, size_t len, size_t max)
+{
+    /* At most 8 bytes per input byte ("\u{9B}" stands for 2 bytes; "\x1B" for 1). */
+    if (!max && len > (SIZE_MAX - 16) / 8)
+        return NULL;
+    char *r = malloc(max ? max + 16 : 8 * len + 16);
+    if (!r)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = 0, fit = 0; /* fit: the longest text so far that leaves room for "..." */
+    bool cut = false;
+    for (size_t i = 0; i < len;) {
+        char piece[8];
+        size_t m, k = utf8_sequence(p + i, len - i);
+        if (k == 1 && (p[i] < 0x20 || p[i] == 0x7f)) {
+            const char *esc = p[i] == '\n'   ? "\\n"
+                              : p[i] == '\r' ? "\\r"
+                              : p[i] == '\t' ? "\\t"
+                                             : NULL;
+            m = esc ? (size_t)snprintf(piece, sizeof piece, "%s", esc)
+                    : (size_t)snprintf(piece, sizeof piece, "\\x%02X", p[i]);
+        } else if (k == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0) {
+            m = (size_t)snprintf(piece, sizeof piece, "\\u{%X}", p[i + 1]); /* C1 control */
+        } else if (k) {
+            memcpy(piece, s + i, k);
+            m = k;
+        } else {
+            memcpy(piece, "\xef\xbf\xbd", 3);
+            m = 3;
+            k = 1;
+        }
+        if (max && n + m > max) {
+            cut = true;
+            break;
+        }
+        memcpy(r + n, piece, m);
+        n += m;
+        if (!max || n + 3 <= max)
+            fit = n;
+        i += k;
+    }
+    if (cut) {
+        n = fit;
+        memcpy(r + n, "...", 3);
+        n += 3;
+    }
+    r[n] = '\0';
+    return r;
+}
+
 void out_value_raw(const rs_value *v)
 {
     char num[32];
@@ -634,9 +872,7 @@ void out_value_raw(const rs_value *v)
             *--p = '-';
         out_write(p, (size_t)(num + sizeof num - p));
     } else {
-        char *text = json_text(v);
-        out_puts(text ? text : "null");
-        free(text);
+        out_json(v);
     }
     out_putc('\n');
 }
@@ -661,8 +897,14 @@ static void *signal_thread(void *arg)
          * stop cleanly and nothing written yet, and the read that blocks may never end. */
         if (atomic_exchange(&was_interrupted, true) || !atomic_load(&stop_armed)) {
             /* On a line of its own: in place of the bar, or below the echoed ^C. */
-            fputs(bar_erase() ? "runspace: interrupted\n" : "\nrunspace: interrupted\n", stderr);
+            fputs(bar_erase_now() ? "runspace: interrupted\n" : "\nrunspace: interrupted\n",
+                  stderr);
             _exit(EXIT_INTERRUPTED);
+        }
+        /* A write waiting for a reader now waits only a little (wait_writable). */
+        if (interrupt_wfd >= 0) {
+            ssize_t ignored = write(interrupt_wfd, "x", 1);
+            (void)ignored;
         }
         request_stop();
     }
@@ -677,6 +919,11 @@ void signals_init(void)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGWINCH); /* a resized terminal: the progress bar fits itself again */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) == 0) {
+        interrupt_fd = p[0];
+        interrupt_wfd = p[1];
+    }
     pthread_t t;
     if (pthread_create(&t, NULL, signal_thread, &set) == 0)
         pthread_detach(t);
@@ -694,20 +941,47 @@ bool interrupted(void)
  * debris at each draw), and it is erased before anything else is written to the terminal: a
  * message on stderr, and a line on stdout when stdout is a terminal too (the same screen, in
  * practice). The width is read with TIOCGWINSZ when the first bar is drawn and again after
- * each SIGWINCH, which the signal thread turns into the `resized` flag. Drawn and erased on
- * the command's thread; `bar_shown` lets a message from another thread erase it too. */
+ * each SIGWINCH, which the signal thread turns into the `resized` flag.
+ *
+ * stderr is written by the command's thread (the bar, messages) and, in foreach, by the
+ * pool's workers (stream lines, see bar_line): stderr_mu keeps each line whole and the bar
+ * below them; bar_shown (read without it for a fast "no bar" answer) and bar_last change
+ * under it. */
+static pthread_mutex_t stderr_mu = PTHREAD_MUTEX_INITIALIZER;
 static atomic_bool bar_shown;
+static char bar_last[256]; /* the line the bar showed last */
 static int bar_columns = 80;
 static int stdout_tty = -1; /* unknown until the first write after a bar was drawn */
 
-/* Erases the bar when it is on the screen; true if it was. */
-static bool bar_erase(void)
+/* Erases the bar when it is on the screen; true if it was. stderr_mu held. */
+static bool erase_locked(void)
 {
     if (!atomic_exchange(&bar_shown, false))
         return false;
     fputs("\r\033[K", stderr);
     fflush(stderr);
     return true;
+}
+
+static bool bar_erase(void)
+{
+    if (!atomic_load(&bar_shown))
+        return false;
+    pthread_mutex_lock(&stderr_mu);
+    bool was = erase_locked();
+    pthread_mutex_unlock(&stderr_mu);
+    return was;
+}
+
+/* bar_erase for the signal thread on its way out: it must not wait for a writer that holds
+ * the lock (one waiting for a reader of stderr), so it erases only when the lock is free. */
+static bool bar_erase_now(void)
+{
+    if (!atomic_load(&bar_shown) || pthread_mutex_trylock(&stderr_mu) != 0)
+        return false;
+    bool was = erase_locked();
+    pthread_mutex_unlock(&stderr_mu);
+    return was;
 }
 
 void bar_erase_for_stdout(void)
@@ -749,7 +1023,7 @@ static int terminal_columns(void)
 
 /* The bar's line, at most `width` bytes: with everything when it fits, else with a shorter
  * bar, then without the bar, the rate, the ETA, and at last cut short. */
-static void bar_line(char *line, size_t size, int width, const progress_bar *b, uint64_t done,
+static void bar_text(char *line, size_t size, int width, const progress_bar *b, uint64_t done,
                      uint64_t total, double elapsed)
 {
     double rate = elapsed > 0 ? (double)done / elapsed : 0;
@@ -810,17 +1084,70 @@ void bar_draw(progress_bar *b, uint64_t done, uint64_t total, double elapsed, bo
         return;
     b->last_draw = now;
     /* One column short of the edge: writing the last column would wrap on some terminals. */
+    pthread_mutex_lock(&stderr_mu);
     int width = terminal_columns() - 1;
-    char line[256];
-    bar_line(line, sizeof line, width < (int)sizeof line - 1 ? width : (int)sizeof line - 1, b,
-             done, total, elapsed);
-    fprintf(stderr, "\r%s\033[K", line);
+    bar_text(bar_last, sizeof bar_last,
+             width < (int)sizeof bar_last - 1 ? width : (int)sizeof bar_last - 1, b, done, total,
+             elapsed);
+    fprintf(stderr, "\r%s\033[K", bar_last);
     fflush(stderr);
     atomic_store(&bar_shown, true);
+    pthread_mutex_unlock(&stderr_mu);
 }
 
 void bar_clear(progress_bar *b)
 {
     if (b->enabled)
         bar_erase();
+}
+
+void bar_line(progress_bar *b, const char *prefix, const char *text, size_t len)
+{
+    (void)b; /* one bar at a time: its state is the module's */
+    /* One write for all of it: other processes (commands that scripts start) write to the
+     * same stderr, and a line must not be split by theirs. */
+    size_t plen = strlen(prefix);
+    char *line = len < SIZE_MAX - plen - sizeof bar_last - 16
+                     ? malloc(plen + len + sizeof bar_last + 16)
+                     : NULL;
+    pthread_mutex_lock(&stderr_mu);
+    bool was_shown = atomic_load(&bar_shown);
+    if (!line) {
+        erase_locked();
+        fputs(prefix, stderr);
+        fwrite(text, 1, len, stderr);
+        fputc('\n', stderr);
+        fflush(stderr);
+    } else {
+        size_t n = 0;
+        if (was_shown) {
+            memcpy(line, "\r\033[K", 4);
+            n = 4;
+        }
+        memcpy(line + n, prefix, plen);
+        n += plen;
+        memcpy(line + n, text, len);
+        n += len;
+        line[n++] = '\n';
+        if (was_shown)
+            n += (size_t)snprintf(line + n, sizeof bar_last + 8, "%s\033[K", bar_last);
+        fflush(stderr);
+        for (size_t at = 0; at < n && !atomic_load(&err_dropped);) {
+            ssize_t w = write(err_fd, line + at, n - at);
+            int err;
+            if (w > 0) {
+                at += (size_t)w;
+            } else if (w < 0 && errno == EAGAIN) {
+                if (!wait_writable(err_fd, &err)) {
+                    if (!err)
+                        atomic_store(&err_dropped, true); /* a reader that takes nothing */
+                    break;
+                }
+            } else if (w < 0 && errno != EINTR) {
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&stderr_mu);
+    free(line);
 }

@@ -84,13 +84,19 @@ static const char usage[] =
     "                         --memory-limit are the workers' own\n"
     "  -h, --help             this help\n"
     "\n"
-    "Lines may be up to 64 MiB; a longer one is an error record, and the input ends there.\n"
+    "Lines may be up to 64 MiB (without LF or CR LF); a longer one is an error record, and\n"
+    "the input ends there.\n"
+    "Items' print and write_information lines go to stderr as they are written, write_warning\n"
+    "as WARNING: text, write_error as ERROR: text (verbose and debug are not shown); anything\n"
+    "else scripts write to stdout (io.write, commands) goes to stderr too: stdout carries only\n"
+    "the records.\n"
     "`runspace joblog FILE` prints a journal's final records (the latest line per index).\n"
     "\n"
     "Exit status: 0 every item ok; 1 some item failed, timed out or was cancelled, or the input\n"
     "could not be read, the output written or the journal written; 2 usage error, a script\n"
     "that does not compile, or a journal or a run on Redis refused; 3 Redis cannot be\n"
-    "reached, refused the password, or was lost for too long; 130 interrupted.\n";
+    "reached, refused the password, or was lost for too long; 130 interrupted (output a\n"
+    "reader does not take within a second after an interrupt is dropped).\n";
 
 /* The longest input line (without its newline). A longer line yields an error record, and
  * the input ends there: where it ends cannot be known without reading on (from /dev/zero,
@@ -176,6 +182,14 @@ static void input_failed(cli *c, int err)
         c->input_error = strdup("cannot read input");
 }
 
+/* Whether a line of n bytes at start (or the start of one, while more is to come) is over
+ * the limit, which is on the line without its line end: CR LF counts as one. */
+static bool line_too_long(const cli *c, const char *start, size_t n)
+{
+    return n > LINE_MAX_BYTES &&
+           !(c->sep == '\n' && n == LINE_MAX_BYTES + 1 && start[n - 1] == '\r');
+}
+
 /* The next line (without its newline) in c->buf, NUL-terminated, or NULL at the end of the
  * input, after a stop, after a read error (c->input_error) or when the line is longer than
  * LINE_MAX_BYTES (*len is then past the limit). */
@@ -189,7 +203,7 @@ static char *read_line(cli *c, size_t *len)
         c->scanned = have;
         if (nl || (c->eof && have)) {
             size_t n = nl ? (size_t)(nl - start) : have;
-            if (n > LINE_MAX_BYTES) {
+            if (line_too_long(c, start, n)) {
                 *len = n;
                 return NULL;
             }
@@ -199,7 +213,7 @@ static char *read_line(cli *c, size_t *len)
             *len = n;
             return start;
         }
-        if (have > LINE_MAX_BYTES) {
+        if (line_too_long(c, start, have)) {
             *len = have;
             return NULL;
         }
@@ -271,7 +285,7 @@ again:;
     char *line = read_line(c, &n);
     if (!line) {
         c->input_over = true;
-        if (n <= LINE_MAX_BYTES)
+        if (n == 0)
             return 0; /* the end, a stop or a read error */
         /* The over-long line gets its record; nothing after it is read. */
         c->line_no++;
@@ -313,7 +327,7 @@ static void on_record(const rs_foreach_record *r, void *ud)
     cli *c = ud;
     if (r->status != RS_ITEM_OK)
         c->failed_records++;
-    if (out_error())
+    if (out_stopped())
         return; /* the run is stopping: its records can reach no one */
     if (c->heading) {
         c->heading = false;
@@ -326,8 +340,34 @@ static void on_record(const rs_foreach_record *r, void *ud)
 static void on_notice(const char *message, void *ud)
 {
     cli *c = ud;
-    bar_clear(&c->bar);
-    cli_error("%s", message);
+    bar_line(&c->bar, "runspace: ", message, strlen(message));
+}
+
+/* The items' stream records, on the pool's workers as they are written: print and
+ * write_information as they are, warnings and non-terminating errors (write_error) named as
+ * such, all on stderr above the bar (bar_line's lock keeps lines whole). Verbose, debug and
+ * progress records are not shown. */
+static void on_stream(uint64_t index, const rs_record *r, void *ud)
+{
+    (void)index;
+    cli *c = ud;
+    const char *prefix;
+    switch (r->stream) {
+    case RS_STREAM_INFORMATION:
+        prefix = "";
+        break;
+    case RS_STREAM_WARNING:
+        prefix = "WARNING: ";
+        break;
+    case RS_STREAM_ERROR:
+        if (r->code != 0)
+            return; /* a terminating error: the item's record says it */
+        prefix = "ERROR: ";
+        break;
+    default:
+        return;
+    }
+    bar_line(&c->bar, prefix, r->message, r->message_len);
 }
 
 /* Called after each delivered batch of records: the batch goes out now (one write), so that
@@ -529,6 +569,13 @@ static int parse_options(int argc, char **argv, foreach_args *a, cli *c)
             if (!parse_assignment(optarg, &list[*n].name, &list[*n].value))
                 return cli_usage(cmd, "--%s needs NAME=VALUE, not '%s'", what, optarg);
             (*n)++;
+            if (opt == OPT_PARAM) {
+                char *names[64];
+                for (int i = 0; i < *n - 1; i++)
+                    names[i] = list[i].name;
+                if (!check_parameter(list[*n - 1].name, names, *n - 1))
+                    return EXIT_USAGE;
+            }
             break;
         }
         case OPT_MODULE:
@@ -717,7 +764,9 @@ static bool journal_is_in_use(const cli *c, const foreach_args *a)
     for (int i = 0; !c->range && i < a->ninputs; i++)
         reads_stdin = reads_stdin || strcmp(a->inputs[i], "-") == 0;
     const char *what = NULL;
-    if (fstat(1, &other) == 0 && other.st_dev == j.st_dev && other.st_ino == j.st_ino)
+    /* Where the records go (fd 1 is stderr's copy once out_private has run). */
+    if (fstat(out_descriptor(), &other) == 0 && other.st_dev == j.st_dev &&
+        other.st_ino == j.st_ino)
         what = "the standard output";
     else if (reads_stdin && fstat(0, &other) == 0 && other.st_dev == j.st_dev &&
              other.st_ino == j.st_ino)
@@ -766,7 +815,8 @@ static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script,
                          .journal_mode = a->joblog ? a->journal_mode : RS_JOURNAL_NEW,
                          .journal_force = a->force,
                          .journal_source = source,
-                         .on_notice = on_notice};
+                         .on_notice = on_notice,
+                         .on_stream = on_stream};
     int rc = rs_foreach_create(&o, &c->fe);
     free(source); /* copied */
     if (rc) {
@@ -938,6 +988,8 @@ int cmd_foreach(int argc, char **argv)
     /* Items typed at a terminal: say once where they are read from, and how to end. */
     if (!c.range && c.fd == STDIN_FILENO && isatty(STDIN_FILENO))
         cli_error("reading items from the terminal, one per line; end with Ctrl-D");
+    /* Records get a descriptor of their own; what scripts write to fd 1 goes to stderr. */
+    out_private();
     rc = run_foreach(&c, &a, iss, script, script_len);
 done:
     rs_foreach_destroy(c.fe);

@@ -5,6 +5,7 @@
  */
 #include "cli.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,17 +13,11 @@
 static void out_json_string(const char *s)
 {
     rs_value *v = rs_value_string(s);
-    char *text = v ? json_text(v) : NULL;
-    out_puts(text ? text : "null");
-    free(text);
+    if (v)
+        out_json(v);
+    else
+        out_puts("null");
     rs_value_destroy(v);
-}
-
-static void out_json_value(const rs_value *v)
-{
-    char *text = json_text(v);
-    out_puts(text ? text : "null");
-    free(text);
 }
 
 /* A duration in seconds as milliseconds with 3 decimals, rounded half up to the microsecond
@@ -34,19 +29,119 @@ static void format_ms(char *buf, size_t size, double seconds)
     snprintf(buf, size, "%llu.%03llu", us / 1000, us % 1000);
 }
 
-/* An input for a message or a column: a string as it is, other values as JSON, cut to
- * at most max bytes (with "..."), in a new string (free); NULL when out of memory. */
+/* An input for a message or a column, on one line (see display_text): a string as it is,
+ * other values as JSON, cut to at most max bytes (with "..."), in a new string (free); NULL
+ * when out of memory. Only the first bytes of a long input are looked at. */
 static char *input_text(const rs_value *input, size_t max)
 {
-    char *text = rs_value_type(input) == RS_TSTRING ? utf8_text(rs_value_get_string(input, NULL))
-                                                    : json_text(input);
-    if (text && strlen(text) > max && max > 3) {
-        size_t cut = max - 3;
-        while (cut > 0 && ((unsigned char)text[cut] & 0xc0) == 0x80)
-            cut--; /* not inside a UTF-8 sequence */
-        memcpy(text + cut, "...", 4);
+    if (rs_value_type(input) == RS_TSTRING) {
+        size_t len;
+        const char *s = rs_value_get_string(input, &len);
+        return display_text(s, len < 4 * max ? len : 4 * max, max);
     }
+    bool cut;
+    char *json = json_prefix(input, max + 1, &cut);
+    char *text = json ? display_text(json, strlen(json), max) : NULL;
+    free(json);
     return text;
+}
+
+/* A message for a text format (table, stderr) on one line; NULL when out of memory. */
+static char *message_text(const char *s)
+{
+    return display_text(s, strlen(s), 0);
+}
+
+/* Streams JSON text as a CSV field (RFC 4180): as it is while it holds none of , " CR LF
+ * (held back until that is known), else in quotes with each " doubled. A text without them
+ * is short (nested one-element arrays around a number), so what is held back stays small;
+ * should it not, the field is quoted, which is always valid. */
+typedef struct csv_field {
+    char held[4096];
+    size_t n;
+    bool quoted;
+} csv_field;
+
+static void csv_quoted(const char *data, size_t len)
+{
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (data[i] == '"') {
+            out_write(data + run, i + 1 - run);
+            out_putc('"');
+            run = i + 1;
+        }
+    }
+    out_write(data + run, len - run);
+}
+
+static int csv_sink(const char *data, size_t len, void *ud)
+{
+    csv_field *f = ud;
+    if (!f->quoted) {
+        bool plain = len <= sizeof f->held - f->n;
+        for (size_t i = 0; plain && i < len; i++)
+            plain = !strchr(",\"\r\n", data[i]) || !data[i];
+        if (plain) {
+            memcpy(f->held + f->n, data, len);
+            f->n += len;
+            return 0;
+        }
+        f->quoted = true;
+        out_putc('"');
+        csv_quoted(f->held, f->n);
+    }
+    csv_quoted(data, len);
+    return out_stopped();
+}
+
+static void out_csv_json(const rs_value *v)
+{
+    csv_field f = {.n = 0};
+    json_stream(v, csv_sink, &f);
+    if (f.quoted)
+        out_putc('"');
+    else
+        out_write(f.held, f.n);
+}
+
+/* Streams JSON text to a terminal's table: JSON escapes every C0 control but lets DEL and
+ * the C1 controls (U+0080-U+009F, which some terminals obey) through; they are written as
+ * \u escapes, which read the same as JSON. held is a 0xC2 byte whose successor is still to
+ * come. */
+typedef struct table_field {
+    bool held;
+} table_field;
+
+static int table_sink(const char *data, size_t len, void *ud)
+{
+    table_field *t = ud;
+    const unsigned char *p = (const unsigned char *)data;
+    size_t run = 0;
+    char esc[8];
+    for (size_t i = 0; i < len; i++) {
+        if (t->held) {
+            t->held = false;
+            if (p[i] >= 0x80 && p[i] < 0xa0) {
+                snprintf(esc, sizeof esc, "\\u%04x", p[i]);
+                out_puts(esc);
+                run = i + 1;
+                continue;
+            }
+            out_putc('\xc2');
+            run = i;
+        }
+        if (p[i] == 0x7f || p[i] == 0xc2) {
+            out_write(data + run, i - run);
+            if (p[i] == 0x7f)
+                out_puts("\\u007f");
+            else
+                t->held = true;
+            run = i + 1;
+        }
+    }
+    out_write(data + run, len - run);
+    return out_stopped();
 }
 
 /* Writes s as a CSV field (RFC 4180). */
@@ -57,11 +152,7 @@ static void out_csv_field(const char *s)
         return;
     }
     out_putc('"');
-    for (const char *p = s; *p; p++) {
-        if (*p == '"')
-            out_putc('"');
-        out_putc(*p);
-    }
+    csv_quoted(s, strlen(s));
     out_putc('"');
 }
 
@@ -96,15 +187,16 @@ void record_write(record_format f, const rs_foreach_record *r, progress_bar *bar
                 out_value_raw(rs_array_get(r->output, i));
         } else {
             /* Named by its input (what the user gave), not by a 0-based index. */
-            char *error = utf8_text(r->error);
+            char *error = message_text(r->error);
             char *in = input_text(r->input, 80);
-            bar_clear(bar);
-            if (rs_value_type(r->input) == RS_TSTRING)
-                fprintf(stderr, "runspace: input '%s': %s: %s\n", in ? in : "",
-                        rs_item_status_name(r->status), error ? error : r->error);
-            else
-                fprintf(stderr, "runspace: input %s: %s: %s\n", in ? in : "",
-                        rs_item_status_name(r->status), error ? error : r->error);
+            char *line = NULL;
+            bool string = rs_value_type(r->input) == RS_TSTRING;
+            if (asprintf(&line, string ? "input '%s': %s: %s" : "input %s: %s: %s", in ? in : "",
+                         rs_item_status_name(r->status), error ? error : "out of memory") < 0)
+                line = NULL;
+            bar_line(bar, "runspace: ", line ? line : "out of memory",
+                     strlen(line ? line : "out of memory"));
+            free(line);
             free(in);
             free(error);
         }
@@ -112,11 +204,11 @@ void record_write(record_format f, const rs_foreach_record *r, progress_bar *bar
     case FMT_JSONL:
         snprintf(num, sizeof num, "{\"index\":%llu,\"input\":", (unsigned long long)r->index);
         out_puts(num);
-        out_json_value(r->input);
+        out_json(r->input);
         out_puts(",\"status\":\"");
         out_puts(rs_item_status_name(r->status));
         out_puts("\",\"output\":");
-        out_json_value(r->output);
+        out_json(r->output);
         out_puts(",\"error\":");
         if (r->error)
             out_json_string(r->error);
@@ -132,15 +224,11 @@ void record_write(record_format f, const rs_foreach_record *r, progress_bar *bar
     case FMT_CSV: {
         snprintf(num, sizeof num, "%llu,", (unsigned long long)r->index);
         out_puts(num);
-        char *in = json_text(r->input);
-        out_csv_field(in ? in : "");
-        free(in);
+        out_csv_json(r->input);
         out_putc(',');
         out_puts(rs_item_status_name(r->status));
         out_putc(',');
-        char *outv = json_text(r->output);
-        out_csv_field(outv ? outv : "");
-        free(outv);
+        out_csv_json(r->output);
         out_putc(',');
         char *error = r->error ? utf8_text(r->error) : NULL;
         out_csv_field(error ? error : "");
@@ -153,7 +241,7 @@ void record_write(record_format f, const rs_foreach_record *r, progress_bar *bar
         break;
     }
     case FMT_TABLE: {
-        char *text = r->status == RS_ITEM_OK ? json_text(r->output) : utf8_text(r->error);
+        char *text = r->status == RS_ITEM_OK ? NULL : message_text(r->error);
         char *in = input_text(r->input, 20);
         char ms[32];
         format_ms(ms, sizeof ms, r->duration);
@@ -169,7 +257,14 @@ void record_write(record_format f, const rs_foreach_record *r, progress_bar *bar
         for (; width < 22; width++)
             out_putc(' ');
         free(in);
-        out_puts(text ? text : "");
+        if (r->status == RS_ITEM_OK) {
+            table_field t = {false};
+            json_stream(r->output, table_sink, &t);
+            if (t.held)
+                out_putc('\xc2');
+        } else {
+            out_puts(text ? text : "");
+        }
         out_putc('\n');
         free(text);
         break;

@@ -34,7 +34,8 @@ static const char usage[] =
     "Options come before the script. Outputs go to stdout when the script ends; print goes\n"
     "to stdout, warnings and errors to stderr, as they are written.\n"
     "Exit status: 0 success; 1 the script failed or timed out, or the output could not be\n"
-    "written; 2 usage error or a script that does not compile; 130 interrupted.\n";
+    "written; 2 usage error, a script that does not compile, or a runspace that cannot open\n"
+    "(a --memory-limit too small, a module that fails); 130 interrupted.\n";
 
 typedef struct run_cli {
     bool verbose;
@@ -173,6 +174,10 @@ int cmd_run(int argc, char **argv)
                 goto done;
             }
             (*n)++;
+            if (!var && !check_parameter(pnames[np - 1], pnames, np - 1)) {
+                rc = EXIT_USAGE;
+                goto done;
+            }
             break;
         }
         case OPT_MODULE:
@@ -265,8 +270,10 @@ int cmd_run(int argc, char **argv)
     }
     rs_runspace_opts ro = {.iss = iss};
     if ((rc = rs_runspace_create(&ro, &rs)) || (rc = rs_runspace_open(rs))) {
+        /* A setup error, as in foreach: the session state (a memory limit too small to open a
+         * runspace, a module that fails) keeps anything from running. */
         cli_error("%s", rs ? rs_runspace_errmsg(rs) : rs_strerror(rc));
-        rc = EXIT_ITEMS_FAILED;
+        rc = EXIT_USAGE;
         goto done;
     }
     if (script_file) {
@@ -306,10 +313,11 @@ int cmd_run(int argc, char **argv)
     if (c.progress_shown)
         fputs("\r\033[K", stderr);
     if (json) {
-        char *text = json_text(out);
-        out_puts(text ? text : "[]");
+        if (out)
+            out_json(out);
+        else
+            out_puts("[]");
         out_putc('\n');
-        free(text);
     } else {
         for (size_t i = 0; out && i < rs_array_len(out); i++)
             out_value_raw(rs_array_get(out, i));

@@ -209,6 +209,21 @@ enum {
 RS_EXTERN int rs_json_encode(const rs_value *v, unsigned flags, char **out, size_t *len,
                              rs_errinfo *err);
 
+/* Receives the next piece of an encoding's text (len > 0 bytes, not NUL-terminated, borrowed
+ * for the call). Returns 0 to go on, anything else to stop the encoding. */
+typedef int (*rs_json_sink_fn)(const char *data, size_t len, void *userdata);
+
+/* Encodes v as rs_json_encode does, but hands the text to sink piece by piece as it is made
+ * (pieces of about 64 KiB; a long run of a string that needs no escape is passed without a
+ * copy), so that the text of a large value is never held whole: memory stays small whatever
+ * the value's size. Nesting deeper than RS_MAX_DEPTH is refused (RS_EVALUE) before any text
+ * is written; a value that cannot be encoded without RS_JSON_REPAIR (NaN, a string that is
+ * not UTF-8) fails with RS_EVALUE when it is reached, after the text before it was handed
+ * on. RS_ESTOPPED when sink asked to stop; RS_EINVAL without v or sink, or for unknown
+ * flags; RS_ENOMEM. Thread-safe for distinct sinks; calls sink on the caller's thread. */
+RS_EXTERN int rs_json_encode_stream(const rs_value *v, unsigned flags, rs_json_sink_fn sink,
+                                    void *userdata, rs_errinfo *err);
+
 /* Decodes exactly one JSON value from len bytes of text (which need not be NUL-terminated).
  * On success *out is a new value. Errors are RS_EJSON with err's line, column, position and
  * message filled: syntax errors, trailing garbage, invalid UTF-8, numbers that overflow

@@ -100,7 +100,63 @@ typedef struct encoder {
     const char *root;
     int index_base;
     rs_errinfo *err;
+    /* Streaming (rs_json_encode_stream): out is a small buffer handed to sink whenever it
+     * holds SINK_CHUNK bytes, and long runs of a string go to sink without a copy, so that
+     * the text of a value never has to be in memory whole. NULL: all of it goes to out. */
+    rs_json_sink_fn sink;
+    void *sink_ud;
+    bool repair; /* RS_JSON_REPAIR */
+    /* Optional: called with the work done since its last call (a value, or a KiB of a
+     * string, counting one) about every CHECK_WORK of it; a non-zero return ends the
+     * encoding with that code. */
+    rs__json_check_fn check;
+    void *check_ud;
+    uint64_t work;
 } encoder;
+
+/* Work between two calls of a check function. */
+#define CHECK_WORK 1024
+
+/* Counts work; calls the check function once enough was done. */
+static inline int count_work(encoder *e, uint64_t work)
+{
+    if (!e->check || (e->work += work) < CHECK_WORK)
+        return 0;
+    uint64_t done = e->work;
+    e->work = 0;
+    return e->check(e->check_ud, done);
+}
+
+/* What a streaming encoder gathers before it hands text on. */
+#define SINK_CHUNK ((size_t)64 << 10)
+
+/* Hands what out holds to the sink; RS_ESTOPPED when the sink says stop. */
+static int flush_sink(encoder *e)
+{
+    size_t n = e->out->len;
+    e->out->len = 0;
+    if (n && e->sink(e->out->data, n, e->sink_ud))
+        return RS_ESTOPPED;
+    return 0;
+}
+
+/* After text was appended: a streaming encoder hands on a full chunk. */
+static inline int maybe_flush(encoder *e)
+{
+    return e->sink && e->out->len >= SINK_CHUNK ? flush_sink(e) : 0;
+}
+
+/* Appends s[0..n): a long piece goes straight to a streaming encoder's sink. */
+static int emit(encoder *e, const char *s, size_t n)
+{
+    if (!e->sink || e->out->len + n < SINK_CHUNK)
+        return rs__buf_append(e->out, s, n);
+    int rc = flush_sink(e);
+    if (!rc)
+        rc = n >= SINK_CHUNK ? (e->sink(s, n, e->sink_ud) ? RS_ESTOPPED : 0)
+                             : rs__buf_append(e->out, s, n);
+    return rc;
+}
 
 /* Appends one byte: rs__buf_putc without the call, for the encoder's punctuation. */
 static inline int put1(rs__buf *b, char c)
@@ -256,43 +312,67 @@ static int put_escape(rs__buf *out, uint32_t cp)
     case '\t':
         return rs__buf_append(out, "\\t", 2);
     }
-    if (cp < 0x10000)
-        return rs__buf_printf(out, "\\u%04" PRIx32, cp);
-    cp -= 0x10000;
-    return rs__buf_printf(out, "\\u%04" PRIx32 "\\u%04" PRIx32, 0xd800 + (cp >> 10),
-                          0xdc00 + (cp & 0x3ff));
+    /* By hand rather than printf: a string of control bytes is all escapes. */
+    static const char hex[] = "0123456789abcdef";
+    char u[12];
+    size_t n = 0;
+    uint32_t units[2] = {cp, 0};
+    int count = 1;
+    if (cp >= 0x10000) {
+        cp -= 0x10000;
+        units[0] = 0xd800 + (cp >> 10);
+        units[1] = 0xdc00 + (cp & 0x3ff);
+        count = 2;
+    }
+    for (int k = 0; k < count; k++) {
+        u[n++] = '\\';
+        u[n++] = 'u';
+        for (int shift = 12; shift >= 0; shift -= 4)
+            u[n++] = hex[(units[k] >> shift) & 0xf];
+    }
+    return rs__buf_append(out, u, n);
 }
 
-/* Appends s as a JSON string. Bytes that need no escape are copied in runs. */
+/* Appends s as a JSON string. Bytes that need no escape are copied in runs. Under
+ * RS_JSON_REPAIR each byte that is not part of valid UTF-8 is written as U+FFFD. */
 static int encode_string(encoder *e, const char *s, size_t len, const path *at, bool is_key)
 {
     const unsigned char *p = (const unsigned char *)s;
     bool ascii = e->flags & RS_JSON_ASCII;
-    int rc = rs__buf_reserve(e->out, len + 2);
+    int rc = e->sink ? 0 : rs__buf_reserve(e->out, len + 2);
     if (!rc)
         rc = put1(e->out, '"');
-    size_t run = 0;
+    size_t run = 0, next_check = 65536;
     for (size_t i = 0; !rc && i < len;) {
+        if (i >= next_check) {
+            /* A long string is work too: 64 per 64 KiB, so that a stop or timeout ends it. */
+            next_check = i + 65536;
+            if ((rc = count_work(e, 64)))
+                break;
+        }
         if (p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\') {
             i++;
             continue;
         }
         uint32_t cp;
         size_t n = utf8_decode(p + i, len - i, &cp);
-        if (!n)
+        if (!n && !e->repair)
             return fail(e, at, is_key ? "key is not valid UTF-8" : "string is not valid UTF-8");
-        if (p[i] >= 0x80 && !ascii) {
+        if (n && p[i] >= 0x80 && !ascii) {
             i += n;
             continue;
         }
-        rc = rs__buf_append(e->out, s + run, i - run);
+        rc = emit(e, s + run, i - run);
         if (!rc)
-            rc = put_escape(e->out, cp);
-        i += n;
+            rc = n || ascii ? put_escape(e->out, n ? cp : 0xfffd)
+                            : rs__buf_append(e->out, "\xef\xbf\xbd", 3);
+        if (!rc)
+            rc = maybe_flush(e);
+        i += n ? n : 1;
         run = i;
     }
     if (!rc)
-        rc = rs__buf_append(e->out, s + run, len - run);
+        rc = emit(e, s + run, len - run);
     return rc ? rc : put1(e->out, '"');
 }
 
@@ -362,6 +442,8 @@ static int newline(encoder *e, int depth)
 }
 
 static int encode_value(encoder *e, const rs_value *v, const path *at, int depth);
+static rs_value *repaired_keys(const rs_value *map);
+static bool keys_valid(const rs_value *map);
 
 /* Appends the array or map v, whose opening bracket is at nesting level `level`. Recursion is
  * bounded: a container deeper than RS_MAX_DEPTH is refused before anything inside it. */
@@ -372,6 +454,11 @@ static int encode_container(encoder *e, const rs_value *v, const path *at, int l
     bool is_map = rs_value_type(v) == RS_TMAP;
     bool pretty = e->flags & RS_JSON_PRETTY;
     size_t n = is_map ? rs_map_len(v) : rs_array_len(v);
+    /* Under RS_JSON_REPAIR, a map with a key that is not UTF-8 is written with its keys
+     * repaired and made unique (the rare path: only the keys are copied). */
+    rs_value *keys = is_map && e->repair && !keys_valid(v) ? repaired_keys(v) : NULL;
+    if (is_map && e->repair && !keys && !keys_valid(v))
+        return RS_ENOMEM;
     int rc = put1(e->out, is_map ? '{' : '[');
     for (size_t i = 0; !rc && i < n; i++) {
         path step = {at, v, i};
@@ -381,14 +468,17 @@ static int encode_container(encoder *e, const rs_value *v, const path *at, int l
             rc = newline(e, level);
         if (!rc && is_map) {
             size_t keylen;
-            const char *key = rs_map_key(v, i, &keylen);
+            const char *key = rs_map_key(keys ? keys : v, i, &keylen);
             rc = encode_string(e, key, keylen, &step, true);
             if (!rc)
                 rc = pretty ? rs__buf_append(e->out, ": ", 2) : put1(e->out, ':');
         }
         if (!rc)
             rc = encode_value(e, is_map ? rs_map_value(v, i) : rs_array_get(v, i), &step, level);
+        if (!rc)
+            rc = maybe_flush(e);
     }
+    rs_value_destroy(keys);
     if (!rc && n && pretty)
         rc = newline(e, level - 1);
     return rc ? rc : put1(e->out, is_map ? '}' : ']');
@@ -397,6 +487,9 @@ static int encode_container(encoder *e, const rs_value *v, const path *at, int l
 /* Appends v, which sits inside `depth` containers. */
 static int encode_value(encoder *e, const rs_value *v, const path *at, int depth)
 {
+    int rc = count_work(e, 1);
+    if (rc)
+        return rc;
     switch (rs_value_type(v)) {
     case RS_TNULL:
         return rs__buf_append(e->out, "null", 4);
@@ -417,6 +510,8 @@ static int encode_value(encoder *e, const rs_value *v, const path *at, int depth
     }
     case RS_TDOUBLE: {
         double d = rs_value_get_double(v);
+        if (!isfinite(d) && e->repair)
+            return rs__buf_append(e->out, "null", 4);
         if (isnan(d))
             return fail(e, at, "NaN cannot be represented in JSON");
         if (isinf(d))
@@ -482,86 +577,92 @@ static bool utf8_valid(const char *s, size_t len)
     return true;
 }
 
-/* A copy of v that JSON can carry (RS_JSON_REPAIR), or NULL when out of memory. Recursion
- * is bounded: containers deeper than RS_MAX_DEPTH are copied empty (the encoder refuses
- * them either way). */
-static rs_value *repaired_copy(const rs_value *v, int depth)
+/* Whether every key of map is valid UTF-8. */
+static bool keys_valid(const rs_value *map)
 {
-    switch (rs_value_type(v)) {
-    case RS_TDOUBLE:
-        return isfinite(rs_value_get_double(v)) ? rs_value_copy(v) : rs_value_null();
-    case RS_TSTRING: {
-        size_t len, fixed_len;
-        const char *s = rs_value_get_string(v, &len);
-        if (utf8_valid(s, len))
-            return rs_value_copy(v);
-        char *fixed = utf8_repair(s, len, 0, &fixed_len);
-        rs_value *r = fixed ? rs_value_stringn(fixed, fixed_len) : NULL;
-        rs__free(fixed);
-        return r;
+    for (size_t i = 0; i < rs_map_len(map); i++) {
+        size_t klen;
+        const char *key = rs_map_key(map, i, &klen);
+        if (!utf8_valid(key, klen))
+            return false;
     }
-    case RS_TARRAY: {
-        rs_value *a = rs_value_array();
-        for (size_t i = 0; a && i < rs_array_len(v) && depth < RS_MAX_DEPTH; i++) {
-            if (rs_array_push(a, repaired_copy(rs_array_get(v, i), depth + 1))) {
-                rs_value_destroy(a);
-                a = NULL;
-            }
-        }
-        return a;
-    }
-    case RS_TMAP: {
-        rs_value *m = rs_value_map();
-        for (size_t i = 0; m && i < rs_map_len(v) && depth < RS_MAX_DEPTH; i++) {
-            size_t klen;
-            const char *key = rs_map_key(v, i, &klen);
-            char *fixed = NULL;
-            if (!utf8_valid(key, klen)) {
-                /* Room for the U+FFFDs that make it unique: each one added gets past a key of
-                 * v or of m, and they have at most 2 x len(v) keys. */
-                fixed = utf8_repair(key, klen, 6 * rs_map_len(v), &klen);
-                if (!fixed) {
-                    rs_value_destroy(m);
-                    return NULL;
-                }
-                /* A valid key of v, or one already placed, may read the same. */
-                while (rs_map_getn(v, fixed, klen) || rs_map_getn(m, fixed, klen)) {
-                    memcpy(fixed + klen, "\xef\xbf\xbd", 3);
-                    klen += 3;
-                }
-                key = fixed;
-            }
-            if (rs_map_setn(m, key, klen, repaired_copy(rs_map_value(v, i), depth + 1))) {
+    return true;
+}
+
+/* The keys of map as RS_JSON_REPAIR writes them, in a new map of the same length whose keys
+ * are those (values null), or NULL when out of memory: each byte of a key that is not part of
+ * valid UTF-8 becomes U+FFFD, and a repaired key that reads as another key of map, or as one
+ * repaired before it, gets more U+FFFD until it is unique. */
+static rs_value *repaired_keys(const rs_value *map)
+{
+    rs_value *m = rs_value_map();
+    for (size_t i = 0; m && i < rs_map_len(map); i++) {
+        size_t klen;
+        const char *key = rs_map_key(map, i, &klen);
+        char *fixed = NULL;
+        if (!utf8_valid(key, klen)) {
+            /* Room for the U+FFFDs that make it unique: each one added gets past a key of
+             * map or of m, and they have at most 2 x len(map) keys. */
+            fixed = utf8_repair(key, klen, 6 * rs_map_len(map), &klen);
+            if (!fixed) {
                 rs_value_destroy(m);
-                m = NULL;
+                return NULL;
             }
-            rs__free(fixed);
+            while (rs_map_getn(map, fixed, klen) || rs_map_getn(m, fixed, klen)) {
+                memcpy(fixed + klen, "\xef\xbf\xbd", 3);
+                klen += 3;
+            }
+            key = fixed;
         }
-        return m;
+        if (rs_map_setn(m, key, klen, rs_value_null())) {
+            rs_value_destroy(m);
+            m = NULL;
+        }
+        rs__free(fixed);
     }
-    default:
-        return rs_value_copy(v);
+    return m;
+}
+
+/* Whether v holds a container deeper than RS_MAX_DEPTH, counting `level` above it: checked
+ * before a streaming encoder writes anything, since it cannot take text back. */
+static bool too_deep(const rs_value *v, int level)
+{
+    rs_type t = rs_value_type(v);
+    if (t != RS_TARRAY && t != RS_TMAP)
+        return false;
+    if (level + 1 > RS_MAX_DEPTH)
+        return true;
+    size_t n = t == RS_TMAP ? rs_map_len(v) : rs_array_len(v);
+    for (size_t i = 0; i < n; i++) {
+        if (too_deep(t == RS_TMAP ? rs_map_value(v, i) : rs_array_get(v, i), level + 1))
+            return true;
     }
+    return false;
 }
 
 int rs__json_encode_ex(const rs_value *v, unsigned flags, const char *root, int index_base,
                        rs__buf *out, rs_errinfo *err)
 {
+    return rs__json_encode_checked(v, flags, root, index_base, out, err, NULL, NULL);
+}
+
+int rs__json_encode_checked(const rs_value *v, unsigned flags, const char *root, int index_base,
+                            rs__buf *out, rs_errinfo *err, rs__json_check_fn check, void *ud)
+{
     if (!v || !out)
         return rs__errinfo_set(err, RS_EINVAL, "no value or no buffer to encode into");
     if (flags & ~(unsigned)(RS_JSON_PRETTY | RS_JSON_ASCII | RS_JSON_REPAIR))
         return rs__errinfo_set(err, RS_EINVAL, "unknown JSON flags 0x%x", flags);
-    encoder e = {out, flags & ~(unsigned)RS_JSON_REPAIR, root ? root : "value", index_base, err};
+    encoder e = {.out = out,
+                 .flags = flags & ~(unsigned)RS_JSON_REPAIR,
+                 .root = root ? root : "value",
+                 .index_base = index_base,
+                 .err = err,
+                 .repair = (flags & RS_JSON_REPAIR) != 0,
+                 .check = check,
+                 .check_ud = ud};
     size_t start = out->len;
     int rc = encode_value(&e, v, NULL, 0);
-    if (rc == RS_EVALUE && (flags & RS_JSON_REPAIR)) {
-        /* Something inside cannot be carried: repair a copy value by value (the rare path;
-         * the common one encodes without copying). */
-        rs_value *safe = repaired_copy(v, 0);
-        out->len = start;
-        rc = safe ? encode_value(&e, safe, NULL, 0) : RS_ENOMEM;
-        rs_value_destroy(safe);
-    }
     if (rc) {
         out->len = start;
         if (out->data)
@@ -572,9 +673,41 @@ int rs__json_encode_ex(const rs_value *v, unsigned flags, const char *root, int 
     return rc;
 }
 
+int rs_json_encode_stream(const rs_value *v, unsigned flags, rs_json_sink_fn sink, void *userdata,
+                          rs_errinfo *err)
+{
+    if (!v || !sink)
+        return rs__errinfo_set(err, RS_EINVAL, "no value or no sink to encode into");
+    if (flags & ~(unsigned)(RS_JSON_PRETTY | RS_JSON_ASCII | RS_JSON_REPAIR))
+        return rs__errinfo_set(err, RS_EINVAL, "unknown JSON flags 0x%x", flags);
+    if (too_deep(v, 0)) {
+        encoder probe = {.root = "value", .err = err};
+        return fail(&probe, NULL, TOO_DEEP);
+    }
+    rs__buf buf = {0};
+    encoder e = {.out = &buf,
+                 .flags = flags & ~(unsigned)RS_JSON_REPAIR,
+                 .root = "value",
+                 .err = err,
+                 .sink = sink,
+                 .sink_ud = userdata,
+                 .repair = (flags & RS_JSON_REPAIR) != 0};
+    int rc = rs__buf_reserve(&buf, SINK_CHUNK + 64);
+    if (!rc)
+        rc = encode_value(&e, v, NULL, 0);
+    if (!rc)
+        rc = flush_sink(&e);
+    rs__buf_free(&buf);
+    if (rc == RS_ENOMEM)
+        rs__errinfo_set(err, RS_ENOMEM, "out of memory");
+    else if (rc == RS_ESTOPPED)
+        rs__errinfo_set(err, RS_ESTOPPED, "the sink stopped the encoding");
+    return rc;
+}
+
 int rs__json_encode_text(rs__buf *out, const char *s, size_t len)
 {
-    encoder e = {out, 0, "text", 0, NULL};
+    encoder e = {.out = out, .root = "text"};
     size_t start = out->len;
     int rc;
     if (utf8_valid(s, len)) {
@@ -611,12 +744,32 @@ int rs_json_encode(const rs_value *v, unsigned flags, char **out, size_t *len, r
 
 /* ---- decoding ---------------------------------------------------------------------------- */
 
+/* A decoding's check function and what it said (see rs__json_decode_checked). */
+typedef struct checker {
+    rs__json_check_fn check;
+    void *ud;
+    uint64_t work;
+    int why;
+} checker;
+
+static int check_work(checker *c, uint64_t work)
+{
+    if (!c || !c->check || (c->work += work) < CHECK_WORK)
+        return 0;
+    uint64_t done = c->work;
+    c->work = 0;
+    return c->why = c->check(c->ud, done);
+}
+
 /* Converts jansson's j, which sits inside `depth` containers, into *out. Returns 0,
- * RS_ENOMEM, or RS_EJSON when containers nest deeper than RS_MAX_DEPTH. */
-static int from_jansson(json_t *j, int depth, rs_value **out)
+ * RS_ENOMEM, RS_EJSON when containers nest deeper than RS_MAX_DEPTH, or what c's check
+ * function returned. */
+static int from_jansson(json_t *j, int depth, rs_value **out, checker *c)
 {
     rs_value *v = NULL;
-    int rc = 0;
+    int rc = check_work(c, 1);
+    if (rc)
+        return rc;
     switch (json_typeof(j)) {
     case JSON_NULL:
         v = rs_value_null();
@@ -640,7 +793,7 @@ static int from_jansson(json_t *j, int depth, rs_value **out)
         if ((v = rs_value_array()) && !(rc = rs__array_reserve(v, json_array_size(j)))) {
             for (size_t i = 0; !rc && i < json_array_size(j); i++) {
                 rs_value *item;
-                if (!(rc = from_jansson(json_array_get(j, i), depth + 1, &item)))
+                if (!(rc = from_jansson(json_array_get(j, i), depth + 1, &item, c)))
                     rc = rs_array_push(v, item);
             }
         }
@@ -651,7 +804,7 @@ static int from_jansson(json_t *j, int depth, rs_value **out)
         if ((v = rs_value_map()) && !(rc = rs__map_reserve(v, json_object_size(j)))) {
             for (void *it = json_object_iter(j); !rc && it; it = json_object_iter_next(j, it)) {
                 rs_value *item;
-                if (!(rc = from_jansson(json_object_iter_value(it), depth + 1, &item)))
+                if (!(rc = from_jansson(json_object_iter_value(it), depth + 1, &item, c)))
                     rc = rs_map_setn(v, json_object_iter_key(it), json_object_iter_key_len(it),
                                      item);
             }
@@ -731,22 +884,56 @@ static int decode_error(const char *text, size_t len, const json_error_t *je, rs
     return RS_EJSON;
 }
 
-int rs_json_decode(const char *text, size_t len, rs_value **out, rs_errinfo *err)
+/* Feeds the text to jansson in the pieces it asks for (1 KiB), counting a unit of work for
+ * each, so that a check function can end the parse of a long text. */
+typedef struct feed {
+    const char *text;
+    size_t len, pos;
+    checker *c;
+} feed;
+
+static size_t feed_piece(void *buffer, size_t size, void *data)
+{
+    feed *f = data;
+    if (check_work(f->c, 1))
+        return (size_t)-1;
+    size_t n = f->len - f->pos < size ? f->len - f->pos : size;
+    memcpy(buffer, f->text + f->pos, n);
+    f->pos += n;
+    return n;
+}
+
+int rs__json_decode_checked(const char *text, size_t len, rs_value **out, rs_errinfo *err,
+                            rs__json_check_fn check, void *ud)
 {
     if (!out || (!text && len))
         return rs__errinfo_set(err, RS_EINVAL, "no text to decode or no place for the value");
     *out = NULL;
     if (!text)
         text = "";
+    checker c = {check, ud, 0, 0};
     json_error_t je;
-    json_t *j = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    json_t *j;
+    if (check) {
+        feed f = {text, len, 0, &c};
+        j = json_load_callback(feed_piece, &f, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+        if (!j && c.why)
+            return c.why;
+    } else {
+        j = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    }
     if (!j)
         return decode_error(text, len, &je, err);
-    int rc = from_jansson(j, 0, out);
+    int rc = from_jansson(j, 0, out, check ? &c : NULL);
     json_decref(j);
     if (rc == RS_EJSON)
         find_too_deep(text, len, err); /* the tree is too deep, so the scan finds where */
     else if (rc == RS_ENOMEM)
         rs__errinfo_set(err, RS_ENOMEM, "out of memory");
     return rc;
+}
+
+int rs_json_decode(const char *text, size_t len, rs_value **out, rs_errinfo *err)
+{
+    return rs__json_decode_checked(text, len, out, err, NULL, NULL);
 }

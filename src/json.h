@@ -16,6 +16,18 @@
 int rs__json_encode_ex(const rs_value *v, unsigned flags, const char *root, int index_base,
                        rs__buf *out, rs_errinfo *err);
 
+/* Called by a long encoding or decoding with the work done since its last call (a value, or a
+ * KiB of text, counting one; about every 1024 of them): 0 to go on, or an error code that ends
+ * the encoding or decoding with it (a stop, a timeout, a spent budget). */
+typedef int (*rs__json_check_fn)(void *ud, uint64_t work);
+
+/* rs__json_encode_ex, and rs_json_decode, with a check function (may be NULL). On a code from
+ * check, the result is as on any failure (out as before; no value) and err is untouched. */
+int rs__json_encode_checked(const rs_value *v, unsigned flags, const char *root, int index_base,
+                            rs__buf *out, rs_errinfo *err, rs__json_check_fn check, void *ud);
+int rs__json_decode_checked(const char *text, size_t len, rs_value **out, rs_errinfo *err,
+                            rs__json_check_fn check, void *ud);
+
 /* Writes x in decimal at out (room for 20 bytes; no NUL) and returns the number of digits. */
 size_t rs__format_u64(char *out, uint64_t x);
 

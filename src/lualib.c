@@ -298,6 +298,20 @@ static int l_shared_keys(lua_State *L)
 
 /* ---- json --------------------------------------------------------------------------------- */
 
+/* A json call's look at the run: a stop, the timeout or a spent budget ends a long encoding
+ * or decoding (work counted like instructions, as output conversion counts it). why keeps
+ * what ended it. */
+typedef struct json_run {
+    rs__exec *ex;
+    int why;
+} json_run;
+
+static int json_check(void *ud, uint64_t work)
+{
+    json_run *r = ud;
+    return r->why = rs__exec_charge(r->ex, work);
+}
+
 static int l_json_encode(lua_State *L)
 {
     luaL_checkany(L, 1);
@@ -321,8 +335,15 @@ static int l_json_encode(lua_State *L)
     hold(rs, v, charge);
     rs_errinfo err;
     rs->scratch.len = 0;
-    int rc = rs__json_encode_ex(v, flags, "value", 1, &rs->scratch, &err);
+    rs__exec *ex = rs__exec_current();
+    json_run run = {ex && ex->L ? ex : NULL, 0};
+    int rc = rs__json_encode_checked(v, flags, "value", 1, &rs->scratch, &err,
+                                     run.ex ? json_check : NULL, &run);
     hold(rs, NULL, 0);
+    if (rc && run.why) {
+        rs__buf_free(&rs->scratch);
+        return rs__exec_raise(L, run.ex, run.why);
+    }
     if (rc == 0 && rs__charge(rs, rs->scratch.len)) {
         rs__buf_free(&rs->scratch);
         return rs__run_raise(L, rs, "json.encode", RS_ENOMEM,
@@ -352,7 +373,13 @@ static int l_json_decode(lua_State *L)
                                         len, cost, rs->mem_limit));
     rs_errinfo err;
     rs_value *v = NULL;
-    int rc = rs_json_decode(text, len, &v, &err);
+    rs__exec *ex = rs__exec_current();
+    json_run run = {ex && ex->L ? ex : NULL, 0};
+    int rc = rs__json_decode_checked(text, len, &v, &err, run.ex ? json_check : NULL, &run);
+    if (rc && run.why) {
+        rs__uncharge(rs, cost);
+        return rs__exec_raise(L, run.ex, run.why);
+    }
     if (rc) {
         rs__uncharge(rs, cost);
         return luaL_error(L, "json.decode: line %d, column %d: %s", err.line, err.column,

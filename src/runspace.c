@@ -135,11 +135,14 @@ static void *plain_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
  * without a position): the chunk does not compile either, and the message names it. */
 static char *load_error(const char *msg, int status, const char *chunkname)
 {
-    if (status == LUA_ERRSYNTAX || status == LUA_ERRMEM)
-        return rs__strdup(msg ? msg : "error");
     const char *name = chunkname && (*chunkname == '=' || *chunkname == '@') ? chunkname + 1
                        : chunkname                                           ? chunkname
                                                                              : "chunk";
+    /* Lua's refusal of a binary chunk names no chunk: say which (a file given by path). */
+    if (status == LUA_ERRSYNTAX && msg && strncmp(msg, "attempt to load a binary chunk", 30) == 0)
+        return rs__format("%s: %s", name, msg);
+    if (status == LUA_ERRSYNTAX || status == LUA_ERRMEM)
+        return rs__strdup(msg ? msg : "error");
     return rs__format("%s: nested too deeply to compile (%s)", name, msg ? msg : "error");
 }
 

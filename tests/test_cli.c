@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@ typedef struct proc_result {
     size_t out_len;
     char *err;
     double seconds;
+    long max_rss_kb; /* the program's peak resident memory (getrusage of the child) */
 } proc_result;
 
 static void append(char **buf, size_t *len, const char *data, size_t n)
@@ -48,7 +50,10 @@ typedef struct how {
     bool close_stdin, close_stdout;
     bool nonblocking_stdout; /* the stdout pipe is O_NONBLOCK (as another process may leave it) */
     bool slow_reader;        /* a pause after each read of stdout, so that its pipe fills up */
-    const char *stdin_path, *stdout_path;
+    bool stuck_reader;       /* stdout is a pipe that is never read (`| sleep 60`) */
+    bool stuck_stderr;       /* stderr is a pipe that is never read */
+    bool count_only;         /* stdout is read but only counted (out_len), not kept */
+    const char *stdin_path, *stdout_path, *stderr_path;
 } how;
 
 /* Runs argv as `h` says; waits at most h->limit seconds (then kills it and fails). */
@@ -78,6 +83,8 @@ static proc_result run_how(char *const argv[], const how *h)
         posix_spawn_file_actions_addclose(&fa, 1);
     else if (h->stdout_path)
         posix_spawn_file_actions_addopen(&fa, 1, h->stdout_path, O_WRONLY, 0);
+    if (h->stderr_path)
+        posix_spawn_file_actions_addopen(&fa, 2, h->stderr_path, O_WRONLY | O_NOCTTY, 0);
     if (h->nonblocking_stdout)
         fcntl(out[1], F_SETFL, O_NONBLOCK);
     pid_t pid;
@@ -96,6 +103,16 @@ static proc_result run_how(char *const argv[], const how *h)
         fds[0] = -1;
     }
     bool signalled = false;
+    int stuck = -1;
+    if (h->stuck_reader) {
+        stuck = fds[1];
+        fds[1] = -1;
+    }
+    int stuck_err = -1;
+    if (h->stuck_stderr) {
+        stuck_err = fds[2];
+        fds[2] = -1;
+    }
     while (fds[1] >= 0 || fds[2] >= 0) {
         double left = h->limit - (rs_test_now() - t0);
         if (left <= 0) {
@@ -128,6 +145,8 @@ static proc_result run_how(char *const argv[], const how *h)
                 if (n <= 0) {
                     close(fds[i]);
                     fds[i] = -1;
+                } else if (i == 1 && h->count_only) {
+                    r.out_len += (size_t)n;
                 } else if (i == 1) {
                     append(&r.out, &r.out_len, buf, (size_t)n);
                     if (h->slow_reader)
@@ -146,7 +165,25 @@ static proc_result run_how(char *const argv[], const how *h)
     if (fds[0] >= 0)
         close(fds[0]);
     int st;
-    waitpid(pid, &st, 0);
+    struct rusage ru;
+    for (;;) {
+        /* stderr closed but the program still runs (a stuck stdout): wait, within the limit. */
+        pid_t got = wait4(pid, &st, WNOHANG, &ru);
+        if (got == pid)
+            break;
+        if (rs_test_now() - t0 > h->limit) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            fail_msg("%s %s did not finish within %.1f s", argv[1], argv[2] ? argv[2] : "",
+                     h->limit);
+        }
+        sleep_for(0.01);
+    }
+    if (stuck >= 0)
+        close(stuck);
+    if (stuck_err >= 0)
+        close(stuck_err);
+    r.max_rss_kb = ru.ru_maxrss;
     r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     r.seconds = rs_test_now() - t0;
     if (!r.out)
@@ -899,10 +936,11 @@ static void test_input_line_too_long(void **state)
                                "the input after it was not read\n");
     done(&r);
     /* Records of what was read before it are all there; nothing after it is read. A line of
-     * exactly the limit is fine. */
+     * exactly the limit is fine, also when it ends with CR LF (the limit is on the line
+     * without its line end). */
     char cmd[512];
     snprintf(cmd, sizeof cmd,
-             "{ printf '1\\n'; head -c 67108864 /dev/zero | tr '\\0' x; printf '\\n2\\n';"
+             "{ printf '1\\n'; head -c 67108864 /dev/zero | tr '\\0' x; printf '\\r\\n2\\n';"
              "  head -c 67108865 /dev/zero; printf '\\n3\\n'; } | "
              "%s foreach --ordered 'return #_'",
              RS_CLI);
@@ -1295,8 +1333,9 @@ static void test_exec_failures(void **state)
     done(&r);
     r = cli(ARGV("foreach", "--json", "--exec", "echo"), "\"a\\u0000b\"\n");
     assert_int_equal(r.status, 1);
-    assert_string_equal(r.err, "runspace: input 'a': error: the item holds a NUL byte, which no "
-                               "argument can carry\n");
+    /* The message shows the whole item, its NUL byte escaped. */
+    assert_string_equal(r.err, "runspace: input 'a\\x00b': error: the item holds a NUL byte, "
+                               "which no argument can carry\n");
     done(&r);
 }
 
@@ -1520,6 +1559,260 @@ static void test_records_keep_their_shape(void **state)
     done(&r);
 }
 
+/* ---- limits that hold -------------------------------------------------------------------- */
+
+/* A record whose output grows six times when encoded (each \1 is \u0001): the program
+ * streams the text out instead of building it, so its peak memory stays a small multiple of
+ * the runspace limit (32M), in every format (a 25 MB output with a 64M limit used to take
+ * about 340 MB, 670 MB under AddressSanitizer). */
+static void test_huge_record_memory(void **state)
+{
+    (void)state;
+    /* Four times the limit; ThreadSanitizer's shadow memory takes several times what the
+     * program touches, so eight there. */
+#if defined(__SANITIZE_THREAD__)
+    long most_kb = 8 * 32 * 1024;
+#else
+    long most_kb = 4 * 32 * 1024;
+#endif
+    char *script = "return {string.rep('\\1', 12e6)}";
+    char *formats[] = {"jsonl", "csv", "table", "raw"};
+    for (int i = 0; i < 4; i++) {
+        how h = {.limit = 120, .count_only = true};
+        proc_result r = run_how(ARGV("foreach", "--range", "1..1", "--memory-limit", "32M",
+                                     "--format", formats[i], script),
+                                &h);
+        assert_int_equal(r.status, 0);
+        assert_true(r.out_len > 72000000); /* all of the text arrived */
+        if (r.max_rss_kb > most_kb)
+            fail_msg("--format %s: peak RSS %ld KiB, more than %ld", formats[i], r.max_rss_kb,
+                     most_kb);
+        done(&r);
+    }
+    how h = {.limit = 120, .count_only = true};
+    proc_result r = run_how(
+        ARGV("run", "--memory-limit", "32M", "--format", "json", "return string.rep('\\1', 12e6)"),
+        &h);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.out_len, 72000005); /* ["..."] and a newline */
+    if (r.max_rss_kb > most_kb)
+        fail_msg("run --format json: peak RSS %ld KiB, more than %ld", r.max_rss_kb, most_kb);
+    done(&r);
+}
+
+/* SIGINT while stdout is a full pipe that nobody reads: the run ends (130) instead of
+ * waiting in write() for a reader that never comes. */
+static void test_interrupt_with_stuck_reader(void **state)
+{
+    (void)state;
+    char *formats[] = {"raw", "jsonl"};
+    for (int i = 0; i < 2; i++) {
+        how h = {.limit = 30, .stuck_reader = true, .interrupt_at = 1.0};
+        proc_result r = run_how(ARGV("foreach", "--range", "1..100000000", "--format", formats[i],
+                                     "return string.rep('x', 100)"),
+                                &h);
+        assert_int_equal(r.status, 130);
+        assert_contains(r.err, "output not written in full: interrupted while its reader took "
+                               "nothing");
+        done(&r);
+    }
+    how h = {.limit = 30, .stuck_reader = true, .interrupt_at = 1.0};
+    proc_result r = run_how(ARGV("run", "return string.rep('x', 10e6)"), &h);
+    assert_int_equal(r.status, 130);
+    done(&r);
+    /* Items that print to a stderr nobody reads: the workers writing their lines do not keep
+     * an interrupted run from ending. */
+    h = (how){.limit = 30, .stuck_stderr = true, .interrupt_at = 1.0};
+    r = run_how(ARGV("foreach", "--range", "1..100000000", "-j", "2",
+                     "print(string.rep('x', 1000)) return _"),
+                &h);
+    assert_int_equal(r.status, 130);
+    done(&r);
+}
+
+/* ---- stream records of foreach items -------------------------------------------------------- */
+
+/* print, write_warning and write_error of items show on stderr, each line whole although
+ * four workers write at once; verbose and debug do not; stray writes to fd 1 (io.stdout,
+ * a child's output) land on stderr and leave the records on stdout intact. */
+static void test_foreach_stream_records(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("foreach", "--range", "1..40", "-j", "4", "--format", "jsonl",
+                             "for k = 1, 25 do print('info ' .. _ .. ' ' .. k) "
+                             "write_warning('warn ' .. _ .. ' ' .. k) end "
+                             "write_error('err ' .. _) write_verbose('verbose') "
+                             "write_debug('debug') io.stdout:write('stray ', _, '\\n') "
+                             "io.stdout:flush() os.execute('echo child') return _"),
+                        NULL);
+    assert_int_equal(r.status, 0);
+    /* stdout: 40 records and nothing else. */
+    assert_int_equal(count_lines(r.out), 40);
+    for (const char *p = r.out; *p; p = strchr(p, '\n') + 1)
+        assert_memory_equal(p, "{\"index\":", 9);
+    /* stderr: every line is one whole record of one item. */
+    size_t info = 0, warn = 0, err = 0, stray = 0, child = 0;
+    for (char *line = r.err; *line;) {
+        char *nl = strchr(line, '\n');
+        assert_non_null(nl);
+        *nl = '\0';
+        int item, k, used = 0;
+        if (sscanf(line, "info %d %d%n", &item, &k, &used) == 2 && !line[used])
+            info++;
+        else if (sscanf(line, "WARNING: warn %d %d%n", &item, &k, &used) == 2 && !line[used])
+            warn++;
+        else if (sscanf(line, "ERROR: err %d%n", &item, &used) == 1 && !line[used])
+            err++;
+        else if (sscanf(line, "stray %d%n", &item, &used) == 1 && !line[used])
+            stray++;
+        else if (strcmp(line, "child") == 0)
+            child++;
+        else
+            fail_msg("unexpected line on stderr: '%s'", line);
+        line = nl + 1;
+    }
+    assert_int_equal(info, 40 * 25);
+    assert_int_equal(warn, 40 * 25);
+    assert_int_equal(err, 40);
+    assert_int_equal(stray, 40);
+    assert_int_equal(child, 40);
+    done(&r);
+}
+
+/* With the progress bar on a terminal, a stream line erases the bar first (no line starts
+ * after its text), and the bar comes back below it. */
+static void test_foreach_stream_with_bar(void **state)
+{
+    (void)state;
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    assert_true(master >= 0);
+    assert_int_equal(grantpt(master), 0);
+    assert_int_equal(unlockpt(master), 0);
+    how h = {.limit = 60, .stderr_path = ptsname(master)};
+    proc_result r = run_how(ARGV("foreach", "--range", "1..30", "-j", "2", "--progress",
+                                 "sleep(0.01) write_warning('w' .. _) return _"),
+                            &h);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_lines(r.out), 30);
+    char tty[65536];
+    size_t n = 0;
+    fcntl(master, F_SETFL, O_NONBLOCK);
+    for (ssize_t got; n < sizeof tty - 1 && (got = read(master, tty + n, sizeof tty - 1 - n)) > 0;)
+        n += (size_t)got;
+    close(master);
+    tty[n] = '\0';
+    size_t warnings = 0;
+    bool bar_seen = false;
+    for (char *line = tty; *line;) {
+        char *nl = strchr(line, '\n');
+        if (!nl)
+            break; /* the last bar, erased: no newline */
+        *nl = '\0';
+        char *w = strstr(line, "WARNING: w");
+        if (w) {
+            warnings++;
+            /* What precedes it on its line was erased: nothing, or a bar and "\r\033[K". */
+            if (w != line && !(w - line >= 4 && memcmp(w - 4, "\r\033[K", 4) == 0))
+                fail_msg("a warning after other text on its line: '%s'", line);
+            int item, used = 0;
+            assert_int_equal(sscanf(w, "WARNING: w%d%n", &item, &used), 1);
+            assert_true(w[used] == '\r' || w[used] == '\0'); /* the terminal's CR LF */
+        }
+        bar_seen = bar_seen || strstr(line, "foreach [") != NULL;
+        line = nl + 1;
+    }
+    assert_int_equal(warnings, 30);
+    assert_true(bar_seen);
+    done(&r);
+}
+
+/* ---- text for terminals, and options that agree ---------------------------------------------- */
+
+/* A newline or escape bytes in an error, an input or an output cannot break a table row or
+ * reach a terminal as control sequences; nor can they in raw format's messages on stderr. */
+static void test_terminal_safe_text(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("foreach", "--format", "table",
+                             "if _ == 'ok' then return '\\127\\194\\155' end "
+                             "error('two\\nlines \\27[31mred\\t', 0)"),
+                        "\x1b[2Jx\nok\n");
+    assert_int_equal(r.status, 1);
+    assert_int_equal(count_lines(r.out), 3); /* the heading and one line per record */
+    assert_null(strchr(r.out, '\x1b'));
+    assert_null(strchr(r.out, '\x7f'));
+    assert_null(strstr(r.out, "\xc2\x9b"));
+    assert_contains(r.out, "two\\nlines \\x1B[31mred\\t\n");
+    assert_contains(r.out, "\\x1B[2Jx");
+    assert_contains(r.out, "[\"\\u007f\\u009b\"]\n");
+    done(&r);
+    r = cli(ARGV("foreach", "error('title \\27]0;pwned\\7 \\194\\155 end', 0)"), "a\rb\n");
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.err,
+                        "runspace: input 'a\\rb': error: title \\x1B]0;pwned\\x07 \\u{9B} end\n");
+    done(&r);
+}
+
+/* run -f FILE of a binary chunk names the file. */
+static void test_binary_chunk_named(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/rs_binary_XXXXXX.lua";
+    write_temp_lua(path, "\x1bLua\x54\x00 not really");
+    proc_result r = cli(ARGV("run", "-f", path), NULL);
+    assert_int_equal(r.status, 2);
+    char want[256];
+    snprintf(want, sizeof want, "runspace: %s: attempt to load a binary chunk (mode is 't')\n",
+             path);
+    assert_string_equal(r.err, want);
+    done(&r);
+    r = cli(ARGV("foreach", "-f", path), "1\n");
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.err, want);
+    done(&r);
+    unlink(path);
+}
+
+/* --param refuses what --var refuses (built-in names) and, like --var, a name given twice;
+ * --memory-limit too small to open a runspace is a usage error (2) in every command. */
+static void test_options_agree(void **state)
+{
+    (void)state;
+    struct {
+        char *const *argv;
+        const char *err;
+    } cases[] = {
+        {ARGV("foreach", "--param", "sleep=1", "return 1"), "runspace: 'sleep' is a runspace "
+                                                            "built-in\n"},
+        {ARGV("run", "--param", "emit=1", "return 1"), "runspace: 'emit' is a runspace built-in\n"},
+        {ARGV("foreach", "--var", "shared=1", "return 1"), "runspace: 'shared' is a runspace "
+                                                           "built-in\n"},
+        {ARGV("foreach", "--param", "a=1", "--param", "a=2", "return 1"),
+         "runspace: 'a' is already given as a parameter\n"},
+        {ARGV("run", "--param", "a=1", "--param", "a=2", "return 1"),
+         "runspace: 'a' is already given as a parameter\n"},
+        {ARGV("foreach", "--var", "a=1", "--var", "a=2", "return 1"),
+         "runspace: 'a' is already defined in the session state\n"},
+        {ARGV("foreach", "--memory-limit", "1K", "--range", "1..1", "return 1"),
+         "runspace: cannot open a runspace within a memory limit of 1024 bytes\n"},
+        {ARGV("run", "--memory-limit", "1K", "return 1"),
+         "runspace: cannot open a runspace within a memory limit of 1024 bytes\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        proc_result r = cli(cases[i].argv, "x\n");
+        if (r.status != 2)
+            fail_msg("%s %s %s: exit %d", cases[i].argv[1], cases[i].argv[2], cases[i].argv[3],
+                     r.status);
+        assert_string_equal(r.err, cases[i].err);
+        done(&r);
+    }
+    /* A parameter that is not an identifier is still one (params["a-b"]). */
+    proc_result r = cli(ARGV("run", "--param", "a-b=3", "return params['a-b']"), NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "3\n");
+    done(&r);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_help_and_version),
     cmocka_unit_test(test_foreach_raw_lines),
@@ -1572,6 +1865,13 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_messages),
     cmocka_unit_test(test_max_instructions),
     cmocka_unit_test(test_records_keep_their_shape),
+    cmocka_unit_test(test_huge_record_memory),
+    cmocka_unit_test(test_interrupt_with_stuck_reader),
+    cmocka_unit_test(test_foreach_stream_records),
+    cmocka_unit_test(test_foreach_stream_with_bar),
+    cmocka_unit_test(test_terminal_safe_text),
+    cmocka_unit_test(test_binary_chunk_named),
+    cmocka_unit_test(test_options_agree),
 };
 
 RS_TEST_MAIN(tests)

@@ -224,6 +224,103 @@ static void test_encode_repair(void **state)
     rs_value_destroy(v);
 }
 
+/* What a sink of rs_json_encode_stream received: the text, the number of pieces, the
+ * largest piece; it asks to stop after stop_after pieces (0: never). */
+typedef struct collected {
+    char *text;
+    size_t len, pieces, largest, stop_after;
+} collected;
+
+static int collect(const char *data, size_t len, void *ud)
+{
+    collected *c = ud;
+    assert_true(len > 0);
+    c->text = realloc(c->text, c->len + len + 1);
+    memcpy(c->text + c->len, data, len);
+    c->len += len;
+    c->text[c->len] = '\0';
+    c->pieces++;
+    if (len > c->largest)
+        c->largest = len;
+    return c->stop_after && c->pieces >= c->stop_after;
+}
+
+/* The streamed text is rs_json_encode's, for every flag. */
+static void assert_streams_same(const rs_value *v, unsigned flags)
+{
+    char *whole = NULL;
+    size_t len;
+    assert_ok(rs_json_encode(v, flags, &whole, &len, NULL));
+    collected c = {0};
+    assert_ok(rs_json_encode_stream(v, flags, collect, &c, NULL));
+    assert_int_equal(c.len, len);
+    assert_memory_equal(c.text, whole, len);
+    free(c.text);
+    rs_free(whole);
+}
+
+static void test_encode_stream(void **state)
+{
+    (void)state;
+    rs_value *v = sample();
+    for (unsigned f = 0; f < 8; f++)
+        assert_streams_same(v, f);
+    rs_value_destroy(v);
+    /* Repairs are made as the text goes (the keys of a map made unique as before). */
+    v = rs_value_array();
+    assert_ok(rs_array_push(v, rs_value_double(0.0 / 0.0)));
+    assert_ok(rs_array_push(v, rs_value_stringn("a\xff\xc3", 3)));
+    rs_value *m = rs_value_map();
+    assert_ok(rs_map_setn(m, "\xff", 1, rs_value_int(1)));
+    assert_ok(rs_map_setn(m, "\xfe", 1, rs_value_double(1.0 / 0.0)));
+    assert_ok(rs_map_set(m, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", rs_value_int(3)));
+    assert_ok(rs_array_push(v, m));
+    assert_streams_same(v, RS_JSON_REPAIR);
+    assert_streams_same(v, RS_JSON_REPAIR | RS_JSON_ASCII | RS_JSON_PRETTY);
+    collected c = {0};
+    assert_rs(RS_EVALUE, rs_json_encode_stream(v, 0, collect, &c, NULL)); /* NaN, at once */
+    assert_int_equal(c.len, 0);
+    rs_value_destroy(v);
+    /* A large value goes in pieces of about 64 KiB (a long run of plain bytes in one), never
+     * as one text: 2 MB of control bytes (12 MB of escapes) and many small values. */
+    char *ctl = malloc(2 << 20);
+    memset(ctl, 1, 2 << 20);
+    v = rs_value_array();
+    assert_ok(rs_array_push(v, rs_value_stringn(ctl, 2 << 20)));
+    memset(ctl, 'a', 2 << 20);
+    assert_ok(rs_array_push(v, rs_value_stringn(ctl, 2 << 20)));
+    for (int i = 0; i < 100000; i++)
+        assert_ok(rs_array_push(v, rs_value_int(i)));
+    free(ctl);
+    assert_ok(rs_json_encode_stream(v, RS_JSON_REPAIR, collect, &c, NULL));
+    assert_true(c.pieces > 12 * 16);
+    assert_int_equal(c.largest, 2 << 20); /* the run of 'a', passed without a copy */
+    size_t escapes_end = 2 + 6 * ((size_t)2 << 20) + 1;
+    assert_memory_equal(c.text + escapes_end - 7, "\\u0001\"", 7);
+    free(c.text);
+    assert_streams_same(v, 0);
+    /* A sink that says stop ends the encoding there. */
+    c = (collected){.stop_after = 3};
+    rs_errinfo err;
+    assert_rs(RS_ESTOPPED, rs_json_encode_stream(v, 0, collect, &c, &err));
+    assert_int_equal(c.pieces, 3);
+    free(c.text);
+    rs_value_destroy(v);
+    /* Nesting too deep is refused before any text. */
+    v = rs_value_int(0);
+    for (int i = 0; i < RS_MAX_DEPTH + 1; i++) {
+        rs_value *a = rs_value_array();
+        assert_ok(rs_array_push(a, v));
+        v = a;
+    }
+    c = (collected){0};
+    assert_rs(RS_EVALUE, rs_json_encode_stream(v, RS_JSON_REPAIR, collect, &c, &err));
+    assert_int_equal(c.pieces, 0);
+    assert_contains(err.message, "nesting deeper than 512 levels");
+    rs_value_destroy(v);
+    assert_rs(RS_EINVAL, rs_json_encode_stream(NULL, 0, collect, &c, NULL));
+}
+
 /* ---- numbers ----------------------------------------------------------------------------- */
 
 static void test_integers_exact(void **state)
@@ -712,14 +809,23 @@ static void test_concurrent_encode(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_encode_compact),    cmocka_unit_test(test_encode_pretty),
-    cmocka_unit_test(test_encode_strings),    cmocka_unit_test(test_encode_repair),
-    cmocka_unit_test(test_integers_exact),    cmocka_unit_test(test_doubles_round_trip),
-    cmocka_unit_test(test_decode_structure),  cmocka_unit_test(test_decode_unterminated_input),
-    cmocka_unit_test(test_decode_nul),        cmocka_unit_test(test_decode_errors),
-    cmocka_unit_test(test_decode_depth),      cmocka_unit_test(test_encode_errors),
-    cmocka_unit_test(test_encode_depth),      cmocka_unit_test(test_encode_ex_appends),
-    cmocka_unit_test(test_oom_encode),        cmocka_unit_test(test_oom_decode),
+    cmocka_unit_test(test_encode_compact),
+    cmocka_unit_test(test_encode_pretty),
+    cmocka_unit_test(test_encode_strings),
+    cmocka_unit_test(test_encode_repair),
+    cmocka_unit_test(test_encode_stream),
+    cmocka_unit_test(test_integers_exact),
+    cmocka_unit_test(test_doubles_round_trip),
+    cmocka_unit_test(test_decode_structure),
+    cmocka_unit_test(test_decode_unterminated_input),
+    cmocka_unit_test(test_decode_nul),
+    cmocka_unit_test(test_decode_errors),
+    cmocka_unit_test(test_decode_depth),
+    cmocka_unit_test(test_encode_errors),
+    cmocka_unit_test(test_encode_depth),
+    cmocka_unit_test(test_encode_ex_appends),
+    cmocka_unit_test(test_oom_encode),
+    cmocka_unit_test(test_oom_decode),
     cmocka_unit_test(test_concurrent_encode),
 };
 

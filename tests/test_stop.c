@@ -491,6 +491,33 @@ static void test_instruction_budget(void **state)
     assert_ok(rs_runspace_destroy(rs));
 }
 
+/* json.encode and json.decode count their work against the budget (a value, or a KiB of
+ * text, as one instruction) and look at the stop and the timeout as they go, as output
+ * conversion does: a long text is no longer one free step that runs past a deadline. A script
+ * of a handful of instructions exceeds a budget of 5000 by encoding or decoding 20 MB. */
+static void test_json_counts_its_work(void **state)
+{
+    (void)state;
+    rs_iss *iss = limited_iss(0, 5000);
+    rs_runspace *rs = open_runspace(iss);
+    assert_ok(rs_iss_destroy(iss));
+    /* Small ones fit. */
+    assert_eval(rs, "return json.encode({1, 2, 'x'}), json.decode('[1,2]')[2]",
+                "[\"[1,2,\\\"x\\\"]\",2]");
+    assert_eval_fails(rs, "return #json.encode(string.rep('a', 20e6))", RS_ELIMIT,
+                      "instruction budget of 5000 exceeded");
+    assert_eval_fails(rs, "return #json.encode(string.rep('\\1', 20e6))", RS_ELIMIT,
+                      "instruction budget of 5000 exceeded");
+    assert_eval_fails(rs, "return #json.decode('\"' .. string.rep('a', 20e6) .. '\"')", RS_ELIMIT,
+                      "instruction budget of 5000 exceeded");
+    /* Many values: the parse and the conversion count them. */
+    assert_eval_fails(rs, "return #json.decode('[' .. string.rep('1,', 1e6) .. '1]')", RS_ELIMIT,
+                      "instruction budget of 5000 exceeded");
+    /* The runspace is fine afterwards. */
+    assert_eval(rs, "return json.decode('{\"a\":1}').a", "[1]");
+    assert_ok(rs_runspace_destroy(rs));
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_stop_tight_loop),
     cmocka_unit_test(test_stop_deep_recursion),
@@ -509,6 +536,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_memory_cap_item_mode),
     cmocka_unit_test(test_memory_cap_too_small_to_open),
     cmocka_unit_test(test_instruction_budget),
+    cmocka_unit_test(test_json_counts_its_work),
 };
 
 RS_TEST_MAIN(tests)
