@@ -132,6 +132,9 @@ typedef struct cli {
     progress_bar bar;
     bool heading; /* the csv or table heading is still to be written */
     unsigned long long failed_records;
+    /* Raw format: cancelled records past the first few are counted, not each told on stderr
+     * (a stop cancels everything read ahead: thousands of lines for one Ctrl-C). */
+    unsigned long long cancelled_told, cancelled_untold;
     rs_foreach *fe;
 } cli;
 
@@ -322,6 +325,8 @@ again:;
 
 /* ---- records ------------------------------------------------------------------------------ */
 
+#define CANCELLED_TOLD 10 /* raw format: cancelled records told one by one, then counted */
+
 static void on_record(const rs_foreach_record *r, void *ud)
 {
     cli *c = ud;
@@ -332,6 +337,11 @@ static void on_record(const rs_foreach_record *r, void *ud)
     if (c->heading) {
         c->heading = false;
         record_heading(c->format);
+    }
+    if (c->format == FMT_RAW && r->status == RS_ITEM_CANCELLED &&
+        c->cancelled_told++ >= CANCELLED_TOLD) {
+        c->cancelled_untold++;
+        return;
     }
     record_write(c->format, r, &c->bar);
 }
@@ -882,6 +892,10 @@ static int run_foreach(cli *c, foreach_args *a, rs_iss *iss, const char *script,
     }
     if (c->input_error)
         cli_error("%s", c->input_error);
+    if (c->cancelled_untold)
+        cli_error("%llu more input%s cancelled, for the same reason as %s",
+                  c->cancelled_untold, c->cancelled_untold == 1 ? " was" : "s were",
+                  CANCELLED_TOLD == 1 ? "the one above" : "those above");
     if (run == RS_EIO)
         cli_error("%s; %llu record%s of this run %s not in it (their items run again on "
                   "--resume), but every record was written here",

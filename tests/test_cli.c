@@ -551,6 +551,10 @@ static void test_foreach_sigint(void **state)
     assert_true(count_lines(r.out) < 1000000);
     /* Complete lines only. */
     assert_int_equal(r.out[r.out_len - 1], '\n');
+    /* What was read ahead is cancelled: ten of them told, the rest counted in one line. */
+    assert_true(count_lines(r.err) <= 12);
+    assert_contains(r.err, "cancelled: the run was stopped before this item finished\n");
+    assert_contains(r.err, "more inputs were cancelled, for the same reason as those above\n");
     done(&r);
 }
 
