@@ -41,6 +41,7 @@ typedef struct rs__worker {
     rs__cond cv;         /* signalled when it has something to look at */
     rs__qnode node;      /* pool->workers, then pool->zombies */
     rs__qnode idle_node; /* pool->idle while idle */
+    atomic_bool kicked;  /* taken off pool->idle by a submit: work is there */
 } rs__worker;
 
 struct rs_pool {
@@ -159,8 +160,14 @@ static void retire_locked(rs_pool *pool, rs__worker *w)
 
 /* Waits until there is work (returns the invocation) or the worker must exit (NULL);
  * pool->mu held. */
+/* How long an idle worker watches for new work before it sleeps: long enough for a caller
+ * that waited for its invocation to begin the next one, short enough not to take much CPU
+ * from the threads that submit and collect. */
+#define WORKER_SPIN_NS 15000
+
 static rs_ps *next_work(rs_pool *pool, rs__worker *w)
 {
+    bool spun = false;
     for (;;) {
         if (shutting_down(pool) || pool->nworkers > pool->max)
             return NULL;
@@ -168,6 +175,20 @@ static rs_ps *next_work(rs_pool *pool, rs__worker *w)
             break;
         rs__queue_insert_head(&pool->idle, &w->idle_node);
         rs__cond_broadcast(&pool->changed);
+        if (!spun) {
+            /* Spin a moment before sleeping: the next invocation often comes at once (a
+             * caller that waited for one begins the next), and a sleeping thread is slow to
+             * wake. What was signalled meanwhile is seen by looking again, under the lock,
+             * before any sleep: the worker leaves the idle list and comes back to the top. */
+            spun = true;
+            atomic_store_explicit(&w->kicked, false, memory_order_relaxed);
+            rs__mutex_unlock(&pool->mu);
+            rs__spin_until(&w->kicked, WORKER_SPIN_NS);
+            rs__mutex_lock(&pool->mu);
+            if (rs__queue_linked(&w->idle_node))
+                rs__queue_remove(&w->idle_node);
+            continue;
+        }
         bool trim = pool->idle_timeout >= 0 && pool->nworkers > pool->min;
         int rc = 0;
         if (trim)
@@ -278,6 +299,7 @@ int rs__pool_submit(rs_pool *pool, rs_ps *ps)
     if (!rs__queue_empty(&pool->idle)) {
         rs__worker *w = RS__QUEUE_DATA(rs__queue_head(&pool->idle), rs__worker, idle_node);
         rs__queue_remove(&w->idle_node);
+        atomic_store_explicit(&w->kicked, true, memory_order_release);
         rs__cond_signal(&w->cv);
     } else if (pool->nworkers < pool->max && pool->npending > pool->nstarting) {
         rc = spawn(pool);

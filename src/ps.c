@@ -885,6 +885,8 @@ int rs_async_wait(rs_async *async, double timeout)
         return RS_EINVAL;
     rs_ps *ps = async->ps;
     int rc = 0;
+    if (timeout != 0)
+        rs__spin_until(&ps->completed, 50000); /* a short invocation ends before a sleep would */
     rs__mutex_lock(&ps->mu);
     if (timeout < 0) {
         wait_completed(ps);

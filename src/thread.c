@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* A failure here is a bug in the caller (or memory corruption); stop at once, loudly. */
 static void die(const char *what, int err)
@@ -134,6 +135,31 @@ void rs__thread_join(rs__thread t)
     int err = pthread_join(t, NULL);
     if (err)
         die("pthread_join", err);
+}
+
+bool rs__spin_until(const atomic_bool *flag, int64_t spin_ns)
+{
+    static atomic_int cpus; /* 0: not asked yet */
+    int n = atomic_load_explicit(&cpus, memory_order_relaxed);
+    if (n == 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 1 ? (int)(c > 4096 ? 4096 : c) : 1;
+        atomic_store_explicit(&cpus, n, memory_order_relaxed);
+    }
+    if (n < 2)
+        return atomic_load_explicit(flag, memory_order_acquire);
+    int64_t end = rs__now_ns() + spin_ns;
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            if (atomic_load_explicit(flag, memory_order_acquire))
+                return true;
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        }
+        if (rs__now_ns() >= end)
+            return atomic_load_explicit(flag, memory_order_acquire);
+    }
 }
 
 int64_t rs__now_ns(void)
