@@ -185,26 +185,21 @@ static size_t record_cost(size_t len, const char *activity)
 
 /* A record written while no invocation runs (a finalizer at close): to the ISS's host, at
  * once, or nowhere. Its text is copied only to end it with a NUL. */
-static int host_record(rs_runspace *rs, lua_State *L, rs_stream stream, const char *msg, size_t len,
-                       const char *activity, int percent)
+static int host_record(rs_runspace *rs, rs_stream stream, const char *msg, size_t len,
+                       const char *source, int line, const char *activity, int percent)
 {
-    if (!rs->iss->host)
-        return 0;
     char *text = rs__strndup(msg, len);
     if (!text)
         return RS_ENOMEM;
     rs_record rec = {.stream = stream,
                      .message = text,
                      .message_len = len,
+                     .source = source,
+                     .line = line,
                      .item = -1,
                      .activity = activity,
-                     .percent = stream == RS_STREAM_PROGRESS ? percent : 0,
+                     .percent = percent,
                      .time = rs__wall_time()};
-    lua_Debug ar;
-    if (L && lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
-        rec.source = ar.short_src;
-        rec.line = ar.currentline;
-    }
     rs->iss->host(&rec, rs->iss->host_userdata);
     rs__free(text);
     return 0;
@@ -214,9 +209,9 @@ int rs__run_record(rs_runspace *rs, lua_State *L, rs_stream stream, const char *
                    const char *activity, int percent)
 {
     rs__run *r = rs->run;
-    if (!r)
-        return host_record(rs, L, stream, msg, len, activity, percent);
-    if (rs__charge(rs, record_cost(len, activity))) {
+    if (!r && !rs->iss->host)
+        return 0;
+    if (r && rs__charge(rs, record_cost(len, activity))) {
         rs__free(r->oom_detail);
         r->oom_detail = rs__format("the %s records of this run do not fit in the runspace memory "
                                    "limit of %zu bytes",
@@ -231,6 +226,8 @@ int rs__run_record(rs_runspace *rs, lua_State *L, rs_stream stream, const char *
         source = ar.short_src;
         line = ar.currentline;
     }
+    if (!r)
+        return host_record(rs, stream, msg, len, source, line, activity, percent);
     return add_record(r->ps, stream, msg, len, source, line, NULL, 0, current_item(r), activity,
                       percent)
                ? 0

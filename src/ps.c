@@ -885,8 +885,10 @@ int rs_async_wait(rs_async *async, double timeout)
         return RS_EINVAL;
     rs_ps *ps = async->ps;
     int rc = 0;
+    /* A short invocation ends before a sleep would; the spin never outlasts the timeout. */
     if (timeout != 0)
-        rs__spin_until(&ps->completed, 50000); /* a short invocation ends before a sleep would */
+        rs__spin_until(&ps->completed,
+                       timeout < 0 || timeout > 50e-6 ? 50000 : rs__seconds_to_ns(timeout));
     rs__mutex_lock(&ps->mu);
     if (timeout < 0) {
         wait_completed(ps);
