@@ -476,19 +476,33 @@ static int conversion_failed(rs__run *r, int code, char *msg)
     return fail_with(r, code, msg);
 }
 
+/* Writes the warning that an output was passed as text (note, taken; NULL: none). Returns 0
+ * or RS_ENOMEM (the records no longer fit the memory limit; the run is failing). */
+static int output_note(rs_runspace *rs, lua_State *L, char *note)
+{
+    if (!note)
+        return 0;
+    int rc = rs__run_record(rs, L, RS_STREAM_WARNING, note, strlen(note), NULL, -1);
+    rs__free(note);
+    return rc;
+}
+
 /* Appends the Lua value at idx to the sink, naming it output[k] in errors. Its charge to the
  * memory limit stays with it until the item ends. */
 static int append_output(rs__run *r, int idx)
 {
     int code;
     char *msg;
+    char *note;
     lua_Integer k = (lua_Integer)(rs_array_len(r->sink) - r->sink_first + 1);
-    rs_value *v = rs__lua_to_value(r->L, r->rs, idx, "output", k, NULL, &code, &msg);
+    rs_value *v = rs__lua_to_output(r->L, r->rs, idx, k, &code, &msg, &note);
     if (!v)
         return conversion_failed(r, code, msg);
-    if (rs_array_push(r->sink, v))
+    if (rs_array_push(r->sink, v)) {
+        rs__free(note);
         return fail_with(r, RS_ENOMEM, NULL);
-    return 0;
+    }
+    return output_note(r->rs, NULL, note) ? fail_with(r, RS_ENOMEM, NULL) : 0;
 }
 
 int rs__run_raise(lua_State *L, rs_runspace *rs, const char *what, int code, char *msg)
@@ -512,11 +526,15 @@ void rs__run_emit(lua_State *L, rs_runspace *rs, int idx)
         return;
     }
     int code;
-    char *msg;
+    char *msg, *note;
     lua_Integer k = (lua_Integer)(rs_array_len(r->sink) - r->sink_first + 1);
-    rs_value *v = rs__lua_to_value(L, rs, idx, "output", k, NULL, &code, &msg);
-    if (v && rs_array_push(r->sink, v) == 0)
+    rs_value *v = rs__lua_to_output(L, rs, idx, k, &code, &msg, &note);
+    if (v && rs_array_push(r->sink, v) == 0) {
+        if (output_note(rs, L, note))
+            luaL_error(L, "out of memory"); /* the limit's failure is already the run's */
         return;
+    }
+    rs__free(note); /* a v that could not be pushed was freed by rs_array_push */
     if (!v && code != RS_EVALUE) {
         /* The memory limit or an interruption: raised so that no pcall can swallow it. */
         rs__run_raise(L, rs, "emit", code, msg);

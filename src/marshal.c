@@ -57,6 +57,9 @@ typedef struct to_ctx {
     int depth;
     int code;
     char *msg;
+    bool as_text;  /* outputs: a value no copy carries becomes its text */
+    size_t texts;  /* values passed as text so far */
+    char *note;    /* what the first of them was, for the warning */
 } to_ctx;
 
 static bool is_ident(const char *s, size_t n)
@@ -91,6 +94,39 @@ static void shorten_path(rs__buf *b)
     b->data[b->len] = '\0';
 }
 
+/* Writes the path of the value being converted ("output[3].conn") to b, shortened to
+ * PATH_MAX_SHOWN bytes. Returns 0 or -1 (out of memory). */
+static int put_path(const to_ctx *c, rs__buf *b)
+{
+    int rc = rs__buf_puts(b, c->root);
+    if (c->root_index)
+        rc |= rs__buf_printf(b, "[%lld]", (long long)c->root_index);
+    for (int i = 0; i < c->depth; i++) {
+        const path_elem *e = &c->path[i];
+        if (!e->is_key) {
+            rc |= rs__buf_printf(b, "[%lld]", (long long)e->index);
+        } else if (is_ident(e->key, e->keylen)) {
+            rc |= rs__buf_putc(b, '.');
+            rc |= rs__buf_append(b, e->key, e->keylen);
+        } else {
+            rc |= rs__buf_puts(b, "[\"");
+            for (size_t k = 0; k < e->keylen; k++) {
+                unsigned char ch = (unsigned char)e->key[k];
+                if (ch == '"' || ch == '\\')
+                    rc |= rs__buf_printf(b, "\\%c", ch);
+                else if (ch < 0x20 || ch == 0x7f)
+                    rc |= rs__buf_printf(b, "\\%u", ch);
+                else
+                    rc |= rs__buf_putc(b, (char)ch);
+            }
+            rc |= rs__buf_puts(b, "\"]");
+        }
+    }
+    if (!rc)
+        shorten_path(b);
+    return rc ? -1 : 0;
+}
+
 /* Records the first failure: code and "path: message". */
 static rs_value *fail(to_ctx *c, int code, const char *what)
 {
@@ -98,32 +134,7 @@ static rs_value *fail(to_ctx *c, int code, const char *what)
         return NULL;
     c->code = code;
     rs__buf b = {0};
-    int rc = rs__buf_puts(&b, c->root);
-    if (c->root_index)
-        rc |= rs__buf_printf(&b, "[%lld]", (long long)c->root_index);
-    for (int i = 0; i < c->depth; i++) {
-        const path_elem *e = &c->path[i];
-        if (!e->is_key) {
-            rc |= rs__buf_printf(&b, "[%lld]", (long long)e->index);
-        } else if (is_ident(e->key, e->keylen)) {
-            rc |= rs__buf_putc(&b, '.');
-            rc |= rs__buf_append(&b, e->key, e->keylen);
-        } else {
-            rc |= rs__buf_puts(&b, "[\"");
-            for (size_t k = 0; k < e->keylen; k++) {
-                unsigned char ch = (unsigned char)e->key[k];
-                if (ch == '"' || ch == '\\')
-                    rc |= rs__buf_printf(&b, "\\%c", ch);
-                else if (ch < 0x20 || ch == 0x7f)
-                    rc |= rs__buf_printf(&b, "\\%u", ch);
-                else
-                    rc |= rs__buf_putc(&b, (char)ch);
-            }
-            rc |= rs__buf_puts(&b, "\"]");
-        }
-    }
-    if (!rc)
-        shorten_path(&b);
+    int rc = put_path(c, &b);
     rc |= rs__buf_printf(&b, ": %s", what);
     c->msg = rc ? NULL : rs__buf_detach(&b, NULL);
     if (rc)
@@ -373,6 +384,63 @@ static rs_value *convert_table(to_ctx *c, int t)
     return out;
 }
 
+/* The name a userdata's metatable gives its type (its "__name" string, as luaL_newmetatable
+ * sets it), copied to out; false when it has none. Reads with lua_next, which allocates
+ * nothing, so it cannot raise. */
+static bool userdata_name(lua_State *L, int idx, char *out, size_t size)
+{
+    if (!lua_checkstack(L, 3) || !lua_getmetatable(L, idx))
+        return false;
+    bool found = false;
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        size_t n;
+        if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING &&
+            strcmp(lua_tostring(L, -2), "__name") == 0) {
+            const char *name = lua_tolstring(L, -1, &n);
+            snprintf(out, size, "%.*s", (int)(n < size ? n : size - 1), name);
+            found = strlen(out) == n && n > 0; /* no NUL inside, not empty */
+            lua_pop(L, 2);
+            break;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return found;
+}
+
+/* An output no copy can carry (what: "a function"...) becomes the text Lua's tostring shows
+ * for it when no __tostring is called: "function: 0x55d0c0a0", "FILE*: 0x7f93..." (a
+ * userdata's __name). The first one is described in c->note, for the caller's warning. */
+static rs_value *as_text(to_ctx *c, int idx, const char *what)
+{
+    lua_State *L = c->L;
+    char name[64];
+    if (lua_type(L, idx) != LUA_TUSERDATA || !userdata_name(L, idx, name, sizeof name))
+        snprintf(name, sizeof name, "%s", luaL_typename(L, idx));
+    char text[128];
+    int n = snprintf(text, sizeof text, "%s: %p", name, lua_topointer(L, idx));
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof text ? (size_t)n : sizeof text - 1;
+    if (!account(c, rs__value_cost(RS_TSTRING, len)))
+        return NULL;
+    rs_value *v = rs_value_stringn(text, len);
+    if (!v)
+        return oom(c);
+    if (c->texts++ == 0) {
+        rs__buf b = {0};
+        if (put_path(c, &b) ||
+            rs__buf_printf(&b, ": %s cannot cross between runspaces; it is passed as the text "
+                               "\"%s\"",
+                           what, text)) {
+            rs__buf_free(&b);
+            rs_value_destroy(v);
+            return oom(c);
+        }
+        c->note = rs__buf_detach(&b, NULL);
+    }
+    return v;
+}
+
 static rs_value *convert(to_ctx *c, int idx)
 {
     lua_State *L = c->L;
@@ -401,20 +469,29 @@ static rs_value *convert(to_ctx *c, int idx)
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) == NULL)
             return rs_value_null(); /* json.null */
+        if (c->as_text)
+            return as_text(c, idx, "a userdata");
         return fail(c, RS_EVALUE, "cannot pass a userdata between runspaces");
     case LUA_TFUNCTION:
+        if (c->as_text)
+            return as_text(c, idx, "a function");
         return fail(c, RS_EVALUE, "cannot pass a function between runspaces");
     case LUA_TUSERDATA:
+        if (c->as_text)
+            return as_text(c, idx, "a userdata");
         return fail(c, RS_EVALUE, "cannot pass a userdata between runspaces");
     case LUA_TTHREAD:
+        if (c->as_text)
+            return as_text(c, idx, "a coroutine");
         return fail(c, RS_EVALUE, "cannot pass a coroutine between runspaces");
     default:
         return fail(c, RS_EVALUE, "cannot pass this value between runspaces");
     }
 }
 
-rs_value *rs__lua_to_value(lua_State *L, rs_runspace *rs, int idx, const char *root,
-                           lua_Integer root_index, size_t *charged, int *code, char **msg)
+static rs_value *to_value(lua_State *L, rs_runspace *rs, int idx, const char *root,
+                          lua_Integer root_index, size_t *charged, int *code, char **msg,
+                          char **note)
 {
     if (charged)
         *charged = 0;
@@ -436,6 +513,9 @@ rs_value *rs__lua_to_value(lua_State *L, rs_runspace *rs, int idx, const char *r
     c->depth = 0;
     c->code = 0;
     c->msg = NULL;
+    c->as_text = note != NULL;
+    c->texts = 0;
+    c->note = NULL;
     rs_value *v = convert(c, lua_absindex(L, idx));
     *code = c->code;
     *msg = c->msg;
@@ -445,8 +525,35 @@ rs_value *rs__lua_to_value(lua_State *L, rs_runspace *rs, int idx, const char *r
         rs__uncharge(c->rs, c->charged); /* what was made is gone */
     else if (charged)
         *charged = c->charged;
+    if (note && v && c->note && c->texts > 1) {
+        char *more = rs__format("%s (and %zu more such value%s in it)", c->note, c->texts - 1,
+                                c->texts > 2 ? "s" : "");
+        rs__free(c->note);
+        c->note = more; /* NULL when out of memory: the warning is then the bare count */
+        if (!more)
+            c->note = rs__format("%s: %zu values cannot cross between runspaces and are "
+                                 "passed as text",
+                                 root, c->texts);
+    }
+    if (note)
+        *note = v ? c->note : NULL;
+    if (!v || !note)
+        rs__free(c->note);
     rs__free(c);
     return v;
+}
+
+rs_value *rs__lua_to_value(lua_State *L, rs_runspace *rs, int idx, const char *root,
+                           lua_Integer root_index, size_t *charged, int *code, char **msg)
+{
+    return to_value(L, rs, idx, root, root_index, charged, code, msg, NULL);
+}
+
+rs_value *rs__lua_to_output(lua_State *L, rs_runspace *rs, int idx, lua_Integer k, int *code,
+                            char **msg, char **note)
+{
+    *note = NULL;
+    return to_value(L, rs, idx, "output", k, NULL, code, msg, note);
 }
 
 /* ---- rs_value -> Lua ---------------------------------------------------------------------- */

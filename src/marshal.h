@@ -25,6 +25,16 @@
 rs_value *rs__lua_to_value(lua_State *L, rs_runspace *rs, int idx, const char *root,
                            lua_Integer root_index, size_t *charged, int *code, char **msg);
 
+/* Converts the value at idx as output[k] of an invocation: like rs__lua_to_value, except that
+ * a value no copy can carry (a function, coroutine or userdata, at any depth) becomes the text
+ * Lua's tostring shows for it without calling __tostring ("function: 0x55d0c0a0"), as a
+ * PowerShell object that cannot be serialized crosses as its string. *note is then set to a
+ * new string for a warning ("output[2]: a function cannot cross between runspaces; it is
+ * passed as the text \"function: 0x55d0c0a0\"", with a count when there are several), else
+ * NULL. Cycles, bad keys, the memory limit and interruptions still fail. */
+rs_value *rs__lua_to_output(lua_State *L, rs_runspace *rs, int idx, lua_Integer k, int *code,
+                            char **msg, char **note);
+
 /* Pushes a copy of v. A null at the top becomes nil, nested nulls become json.null; an empty
  * map becomes a table with the map marker. May raise Lua errors (memory, nesting > 512, and
  * the stop, timeout or budget of the run on this thread), so it is called only where raising
