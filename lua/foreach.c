@@ -561,6 +561,8 @@ static int l_foreach(lua_State *L)
     o.input_userdata = f;
     o.on_record = on_record;
     o.on_progress = on_progress;
+    if (!lrs_opt_bool(L, 1, "quiet", 0))
+        o.on_stream = lrs_echo_item;
     o.userdata = f;
     int rc = rs_foreach_create(&o, &f->fe);
     if (rc)

@@ -22,6 +22,8 @@
 #include <lua.h>
 
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #define LRS_POOL "runspace.pool"
 #define LRS_HANDLE "runspace.handle"
@@ -73,6 +75,22 @@ double lrs_now(void);
 /* Waits on cv (made with a CLOCK_MONOTONIC attribute) with mu held, until signalled or until
  * deadline (lrs_now() seconds; < 0: no deadline). */
 void lrs_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, double deadline);
+
+/* ---- what tasks write (records.c) ---- */
+
+/* Shows a task's stream record as lua5.4 shows a script's print, and as the runspace tool
+ * does: print and write_information on standard output, warnings ("WARNING: ") and
+ * write_error ("ERROR: ") on standard error, each a whole line, flushed. Verbose, debug and
+ * progress records, and terminating errors (h:wait raises those), are not shown. Called on
+ * the library's threads: it touches the C streams only, never a Lua state. */
+void lrs_echo(const rs_record *r);
+/* rs_ps_opts.on_record and rs_foreach_opts.on_stream calling lrs_echo. */
+void lrs_echo_ps(rs_ps *ps, const rs_record *r, void *ud);
+void lrs_echo_item(uint64_t index, const rs_record *r, void *ud);
+/* The records of the ended invocation ps, in the order they were written, as an array of maps
+ * {stream, message, source, line, traceback, activity, percent, time} (fields that do not
+ * apply left out); NULL when it wrote none, or when out of memory (*oom set). */
+rs_value *lrs_take_records(rs_ps *ps, bool *oom);
 
 /* ---- pools and handles (pool.c) ---- */
 

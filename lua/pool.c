@@ -42,6 +42,7 @@ struct lrs_pool {
     int refs;
     int users; /* jobs managers and for-each runs running on it */
     bool closed;
+    bool quiet; /* its tasks' print and warnings are not shown (rs.pool{quiet = true}) */
     struct {
         rs_ps *ps;
         char *src;
@@ -64,6 +65,8 @@ struct lrs_handle {
     int code;
     char *msg;
     rs_value *output;
+    rs_value *records; /* once harvested: an array of record maps, or NULL when none */
+    bool records_lost; /* no memory to keep them */
     lrs_handle *prev, *next;
 };
 
@@ -174,6 +177,10 @@ static rs_ps *take_ps(lrs_pool *p, const char *src, size_t len, int *code, char 
         rc = rs_ps_set_pool(ps, p->pool);
     if (!rc)
         rc = rs_ps_add_script(ps, src, len);
+    if (!rc && !p->quiet) {
+        rs_ps_opts o = {.on_record = lrs_echo_ps};
+        rc = rs_ps_set_opts(ps, &o);
+    }
     if (rc) {
         snprintf(err, errsize, "%s", ps ? rs_ps_errmsg(ps) : rs_strerror(rc));
         if (!err[0])
@@ -221,6 +228,7 @@ static void harvest(lrs_handle *h)
         h->msg = strdup(m && *m ? m : rs_strerror(h->code));
     }
     h->output = out;
+    h->records = lrs_take_records(h->ps, &h->records_lost);
     h->harvested = true;
     unlink_live(h);
     give_back(h->pool, h->ps, h->src, h->len);
@@ -300,6 +308,7 @@ static int l_pool(lua_State *L)
     p->refs = 1;
     *slot = p;
     rs_pool_opts o = {0};
+    p->quiet = lrs_opt_bool(L, 1, "quiet", 0);
     o.max_runspaces = (unsigned)lrs_opt_int(L, 1, "max", 0);
     o.min_runspaces = (unsigned)lrs_opt_int(L, 1, "min", 0);
     lua_getfield(L, 1, "idle_timeout");
@@ -617,6 +626,40 @@ static int handle_error(lua_State *L)
     return 1;
 }
 
+/* h:records([stream]): once ended, what the script wrote besides its values, in order: tables
+ * {stream, message, source, line, time, ...}, all streams or one ("warning"...); while it
+ * runs, nil, "running". */
+static int handle_records(lua_State *L)
+{
+    static const char *const streams[] = {"all",   "error",       "warning",  "verbose",
+                                          "debug", "information", "progress", NULL};
+    lrs_handle *h = check_handle(L);
+    int which = luaL_checkoption(L, 2, "all", streams);
+    if (!h->harvested && h->ps && rs_async_is_completed(h->async))
+        harvest(h);
+    if (!h->harvested) {
+        if (!h->ps)
+            return luaL_error(L, "the handle is closed");
+        lua_pushnil(L);
+        lua_pushliteral(L, "running");
+        return 2;
+    }
+    if (h->records_lost)
+        return luaL_error(L, "out of memory: the records of this invocation were not kept");
+    lua_createtable(L, h->records ? (int)rs_array_len(h->records) : 0, 0);
+    size_t n = h->records ? rs_array_len(h->records) : 0;
+    lua_Integer k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const rs_value *r = rs_array_get(h->records, i);
+        if (which &&
+            strcmp(rs_value_get_string(rs_map_get(r, "stream"), NULL), streams[which]) != 0)
+            continue;
+        lrs_push_value(L, r);
+        lua_rawseti(L, -2, ++k);
+    }
+    return 1;
+}
+
 /* h:fd(): a descriptor that polls readable once the invocation ended (for poll loops). */
 static int handle_fd(lua_State *L)
 {
@@ -653,6 +696,8 @@ static int handle_collect(lua_State *L)
     h->msg = NULL;
     rs_value_destroy(h->output);
     h->output = NULL;
+    rs_value_destroy(h->records);
+    h->records = NULL;
     lrs_pool *p = h->pool;
     h->pool = NULL;
     lrs_pool_release(p);
@@ -676,10 +721,10 @@ void lrs_pool_open(lua_State *L)
                                             {"available", pool_available},
                                             {"runspaces", pool_runspaces},
                                             {NULL, NULL}};
-    static const luaL_Reg handle_methods[] = {
-        {"wait", handle_wait}, {"stop", handle_stop},   {"state", handle_state},
-        {"done", handle_done}, {"error", handle_error}, {"fd", handle_fd},
-        {NULL, NULL}};
+    static const luaL_Reg handle_methods[] = {{"wait", handle_wait},       {"stop", handle_stop},
+                                              {"state", handle_state},     {"done", handle_done},
+                                              {"error", handle_error},     {"fd", handle_fd},
+                                              {"records", handle_records}, {NULL, NULL}};
     static const luaL_Reg pool_meta[] = {
         {"__gc", pool_gc}, {"__close", pool_toclose}, {"__tostring", pool_tostring}, {NULL, NULL}};
     static const luaL_Reg handle_meta[] = {{"__gc", handle_collect},

@@ -57,9 +57,9 @@ typedef struct to_ctx {
     int depth;
     int code;
     char *msg;
-    bool as_text;  /* outputs: a value no copy carries becomes its text */
-    size_t texts;  /* values passed as text so far */
-    char *note;    /* what the first of them was, for the warning */
+    bool as_text; /* outputs: a value no copy carries becomes its text */
+    size_t texts; /* values passed as text so far */
+    char *note;   /* what the first of them was, for the warning */
 } to_ctx;
 
 static bool is_ident(const char *s, size_t n)
@@ -429,8 +429,9 @@ static rs_value *as_text(to_ctx *c, int idx, const char *what)
     if (c->texts++ == 0) {
         rs__buf b = {0};
         if (put_path(c, &b) ||
-            rs__buf_printf(&b, ": %s cannot cross between runspaces; it is passed as the text "
-                               "\"%s\"",
+            rs__buf_printf(&b,
+                           ": %s cannot cross between runspaces; it is passed as the text "
+                           "\"%s\"",
                            what, text)) {
             rs__buf_free(&b);
             rs_value_destroy(v);

@@ -52,6 +52,53 @@ describe("rs.pool", function()
     assert.are.equal(1, pool:begin("return 1"):wait(10))
   end)
 
+  it("passes a function the script returns as its text, with a warning", function()
+    local q = rs.pool{max = 1, quiet = true}
+    local h = q:begin("local M = {f = print} return 1, M")
+    local one, m = h:wait(10)
+    assert.are.equal(1, one)
+    assert.matches("^function: 0x%x+$", m.f)
+    local w = h:records("warning")
+    assert.are.equal(1, #w)
+    assert.matches('output%[2%]%.f: a function cannot cross between runspaces; it is passed as '
+                   .. 'the text "function: 0x', w[1].message)
+    assert.is_true(q:close(10))
+  end)
+
+  it("keeps what the script wrote besides its values for h:records()", function()
+    local q = rs.pool{max = 1, quiet = true}
+    local h = q:begin([[print("a", 1) write_warning("w") write_verbose("v")
+                        write_progress("copying", "half", 50) error("boom")]])
+    assert.has_error(function() h:wait(10) end)
+    local recs = h:records()
+    local kinds = {}
+    for i, r in ipairs(recs) do kinds[i] = r.stream end
+    assert.are.same({"information", "warning", "verbose", "progress", "error"}, kinds)
+    assert.are.equal("a\t1", recs[1].message)
+    assert.are.equal("script", recs[1].source)
+    assert.are.equal(1, recs[1].line)
+    assert.are.equal(2, recs[4].line)
+    assert.are.equal("copying", recs[4].activity)
+    assert.are.equal(50, recs[4].percent)
+    assert.matches("boom", recs[5].message)
+    assert.is_string(recs[5].traceback)
+    for i = 2, #recs do assert.is_true(recs[i].time >= recs[i - 1].time) end
+    assert.are.same({recs[2]}, h:records("warning"))
+    assert.are.same({}, h:records("debug"))
+    assert.has_error(function() h:records("nonsense") end)
+    -- none at all: an empty list
+    local one = q:begin("return 1")
+    assert.are.equal(1, one:wait(10))
+    assert.are.same({}, one:records())
+    -- while it runs: nil, "running"
+    local r = q:begin("sleep(5)")
+    local none, why = r:records()
+    assert.is_nil(none)
+    assert.are.equal("running", why)
+    assert.is_true(r:stop(10))
+    assert.is_true(q:close(10))
+  end)
+
   it("raises the script's error with the library's message", function()
     local h = pool:begin("error('boom')")
     assert.has_error(function() h:wait(10) end)

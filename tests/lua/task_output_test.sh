@@ -1,0 +1,41 @@
+#!/bin/sh
+# task_output_test.sh LUA -- what tasks started from a Lua program write shows as it would
+# under lua5.4: print on standard output, warnings and write_error on standard error, whole
+# lines; nothing from a quiet pool or run; verbose and terminating errors not shown.
+set -eu
+# In sanitizer builds RS_LUA_PRELOAD names the runtime to preload for lua5.4 only.
+preload=${RS_LUA_PRELOAD:-}
+lua=$1
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+LD_PRELOAD=$preload timeout 60 "$lua" -e '
+  local rs = require "runspace"
+  local pool = rs.pool{max = 2}
+  print("program before")
+  local h = pool:begin([[print("task", 1, nil) write_warning("careful") write_error("bad item")
+                         write_verbose("hidden") return 7]])
+  assert(h:wait(10) == 7)
+  print("program after")
+  -- many lines from two tasks at once stay whole
+  local a = pool:begin([[for i = 1, 500 do print(("a"):rep(200)) end]])
+  local b = pool:begin([[for i = 1, 500 do print(("b"):rep(200)) end]])
+  a:wait(10) b:wait(10)
+  local f = pool:begin([[error("boom")]])
+  assert(not pcall(f.wait, f, 10))
+  local quiet = rs.pool{max = 1, quiet = true}
+  quiet:begin([[print("QUIET") write_warning("QUIET")]]):wait(10)
+  for rec in rs.foreach{input = {1, 2}, ordered = true, script = [[print("item", _)]]} do end
+  for rec in rs.foreach{input = {1}, quiet = true, script = [[print("QUIET")]]} do end
+  assert(pool:close(10) and quiet:close(10))' >"$dir/out" 2>"$dir/err"
+fail() { echo "$1"; echo "--- stdout"; head -c 2000 "$dir/out"; echo "--- stderr"; cat "$dir/err"; exit 1; }
+# The task's line comes between the program's own two, as print in the task would.
+sed -n 1,3p "$dir/out" | tr '\t' ' ' >"$dir/head"
+printf 'program before\ntask 1 nil\nprogram after\n' | cmp -s - "$dir/head" || fail "print order"
+test "$(grep -cx 'a\{200\}' "$dir/out")" = 500 || fail "lines of task a mixed or lost"
+test "$(grep -cx 'b\{200\}' "$dir/out")" = 500 || fail "lines of task b mixed or lost"
+grep -qx "$(printf 'item\t1')" "$dir/out" || fail "for-each item 1"
+grep -qx "$(printf 'item\t2')" "$dir/out" || fail "for-each item 2"
+test "$(wc -l <"$dir/out")" = 1005 || fail "stray lines on stdout"
+printf 'WARNING: careful\nERROR: bad item\n' | cmp -s - "$dir/err" || fail "stderr"
+if grep -q 'QUIET\|hidden\|boom' "$dir/out" "$dir/err"; then fail "quiet or hidden record shown"; fi
+echo "task output shown as under lua5.4"
