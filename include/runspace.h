@@ -118,6 +118,13 @@ RS_EXTERN void rs_free(void *ptr);
  * double, string (length-counted bytes, may hold NULs and need not be UTF-8), array, and map
  * (string keys, insertion order kept, keys unique). Each node has exactly one owner; a node
  * added to an array or map is owned by it. Constructors return NULL when out of memory.
+ *
+ * A script's outputs are converted from Lua by the same rules. A function, coroutine or
+ * userdata among them (at any depth) becomes a string, the text Lua's tostring shows for it
+ * without calling a __tostring ("function: 0x55d0c0a0"), and the invocation gets a warning
+ * record naming where it was ("output[2].cb: a function cannot cross between runspaces; it is
+ * passed as the text ..."); a table that contains itself fails the invocation with
+ * RS_EVALUE, naming the path.
  * ========================================================================================= */
 
 typedef struct rs_value rs_value;
@@ -1034,10 +1041,17 @@ typedef struct rs_job_info {
     double duration;        /* seconds: so far while running */
 } rs_job_info;
 
+/* Called on the worker thread for every record a job writes (print, warnings, ...), as it is
+ * written; job is the job's name, borrowed for the call. It must not block, nor call the
+ * manager. */
+typedef void (*rs_job_record_fn)(const char *job, const rs_record *record, void *userdata);
+
 typedef struct rs_jobs_opts {
     rs_pool *pool;     /* an open pool, or NULL: the manager opens its own */
     const rs_iss *iss; /* for its own pool (NULL: default profile) */
     unsigned max_jobs; /* jobs running at once in its own pool; 0: the number of CPUs */
+    rs_job_record_fn on_record; /* optional */
+    void *userdata;             /* for on_record */
 } rs_jobs_opts;
 
 RS_EXTERN int rs_jobs_create(const rs_jobs_opts *opts, rs_jobs **out);

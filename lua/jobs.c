@@ -39,6 +39,8 @@ static int l_jobs(lua_State *L)
     luaL_setmetatable(L, LRS_JOBS);
     int self = lua_gettop(L);
     rs_jobs_opts o = {0};
+    if (!lrs_opt_bool(L, 1, "quiet", 0))
+        o.on_record = lrs_echo_job;
     lrs_pool *p = NULL;
     lua_getfield(L, 1, "pool");
     if (!lua_isnil(L, -1)) {

@@ -54,6 +54,13 @@ void lrs_echo_item(uint64_t index, const rs_record *r, void *ud)
     lrs_echo(r);
 }
 
+void lrs_echo_job(const char *job, const rs_record *r, void *ud)
+{
+    (void)job;
+    (void)ud;
+    lrs_echo(r);
+}
+
 typedef struct rec_ref {
     double time;
     rs_stream stream;

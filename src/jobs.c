@@ -42,6 +42,8 @@ struct rs_jobs {
     size_t running;
     rs_pool *pool;
     bool own_pool;
+    rs_job_record_fn on_record; /* rs_jobs_opts.on_record and its userdata */
+    void *userdata;
 };
 
 /* The calling thread's last failure message: the manager is shared between threads. */
@@ -84,6 +86,8 @@ int rs_jobs_create(const rs_jobs_opts *opts, rs_jobs **out)
         return RS_ESYSTEM;
     }
     rs__queue_init(&jobs->list);
+    jobs->on_record = o.on_record;
+    jobs->userdata = o.userdata;
     jobs->pool = o.pool;
     if (!jobs->pool) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -123,6 +127,15 @@ static job *lookup(rs_jobs *jobs, const char *name, bool include_starting)
 static job *find(rs_jobs *jobs, const char *name)
 {
     return lookup(jobs, name, false);
+}
+
+/* on_record of a job's invocation (worker thread): its name was set before it began and does
+ * not change while it runs, so it is read without the lock. */
+static void job_record(rs_ps *ps, const rs_record *r, void *userdata)
+{
+    (void)ps;
+    const job *j = userdata;
+    j->jobs->on_record(j->name, r, j->jobs->userdata);
 }
 
 /* on_complete of a job's invocation: records its end (worker thread). */
@@ -188,7 +201,8 @@ int rs_jobs_start(rs_jobs *jobs, const char *name, const char *script, const rs_
         rs_value *v = rs_value_copy(rs_map_value(params, i));
         rc = v ? rs_ps_add_parameter(j->ps, rs_map_key(params, i, NULL), v) : RS_ENOMEM;
     }
-    rs_ps_opts o = {.on_complete = job_done, .userdata = j};
+    rs_ps_opts o = {
+        .on_complete = job_done, .on_record = jobs->on_record ? job_record : NULL, .userdata = j};
     if (!rc)
         rc = rs_ps_set_opts(j->ps, &o);
     if (rc) {

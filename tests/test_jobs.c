@@ -261,6 +261,45 @@ static void test_wait_all_sees_failed_starts(void **state)
     assert_ok(rs_pool_destroy(pool));
 }
 
+/* What on_record saw: "job|stream|message" lines, appended under a lock (worker threads). */
+typedef struct seen {
+    pthread_mutex_t mu;
+    char text[1024];
+} seen;
+
+static void remember(const char *job, const rs_record *r, void *userdata)
+{
+    seen *s = userdata;
+    pthread_mutex_lock(&s->mu);
+    size_t len = strlen(s->text);
+    snprintf(s->text + len, sizeof s->text - len, "%s|%s|%s\n", job, rs_stream_name(r->stream),
+             r->message);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Every record a job writes reaches on_record as it is written, named by its job; a job's
+ * terminating error too. */
+static void test_records_reach_on_record(void **state)
+{
+    (void)state;
+    seen s = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    rs_jobs *jobs;
+    rs_jobs_opts o = {.max_jobs = 1, .on_record = remember, .userdata = &s};
+    assert_ok(rs_jobs_create(&o, &jobs));
+    assert_ok(
+        rs_jobs_start(jobs, "a", "print('hi', 1) write_warning('careful') return 1", NULL, NULL));
+    assert_ok(rs_jobs_wait(jobs, "a", 10));
+    assert_ok(rs_jobs_start(jobs, "b", "write_verbose('v') error('boom', 0)", NULL, NULL));
+    assert_ok(rs_jobs_wait(jobs, "b", 10));
+    pthread_mutex_lock(&s.mu);
+    assert_string_equal(s.text, "a|information|hi\t1\n"
+                                "a|warning|careful\n"
+                                "b|verbose|v\n"
+                                "b|error|boom\n");
+    pthread_mutex_unlock(&s.mu);
+    assert_ok(rs_jobs_destroy(jobs));
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_seed_jobs),
     cmocka_unit_test(test_names),
@@ -269,6 +308,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_many_waiters),
     cmocka_unit_test(test_duplicate_names_across_threads),
     cmocka_unit_test(test_wait_all_sees_failed_starts),
+    cmocka_unit_test(test_records_reach_on_record),
 };
 
 RS_TEST_MAIN(tests)

@@ -26,6 +26,13 @@ LD_PRELOAD=$preload timeout 60 "$lua" -e '
   quiet:begin([[print("QUIET") write_warning("QUIET")]]):wait(10)
   for rec in rs.foreach{input = {1, 2}, ordered = true, script = [[print("item", _)]]} do end
   for rec in rs.foreach{input = {1}, quiet = true, script = [[print("QUIET")]]} do end
+  local jobs = rs.jobs{max = 1}
+  jobs:start([[print("job says hi") write_warning("job warns")]], {name = "j"})
+  assert(jobs:wait("j", 10))
+  local qjobs = rs.jobs{pool = pool, quiet = true}
+  qjobs:start([[print("QUIET")]], {name = "q"})
+  assert(qjobs:wait("q", 10))
+  jobs:close() qjobs:close()
   assert(pool:close(10) and quiet:close(10))' >"$dir/out" 2>"$dir/err"
 fail() { echo "$1"; echo "--- stdout"; head -c 2000 "$dir/out"; echo "--- stderr"; cat "$dir/err"; exit 1; }
 # The task's line comes between the program's own two, as print in the task would.
@@ -35,7 +42,8 @@ test "$(grep -cx 'a\{200\}' "$dir/out")" = 500 || fail "lines of task a mixed or
 test "$(grep -cx 'b\{200\}' "$dir/out")" = 500 || fail "lines of task b mixed or lost"
 grep -qx "$(printf 'item\t1')" "$dir/out" || fail "for-each item 1"
 grep -qx "$(printf 'item\t2')" "$dir/out" || fail "for-each item 2"
-test "$(wc -l <"$dir/out")" = 1005 || fail "stray lines on stdout"
-printf 'WARNING: careful\nERROR: bad item\n' | cmp -s - "$dir/err" || fail "stderr"
+grep -qx "job says hi" "$dir/out" || fail "job's print"
+test "$(wc -l <"$dir/out")" = 1006 || fail "stray lines on stdout"
+printf 'WARNING: careful\nERROR: bad item\nWARNING: job warns\n' | cmp -s - "$dir/err" || fail "stderr"
 if grep -q 'QUIET\|hidden\|boom' "$dir/out" "$dir/err"; then fail "quiet or hidden record shown"; fi
 echo "task output shown as under lua5.4"
