@@ -88,6 +88,7 @@ void lrs_echo(const rs_record *r);
 void lrs_echo_ps(rs_ps *ps, const rs_record *r, void *ud);
 void lrs_echo_item(uint64_t index, const rs_record *r, void *ud);
 void lrs_echo_job(const char *job, const rs_record *r, void *ud);
+void lrs_echo_host(const rs_record *r, void *ud);
 /* The records of the ended invocation ps, in the order they were written, as an array of maps
  * {stream, message, source, line, traceback, activity, percent, time} (fields that do not
  * apply left out); NULL when it wrote none, or when out of memory (*oom set). */

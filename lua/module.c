@@ -134,7 +134,9 @@ void lrs_iss_from_opts(lua_State *L, int t, rs_iss **out)
     static const char *const fields[] = {"profile", "variables",    "functions", "modules",
                                          "memory",  "instructions", NULL};
     *out = NULL;
-    int any = 0;
+    /* Not quiet: what runs outside an invocation (a finalizer as a runspace closes) is shown
+     * as the tasks' own records are, through the session state's host. */
+    int any = !lrs_opt_bool(L, t, "quiet", 0);
     for (int i = 0; fields[i]; i++) {
         lua_getfield(L, t, fields[i]);
         any |= !lua_isnil(L, -1);
@@ -157,6 +159,8 @@ void lrs_iss_from_opts(lua_State *L, int t, rs_iss **out)
     if (rc)
         lrs_fail(L, rc, NULL);
     rs_iss *iss = *slot;
+    if (!lrs_opt_bool(L, t, "quiet", 0))
+        iss_check(L, iss, rs_iss_set_host(iss, lrs_echo_host, NULL));
     int box = lua_gettop(L);
     rs_value **vbox = lrs_newbox(L);
     if (lua_getfield(L, t, "variables") == LUA_TTABLE) {

@@ -61,6 +61,12 @@ void lrs_echo_job(const char *job, const rs_record *r, void *ud)
     lrs_echo(r);
 }
 
+void lrs_echo_host(const rs_record *r, void *ud)
+{
+    (void)ud;
+    lrs_echo(r);
+}
+
 typedef struct rec_ref {
     double time;
     rs_stream stream;

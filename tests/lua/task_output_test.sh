@@ -33,6 +33,10 @@ LD_PRELOAD=$preload timeout 60 "$lua" -e '
   qjobs:start([[print("QUIET")]], {name = "q"})
   assert(qjobs:wait("q", 10))
   jobs:close() qjobs:close()
+  -- a finalizer that runs as the runspace closes prints as at lua_close
+  local fin = rs.pool{max = 1}
+  fin:begin([[keep = setmetatable({}, {__gc = function() print("finalizer at close") end})]]):wait(10)
+  assert(fin:close(10))
   assert(pool:close(10) and quiet:close(10))' >"$dir/out" 2>"$dir/err"
 fail() { echo "$1"; echo "--- stdout"; head -c 2000 "$dir/out"; echo "--- stderr"; cat "$dir/err"; exit 1; }
 # The task's line comes between the program's own two, as print in the task would.
@@ -43,7 +47,8 @@ test "$(grep -cx 'b\{200\}' "$dir/out")" = 500 || fail "lines of task b mixed or
 grep -qx "$(printf 'item\t1')" "$dir/out" || fail "for-each item 1"
 grep -qx "$(printf 'item\t2')" "$dir/out" || fail "for-each item 2"
 grep -qx "job says hi" "$dir/out" || fail "job's print"
-test "$(wc -l <"$dir/out")" = 1006 || fail "stray lines on stdout"
+grep -qx "finalizer at close" "$dir/out" || fail "finalizer's print at close"
+test "$(wc -l <"$dir/out")" = 1007 || fail "stray lines on stdout"
 printf 'WARNING: careful\nERROR: bad item\nWARNING: job warns\n' | cmp -s - "$dir/err" || fail "stderr"
 if grep -q 'QUIET\|hidden\|boom' "$dir/out" "$dir/err"; then fail "quiet or hidden record shown"; fi
 echo "task output shown as under lua5.4"
