@@ -385,6 +385,12 @@ RS_EXTERN int rs_shared_set(rs_shared *shared, const char *key, const rs_value *
 /* Adds delta to an integer (an absent key counts as 0) and stores the result in *out (may be
  * NULL). RS_EINVAL when the current value is not an integer, RS_ELIMIT on overflow. */
 RS_EXTERN int rs_shared_incr(rs_shared *shared, const char *key, int64_t delta, int64_t *out);
+/* The same with keys of keylen bytes, which may hold zero bytes (as scripts' keys may). */
+RS_EXTERN int rs_shared_getn(rs_shared *shared, const char *key, size_t keylen, rs_value **out);
+RS_EXTERN int rs_shared_setn(rs_shared *shared, const char *key, size_t keylen,
+                             const rs_value *value);
+RS_EXTERN int rs_shared_incrn(rs_shared *shared, const char *key, size_t keylen, int64_t delta,
+                              int64_t *out);
 /* An array of the keys in insertion order (new value, caller destroys). */
 RS_EXTERN rs_value *rs_shared_keys(rs_shared *shared);
 

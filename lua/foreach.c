@@ -507,7 +507,8 @@ static int l_foreach(lua_State *L)
     if (kind < 0)
         return luaL_error(L, "option 'input' must be a table or an iterator function (got %s)",
                           luaL_typename(L, -1));
-    const char *script = lrs_opt_string(L, 1, "script", NULL);
+    size_t script_len; /* a script may hold zero bytes (in its string literals) */
+    const char *script = lrs_opt_lstring(L, 1, "script", NULL, &script_len);
     const char *command = lrs_opt_string(L, 1, "command", NULL);
     if (!script == !command)
         return luaL_error(L, "give one of the options 'script' and 'command'");
@@ -525,7 +526,7 @@ static int l_foreach(lua_State *L)
     f->input_kind = kind;
     f->next_index = 1;
     f->table_len = kind == 1 ? (lua_Integer)lua_rawlen(L, 2) : 0;
-    double limit = lrs_opt_number(L, 1, "time_limit", -1);
+    double limit = lrs_opt_seconds(L, 1, "time_limit");
     f->deadline = limit < 0 ? -1 : lrs_now() + limit;
 
     rs_foreach_opts o = {0};
@@ -543,10 +544,10 @@ static int l_foreach(lua_State *L)
     if (!f->pool)
         lrs_iss_from_opts(L, 1, &iss); /* its box stays on the stack */
     o.iss = iss;
-    o.throttle = (unsigned)lrs_opt_int(L, 1, "throttle", 0);
-    o.batch = (unsigned)lrs_opt_int(L, 1, "batch", 0);
+    o.throttle = (unsigned)lrs_opt_int(L, 1, "throttle", 0, LRS_MAX_RUNSPACES);
+    o.batch = (unsigned)lrs_opt_int(L, 1, "batch", 0, UINT32_MAX);
     o.timeout = lrs_opt_number(L, 1, "timeout", 0);
-    o.retries = (unsigned)lrs_opt_int(L, 1, "retries", 0);
+    o.retries = (unsigned)lrs_opt_int(L, 1, "retries", 0, UINT32_MAX);
     o.ordered = lrs_opt_bool(L, 1, "ordered", 0);
     o.fail_fast = lrs_opt_bool(L, 1, "fail_fast", 0);
     o.journal = lrs_opt_string(L, 1, "journal", NULL);
@@ -561,14 +562,14 @@ static int l_foreach(lua_State *L)
     o.input_userdata = f;
     o.on_record = on_record;
     o.on_progress = on_progress;
-    if (!lrs_opt_bool(L, 1, "quiet", 0))
+    if (!lrs_quiet(L, 1, f->pool))
         o.on_stream = lrs_echo_item;
     o.userdata = f;
     int rc = rs_foreach_create(&o, &f->fe);
     if (rc)
         return lrs_fail(L, rc, rc == RS_EINVAL ? "invalid for-each options" : NULL);
     fe_check(L, f,
-             script ? rs_foreach_set_script(f->fe, script, strlen(script))
+             script ? rs_foreach_set_script(f->fe, script, script_len)
                     : rs_foreach_set_command(f->fe, command));
     if (lua_getfield(L, 1, "args") == LUA_TTABLE) {
         lua_Integer n = (lua_Integer)lua_rawlen(L, -1);

@@ -39,8 +39,6 @@ static int l_jobs(lua_State *L)
     luaL_setmetatable(L, LRS_JOBS);
     int self = lua_gettop(L);
     rs_jobs_opts o = {0};
-    if (!lrs_opt_bool(L, 1, "quiet", 0))
-        o.on_record = lrs_echo_job;
     lrs_pool *p = NULL;
     lua_getfield(L, 1, "pool");
     if (!lua_isnil(L, -1)) {
@@ -52,8 +50,10 @@ static int l_jobs(lua_State *L)
         rs_iss *iss;
         lrs_iss_from_opts(L, 1, &iss);
         o.iss = iss;
-        o.max_jobs = (unsigned)lrs_opt_int(L, 1, "max", 0);
+        o.max_jobs = (unsigned)lrs_opt_int(L, 1, "max", 0, LRS_MAX_RUNSPACES);
     }
+    if (!lrs_quiet(L, 1, p))
+        o.on_record = lrs_echo_job;
     int rc = rs_jobs_create(&o, &j->jobs);
     if (rc)
         return lrs_fail(L, rc, "cannot create the jobs manager");
@@ -65,11 +65,22 @@ static int l_jobs(lua_State *L)
     return 1;
 }
 
+/* The job name at arg: a string without zero bytes (names are C strings). */
+static const char *check_name(lua_State *L, int arg)
+{
+    size_t len;
+    const char *name = luaL_checklstring(L, arg, &len);
+    luaL_argcheck(L, strlen(name) == len, arg, "a job's name cannot hold a zero byte");
+    return name;
+}
+
 /* jobs:start(script[, {name = ..., params = {...}}]): the job's name. */
 static int jobs_start(lua_State *L)
 {
     lrs_jobs *j = check_jobs(L);
-    const char *script = luaL_checkstring(L, 2);
+    size_t len;
+    const char *script = luaL_checklstring(L, 2, &len);
+    luaL_argcheck(L, strlen(script) == len, 2, "a job's script cannot hold a zero byte");
     const char *name = NULL;
     lua_settop(L, 3);
     rs_value **box = lrs_newbox(L); /* index 4 */
@@ -120,7 +131,7 @@ static const char *job_state(rs_job_state s)
 static int jobs_get(lua_State *L)
 {
     lrs_jobs *j = check_jobs(L);
-    const char *name = luaL_checkstring(L, 2);
+    const char *name = check_name(L, 2);
     rs_job_info info;
     int rc = rs_jobs_get(j->jobs, name, &info);
     if (rc == RS_ENOENT)
@@ -191,7 +202,7 @@ static int wait_result(lua_State *L, lrs_jobs *j, int rc)
 static int jobs_wait(lua_State *L)
 {
     lrs_jobs *j = check_jobs(L);
-    const char *name = luaL_checkstring(L, 2);
+    const char *name = check_name(L, 2);
     return wait_result(L, j, rs_jobs_wait(j->jobs, name, lrs_opt_timeout(L, 3)));
 }
 
@@ -206,7 +217,7 @@ static int jobs_wait_all(lua_State *L)
 static int jobs_remove(lua_State *L)
 {
     lrs_jobs *j = check_jobs(L);
-    int rc = rs_jobs_remove(j->jobs, luaL_checkstring(L, 2));
+    int rc = rs_jobs_remove(j->jobs, check_name(L, 2));
     if (rc)
         return jobs_fail(L, j, rc);
     return 0;

@@ -58,10 +58,20 @@ void lrs_value_open(lua_State *L);
 int lrs_fail(lua_State *L, int code, const char *message);
 /* A timeout argument: nil or negative means none (-1). NaN is an argument error. */
 double lrs_opt_timeout(lua_State *L, int arg);
+/* A seconds option (time_limit, idle_timeout...): nil, negative or math.huge mean none (-1);
+ * NaN or a non-number is an error naming the option. */
+double lrs_opt_seconds(lua_State *L, int t, const char *field);
 /* Fields of an options table at index t. */
-lua_Integer lrs_opt_int(lua_State *L, int t, const char *field, lua_Integer def);
+/* An integer option from 0 to max; anything else (a fraction, a negative number, 2^32 for a
+ * count) is an error naming the option and the range. */
+lua_Integer lrs_opt_int(lua_State *L, int t, const char *field, lua_Integer def, lua_Integer max);
+/* The most runspaces a pool or jobs manager may have (pool:max(n) takes the same). */
+#define LRS_MAX_RUNSPACES 65536
 double lrs_opt_number(lua_State *L, int t, const char *field, double def);
+/* A string option; one holding a zero byte is an error (names, paths). */
 const char *lrs_opt_string(lua_State *L, int t, const char *field, const char *def);
+/* A string option of any bytes, with its length. */
+const char *lrs_opt_lstring(lua_State *L, int t, const char *field, const char *def, size_t *len);
 int lrs_opt_bool(lua_State *L, int t, const char *field, int def);
 /* Builds an ISS from the fields of the options table at t (profile, variables, functions,
  * modules, memory, instructions); *out gets it, or NULL when none of them is set. Raises
@@ -103,6 +113,9 @@ typedef struct lrs_pool lrs_pool;
 /* The pool object at idx (raises when it is not one, or is closed). */
 lrs_pool *lrs_check_pool(lua_State *L, int idx);
 rs_pool *lrs_pool_get(lrs_pool *p);
+/* The option quiet of the options table at t; when it is not given, that of the pool p the
+ * run or jobs manager uses (NULL: none, not quiet). */
+bool lrs_quiet(lua_State *L, int t, const lrs_pool *p);
 void lrs_pool_retain(lrs_pool *p);
 void lrs_pool_release(lrs_pool *p);
 /* A jobs manager or for-each run starts (retains) and stops (releases) using the pool: while

@@ -35,9 +35,13 @@ double lrs_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* A deadline this far away (seconds on the monotonic clock, some 31,000 years) is no deadline:
+ * beyond it the conversion to a timespec would overflow. */
+#define LRS_FOREVER 1e12
+
 void lrs_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, double deadline)
 {
-    if (deadline < 0) {
+    if (deadline < 0 || !(deadline < LRS_FOREVER)) {
         pthread_cond_wait(cv, mu);
         return;
     }
@@ -55,20 +59,40 @@ double lrs_opt_timeout(lua_State *L, int arg)
         return -1;
     double t = luaL_checknumber(L, arg);
     luaL_argcheck(L, !isnan(t), arg, "the timeout is not a number");
-    return t < 0 ? -1 : t;
+    return t < 0 || !(t < LRS_FOREVER) ? -1 : t;
 }
 
-lua_Integer lrs_opt_int(lua_State *L, int t, const char *field, lua_Integer def)
+double lrs_opt_seconds(lua_State *L, int t, const char *field)
+{
+    lua_getfield(L, t, field);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return -1;
+    }
+    if (!lua_isnumber(L, -1))
+        luaL_error(L, "option '%s' must be a number of seconds (got %s)", field,
+                   luaL_typename(L, -1));
+    double s = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    if (isnan(s))
+        luaL_error(L, "option '%s' must be a number of seconds (got nan)", field);
+    return s < 0 || !(s < LRS_FOREVER) ? -1 : s;
+}
+
+lua_Integer lrs_opt_int(lua_State *L, int t, const char *field, lua_Integer def, lua_Integer max)
 {
     lua_getfield(L, t, field);
     lua_Integer v = def;
     if (!lua_isnil(L, -1)) {
         int ok;
         v = lua_tointegerx(L, -1, &ok);
-        if (!ok)
-            luaL_error(L, "option '%s' must be an integer (got %s)", field, luaL_typename(L, -1));
-        if (v < 0)
-            luaL_error(L, "option '%s' must not be negative", field);
+        if (!ok || v < 0 || v > max) {
+            if (lua_type(L, -1) == LUA_TNUMBER)
+                luaL_error(L, "option '%s' must be an integer from 0 to %I (got %s)", field, max,
+                           lua_tostring(L, -1));
+            luaL_error(L, "option '%s' must be an integer from 0 to %I (got %s)", field, max,
+                       luaL_typename(L, -1));
+        }
     }
     lua_pop(L, 1);
     return v;
@@ -89,16 +113,26 @@ double lrs_opt_number(lua_State *L, int t, const char *field, double def)
     return v;
 }
 
-const char *lrs_opt_string(lua_State *L, int t, const char *field, const char *def)
+const char *lrs_opt_lstring(lua_State *L, int t, const char *field, const char *def, size_t *len)
 {
     lua_getfield(L, t, field);
     const char *v = def;
+    *len = def ? strlen(def) : 0;
     if (!lua_isnil(L, -1)) {
         if (lua_type(L, -1) != LUA_TSTRING)
             luaL_error(L, "option '%s' must be a string (got %s)", field, luaL_typename(L, -1));
-        v = lua_tostring(L, -1); /* alive: the options table holds it */
+        v = lua_tolstring(L, -1, len); /* alive: the options table holds it */
     }
     lua_pop(L, 1);
+    return v;
+}
+
+const char *lrs_opt_string(lua_State *L, int t, const char *field, const char *def)
+{
+    size_t len;
+    const char *v = lrs_opt_lstring(L, t, field, def, &len);
+    if (v && strlen(v) != len)
+        luaL_error(L, "option '%s' holds a zero byte", field);
     return v;
 }
 
@@ -205,8 +239,9 @@ void lrs_iss_from_opts(lua_State *L, int t, rs_iss **out)
         luaL_error(L, "option 'modules' must be a table");
     }
     lua_pop(L, 1);
-    rs_limits limits = {.memory_bytes = (size_t)lrs_opt_int(L, t, "memory", 0),
-                        .instructions = (uint64_t)lrs_opt_int(L, t, "instructions", 0)};
+    rs_limits limits = {.memory_bytes = (size_t)lrs_opt_int(L, t, "memory", 0, LUA_MAXINTEGER),
+                        .instructions =
+                            (uint64_t)lrs_opt_int(L, t, "instructions", 0, LUA_MAXINTEGER)};
     iss_check(L, iss, rs_iss_set_limits(iss, &limits));
     lua_settop(L, box); /* the ISS's box stays, owning it */
     *out = iss;

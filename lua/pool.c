@@ -75,6 +75,14 @@ rs_pool *lrs_pool_get(lrs_pool *p)
     return p->pool;
 }
 
+bool lrs_quiet(lua_State *L, int t, const lrs_pool *p)
+{
+    lua_getfield(L, t, "quiet");
+    bool given = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    return given || !p ? lrs_opt_bool(L, t, "quiet", 0) : p->quiet;
+}
+
 void lrs_pool_retain(lrs_pool *p)
 {
     p->refs++;
@@ -280,7 +288,7 @@ static lrs_pool *test_pool(lua_State *L, int idx)
     if (!slot)
         luaL_error(L, "expected a pool (rs.pool{...}), got %s", luaL_typename(L, idx));
     if (!*slot)
-        luaL_error(L, "the pool could not be created");
+        luaL_error(L, "the pool is closed");
     return *slot;
 }
 
@@ -309,15 +317,13 @@ static int l_pool(lua_State *L)
     *slot = p;
     rs_pool_opts o = {0};
     p->quiet = lrs_opt_bool(L, 1, "quiet", 0);
-    o.max_runspaces = (unsigned)lrs_opt_int(L, 1, "max", 0);
-    o.min_runspaces = (unsigned)lrs_opt_int(L, 1, "min", 0);
+    o.max_runspaces = (unsigned)lrs_opt_int(L, 1, "max", 0, LRS_MAX_RUNSPACES);
+    o.min_runspaces = (unsigned)lrs_opt_int(L, 1, "min", 0, LRS_MAX_RUNSPACES);
     lua_getfield(L, 1, "idle_timeout");
-    if (!lua_isnil(L, -1)) {
-        o.idle_timeout = luaL_checknumber(L, -1);
-        if (o.idle_timeout < 0)
-            o.idle_timeout = -1;
-    }
+    bool idle_given = !lua_isnil(L, -1);
     lua_pop(L, 1);
+    if (idle_given) /* negative or math.huge: idle runspaces are never closed */
+        o.idle_timeout = lrs_opt_seconds(L, 1, "idle_timeout");
     lua_getfield(L, 1, "shared");
     if (!lua_isnil(L, -1) && !(o.shared = lrs_shared_test(L, -1)))
         return luaL_error(L, "option 'shared' must be a store of rs.shared()");
@@ -464,7 +470,7 @@ static int pool_limit(lua_State *L, bool max)
     lrs_pool *p = lrs_check_pool(L, 1);
     if (!lua_isnoneornil(L, 2)) {
         lua_Integer n = luaL_checkinteger(L, 2);
-        luaL_argcheck(L, n >= 0 && n <= 65536, 2, "out of range");
+        luaL_argcheck(L, n >= 0 && n <= LRS_MAX_RUNSPACES, 2, "out of range");
         int rc =
             max ? rs_pool_set_max(p->pool, (unsigned)n) : rs_pool_set_min(p->pool, (unsigned)n);
         if (rc)
@@ -531,9 +537,19 @@ static int pool_tostring(lua_State *L)
 
 /* ---- handles ------------------------------------------------------------------------------ */
 
-static lrs_handle *check_handle(lua_State *L)
+static lrs_handle *handle_of(lua_State *L)
 {
     return luaL_checkudata(L, 1, LRS_HANDLE);
+}
+
+/* The handle at 1 for its methods: one already finalized (reached again from another
+ * finalizer as the Lua state closes) has nothing left to give. */
+static lrs_handle *check_handle(lua_State *L)
+{
+    lrs_handle *h = handle_of(L);
+    if (!h->pool)
+        luaL_error(L, "the handle was collected");
+    return h;
 }
 
 static const char *state_name(rs_ps_state s)
@@ -677,7 +693,7 @@ static int handle_fd(lua_State *L)
  * to the pool; results already waited for stay readable. */
 static int handle_close(lua_State *L)
 {
-    lrs_handle *h = check_handle(L);
+    lrs_handle *h = handle_of(L);
     if (h->pool)
         let_go(h);
     return 0;
@@ -686,7 +702,7 @@ static int handle_close(lua_State *L)
 /* __gc: as __close, then the results and the pool go. */
 static int handle_collect(lua_State *L)
 {
-    lrs_handle *h = check_handle(L);
+    lrs_handle *h = handle_of(L);
     if (!h->pool)
         return 0;
     let_go(h);
@@ -706,6 +722,10 @@ static int handle_collect(lua_State *L)
 
 static int handle_tostring(lua_State *L)
 {
+    if (!handle_of(L)->pool) {
+        lua_pushliteral(L, "runspace.handle (collected)");
+        return 1;
+    }
     handle_state(L);
     lua_pushfstring(L, "runspace.handle (%s)", lua_tostring(L, -1));
     return 1;

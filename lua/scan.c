@@ -239,6 +239,8 @@ static void add_targets(lua_State *L, lrs_scan *s)
     for (int i = 1; i <= n; i++) {
         if (t == LUA_TTABLE && lua_rawgeti(L, -1, i) != LUA_TSTRING)
             luaL_error(L, "option 'targets' must list strings");
+        if (lua_rawlen(L, -1) != strlen(lua_tostring(L, -1)))
+            luaL_error(L, "option 'targets': a target holds a zero byte");
         int rc = rs_scan_add_target(s->scan, lua_tostring(L, -1));
         if (rc)
             lrs_fail(L, rc, rs_scan_errmsg(s->scan));
@@ -246,12 +248,12 @@ static void add_targets(lua_State *L, lrs_scan *s)
             lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    if (lua_getfield(L, 1, "targets_file") != LUA_TNIL) {
-        int rc = rs_scan_add_targets_file(s->scan, luaL_checkstring(L, -1));
+    const char *file = lrs_opt_string(L, 1, "targets_file", NULL);
+    if (file) {
+        int rc = rs_scan_add_targets_file(s->scan, file);
         if (rc)
             lrs_fail(L, rc, rs_scan_errmsg(s->scan));
     }
-    lua_pop(L, 1);
 }
 
 /* rs.scan{targets = ..., ports = "22,80" | {22, 80}, timeout = s, tries = n, ...} */
@@ -278,11 +280,11 @@ static int l_scan(lua_State *L)
     }
     *slot = s;
     rs_scan_opts o = {.timeout = lrs_opt_number(L, 1, "timeout", 0),
-                      .tries = (int)lrs_opt_int(L, 1, "tries", 0),
-                      .max_inflight = (unsigned)lrs_opt_int(L, 1, "max_inflight", 0),
+                      .tries = (int)lrs_opt_int(L, 1, "tries", 0, INT32_MAX),
+                      .max_inflight = (unsigned)lrs_opt_int(L, 1, "max_inflight", 0, UINT32_MAX),
                       .on_result = on_result,
                       .userdata = s};
-    double limit = lrs_opt_number(L, 1, "time_limit", -1);
+    double limit = lrs_opt_seconds(L, 1, "time_limit");
     s->deadline = limit < 0 ? -1 : lrs_now() + limit;
     int rc = rs_scan_create(&o, &s->scan);
     if (rc)

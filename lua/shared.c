@@ -51,9 +51,10 @@ static rs_shared *check(lua_State *L)
 static int shared_get(lua_State *L)
 {
     rs_shared *s = check(L);
-    const char *key = luaL_checkstring(L, 2);
+    size_t klen;
+    const char *key = luaL_checklstring(L, 2, &klen);
     rs_value **box = lrs_newbox(L);
-    int rc = rs_shared_get(s, key, box);
+    int rc = rs_shared_getn(s, key, klen, box);
     if (rc == RS_ENOENT) {
         lua_pushnil(L);
         return 1;
@@ -69,10 +70,11 @@ static int shared_get(lua_State *L)
 static int shared_set(lua_State *L)
 {
     rs_shared *s = check(L);
-    const char *key = luaL_checkstring(L, 2);
+    size_t klen;
+    const char *key = luaL_checklstring(L, 2, &klen);
     luaL_checkany(L, 3);
     if (lua_isnil(L, 3)) {
-        int rc = rs_shared_set(s, key, NULL);
+        int rc = rs_shared_setn(s, key, klen, NULL);
         if (rc && rc != RS_ENOENT)
             return lrs_fail(L, rc, NULL);
         return 0;
@@ -82,7 +84,7 @@ static int shared_set(lua_State *L)
     *box = lrs_to_value(L, 3, "value", err, sizeof err);
     if (!*box)
         return luaL_argerror(L, 3, err);
-    int rc = rs_shared_set(s, key, *box);
+    int rc = rs_shared_setn(s, key, klen, *box);
     lrs_box_free(L, -1);
     if (rc)
         return lrs_fail(L, rc, NULL);
@@ -93,10 +95,11 @@ static int shared_set(lua_State *L)
 static int shared_incr(lua_State *L)
 {
     rs_shared *s = check(L);
-    const char *key = luaL_checkstring(L, 2);
+    size_t klen;
+    const char *key = luaL_checklstring(L, 2, &klen);
     lua_Integer delta = luaL_optinteger(L, 3, 1);
     int64_t out;
-    int rc = rs_shared_incr(s, key, (int64_t)delta, &out);
+    int rc = rs_shared_incrn(s, key, klen, (int64_t)delta, &out);
     if (rc == RS_EINVAL)
         return luaL_error(L, "shared value '%s' is not an integer", key);
     if (rc)

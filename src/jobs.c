@@ -186,7 +186,9 @@ int rs_jobs_start(rs_jobs *jobs, const char *name, const char *script, const rs_
     if (!script)
         return fail(RS_EINVAL, "a job needs a script");
     if (params && rs_value_type(params) != RS_TMAP)
-        return fail(RS_EINVAL, "job parameters must be a map, not a %s",
+        return fail(RS_EINVAL, "job parameters must be a map, not %s %s",
+                    rs_value_type(params) == RS_TARRAY || rs_value_type(params) == RS_TINT ? "an"
+                                                                                           : "a",
                     rs_type_name(rs_value_type(params)));
     job *j = rs__calloc(1, sizeof *j);
     if (!j)

@@ -212,12 +212,20 @@ static int compare_entries(const void *pa, const void *pb)
     return r ? r : (a->len < b->len ? -1 : a->len > b->len);
 }
 
-/* Formats a numeric key as map key text; returns its length. */
+/* Formats a numeric key as map key text; returns its length. A float gets the shortest text
+ * that reads back as the same number (Lua's %.14g would show 0.1 + 0.2 and 0.3 both as 0.3,
+ * and two keys would become one). */
 static size_t number_key(const map_entry *e, char *buf, size_t size)
 {
     if (e->kind == 0)
         return (size_t)snprintf(buf, size, LUA_INTEGER_FMT, (LUAI_UACINT)e->i);
-    return (size_t)snprintf(buf, size, LUA_NUMBER_FMT, (LUAI_UACNUMBER)e->f);
+    int n = 0;
+    for (int prec = 14; prec <= 17; prec++) {
+        n = snprintf(buf, size, "%.*g", prec, (double)e->f);
+        if (strtod(buf, NULL) == (double)e->f)
+            break;
+    }
+    return n < 0 ? 0 : (size_t)n;
 }
 
 static void free_entries(map_entry *entries, size_t n)
@@ -294,6 +302,20 @@ static rs_value *convert_map(to_ctx *c, int t, size_t count)
         if (e->kind != 2) {
             kl = number_key(e, numbuf, sizeof numbuf);
             ks = numbuf;
+        }
+        if (rs_map_getn(map, ks, kl)) {
+            /* 1 and "1": a number key and a string key with its text. */
+            char what[160];
+            snprintf(what, sizeof what,
+                     "two keys of this table become the same key \"%.*s\" (a number and its "
+                     "text)",
+                     (int)(kl < 64 ? kl : 64), ks);
+            rs_value_destroy(map);
+            free_entries(entries, n);
+            c->depth--; /* the path ends at the table itself */
+            fail(c, RS_EVALUE, what);
+            c->depth++;
+            return NULL;
         }
         rs_value *v = e->value;
         e->value = NULL;

@@ -172,16 +172,21 @@ int rs__shared_cas(rs_shared *s, const char *key, size_t klen, const rs_value *e
     return rc;
 }
 
-int rs_shared_get(rs_shared *s, const char *key, rs_value **out)
+int rs_shared_getn(rs_shared *s, const char *key, size_t keylen, rs_value **out)
 {
     if (!s)
         return RS_EMISUSE;
     if (!key || !out)
         return RS_EINVAL;
-    return rs__shared_get(s, key, strlen(key), out);
+    return rs__shared_get(s, key, keylen, out);
 }
 
-int rs_shared_set(rs_shared *s, const char *key, const rs_value *value)
+int rs_shared_get(rs_shared *s, const char *key, rs_value **out)
+{
+    return rs_shared_getn(s, key, key ? strlen(key) : 0, out);
+}
+
+int rs_shared_setn(rs_shared *s, const char *key, size_t keylen, const rs_value *value)
 {
     if (!s)
         return RS_EMISUSE;
@@ -190,17 +195,27 @@ int rs_shared_set(rs_shared *s, const char *key, const rs_value *value)
     rs_value *v = NULL;
     if (value && !(v = rs_value_copy(value)))
         return RS_ENOMEM;
-    return rs__shared_put(s, key, strlen(key), v, 0);
+    return rs__shared_put(s, key, keylen, v, 0);
 }
 
-int rs_shared_incr(rs_shared *s, const char *key, int64_t delta, int64_t *out)
+int rs_shared_set(rs_shared *s, const char *key, const rs_value *value)
+{
+    return rs_shared_setn(s, key, key ? strlen(key) : 0, value);
+}
+
+int rs_shared_incrn(rs_shared *s, const char *key, size_t keylen, int64_t delta, int64_t *out)
 {
     if (!s)
         return RS_EMISUSE;
     if (!key)
         return RS_EINVAL;
-    int rc = rs__shared_incr(s, key, strlen(key), delta, out, 0);
+    int rc = rs__shared_incr(s, key, keylen, delta, out, 0);
     return rc == RS_ERUNTIME ? RS_ELIMIT : rc; /* overflow */
+}
+
+int rs_shared_incr(rs_shared *s, const char *key, int64_t delta, int64_t *out)
+{
+    return rs_shared_incrn(s, key, key ? strlen(key) : 0, delta, out);
 }
 
 rs_value *rs_shared_keys(rs_shared *s)

@@ -300,6 +300,22 @@ static void test_records_reach_on_record(void **state)
     assert_ok(rs_jobs_destroy(jobs));
 }
 
+/* Parameters that are not a map are refused, saying what they are. */
+static void test_params_must_be_a_map(void **state)
+{
+    (void)state;
+    rs_jobs *jobs = new_jobs(1);
+    rs_value *arr = rs_value_array();
+    assert_rs(RS_EINVAL, rs_jobs_start(jobs, "a", "return 1", arr, NULL));
+    assert_string_equal(rs_jobs_errmsg(jobs), "job parameters must be a map, not an array");
+    rs_value_destroy(arr);
+    rs_value *str = rs_value_string("x");
+    assert_rs(RS_EINVAL, rs_jobs_start(jobs, "a", "return 1", str, NULL));
+    assert_string_equal(rs_jobs_errmsg(jobs), "job parameters must be a map, not a string");
+    rs_value_destroy(str);
+    assert_ok(rs_jobs_destroy(jobs));
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_seed_jobs),
     cmocka_unit_test(test_names),
@@ -309,6 +325,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_duplicate_names_across_threads),
     cmocka_unit_test(test_wait_all_sees_failed_starts),
     cmocka_unit_test(test_records_reach_on_record),
+    cmocka_unit_test(test_params_must_be_a_map),
 };
 
 RS_TEST_MAIN(tests)

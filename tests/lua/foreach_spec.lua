@@ -96,6 +96,21 @@ describe("rs.foreach", function()
     assert.has_error(function() run:summary() end, "the for-each run is closed")
   end)
 
+  it("takes math.huge as no time limit, and waits without spinning", function()
+    local c0, t0 = os.clock(), rs.monotonic()
+    local recs = collect{input = {1, 2}, throttle = 2, time_limit = math.huge,
+                         script = "sleep(0.4) return _"}
+    assert.are.equal(2, #recs)
+    assert.is_true(rs.monotonic() - t0 >= 0.4)
+    -- the loop sleeps while the items sleep: far less CPU than the wall time
+    assert.is_true(os.clock() - c0 < 0.25)
+  end)
+
+  it("runs a script holding zero bytes in its literals", function()
+    local recs = collect{input = {1}, script = "return #'a\0b' + _"}
+    assert.are.equal(4, recs[1].value)
+  end)
+
   it("summarises the run once the loop ended", function()
     local run = rs.foreach{input = {1, 2, 3}, script = "if _ == 2 then error('x') end return _"}
     assert.is_nil(run:summary())

@@ -26,6 +26,14 @@ describe("rs.jobs", function()
     assert.has_error(function() jobs:list() end, "the jobs manager is closed")
   end)
 
+  it("refuses a script or name with a zero byte rather than cut it", function()
+    local jobs = rs.jobs{max = 1, quiet = true}
+    assert.has_error(function() jobs:start("return 1\0 error('cut')") end)
+    assert.has_error(function() jobs:start("return 1", {name = "a\0b"}) end)
+    assert.has_error(function() jobs:get("a\0b") end)
+    jobs:close()
+  end)
+
   it("times out a wait, and removes (stops) a running job", function()
     local jobs = rs.jobs{max = 1}
     jobs:start("while true do end", {name = "spin"})
@@ -71,6 +79,12 @@ describe("rs.shared", function()
     store:set("s", "text")
     assert.has_error(function() store:incr("s") end, "shared value 's' is not an integer")
     assert.has_error(function() store:set("f", print) end)
+    -- keys are bytes: a zero byte does not cut them, here and in the runspaces
+    store:set("k\0z", 1)
+    assert.is_nil(store:get("k"))
+    assert.are.equal(1, store:get("k\0z"))
+    assert.are.equal(2, store:incr("k\0z"))
+    assert.are.equal(2, pool:begin("return shared.get('k\\0z')"):wait(10))
     -- the pool's own store is the same object's store
     assert.are.equal(25, pool:shared():get("hits"))
     pool:close(10)

@@ -15,7 +15,25 @@ describe("misuse", function()
     assert.has_error(function() h:wait(0 / 0) end)
     assert.has_error(function() h:wait("soon") end)
     assert.are.equal(1, h:wait(10))
-    assert.has_error(function() rs.pool{max = "four"} end, "option 'max' must be an integer (got string)")
+    assert.has_error(function() rs.pool{max = "four"} end,
+                     "option 'max' must be an integer from 0 to 65536 (got string)")
+    -- numbers out of range are refused, not cut to 32 bits
+    assert.has_error(function() rs.pool{max = 2^32} end,
+                     "option 'max' must be an integer from 0 to 65536 (got 4294967296.0)")
+    assert.has_error(function() rs.pool{max = 70000} end,
+                     "option 'max' must be an integer from 0 to 65536 (got 70000)")
+    assert.has_error(function() rs.pool{min = 1.5} end,
+                     "option 'min' must be an integer from 0 to 65536 (got 1.5)")
+    assert.has_error(function() rs.jobs{max = -1} end,
+                     "option 'max' must be an integer from 0 to 65536 (got -1)")
+    assert.has_error(function() rs.pool{idle_timeout = 0/0} end,
+                     "option 'idle_timeout' must be a number of seconds (got nan)")
+    assert.has_error(function() rs.foreach{input = {}, script = "", time_limit = 0/0} end)
+    assert.has_error(function() rs.foreach{input = {}, script = "", throttle = 2^40} end)
+    assert.has_error(function() rs.foreach{input = {}, script = "", journal = "a\0b"} end,
+                     "option 'journal' holds a zero byte")
+    assert.has_error(function() rs.scan{targets = "127.0.0.1\0x", ports = "1"} end,
+                     "option 'targets': a target holds a zero byte")
     assert.has_error(function() rs.pool{max = -1} end)
     assert.has_error(function() rs.pool(5) end)
     assert.has_error(function() rs.pool{shared = {}} end, "option 'shared' must be a store of rs.shared()")

@@ -99,6 +99,45 @@ describe("rs.pool", function()
     assert.is_true(q:close(10))
   end)
 
+  it("keeps numeric keys apart and refuses keys that would become one", function()
+    local v = pool:begin("return ...", {[0.1 + 0.2] = 1, [0.3] = 2, [1e15 + 0.5] = 3}):wait(10)
+    assert.are.equal(1, v["0.30000000000000004"])
+    assert.are.equal(2, v["0.3"])
+    assert.are.equal(3, v["1000000000000000.5"])
+    assert.has_error(function() pool:begin("return ...", {[1] = "a", ["1"] = "b", x = 1}) end,
+      'argument 1: two keys of this table become the same key "1" (a number and its text)')
+    -- the same rule for a script's outputs
+    local h = pool:begin("return {[2] = 'a', ['2'] = 'b'}")
+    local ok, err = pcall(h.wait, h, 10)
+    assert.is_false(ok)
+    assert.matches('output%[1%]: two keys of this table become the same key "2"', err)
+  end)
+
+  it("refuses a copy far larger than the value, as shared references multiply", function()
+    local t = {}
+    for _ = 1, 40 do t = {t, t} end -- 2^40 values as a copy
+    local ok, err = pcall(pool.begin, pool, "return 1", t)
+    assert.is_false(ok)
+    assert.matches("the copy would be more than 16 times the value's own", err)
+    -- a value referenced twice is copied twice, as before
+    local big = {}
+    for i = 1, 100000 do big[i] = i end
+    assert.are.equal(200000, pool:begin("local t = ... return #t[1] + #t[2]", {big, big}):wait(10))
+  end)
+
+  it("refuses a handle that a finalizer reaches after it was collected", function()
+    local result
+    do
+      local h
+      local _ = setmetatable({}, {__gc = function() result = {pcall(h.wait, h, 10)} end})
+      h = pool:begin("return 7")
+      assert.are.equal(7, h:wait(10))
+    end
+    collectgarbage() collectgarbage()
+    assert.is_false(result[1])
+    assert.matches("the handle was collected", result[2])
+  end)
+
   it("raises the script's error with the library's message", function()
     local h = pool:begin("error('boom')")
     assert.has_error(function() h:wait(10) end)

@@ -23,6 +23,16 @@ describe("rs.scan", function()
     assert.has_error(function() rs.scan{ports = "22"} end)
   end)
 
+  it("takes math.huge as no time limit", function()
+    local n = 0
+    for _ in rs.scan{targets = "127.0.0.1", ports = "1-50", timeout = 0.5, time_limit = math.huge} do
+      n = n + 1
+    end
+    assert.are.equal(50, n)
+    assert.has_error(function() rs.scan{targets = "127.0.0.1", ports = "1", time_limit = 0/0} end,
+                     "option 'time_limit' must be a number of seconds (got nan)")
+  end)
+
   it("stops when the loop is left", function()
     local n = 0
     for _ in rs.scan{targets = "127.0.0.1", ports = "1-2000", timeout = 0.5} do

@@ -32,6 +32,16 @@ LD_PRELOAD=$preload timeout 60 "$lua" -e '
   local qjobs = rs.jobs{pool = pool, quiet = true}
   qjobs:start([[print("QUIET")]], {name = "q"})
   assert(qjobs:wait("q", 10))
+  -- a for-each run or jobs manager on a quiet pool is quiet unless it says otherwise
+  local qpool = rs.pool{max = 1, quiet = true}
+  for rec in rs.foreach{input = {1}, pool = qpool, script = [[print("QUIET")]]} do end
+  local pjobs = rs.jobs{pool = qpool}
+  pjobs:start([[print("QUIET")]], {name = "p"})
+  assert(pjobs:wait("p", 10))
+  for rec in rs.foreach{input = {1}, pool = qpool, quiet = false,
+                        script = [[print("loud on a quiet pool")]]} do end
+  pjobs:close()
+  assert(qpool:close(10))
   jobs:close() qjobs:close()
   -- a finalizer that runs as the runspace closes prints as at lua_close
   local fin = rs.pool{max = 1}
@@ -48,7 +58,8 @@ grep -qx "$(printf 'item\t1')" "$dir/out" || fail "for-each item 1"
 grep -qx "$(printf 'item\t2')" "$dir/out" || fail "for-each item 2"
 grep -qx "job says hi" "$dir/out" || fail "job's print"
 grep -qx "finalizer at close" "$dir/out" || fail "finalizer's print at close"
-test "$(wc -l <"$dir/out")" = 1007 || fail "stray lines on stdout"
+grep -qx "loud on a quiet pool" "$dir/out" || fail "quiet = false on a quiet pool"
+test "$(wc -l <"$dir/out")" = 1008 || fail "stray lines on stdout"
 printf 'WARNING: careful\nERROR: bad item\nWARNING: job warns\n' | cmp -s - "$dir/err" || fail "stderr"
 if grep -q 'QUIET\|hidden\|boom' "$dir/out" "$dir/err"; then fail "quiet or hidden record shown"; fi
 echo "task output shown as under lua5.4"
