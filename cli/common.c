@@ -309,11 +309,11 @@ bool cli_modules_found(const char *const modules[], int n)
         /* A name: where a runspace would find it (package.path as it opens). */
         rs_ps *ps = NULL;
         rs_value *out = NULL;
-        bool found = rs_ps_create(&ps) == 0 &&
-                     rs_ps_add_script(ps, "return package.searchpath(..., package.path)", -1) == 0 &&
-                     rs_ps_add_argument(ps, rs_value_string(m)) == 0 &&
-                     rs_ps_invoke(ps, &out) == 0 &&
-                     rs_value_type(rs_array_get(out, 0)) == RS_TSTRING;
+        bool found =
+            rs_ps_create(&ps) == 0 &&
+            rs_ps_add_script(ps, "return package.searchpath(..., package.path)", -1) == 0 &&
+            rs_ps_add_argument(ps, rs_value_string(m)) == 0 && rs_ps_invoke(ps, &out) == 0 &&
+            rs_value_type(rs_array_get(out, 0)) == RS_TSTRING;
         rs_value_destroy(out);
         rs_ps_destroy(ps);
         if (!found) {
@@ -437,6 +437,7 @@ static int out_fd = STDOUT_FILENO;
 static bool out_socket;
 static atomic_bool out_dropped; /* interrupted while the reader took nothing: output dropped */
 static int interrupt_fd = -1;   /* readable once a signal came (read end of a pipe) */
+static bool out_is_private;     /* out_private ran: fd 1 is stderr's copy */
 static int interrupt_wfd = -1;
 
 /* Lines that workers write to stderr (bar_line) go through a description of its own too, so
@@ -498,6 +499,18 @@ void out_private(void)
     }
     fflush(stdout);
     dup2(STDERR_FILENO, STDOUT_FILENO);
+    out_is_private = true;
+}
+
+/* What the process wrote through stdio's stdout (a script's io.write in `run`) goes out
+ * before what is written here, so that stdout keeps the order things were written in, as
+ * print and io.write share one buffer in lua5.4. Not once out_private ran: fd 1 is stderr's
+ * copy then, and a script's writes are kept apart from the records. A flush may wait for the
+ * reader as long as the script's own io.write would have. */
+static void stdio_first(void)
+{
+    if (!out_is_private)
+        fflush(stdout);
 }
 
 /* The reader of our output went away: leave as `yes | head -1` does. */
@@ -595,6 +608,7 @@ void out_write(const char *data, size_t len)
         out_flush();
         if (!out_buf || len >= OUT_CAP) {
             bar_erase_for_stdout();
+            stdio_first();
             write_all(data, len);
             return;
         }
@@ -619,6 +633,7 @@ void out_flush(void)
     out_used = 0;
     if (n && !atomic_load(&out_errno) && !atomic_load(&out_dropped)) {
         bar_erase_for_stdout();
+        stdio_first();
         write_all(out_buf, n);
     }
 }

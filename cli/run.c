@@ -31,8 +31,9 @@ static const char usage[] =
     "  -v, --verbose          also show verbose and debug records, and tracebacks\n"
     "  -h, --help             this help\n"
     "\n"
-    "Options come before the script. Outputs go to stdout when the script ends; print goes\n"
-    "to stdout, warnings and errors to stderr, as they are written.\n"
+    "Options come before the script. Outputs go to stdout when the script ends; print and\n"
+    "io.write go to stdout, in the order written, warnings and errors to stderr, as they are\n"
+    "written.\n"
     "Exit status: 0 success; 1 the script failed or timed out, or the output could not be\n"
     "written; 2 usage error, a script that does not compile, or a runspace that cannot open\n"
     "(a --memory-limit too small, a module that fails); 130 interrupted.\n";

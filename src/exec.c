@@ -307,6 +307,8 @@ static int msgh(lua_State *L)
     char *json = NULL;
     if (lua_type(L, 1) == LUA_TSTRING)
         msg = lua_tolstring(L, 1, &len);
+    else if (lua_type(L, 1) == LUA_TNUMBER) /* error(42) shows 42, as lua.c's handler does */
+        lua_pushvalue(L, 1), msg = lua_tolstring(L, -1, &len);
     else if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
         msg = lua_tolstring(L, -1, &len);
     else if (lua_type(L, 1) == LUA_TTABLE && (json = error_json(L, r)))

@@ -470,7 +470,7 @@ static int resume(lua_State *L, lua_State *co, int narg)
 static int l_co_resume(lua_State *L)
 {
     lua_State *co = lua_tothread(L, 1);
-    luaL_argexpected(L, co, 1, "coroutine");
+    luaL_argexpected(L, co, 1, "thread"); /* lua5.4's word */
     int r = resume(L, co, lua_gettop(L) - 1);
     if (r < 0) {
         lua_pushboolean(L, 0);
@@ -534,7 +534,7 @@ static int l_co_wrap(lua_State *L)
 static int l_co_close(lua_State *L)
 {
     lua_State *co = lua_tothread(L, 1);
-    luaL_argexpected(L, co, 1, "coroutine");
+    luaL_argexpected(L, co, 1, "thread"); /* lua5.4's word */
     const char *what = "dead";
     lua_Debug ar;
     if (co == L)
@@ -646,72 +646,118 @@ static void open_finalizers(lua_State *L)
 
 /* ---- loading code: text only ---------------------------------------------------------------- */
 
-/* A runspace loads text chunks only. load and loadfile keep Lua's answers otherwise: with a
- * mode that allows text ('t', the default "bt"), a binary chunk gets Lua's own "attempt to
- * load a binary chunk (mode is 't')"; with a mode that allows only binary ("b"), a text
- * chunk gets Lua's "attempt to load a text chunk (mode is 'b')" and a binary one "binary
- * chunks cannot be loaded in a runspace". Either way: nil and the message, as Lua returns
- * them. */
+/* A runspace loads text chunks only; everything else about loading is Lua's. Each loader
+ * hands Lua the script's mode with 'b' taken out, so that Lua never reads a binary chunk, and
+ * then restores Lua's answer for the script's mode: a binary chunk under a mode that allows
+ * 'b' gets "binary chunks cannot be loaded in a runspace" where Lua would have loaded it;
+ * under a mode that does not, Lua's own "attempt to load a binary chunk (mode is '...')" with
+ * the script's mode; a text chunk refused by the mode gets Lua's "attempt to load a text
+ * chunk (mode is '...')". The message comes in the form Lua gives a refused mode: nil and the
+ * message from load and loadfile, an error from dofile. */
 
-/* The load results on the stack from base + 1 on (a function, or nil and a message), turned
- * into the answer for `mode`; returns their count. */
-static int load_answer(lua_State *L, int base, const char *mode)
+static const char binary_refused[] = "binary chunks cannot be loaded in a runspace";
+
+/* Pushes mode without its 'b's: the mode to hand Lua. */
+static const char *text_mode(lua_State *L, const char *mode)
 {
-    if (strchr(mode, 't'))
-        return lua_gettop(L) - base;
-    bool was_text = lua_isfunction(L, base + 1);
-    lua_settop(L, base);
-    lua_pushnil(L);
-    if (was_text)
-        lua_pushfstring(L, "attempt to load a text chunk (mode is '%s')", mode);
-    else
-        lua_pushliteral(L, "binary chunks cannot be loaded in a runspace");
-    return 2;
+    return luaL_gsub(L, mode, "b", "");
 }
 
-/* The chunk mode argument at idx, copied (it is replaced by "t" before loading). */
-static void chunk_mode(lua_State *L, int idx, char *buf, size_t size)
+/* After a load with text_mode(mode) = `given` returned status with its message on the top:
+ * replaces a message of Lua's mode check by the one for the script's mode. */
+static void restore_mode_answer(lua_State *L, int status, const char *mode, const char *given)
 {
-    snprintf(buf, size, "%s", luaL_optstring(L, idx, "bt"));
+    if (status != LUA_ERRSYNTAX || lua_type(L, -1) != LUA_TSTRING)
+        return;
+    const char *msg = lua_tostring(L, -1);
+    const char *kinds[] = {"binary", "text"};
+    for (int i = 0; i < 2; i++) {
+        lua_pushfstring(L, "attempt to load a %s chunk (mode is '%s')", kinds[i], given);
+        bool same = strcmp(msg, lua_tostring(L, -1)) == 0;
+        lua_pop(L, 1);
+        if (!same)
+            continue;
+        lua_pop(L, 1);
+        if (i == 0 && strchr(mode, 'b'))
+            lua_pushstring(L, binary_refused);
+        else
+            lua_pushfstring(L, "attempt to load a %s chunk (mode is '%s')", kinds[i], mode);
+        return;
+    }
 }
 
-/* Lua's own load, in the registry (not an upvalue: load has none in Lua). */
-static const char lua_load_key = 'L';
+/* Stack slot where the reader of load keeps the piece it returned last, out of the GC's way. */
+#define READER_SLOT 5
 
-/* load(chunk [, chunkname [, mode [, env]]]) loading text only. */
-static int l_load(lua_State *L)
+/* load's reader: calls the function at 1 for the next piece of the chunk. */
+static const char *read_piece(lua_State *L, void *ud, size_t *size)
 {
-    int n = lua_gettop(L);
-    char mode[16];
-    chunk_mode(L, 3, mode, sizeof mode);
-    if (n < 3)
-        lua_settop(L, 3);
-    lua_pushliteral(L, "t");
-    lua_replace(L, 3);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &lua_load_key);
-    lua_insert(L, 1);
-    lua_call(L, n < 3 ? 3 : n, LUA_MULTRET);
-    return load_answer(L, 0, mode);
+    RS__UNUSED(ud);
+    luaL_checkstack(L, 2, "too many nested functions");
+    lua_pushvalue(L, 1);
+    lua_call(L, 0, 1);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        *size = 0;
+        return NULL;
+    }
+    if (!lua_isstring(L, -1))
+        luaL_error(L, "reader function must return a string");
+    lua_replace(L, READER_SLOT);
+    return lua_tolstring(L, READER_SLOT, size);
 }
 
-static int l_loadfile(lua_State *L)
+/* The answer of load and loadfile for a load that returned status: the function (with env as
+ * its first upvalue when env is not 0), or nil and the message. */
+static int load_result(lua_State *L, int status, int env)
 {
-    const char *fname = luaL_optstring(L, 1, NULL);
-    char mode[16];
-    chunk_mode(L, 2, mode, sizeof mode);
-    int env = !lua_isnone(L, 3) ? 3 : 0;
-    int base = lua_gettop(L);
-    if (luaL_loadfilex(L, fname, "t") != LUA_OK) {
+    if (status != LUA_OK) {
         lua_pushnil(L);
         lua_insert(L, -2);
-        return load_answer(L, base, mode);
+        return 2;
     }
     if (env) {
         lua_pushvalue(L, env);
         if (!lua_setupvalue(L, -2, 1))
             lua_pop(L, 1);
     }
-    return load_answer(L, base, mode);
+    return 1;
+}
+
+/* load(chunk [, chunkname [, mode [, env]]]): Lua's, its arguments checked in Lua's order and
+ * its errors raised here, so that they name load and the caller's position. */
+static int l_load(lua_State *L)
+{
+    size_t len;
+    const char *s = lua_tolstring(L, 1, &len);
+    const char *mode = luaL_optstring(L, 3, "bt");
+    int env = !lua_isnone(L, 4) ? 4 : 0;
+    int status;
+    if (s) {
+        const char *name = luaL_optstring(L, 2, s);
+        const char *given = text_mode(L, mode);
+        status = luaL_loadbufferx(L, s, len, name, given);
+        restore_mode_answer(L, status, mode, given);
+    } else {
+        const char *name = luaL_optstring(L, 2, "=(load)");
+        luaL_checktype(L, 1, LUA_TFUNCTION);
+        lua_settop(L, READER_SLOT);
+        const char *given = text_mode(L, mode);
+        status = lua_load(L, read_piece, NULL, name, given);
+        restore_mode_answer(L, status, mode, given);
+    }
+    return load_result(L, status, env);
+}
+
+static int l_loadfile(lua_State *L)
+{
+    const char *fname = luaL_optstring(L, 1, NULL);
+    const char *mode = luaL_optstring(L, 2, "bt");
+    int env = !lua_isnone(L, 3) ? 3 : 0;
+    const char *given = text_mode(L, mode);
+    int status = luaL_loadfilex(L, fname, given);
+    restore_mode_answer(L, status, mode, given);
+    return load_result(L, status, env);
 }
 
 static int dofile_done(lua_State *L, int status, lua_KContext ctx)
@@ -726,7 +772,9 @@ static int l_dofile(lua_State *L)
 {
     const char *fname = luaL_optstring(L, 1, NULL);
     lua_settop(L, 1);
-    if (luaL_loadfilex(L, fname, "t") != LUA_OK)
+    int status = luaL_loadfilex(L, fname, "t");
+    restore_mode_answer(L, status, "bt", "t");
+    if (status != LUA_OK)
         return lua_error(L);
     lua_callk(L, 0, LUA_MULTRET, 0, dofile_done);
     return dofile_done(L, LUA_OK, 0);
@@ -746,7 +794,9 @@ static int l_search_lua(lua_State *L)
         return 1; /* the searchpath message says where it looked */
     lua_pop(L, 1);
     const char *filename = lua_tostring(L, -1);
-    if (luaL_loadfilex(L, filename, "t") != LUA_OK)
+    int status = luaL_loadfilex(L, filename, "t");
+    restore_mode_answer(L, status, "bt", "t");
+    if (status != LUA_OK)
         return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, filename,
                           lua_tostring(L, -1));
     lua_pushstring(L, filename);
@@ -936,8 +986,6 @@ static void sandbox(lua_State *L, rs_profile profile)
         lua_pop(L, 1);
     }
     /* load: text chunks only, in every profile. */
-    lua_getfield(L, g, "load");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &lua_load_key);
     lua_pushcfunction(L, l_load);
     lua_setfield(L, g, "load");
     /* os: what acts on the whole process is refused in every profile. */

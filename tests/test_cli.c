@@ -1757,6 +1757,41 @@ static void test_terminal_safe_text(void **state)
     done(&r);
 }
 
+/* run keeps the order a script wrote in on stdout, io.write and print alike, as lua5.4 does,
+ * into a pipe; outputs come after what was written before them. */
+static void test_run_write_order(void **state)
+{
+    (void)state;
+    proc_result r =
+        cli(ARGV("run", "io.write('a ') print('b') io.write('c\\n') print('d') io.write('e ') "
+                        "return 1"),
+            NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "a b\nc\nd\ne 1\n");
+    done(&r);
+    /* foreach still keeps a script's io.write off the records on stdout. */
+    r = cli(ARGV("foreach", "--format", "jsonl", "io.write('junk') print('p') return 1"), "x\n");
+    assert_int_equal(r.status, 0);
+    assert_true(strncmp(r.out, "{\"index\":0,", 11) == 0);
+    assert_null(strstr(r.out, "junk"));
+    assert_non_null(strstr(r.err, "junk"));
+    done(&r);
+}
+
+/* An error object that is a number shows as its text (lua.c's rule), in run and in
+ * for-each's records. */
+static void test_number_error_object(void **state)
+{
+    (void)state;
+    proc_result r = cli(ARGV("run", "error(42)"), NULL);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.err, "runspace: 42\n");
+    done(&r);
+    r = cli(ARGV("foreach", "--format", "jsonl", "error(42)"), "x\n");
+    assert_non_null(strstr(r.out, "\"error\":\"42\""));
+    done(&r);
+}
+
 /* run -f FILE of a binary chunk names the file. */
 static void test_binary_chunk_named(void **state)
 {
@@ -1875,6 +1910,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_foreach_stream_with_bar),
     cmocka_unit_test(test_terminal_safe_text),
     cmocka_unit_test(test_binary_chunk_named),
+    cmocka_unit_test(test_run_write_order),
+    cmocka_unit_test(test_number_error_object),
     cmocka_unit_test(test_options_agree),
 };
 

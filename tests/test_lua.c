@@ -1,7 +1,8 @@
 /*
  * test_lua.c -- a runspace behaves as Lua does where the library wraps Lua's own functions:
  * gsub, load and loadfile's modes, dofile in a coroutine, setmetatable's errors and a
- * finalizer's identity, coroutine.wrap's and coroutine.close's errors.
+ * finalizer's identity, coroutine.wrap's and coroutine.close's errors, the argument errors of
+ * the functions it replaces, and the message of an error object that is not a string.
  */
 #include "util.h"
 
@@ -213,7 +214,132 @@ static void test_xpcall_frames(void **state)
     assert_ok(rs_runspace_destroy(rs));
 }
 
+/* load's argument errors name load, and carry the caller's position when a Lua function
+ * called it, as lua5.4's do: load raises them itself. */
+static void test_load_argument_errors(void **state)
+{
+    (void)state;
+    rs_runspace *rs = open_runspace(NULL);
+    assert_eval(rs,
+                "local function msg(...) return select(2, pcall(...)) end "
+                "return msg(load, nil), msg(function() load(nil) end), msg(load), "
+                "msg(load, 'x', {}), msg(load, {}, 1, 2)",
+                "[\"bad argument #1 to 'load' (function expected, got nil)\","
+                "\"script:1: bad argument #1 to 'load' (function expected, got nil)\","
+                "\"bad argument #1 to 'load' (function expected, got no value)\","
+                "\"bad argument #2 to 'load' (string expected, got table)\","
+                "\"bad argument #1 to 'load' (function expected, got table)\"]");
+    /* A reader function still works, and one returning a non-string is refused as in Lua
+     * (whose message, as lua5.4's, went through the running message handler). */
+    assert_eval(rs,
+                "local parts = {'return ', '4', '2'} local i = 0 "
+                "local f = load(function() i = i + 1 return parts[i] end) "
+                "return f(), (select(2, load(function() return {} end))):match('^[^\\n]*')",
+                "[42,\"script:1: reader function must return a string\"]");
+    assert_ok(rs_runspace_destroy(rs));
+}
+
+/* coroutine.resume and coroutine.close, which the runspace replaces, say "thread expected"
+ * as lua5.4's do (and as its coroutine.status still does). */
+static void test_coroutine_argument_errors(void **state)
+{
+    (void)state;
+    rs_runspace *rs = open_runspace(NULL);
+    assert_eval(rs,
+                "local function msg(...) return select(2, pcall(...)) end "
+                "return msg(coroutine.resume, 1), msg(coroutine.close), "
+                "msg(function() coroutine.close({}) end), msg(coroutine.status, 1)",
+                "[\"bad argument #1 to 'coroutine.resume' (thread expected, got number)\","
+                "\"bad argument #1 to 'coroutine.close' (thread expected, got no value)\","
+                "\"script:1: bad argument #1 to 'close' (thread expected, got table)\","
+                "\"bad argument #1 to 'coroutine.status' (thread expected, got number)\"]");
+    assert_ok(rs_runspace_destroy(rs));
+}
+
+/* Each chunk mode on text and on binary input (string.dump's) answers as lua5.4 does, but
+ * for the refusal of a binary chunk a mode allows, which comes as Lua gives a refused mode:
+ * nil and the message from load and loadfile, an error from dofile. */
+static void test_load_modes_binary(void **state)
+{
+    (void)state;
+    rs_runspace *rs = open_runspace(NULL);
+    char text[] = "/tmp/rs_test_text_XXXXXX.lua";
+    write_temp_lua(text, "return 5");
+    char bin[] = "/tmp/rs_test_bin_XXXXXX.lua";
+    write_temp_lua(bin, "");
+    char src[1024];
+    snprintf(src, sizeof src,
+             "local f = io.open('%s', 'wb') f:write(string.dump(function() return 7 end)) "
+             "f:close() return true",
+             bin);
+    assert_eval(rs, src, "[true]");
+    static const char refused[] = "binary chunks cannot be loaded in a runspace";
+    struct {
+        const char *mode, *text, *binary;
+    } cases[] = {
+        {"b", "attempt to load a text chunk (mode is 'b')", refused},
+        {"t", "5", "attempt to load a binary chunk (mode is 't')"},
+        {"bt", "5", refused},
+        {"tb", "5", refused},
+        {"x", "attempt to load a text chunk (mode is 'x')",
+         "attempt to load a binary chunk (mode is 'x')"},
+        {"", "attempt to load a text chunk (mode is '')",
+         "attempt to load a binary chunk (mode is '')"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* What each loader gives: the chunk's result, or the message of nil, msg. */
+        snprintf(src, sizeof src,
+                 "local function try(f, msg) if f then return tostring(f()) end return msg end "
+                 "local function read(p) local h = io.open(p, 'rb') local s = h:read('a') "
+                 "h:close() return s end "
+                 "local out = {} for _, p in ipairs{'%s', '%s'} do "
+                 "out[#out + 1] = try(loadfile(p, '%s')) "
+                 "out[#out + 1] = try(load(read(p), 'n', '%s')) "
+                 "local s, k = read(p), 0 "
+                 "out[#out + 1] = try(load(function() k = k + 1 if k == 1 then return s end end, "
+                 "'n', '%s')) end "
+                 "return table.concat(out, '|')",
+                 text, bin, cases[i].mode, cases[i].mode, cases[i].mode);
+        char want[1024];
+        snprintf(want, sizeof want, "[\"%s|%s|%s|%s|%s|%s\"]", cases[i].text, cases[i].text,
+                 cases[i].text, cases[i].binary, cases[i].binary, cases[i].binary);
+        assert_eval(rs, src, want);
+    }
+    snprintf(src, sizeof src, "return dofile('%s'), select(2, pcall(dofile, '%s'))", text, bin);
+    assert_eval(rs, src, "[5,\"binary chunks cannot be loaded in a runspace\"]");
+    unlink(text);
+    unlink(bin);
+    assert_ok(rs_runspace_destroy(rs));
+}
+
+/* An error object that is a number shows as its text, as lua.c's message handler shows it;
+ * one with __tostring uses it; others name their type. */
+static void test_error_object_messages(void **state)
+{
+    (void)state;
+    rs_runspace *rs = open_runspace(NULL);
+    struct {
+        const char *src, *msg;
+    } cases[] = {
+        {"error(42)", "42"},
+        {"error(1.5)", "1.5"},
+        {"error(setmetatable({}, {__tostring = function() return 'mine' end}))", "mine"},
+        {"error(true)", "(error object is a boolean value)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *m = NULL;
+        assert_int_equal(eval(rs, NULL, cases[i].src, NULL, &m), RS_ERUNTIME);
+        assert_string_equal(m, cases[i].msg);
+        free(m);
+    }
+    assert_ok(rs_runspace_destroy(rs));
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_load_argument_errors),
+    cmocka_unit_test(test_coroutine_argument_errors),
+    cmocka_unit_test(test_load_modes_binary),
+    cmocka_unit_test(test_error_object_messages),
     cmocka_unit_test(test_xpcall_frames),
     cmocka_unit_test(test_named_scripts),
     cmocka_unit_test(test_coroutine_hooks),

@@ -416,7 +416,10 @@ static void test_binary_chunks_refused(void **state)
         assert_eval(rs,
                     "local bin = string.dump(function() return 1 end) "
                     "local f, err = load(bin) return f == nil, err",
-                    "[true,\"attempt to load a binary chunk (mode is 't')\"]");
+                    "[true,\"binary chunks cannot be loaded in a runspace\"]");
+        /* A mode without 'b' refuses it with Lua's message. */
+        assert_eval(rs, "return load(string.dump(function() end), 'x', 't')",
+                    "[null,\"attempt to load a binary chunk (mode is 't')\"]");
         /* Mode "b" answers as Lua does, nil and a message, and still loads nothing. */
         assert_eval(rs, "return load(string.dump(function() end), 'x', 'b')",
                     "[null,\"binary chunks cannot be loaded in a runspace\"]");
