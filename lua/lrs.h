@@ -1,7 +1,8 @@
 /*
  * lrs.h -- the Lua module `runspace` (runspace.so): what its files share.
  *
- * The module is a thin user of the public header, as the CLI is. Its rules, which every file
+ * The module is a thin user of the public header, as the CLI is (it shares one internal
+ * helper, src/ptrset.h, to copy values by the library's rule). Its rules, which every file
  * keeps:
  *  - The calling Lua state is touched only by the thread that called into the module. No
  *    callback of the library touches it: results are copied into C values on the library's

@@ -8,63 +8,31 @@
  */
 #include "lrs.h"
 
+#include "../src/ptrset.h" /* the one internal helper the module shares (see lrs.h) */
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* A table referenced from several places is copied for each reference, so a few tables can
- * stand for an enormous copy ({t, t} nested 30 deep: 2^30 values). Past COPY_SLACK values, a
- * copy may be at most COPY_FACTOR times the values of the distinct tables it holds; beyond, it
- * is refused before it can take the program's memory. */
-#define COPY_SLACK ((size_t)1 << 20)
+ * stand for an enormous copy ({t, t} nested 40 deep: 2^40 values). As in the runspaces
+ * (src/marshal.h), past COPY_SLACK bytes a copy may be at most COPY_FACTOR times the size of
+ * the distinct values it copies; beyond, it is refused before it takes the program's memory.
+ * A value counts VALUE_SIZE bytes, a string its bytes besides. */
+#define COPY_SLACK ((size_t)64 << 20)
 #define COPY_FACTOR 16
-
-/* The tables met so far (open addressing on their addresses), to tell repeats. */
-typedef struct table_set {
-    const void **slots;
-    size_t cap, len;
-} table_set;
-
-/* Adds p: 1 when it is new, 0 when it was there, -1 when out of memory. */
-static int set_add(table_set *s, const void *p)
-{
-    if (2 * (s->len + 1) > s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 64;
-        const void **slots = calloc(cap, sizeof *slots);
-        if (!slots)
-            return -1;
-        for (size_t i = 0; i < s->cap; i++) {
-            if (!s->slots[i])
-                continue;
-            size_t j = ((uintptr_t)s->slots[i] >> 4) * 0x9e3779b97f4a7c15u % cap;
-            while (slots[j])
-                j = (j + 1) % cap;
-            slots[j] = s->slots[i];
-        }
-        free(s->slots);
-        s->slots = slots;
-        s->cap = cap;
-    }
-    size_t j = ((uintptr_t)p >> 4) * 0x9e3779b97f4a7c15u % s->cap;
-    while (s->slots[j]) {
-        if (s->slots[j] == p)
-            return 0;
-        j = (j + 1) % s->cap;
-    }
-    s->slots[j] = p;
-    s->len++;
-    return 1;
-}
+#define VALUE_SIZE 32
+#define LONG_STRING 4096 /* strings this long count as tables: met again, copied again */
 
 typedef struct to_ctx {
     lua_State *L;
     const void *tables[RS_MAX_DEPTH + 1]; /* the tables being converted, for cycles */
     int depth;
-    table_set seen;  /* every table met */
+    rs__ptrset seen; /* every table met */
     int repeats;     /* how many of the tables being converted were met before */
-    size_t made;     /* values made */
-    size_t distinct; /* values made outside repeated tables */
+    size_t made;     /* bytes of the copy so far */
+    size_t distinct; /* of which made outside tables met before */
     char *err;
     size_t errsize;
     char path[128]; /* where the failure is, below the root */
@@ -97,12 +65,12 @@ static void prepend_key(to_ctx *c, lua_State *L)
     memcpy(c->path, part, plen);
 }
 
-/* Formats a float key as the shortest text that reads back as the same number, so that
- * two different keys never share a text (0.1 + 0.2 and 0.3 both show as 0.3 with %.14g). */
+/* Formats a float key as the shortest text (%g, 1 to 17 digits) that reads back as the same number,
+ * so that two different keys never share a text (0.1 + 0.2 and 0.3 both show as 0.3 with %.14g). */
 static size_t float_key(lua_Number f, char *buf, size_t size)
 {
     int n = 0;
-    for (int prec = 14; prec <= 17; prec++) {
+    for (int prec = 1; prec <= 17; prec++) {
         n = snprintf(buf, size, "%.*g", prec, (double)f);
         if (strtod(buf, NULL) == (double)f)
             break;
@@ -114,7 +82,7 @@ static rs_value *convert_table_body(to_ctx *c, int t);
 
 static rs_value *convert_table(to_ctx *c, int t)
 {
-    int fresh = set_add(&c->seen, lua_topointer(c->L, t));
+    int fresh = rs__ptrset_add(&c->seen, lua_topointer(c->L, t));
     if (fresh < 0)
         return fail(c, "out of memory");
     c->repeats += !fresh;
@@ -231,13 +199,19 @@ static rs_value *convert(to_ctx *c, int idx)
 {
     lua_State *L = c->L;
     rs_value *v = NULL;
-    c->made++;
-    c->distinct += c->repeats == 0;
-    if (c->made > COPY_SLACK && c->made > COPY_FACTOR * c->distinct) {
-        char why[160];
+    size_t bytes = VALUE_SIZE + (lua_type(L, idx) == LUA_TSTRING ? lua_rawlen(L, idx) : 0);
+    /* A long string met before is a copy again, as a table met before is. */
+    int fresh =
+        bytes < VALUE_SIZE + LONG_STRING ? 1 : rs__ptrset_add(&c->seen, lua_topointer(L, idx));
+    if (fresh < 0)
+        return fail(c, "out of memory");
+    c->made += bytes;
+    c->distinct += c->repeats == 0 && fresh ? bytes : 0;
+    if (c->made > COPY_SLACK && c->made / COPY_FACTOR > c->distinct) {
+        char why[200];
         snprintf(why, sizeof why,
-                 "the copy would be more than %d times the value's own %zu values (a table "
-                 "referenced from several places is copied for each reference)",
+                 "the copy would be more than %d times the value's own %zu bytes (a table or long "
+                 "string referenced from several places is copied for each reference)",
                  COPY_FACTOR, c->distinct);
         return fail(c, why);
     }
@@ -284,17 +258,17 @@ rs_value *lrs_to_value(lua_State *L, int idx, const char *what, char *err, size_
     }
     c->L = L;
     c->depth = 0;
-    c->seen = (table_set){0};
+    c->seen = (rs__ptrset){0};
     c->repeats = 0;
     c->made = c->distinct = 0;
-    char why[200] = "";
+    char why[240] = "";
     c->err = why;
     c->errsize = sizeof why;
     c->path[0] = '\0';
     rs_value *v = convert(c, lua_absindex(L, idx));
     if (!v)
         snprintf(err, errsize, "%s%s: %s", what, c->path, why);
-    free(c->seen.slots);
+    rs__ptrset_free(&c->seen);
     free(c);
     return v;
 }

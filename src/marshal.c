@@ -8,6 +8,7 @@
  */
 #include "marshal.h"
 
+#include "ptrset.h"
 #include "runspace_int.h"
 #include "value.h"
 
@@ -57,9 +58,13 @@ typedef struct to_ctx {
     int depth;
     int code;
     char *msg;
-    bool as_text; /* outputs: a value no copy carries becomes its text */
-    size_t texts; /* values passed as text so far */
-    char *note;   /* what the first of them was, for the warning */
+    rs__ptrset seen; /* every table met, to tell a table met again (copied again) */
+    int repeats;     /* how many of the tables being converted were met before */
+    size_t made;     /* bytes of the copy so far */
+    size_t distinct; /* of which made outside tables met before */
+    bool as_text;    /* outputs: a value no copy carries becomes its text */
+    size_t texts;    /* values passed as text so far */
+    char *note;      /* what the first of them was, for the warning */
 } to_ctx;
 
 static bool is_ident(const char *s, size_t n)
@@ -159,6 +164,17 @@ static rs_value *oom(to_ctx *c)
  * false, with the failure recorded, when the node must not be made. */
 static bool account(to_ctx *c, size_t bytes)
 {
+    c->made += bytes;
+    c->distinct += c->repeats == 0 ? bytes : 0;
+    if (c->made > RS_COPY_SLACK && c->made / RS_COPY_FACTOR > c->distinct) {
+        char what[200];
+        snprintf(what, sizeof what,
+                 "the copy would be more than %d times the value's own %zu bytes (a table or long "
+                 "string referenced from several places is copied for each reference)",
+                 RS_COPY_FACTOR, c->distinct);
+        fail(c, RS_EVALUE, what);
+        return false;
+    }
     if (c->rs) {
         if (rs__charge(c->rs, bytes)) {
             char what[192];
@@ -220,7 +236,7 @@ static size_t number_key(const map_entry *e, char *buf, size_t size)
     if (e->kind == 0)
         return (size_t)snprintf(buf, size, LUA_INTEGER_FMT, (LUAI_UACINT)e->i);
     int n = 0;
-    for (int prec = 14; prec <= 17; prec++) {
+    for (int prec = 1; prec <= 17; prec++) {
         n = snprintf(buf, size, "%.*g", prec, (double)e->f);
         if (strtod(buf, NULL) == (double)e->f)
             break;
@@ -328,7 +344,22 @@ static rs_value *convert_map(to_ctx *c, int t, size_t count)
     return map ? map : oom(c);
 }
 
+static rs_value *convert_table_body(to_ctx *c, int t);
+
+/* A table met before (referenced from several places) is copied again, and what it makes
+ * counts against the copy's growth (account). */
 static rs_value *convert_table(to_ctx *c, int t)
+{
+    int fresh = rs__ptrset_add(&c->seen, lua_topointer(c->L, t));
+    if (fresh < 0)
+        return oom(c);
+    c->repeats += !fresh;
+    rs_value *v = convert_table_body(c, t);
+    c->repeats -= !fresh;
+    return v;
+}
+
+static rs_value *convert_table_body(to_ctx *c, int t)
 {
     lua_State *L = c->L;
     const void *self = lua_topointer(L, t);
@@ -482,7 +513,14 @@ static rs_value *convert(to_ctx *c, int idx)
     case LUA_TSTRING: {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
-        if (!account(c, rs__value_cost(RS_TSTRING, len)))
+        /* A long string met before is a copy again, as a table met before is. */
+        int fresh = len < RS_COPY_LONG_STRING ? 1 : rs__ptrset_add(&c->seen, s);
+        if (fresh < 0)
+            return oom(c);
+        c->repeats += !fresh;
+        bool ok = account(c, rs__value_cost(RS_TSTRING, len));
+        c->repeats -= !fresh;
+        if (!ok)
             return NULL;
         v = rs_value_stringn(s, len);
         return v ? v : oom(c);
@@ -536,6 +574,9 @@ static rs_value *to_value(lua_State *L, rs_runspace *rs, int idx, const char *ro
     c->depth = 0;
     c->code = 0;
     c->msg = NULL;
+    c->seen = (rs__ptrset){0};
+    c->repeats = 0;
+    c->made = c->distinct = 0;
     c->as_text = note != NULL;
     c->texts = 0;
     c->note = NULL;
@@ -562,6 +603,7 @@ static rs_value *to_value(lua_State *L, rs_runspace *rs, int idx, const char *ro
         *note = v ? c->note : NULL;
     if (!v || !note)
         rs__free(c->note);
+    rs__ptrset_free(&c->seen);
     rs__free(c);
     return v;
 }

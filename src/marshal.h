@@ -22,6 +22,18 @@
  * or the interruption: RS_ESTOPPED, RS_ETIMEDOUT, RS_ELIMIT) and *msg to a new string naming
  * the path: "<root>[<index>].key: cannot pass a function between runspaces". root_index 0
  * means the root has no index. */
+/* A table referenced from several places is copied for each reference, so a few tables can
+ * stand for an enormous copy ({t, t} nested 40 deep: 2^40 values). Past RS_COPY_SLACK bytes, a
+ * copy may be at most RS_COPY_FACTOR times the size of the distinct values (tables, long
+ * strings) it copies; beyond,
+ * it fails with RS_EVALUE ("... the copy would be more than 16 times the value's own N bytes")
+ * before it takes the process's memory, with or without a memory limit. */
+#define RS_COPY_SLACK ((size_t)64 << 20)
+#define RS_COPY_FACTOR 16
+/* Strings this long count as the tables do: one met again (the same string referenced from
+ * several places) is a copy again. */
+#define RS_COPY_LONG_STRING 4096
+
 rs_value *rs__lua_to_value(lua_State *L, rs_runspace *rs, int idx, const char *root,
                            lua_Integer root_index, size_t *charged, int *code, char **msg);
 

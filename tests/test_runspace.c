@@ -223,6 +223,21 @@ static void test_values_that_cannot_cross_pass_as_text(void **state)
     assert_contains(w, "x.x.f: a function cannot cross");
     rs_value_destroy(out);
     free(w);
+    /* A copy that shared references would make far larger than the value is refused at once,
+     * without a memory limit too: tables ({x, x} 40 deep, 2^40 values) and long strings. */
+    assert_eval_fails(rs, "local x = {1} for i = 1, 40 do x = {x, x} end return x", RS_EVALUE,
+                      "the copy would be more than 16 times the value's own");
+    assert_eval_fails(rs, "local x = {1} for i = 1, 40 do x = {x, x} end shared.set('k', x)",
+                      RS_ERUNTIME, "shared.set: value");
+    assert_eval_fails(rs,
+                      "local s = ('x'):rep(1 << 20) local t = {} for i = 1, 2000 do t[i] = s end "
+                      "return t",
+                      RS_EVALUE, "output[1][64]: the copy would be more than 16 times");
+    /* References to the same table or string a few times over are copied as they are. */
+    assert_eval(rs,
+                "local s = ('x'):rep(1 << 20) local t = {} for i = 1, 10 do t[i] = s end "
+                "local u = {t, t, t} return #json.encode(u)",
+                "[31457377]");
     /* Nesting: 512 levels pass, 513 do not. */
     assert_eval(rs,
                 "local t = {} local c = t for i = 1, 511 do c[1] = {} c = c[1] end "

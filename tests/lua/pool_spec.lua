@@ -119,6 +119,15 @@ describe("rs.pool", function()
     local ok, err = pcall(pool.begin, pool, "return 1", t)
     assert.is_false(ok)
     assert.matches("the copy would be more than 16 times the value's own", err)
+    -- the same for what a task returns, though the pool has no memory limit
+    local h = pool:begin("local x = {1} for i = 1, 40 do x = {x, x} end return x")
+    local ok2, err2 = pcall(h.wait, h, 10)
+    assert.is_false(ok2)
+    assert.matches("the copy would be more than 16 times the value's own", err2)
+    -- and for a long string referenced many times
+    local s, many = ("x"):rep(1 << 20), {}
+    for i = 1, 2000 do many[i] = s end
+    assert.has_error(function() pool:begin("return 1", many) end)
     -- a value referenced twice is copied twice, as before
     local big = {}
     for i = 1, 100000 do big[i] = i end
