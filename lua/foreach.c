@@ -58,9 +58,10 @@ typedef struct lrs_fe {
     rs_value *in_items[INPUT_CAP];
     char *in_errors[INPUT_CAP]; /* an input that could not be copied: why */
     size_t in_head, in_count;
-    bool input_end; /* the program's input is exhausted (or failed) */
-    bool closing;   /* the Lua side is gone: drop everything */
-    bool run_done;  /* rs_foreach_run returned */
+    uint64_t consumed; /* items the engine has taken: the index of the next one */
+    bool input_end;    /* the program's input is exhausted (or failed) */
+    bool closing;      /* the Lua side is gone: drop everything */
+    bool run_done;     /* rs_foreach_run returned */
     /* records (under mu) */
     fe_rec recs[RECORD_CAP];
     size_t rec_head, rec_count;
@@ -109,6 +110,7 @@ static int read_input(void *ud, rs_value **item, char **error)
     f->in_errors[i] = NULL;
     f->in_head = (i + 1) % INPUT_CAP;
     f->in_count--;
+    f->consumed++;
     if (f->in_count <= INPUT_CAP / 4 && !f->input_end)
         pthread_cond_signal(&f->lua_cv);
     pthread_mutex_unlock(&f->mu);
@@ -360,6 +362,46 @@ static void push_record(lua_State *L, const fe_rec *r)
     lua_setfield(L, -2, "attempts");
 }
 
+/* After a run stopped by run:stop() or its time limit: whether an input was read from the
+ * program but never reached the engine (still queued, or, for a table, not yet read). Each
+ * gets a record of its own, cancelled, so that every input has exactly one. */
+static bool has_leftover(const lrs_fe *f)
+{
+    return f->in_count > 0 || (f->input_kind == 1 && f->next_index <= f->table_len);
+}
+
+/* The cancelled record of the next leftover input (mu held; released while the table is read,
+ * which may raise). */
+static void take_leftover(lua_State *L, lrs_fe *f, fe_rec *r)
+{
+    memset(r, 0, sizeof *r);
+    r->index = f->consumed++;
+    r->status = RS_ITEM_CANCELLED;
+    f->summary.total++;
+    f->summary.cancelled++;
+    f->summary.success_rate = 100.0 * (double)f->summary.succeeded / (double)f->summary.total;
+    if (f->in_count > 0) {
+        size_t i = f->in_head;
+        r->input = f->in_items[i]; /* NULL for an input that could not be copied: nil */
+        free(f->in_errors[i]);
+        f->in_items[i] = NULL;
+        f->in_errors[i] = NULL;
+        f->in_head = (i + 1) % INPUT_CAP;
+        f->in_count--;
+        pthread_mutex_unlock(&f->mu);
+    } else {
+        lua_Integer k = f->next_index++;
+        pthread_mutex_unlock(&f->mu);
+        char err[256];
+        lua_getiuservalue(L, 1, 1);
+        lua_rawgeti(L, -1, k);
+        r->input = lrs_to_value(L, -1, "input", err, sizeof err);
+        lua_pop(L, 2);
+    }
+    r->error = strdup(f->stopped_by_limit ? "the run's time limit passed before this item started"
+                                          : "the run was stopped before this item started");
+}
+
 /* One step of the loop: the next record, or nil at the end. */
 static int fe_step(lua_State *L)
 {
@@ -394,6 +436,10 @@ static int fe_step(lua_State *L)
             pthread_cond_signal(&f->space_cv);
             pthread_mutex_unlock(&f->mu);
             continue;
+        }
+        if (f->run_done && has_leftover(f)) {
+            take_leftover(L, f, &f->current); /* unlocks */
+            break;
         }
         if (f->run_done) {
             pthread_mutex_unlock(&f->mu);

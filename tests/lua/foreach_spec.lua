@@ -90,10 +90,40 @@ describe("rs.foreach", function()
     assert.is_true(os.time() - t0 < 15)
     local s = run:summary()
     assert.are.equal(s.total, (statuses.ok or 0) + (statuses.cancelled or 0))
+    -- every input has its record, read by then or not
+    assert.are.equal(50, s.total)
     assert.is_true((statuses.cancelled or 0) >= 1)
     assert.are.equal(s.cancelled, statuses.cancelled)
     run:close()
     assert.has_error(function() run:summary() end, "the for-each run is closed")
+  end)
+
+  it("gives every input of a table its record when the time limit or a stop ends it", function()
+    local input = {}
+    for i = 1, 20000 do input[i] = i end
+    local run = rs.foreach{input = input, time_limit = 0, script = "return _"}
+    local seen, n = {}, 0
+    for rec in run do
+      assert.is_nil(seen[rec.index])
+      seen[rec.index] = true
+      n = n + 1
+      if rec.status == "cancelled" then
+        assert.are.equal(rec.index, rec.input)
+        assert.matches("time limit", rec.error)
+      end
+    end
+    assert.are.equal(20000, n)
+    assert.are.equal(20000, run:summary().total)
+    local stopped = rs.foreach{input = {1, 2, 3, 4, 5, 6}, throttle = 1, script = "sleep(0.2)"}
+    local k, cancelled = 0, 0
+    for rec in stopped do
+      k = k + 1
+      if k == 1 then stopped:stop() end
+      if rec.status == "cancelled" then cancelled = cancelled + 1 end
+    end
+    assert.are.equal(6, k)
+    assert.are.equal(6, stopped:summary().total)
+    assert.is_true(cancelled >= 4)
   end)
 
   it("takes math.huge as no time limit, and waits without spinning", function()
