@@ -163,6 +163,17 @@ static void iss_check(lua_State *L, rs_iss *iss, int rc)
         lrs_fail(L, rc, rs_iss_errmsg(iss));
 }
 
+/* The string at idx, for a name or source the library takes as a C string: one holding a zero
+ * byte is an error naming the option, never cut short. */
+static const char *c_string(lua_State *L, int idx, const char *option)
+{
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    if (strlen(s) != len)
+        luaL_error(L, "option '%s': a name or source holds a zero byte", option);
+    return s;
+}
+
 void lrs_iss_from_opts(lua_State *L, int t, rs_iss **out)
 {
     static const char *const fields[] = {"profile", "variables",    "functions", "modules",
@@ -202,11 +213,12 @@ void lrs_iss_from_opts(lua_State *L, int t, rs_iss **out)
         while (lua_next(L, -2)) {
             if (lua_type(L, -2) != LUA_TSTRING)
                 luaL_error(L, "option 'variables' must map names to values");
+            const char *name = c_string(L, -2, "variables");
             char err[256];
-            *vbox = lrs_to_value(L, -1, lua_tostring(L, -2), err, sizeof err);
+            *vbox = lrs_to_value(L, -1, name, err, sizeof err);
             if (!*vbox)
                 luaL_error(L, "variable %s", err);
-            rc = rs_iss_set_variable(iss, lua_tostring(L, -2), *vbox);
+            rc = rs_iss_set_variable(iss, name, *vbox);
             lrs_box_free(L, box + 1);
             iss_check(L, iss, rc);
             lua_pop(L, 1);
@@ -220,7 +232,9 @@ void lrs_iss_from_opts(lua_State *L, int t, rs_iss **out)
         while (lua_next(L, -2)) {
             if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
                 luaL_error(L, "option 'functions' must map names to Lua source (strings)");
-            iss_check(L, iss, rs_iss_add_function(iss, lua_tostring(L, -2), lua_tostring(L, -1)));
+            iss_check(L, iss,
+                      rs_iss_add_function(iss, c_string(L, -2, "functions"),
+                                          c_string(L, -1, "functions")));
             lua_pop(L, 1);
         }
     } else if (!lua_isnil(L, -1)) {
@@ -232,7 +246,7 @@ void lrs_iss_from_opts(lua_State *L, int t, rs_iss **out)
         for (lua_Integer i = 1; i <= n; i++) {
             if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
                 luaL_error(L, "option 'modules' must list module names or paths");
-            iss_check(L, iss, rs_iss_add_module(iss, lua_tostring(L, -1)));
+            iss_check(L, iss, rs_iss_add_module(iss, c_string(L, -1, "modules")));
             lua_pop(L, 1);
         }
     } else if (!lua_isnil(L, -1)) {

@@ -232,9 +232,12 @@ static int scan_stop(lua_State *L)
 /* Adds a target spec, or a list of them, from the field `targets`. */
 static void add_targets(lua_State *L, lrs_scan *s)
 {
+    const char *file = lrs_opt_string(L, 1, "targets_file", NULL);
     int t = lua_getfield(L, 1, "targets");
-    int n = t == LUA_TTABLE ? (int)lua_rawlen(L, -1) : 1;
-    if (t != LUA_TTABLE && t != LUA_TSTRING)
+    int n = t == LUA_TTABLE ? (int)lua_rawlen(L, -1) : t == LUA_TNIL ? 0 : 1;
+    if (t == LUA_TNIL && !file)
+        luaL_error(L, "give the option 'targets' or 'targets_file' (or both)");
+    if (t != LUA_TTABLE && t != LUA_TSTRING && t != LUA_TNIL)
         luaL_error(L, "option 'targets' must be a string or a list of strings");
     for (int i = 1; i <= n; i++) {
         if (t == LUA_TTABLE && lua_rawgeti(L, -1, i) != LUA_TSTRING)
@@ -248,7 +251,6 @@ static void add_targets(lua_State *L, lrs_scan *s)
             lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    const char *file = lrs_opt_string(L, 1, "targets_file", NULL);
     if (file) {
         int rc = rs_scan_add_targets_file(s->scan, file);
         if (rc)

@@ -32,6 +32,12 @@ describe("misuse", function()
     assert.has_error(function() rs.foreach{input = {}, script = "", throttle = 2^40} end)
     assert.has_error(function() rs.foreach{input = {}, script = "", journal = "a\0b"} end,
                      "option 'journal' holds a zero byte")
+    assert.has_error(function() rs.pool{variables = {["a\0b"] = 1, a = 2}} end,
+                     "option 'variables': a name or source holds a zero byte")
+    assert.has_error(function() rs.pool{functions = {f = "return 1\0"}} end,
+                     "option 'functions': a name or source holds a zero byte")
+    assert.has_error(function() rs.pool{modules = {"x\0y"}} end,
+                     "option 'modules': a name or source holds a zero byte")
     assert.has_error(function() rs.scan{targets = "127.0.0.1\0x", ports = "1"} end,
                      "option 'targets': a target holds a zero byte")
     assert.has_error(function() rs.pool{max = -1} end)

@@ -23,6 +23,22 @@ describe("rs.scan", function()
     assert.has_error(function() rs.scan{ports = "22"} end)
   end)
 
+  it("reads its targets from a file alone", function()
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write("# loopback\n127.0.0.1\n")
+    f:close()
+    local n = 0
+    for r in rs.scan{targets_file = path, ports = "1-3", timeout = 0.5} do
+      assert.are.equal("127.0.0.1", r.address)
+      n = n + 1
+    end
+    os.remove(path)
+    assert.are.equal(3, n)
+    assert.has_error(function() rs.scan{ports = "1"} end,
+                     "give the option 'targets' or 'targets_file' (or both)")
+  end)
+
   it("takes math.huge as no time limit", function()
     local n = 0
     for _ in rs.scan{targets = "127.0.0.1", ports = "1-50", timeout = 0.5, time_limit = math.huge} do
