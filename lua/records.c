@@ -30,8 +30,9 @@ void lrs_echo(const rs_record *r)
     default:
         return;
     }
-    /* One lock for the whole line, so that lines of tasks on other threads (and the program's
-     * own print, which writes through the same FILE) never mix within a line. */
+    /* One lock for the whole line, so that lines of tasks on other threads never mix within a
+     * line, nor with one fwrite of the program (io.write of a whole line). Lua's print writes
+     * its pieces one by one, so a task's line can come between them. */
     flockfile(f);
     fputs(prefix, f);
     fwrite(r->message, 1, r->message_len, f);
