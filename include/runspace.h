@@ -1047,9 +1047,10 @@ typedef struct rs_job_info {
     double duration;        /* seconds: so far while running */
 } rs_job_info;
 
-/* Called on the worker thread for every record a job writes (print, warnings, ...), as it is
- * written; job is the job's name, borrowed for the call. It must not block, nor call the
- * manager. */
+/* Called on the worker thread for every record a job writes while it runs (print, warnings,
+ * ...), as it is written; job is the job's name, borrowed for the call. It must not block, nor
+ * call the manager. What a finalizer prints as the manager's runspaces close goes to the
+ * session state's host (rs_iss_set_host), as for any runspace. */
 typedef void (*rs_job_record_fn)(const char *job, const rs_record *record, void *userdata);
 
 typedef struct rs_jobs_opts {

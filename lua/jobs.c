@@ -131,7 +131,10 @@ static const char *job_state(rs_job_state s)
 static int jobs_get(lua_State *L)
 {
     lrs_jobs *j = check_jobs(L);
-    const char *name = check_name(L, 2);
+    size_t len;
+    const char *name = luaL_checklstring(L, 2, &len);
+    if (strlen(name) != len)
+        return 0; /* no job has such a name: start refuses them */
     rs_job_info info;
     int rc = rs_jobs_get(j->jobs, name, &info);
     if (rc == RS_ENOENT)

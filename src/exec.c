@@ -311,6 +311,8 @@ static int msgh(lua_State *L)
         lua_pushvalue(L, 1), msg = lua_tolstring(L, -1, &len);
     else if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
         msg = lua_tolstring(L, -1, &len);
+    else if (luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) /* it gave no string: as lua.c */
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1)), len = 0;
     else if (lua_type(L, 1) == LUA_TTABLE && (json = error_json(L, r)))
         msg = lua_pushstring(L, json), len = 0; /* error({code = 5}) shows {"code":5} */
     else

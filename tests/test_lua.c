@@ -325,6 +325,10 @@ static void test_error_object_messages(void **state)
         {"error(1.5)", "1.5"},
         {"error(setmetatable({}, {__tostring = function() return 'mine' end}))", "mine"},
         {"error(true)", "(error object is a boolean value)"},
+        /* a __tostring that gives no string: lua.c's words, not the table's JSON */
+        {"error(setmetatable({a = 1}, {__tostring = function() return {} end}))",
+         "(error object is a table value)"},
+        {"error({a = 1})", "{\"a\":1}"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *m = NULL;

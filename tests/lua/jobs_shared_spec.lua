@@ -30,7 +30,8 @@ describe("rs.jobs", function()
     local jobs = rs.jobs{max = 1, quiet = true}
     assert.has_error(function() jobs:start("return 1\0 error('cut')") end)
     assert.has_error(function() jobs:start("return 1", {name = "a\0b"}) end)
-    assert.has_error(function() jobs:get("a\0b") end)
+    assert.is_nil(jobs:get("a\0b"))
+    assert.has_error(function() jobs:wait("a\0b") end)
     jobs:close()
   end)
 
