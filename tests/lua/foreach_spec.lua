@@ -109,7 +109,8 @@ describe("rs.foreach", function()
       n = n + 1
       if rec.status == "cancelled" then
         assert.are.equal(rec.index, rec.input)
-        assert.matches("time limit", rec.error)
+        -- the engine's words for items it had taken, the module's for the others
+        assert.is_truthy(rec.error:match("time limit") or rec.error:match("stopped"))
       end
     end
     assert.are.equal(20000, n)
