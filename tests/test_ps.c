@@ -713,7 +713,7 @@ static void test_stream_records_not_kept(void **state)
     assert_rs(RS_EINVAL, rs_ps_set_opts(ps, &o));
     assert_ok(rs_ps_destroy(ps));
     assert_ok(rs_runspace_destroy(rs));
-    rs_iss_destroy(iss);
+    assert_ok(rs_iss_destroy(iss));
 }
 
 static const struct CMUnitTest tests[] = {
