@@ -1060,7 +1060,8 @@ typedef struct rs_job_info {
 
 /* Called on the worker thread for every record a job writes (print, warnings, ...), as it is
  * written; job is the job's name, borrowed for the call. It must not block, nor call the
- * manager. */
+ * manager. A job keeps only its error records (for rs_job_info): the others are seen here or
+ * nowhere. */
 typedef void (*rs_job_record_fn)(const char *job, const rs_record *record, void *userdata);
 
 typedef struct rs_jobs_opts {
