@@ -5,6 +5,8 @@
  */
 #include "cli.h"
 
+#include <lua.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
@@ -14,7 +16,9 @@
 static const char usage[] =
     "Usage: runspace run [OPTIONS] SCRIPT [ARGS...]\n"
     "       runspace run [OPTIONS] -f FILE [ARGS...]\n"
-    "Run one Lua script in a runspace. ARGS are its positional arguments (`...`), as strings.\n"
+    "Run one Lua script in a runspace. ARGS are its positional arguments (`...`), as strings,\n"
+    "and, as lua5.4 sets them, the global table arg: arg[1..n] the ARGS, arg[0] the FILE (or,\n"
+    "for an inline SCRIPT, the runspace program) and, with -f, arg[-1] the runspace program.\n"
     "\n"
     "  -f, --file PATH        read the script from PATH ('-': standard input; a #! first\n"
     "                         line is skipped; messages name PATH)\n"
@@ -91,6 +95,35 @@ static void on_record(rs_ps *ps, const rs_record *r, void *ud)
 static void on_host_record(const rs_record *r, void *ud)
 {
     on_record(NULL, r, ud);
+}
+
+/* The global `arg` of the script, as lua5.4 sets it: arg[0] is the script file (with no
+ * file, the interpreter, as `lua5.4 -e` has it), arg[-1] the interpreter when there is a
+ * file, arg[1..n] the arguments. The process runs one script, so the open function below
+ * reads it from here; it is set before the runspace opens and only read after. */
+static struct {
+    const char *program; /* the runspace program as it was invoked */
+    const char *file;    /* -f FILE, or NULL */
+    char **args;
+    int nargs;
+} script_arg;
+
+/* Opens the `arg` "library": its value, the table, becomes the global arg. Runs when the
+ * runspace opens (and reopens after running out of memory), on the thread opening it. */
+static int open_arg(lua_State *L)
+{
+    lua_createtable(L, script_arg.nargs, 2);
+    if (script_arg.file) {
+        lua_pushstring(L, script_arg.program);
+        lua_rawseti(L, -2, -1);
+    }
+    lua_pushstring(L, script_arg.file ? script_arg.file : script_arg.program);
+    lua_rawseti(L, -2, 0);
+    for (int i = 0; i < script_arg.nargs; i++) {
+        lua_pushstring(L, script_arg.args[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
 }
 
 static void stop_script(void *ud)
@@ -253,7 +286,17 @@ int cmd_run(int argc, char **argv)
         goto done;
     }
     rs_limits limits = {.memory_bytes = memory, .instructions = max_instructions};
+    /* argv is main's argv + 1 (cmd_run's argv[0] is "run"): argv[-1] is the program. */
+    script_arg.program = argv[-1];
+    script_arg.file = script_file;
+    script_arg.args = argv + optind;
+    script_arg.nargs = argc - optind;
     rc = rs_iss_set_limits(iss, &limits);
+    bool arg_given = false; /* --var arg=...: the user's arg replaces lua5.4's */
+    for (int i = 0; i < nv; i++)
+        arg_given |= strcmp(vnames[i], "arg") == 0;
+    if (!rc && !arg_given)
+        rc = rs_iss_add_library(iss, "arg", open_arg);
     if (!rc)
         rc = rs_iss_set_host(iss, on_host_record, &c);
     for (int i = 0; !rc && i < nv; i++)
@@ -296,7 +339,10 @@ int cmd_run(int argc, char **argv)
         rc = rs_ps_add_parameter(ps, pnames[i], pvalues[i]);
         pvalues[i] = NULL; /* taken */
     }
-    rs_ps_opts po = {.timeout = timeout, .on_record = on_record, .userdata = &c};
+    /* Records are echoed as they come and not kept (only error records are, for the message
+     * and traceback read below): a script that prints without end runs in constant memory. */
+    rs_ps_opts po = {
+        .flags = RS_PS_STREAM_RECORDS, .timeout = timeout, .on_record = on_record, .userdata = &c};
     if (!rc)
         rc = rs_ps_set_opts(ps, &po);
     if (!rc)

@@ -566,7 +566,8 @@ typedef struct rs_item_result {
     double start;         /* when it started, seconds since the Unix epoch; 0 when it never did */
 } rs_item_result;
 
-/* Called on the worker thread for every record as it is written. */
+/* Called on the worker thread for every record as it is written; the record is borrowed for
+ * the call (under RS_PS_STREAM_RECORDS it is gone when the call returns). */
 typedef void (*rs_record_fn)(rs_ps *ps, const rs_record *record, void *userdata);
 /* Called on the worker thread when an invocation has finished, before waiters are woken and
  * before rs_async_is_completed turns true. Results may be read; it must not block, and must
@@ -585,6 +586,14 @@ enum {
      * rs_item_result and the next item runs (ForEach-Object with non-terminating errors).
      * Without it, a terminating error fails the whole invocation. */
     RS_PS_ITEM_RESULTS = 1 << 0,
+    /* Records of streams other than error are handed to on_record as they are written and
+     * then dropped: neither kept nor charged to the runspace's memory limit, so a script that
+     * prints without end runs in constant memory (a CLI echoing them, a host that only logs).
+     * Without on_record they are dropped. Error records (write_error, terminating errors) are
+     * still kept and charged: rs_ps_errmsg, rs_ps_had_errors and the items' errors rely on
+     * them. rs_ps_record_count then returns 0 for every stream but output and error, and
+     * rs_ps_record finds no record of those streams. */
+    RS_PS_STREAM_RECORDS = 1 << 1,
 };
 
 typedef struct rs_ps_opts {
@@ -672,6 +681,8 @@ RS_EXTERN const char *rs_ps_errmsg(const rs_ps *ps);
 /* Results of an ended invocation, borrowed until the next invoke, clear or destroy. The output
  * array is empty after rs_ps_end_invoke or rs_ps_invoke handed it over. */
 RS_EXTERN const rs_value *rs_ps_output(rs_ps *ps);
+/* The records kept of stream (for output, the number of values). Under RS_PS_STREAM_RECORDS
+ * only error records are kept: 0 for the other streams. */
 RS_EXTERN size_t rs_ps_record_count(rs_ps *ps, rs_stream stream);
 /* Fills *out with record index of stream; RS_EINVAL when out of range. */
 RS_EXTERN int rs_ps_record(rs_ps *ps, rs_stream stream, size_t index, rs_record *out);
@@ -1049,14 +1060,15 @@ typedef struct rs_job_info {
 
 /* Called on the worker thread for every record a job writes while it runs (print, warnings,
  * ...), as it is written; job is the job's name, borrowed for the call. It must not block, nor
- * call the manager. What a finalizer prints as the manager's runspaces close goes to the
+ * call the manager. A job keeps only its error records (for rs_job_info): the others are seen
+ * here or nowhere. What a finalizer prints as the manager's runspaces close goes to the
  * session state's host (rs_iss_set_host), as for any runspace. */
 typedef void (*rs_job_record_fn)(const char *job, const rs_record *record, void *userdata);
 
 typedef struct rs_jobs_opts {
-    rs_pool *pool;     /* an open pool, or NULL: the manager opens its own */
-    const rs_iss *iss; /* for its own pool (NULL: default profile) */
-    unsigned max_jobs; /* jobs running at once in its own pool; 0: the number of CPUs */
+    rs_pool *pool;              /* an open pool, or NULL: the manager opens its own */
+    const rs_iss *iss;          /* for its own pool (NULL: default profile) */
+    unsigned max_jobs;          /* jobs running at once in its own pool; 0: the number of CPUs */
     rs_job_record_fn on_record; /* optional */
     void *userdata;             /* for on_record */
 } rs_jobs_opts;

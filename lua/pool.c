@@ -43,6 +43,10 @@ struct lrs_pool {
     int users; /* jobs managers and for-each runs running on it */
     bool closed;
     bool quiet; /* its tasks' print and warnings are not shown (rs.pool{quiet = true}) */
+    /* Its handles keep what their tasks write for h:records() (rs.pool{records = true}).
+     * Without it the invocations hand records on as they come (RS_PS_STREAM_RECORDS): a task
+     * that prints without end holds no memory for it. */
+    bool keep_records;
     struct {
         rs_ps *ps;
         char *src;
@@ -185,8 +189,9 @@ static rs_ps *take_ps(lrs_pool *p, const char *src, size_t len, int *code, char 
         rc = rs_ps_set_pool(ps, p->pool);
     if (!rc)
         rc = rs_ps_add_script(ps, src, len);
-    if (!rc && !p->quiet) {
-        rs_ps_opts o = {.on_record = lrs_echo_ps};
+    if (!rc) {
+        rs_ps_opts o = {.flags = p->keep_records ? 0 : RS_PS_STREAM_RECORDS,
+                        .on_record = p->quiet ? NULL : lrs_echo_ps};
         rc = rs_ps_set_opts(ps, &o);
     }
     if (rc) {
@@ -236,7 +241,8 @@ static void harvest(lrs_handle *h)
         h->msg = strdup(m && *m ? m : rs_strerror(h->code));
     }
     h->output = out;
-    h->records = lrs_take_records(h->ps, &h->records_lost);
+    if (h->pool->keep_records)
+        h->records = lrs_take_records(h->ps, &h->records_lost);
     h->harvested = true;
     unlink_live(h);
     give_back(h->pool, h->ps, h->src, h->len);
@@ -317,6 +323,7 @@ static int l_pool(lua_State *L)
     *slot = p;
     rs_pool_opts o = {0};
     p->quiet = lrs_opt_bool(L, 1, "quiet", 0);
+    p->keep_records = lrs_opt_bool(L, 1, "records", 0);
     o.max_runspaces = (unsigned)lrs_opt_int(L, 1, "max", 0, LRS_MAX_RUNSPACES);
     o.min_runspaces = (unsigned)lrs_opt_int(L, 1, "min", 0, LRS_MAX_RUNSPACES);
     lua_getfield(L, 1, "idle_timeout");
@@ -644,13 +651,17 @@ static int handle_error(lua_State *L)
 
 /* h:records([stream]): once ended, what the script wrote besides its values, in order: tables
  * {stream, message, source, line, time, ...}, all streams or one ("warning"...); while it
- * runs, nil, "running". */
+ * runs, nil, "running". Only on a pool made with records = true: other pools keep nothing,
+ * so that memory stays flat however much a task prints. */
 static int handle_records(lua_State *L)
 {
     static const char *const streams[] = {"all",   "error",       "warning",  "verbose",
                                           "debug", "information", "progress", NULL};
     lrs_handle *h = check_handle(L);
     int which = luaL_checkoption(L, 2, "all", streams);
+    if (!h->pool->keep_records)
+        return luaL_error(L, "h:records(): this pool does not keep records; create it with "
+                             "rs.pool{records = true}");
     if (!h->harvested && h->ps && rs_async_is_completed(h->async))
         harvest(h);
     if (!h->harvested) {

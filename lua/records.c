@@ -1,7 +1,7 @@
 /*
  * records.c -- what tasks started from Lua write besides their values: shown on the program's
  * standard output and error as they are written (as print in the task would be under lua5.4),
- * and kept for h:records().
+ * and, on pools made with records = true, kept for h:records().
  */
 #include "lrs.h"
 

@@ -183,10 +183,11 @@ static size_t record_cost(size_t len, const char *activity)
     return 2 * sizeof(rs_record) + len + (activity ? strlen(activity) : 0) + 64 + 16;
 }
 
-/* A record written while no invocation runs (a finalizer at close): to the ISS's host, at
- * once, or nowhere. Its text is copied only to end it with a NUL. */
-static int host_record(rs_runspace *rs, rs_stream stream, const char *msg, size_t len,
-                       const char *source, int line, const char *activity, int percent)
+/* A record that is handed on and not kept: written while no invocation runs (a finalizer at
+ * close: ps is NULL, it goes to the ISS's host), or under RS_PS_STREAM_RECORDS (to ps's
+ * on_record). Its text is copied only to end it with a NUL; the rest is borrowed. */
+static int pass_record(rs_runspace *rs, rs_ps *ps, int64_t item, rs_stream stream, const char *msg,
+                       size_t len, const char *source, int line, const char *activity, int percent)
 {
     char *text = rs__strndup(msg, len);
     if (!text)
@@ -196,11 +197,14 @@ static int host_record(rs_runspace *rs, rs_stream stream, const char *msg, size_
                      .message_len = len,
                      .source = source,
                      .line = line,
-                     .item = -1,
+                     .item = item,
                      .activity = activity,
                      .percent = percent,
                      .time = rs__wall_time()};
-    rs->iss->host(&rec, rs->iss->host_userdata);
+    if (ps)
+        ps->opts.on_record(ps, &rec, ps->opts.userdata);
+    else
+        rs->iss->host(&rec, rs->iss->host_userdata);
     rs__free(text);
     return 0;
 }
@@ -209,9 +213,11 @@ int rs__run_record(rs_runspace *rs, lua_State *L, rs_stream stream, const char *
                    const char *activity, int percent)
 {
     rs__run *r = rs->run;
-    if (!r && !rs->iss->host)
+    /* Under RS_PS_STREAM_RECORDS, records but errors are passed on, never kept nor charged. */
+    bool passed = r && (r->ps->opts.flags & RS_PS_STREAM_RECORDS) && stream != RS_STREAM_ERROR;
+    if (r ? passed && !r->ps->opts.on_record : !rs->iss->host)
         return 0;
-    if (r && rs__charge(rs, record_cost(len, activity))) {
+    if (r && !passed && rs__charge(rs, record_cost(len, activity))) {
         rs__free(r->oom_detail);
         r->oom_detail = rs__format("the %s records of this run do not fit in the runspace memory "
                                    "limit of %zu bytes",
@@ -226,8 +232,9 @@ int rs__run_record(rs_runspace *rs, lua_State *L, rs_stream stream, const char *
         source = ar.short_src;
         line = ar.currentline;
     }
-    if (!r)
-        return host_record(rs, stream, msg, len, source, line, activity, percent);
+    if (!r || passed)
+        return pass_record(rs, r ? r->ps : NULL, r ? current_item(r) : -1, stream, msg, len, source,
+                           line, activity, percent);
     return add_record(r->ps, stream, msg, len, source, line, NULL, 0, current_item(r), activity,
                       percent)
                ? 0

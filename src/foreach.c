@@ -1061,7 +1061,10 @@ static int setup(rs_foreach *fe)
         s->attempts = rs__calloc(cap, sizeof *s->attempts);
         if (!s->index || !s->attempts || (rc = rs_ps_create(&s->ps)))
             return rs__msg_set(&fe->msg, RS_ENOMEM, "out of memory");
-        rs_ps_opts o = {.flags = RS_PS_ITEM_RESULTS,
+        /* Stream records go to on_stream as they are written and are not kept: an item
+         * that prints without end must not fill the batch's invocation (its error records,
+         * which the items' errors point into, are kept). */
+        rs_ps_opts o = {.flags = RS_PS_ITEM_RESULTS | RS_PS_STREAM_RECORDS,
                         .item_timeout = fe->opts.timeout,
                         .on_complete = slot_done,
                         .on_item = slot_item_done,

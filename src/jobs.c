@@ -203,8 +203,12 @@ int rs_jobs_start(rs_jobs *jobs, const char *name, const char *script, const rs_
         rs_value *v = rs_value_copy(rs_map_value(params, i));
         rc = v ? rs_ps_add_parameter(j->ps, rs_map_key(params, i, NULL), v) : RS_ENOMEM;
     }
-    rs_ps_opts o = {
-        .on_complete = job_done, .on_record = jobs->on_record ? job_record : NULL, .userdata = j};
+    /* Records go to on_record as they are written and only error records are kept (for
+     * rs_job_info): a job that prints without end holds no memory for it. */
+    rs_ps_opts o = {.flags = RS_PS_STREAM_RECORDS,
+                    .on_complete = job_done,
+                    .on_record = jobs->on_record ? job_record : NULL,
+                    .userdata = j};
     if (!rc)
         rc = rs_ps_set_opts(j->ps, &o);
     if (rc) {

@@ -193,7 +193,7 @@ int rs_ps_set_opts(rs_ps *ps, const rs_ps_opts *opts)
         return rc;
     if (!(opts->timeout >= 0) || !(opts->item_timeout >= 0))
         return fail(ps, RS_EINVAL, "timeouts must be zero or positive numbers");
-    if (opts->flags & ~(unsigned)RS_PS_ITEM_RESULTS)
+    if (opts->flags & ~(unsigned)(RS_PS_ITEM_RESULTS | RS_PS_STREAM_RECORDS))
         return fail(ps, RS_EINVAL, "unknown flags 0x%x", opts->flags);
     ps->opts = *opts;
     return 0;

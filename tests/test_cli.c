@@ -1778,6 +1778,79 @@ static void test_run_write_order(void **state)
     done(&r);
 }
 
+/* run and foreach echo what a script prints as it comes and keep none of it: a million
+ * lines run in a 16 MiB runspace as in lua5.4's constant memory (keeping them took about
+ * 250 bytes of the limit per line, and the run failed with "the information records of this
+ * run do not fit"). */
+static void test_printing_runs_in_constant_memory(void **state)
+{
+    (void)state;
+    char script[] = "for i = 1, 1000000 do print('x') end warn('@on') warn('w') "
+                    "write_error('e') return 'end'";
+    how h = {.limit = 240, .count_only = true};
+    proc_result r = run_how(ARGV("run", "--memory-limit", "16M", script), &h);
+    assert_string_equal(r.err, "WARNING: w\nERROR: e\n");
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.out_len, 2000000 + strlen("end\n"));
+    done(&r);
+    /* A failing script still says why and fails, after what it printed. */
+    r = run_how(ARGV("run", "--memory-limit", "16M",
+                     "for i = 1, 200000 do print('x') end "
+                     "error('late')"),
+                &h);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.err, "runspace: script:1: late\n");
+    assert_int_equal(r.out_len, 400000);
+    done(&r);
+    /* An item of foreach printing without end. */
+    how hf = {.input = "1\n", .input_len = 2, .limit = 240, .count_only = true};
+    r = run_how(ARGV("foreach", "--memory-limit", "16M", "--format", "jsonl",
+                     "for i = 1, 1000000 do print('x') end return _"),
+                &hf);
+    assert_null(strstr(r.err, "do not fit"));
+    assert_int_equal(r.status, 0);
+    assert_int_equal(line_count(r.err), 1000000); /* foreach shows print on stderr */
+    assert_true(r.out_len > 0);
+    done(&r);
+}
+
+/* run sets the global arg as lua5.4 does: -f FILE gives arg[0] = FILE, arg[-1] = the
+ * program and arg[1..n] = the arguments, which are `...` too; an inline script has the
+ * program at arg[0], as `lua5.4 -e` has the interpreter. */
+static void test_run_arg_table(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/rs_arg_XXXXXX.lua";
+    write_temp_lua(path, "print(#arg, arg[0], arg[-1], arg[1], arg[2], arg[3], ...)");
+    proc_result r = cli(ARGV("run", "-f", path, "a", "b c"), NULL);
+    assert_int_equal(r.status, 0);
+    char *want = NULL;
+    assert_true(asprintf(&want, "2\t%s\t%s\ta\tb c\tnil\ta\tb c\n", path, RS_CLI) > 0);
+    assert_string_equal(r.out, want);
+    free(want);
+    done(&r);
+    r = cli(ARGV("run", "-f", path), NULL);
+    assert_int_equal(r.status, 0);
+    assert_true(asprintf(&want, "0\t%s\t%s\tnil\tnil\tnil\n", path, RS_CLI) > 0);
+    assert_string_equal(r.out, want);
+    free(want);
+    done(&r);
+    unlink(path);
+    r = cli(ARGV("run", "print(#arg, arg[0], arg[-1], arg[1], arg[2], ...)", "x", "y"), NULL);
+    assert_int_equal(r.status, 0);
+    assert_true(asprintf(&want, "2\t%s\tnil\tx\ty\tx\ty\n", RS_CLI) > 0);
+    assert_string_equal(r.out, want);
+    free(want);
+    done(&r);
+    /* A --var arg replaces it; the restricted profile has it too. */
+    r = cli(ARGV("run", "--var", "arg=[7]", "return arg[1]"), NULL);
+    assert_string_equal(r.out, "7\n");
+    done(&r);
+    r = cli(ARGV("run", "--restricted", "return arg[1]", "z"), NULL);
+    assert_string_equal(r.out, "z\n");
+    done(&r);
+}
+
 /* An error object that is a number shows as its text (lua.c's rule), in run and in
  * for-each's records. */
 static void test_number_error_object(void **state)
@@ -1911,6 +1984,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_terminal_safe_text),
     cmocka_unit_test(test_binary_chunk_named),
     cmocka_unit_test(test_run_write_order),
+    cmocka_unit_test(test_printing_runs_in_constant_memory),
+    cmocka_unit_test(test_run_arg_table),
     cmocka_unit_test(test_number_error_object),
     cmocka_unit_test(test_options_agree),
 };

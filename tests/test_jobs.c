@@ -300,6 +300,32 @@ static void test_records_reach_on_record(void **state)
     assert_ok(rs_jobs_destroy(jobs));
 }
 
+/* A job that prints 200,000 lines in an 8 MiB runspace completes: what it writes is handed
+ * to on_record (or dropped) and not kept, only its error records are (for rs_job_info). */
+static void test_printing_job_keeps_nothing(void **state)
+{
+    (void)state;
+    rs_iss *iss;
+    assert_ok(rs_iss_create(RS_PROFILE_DEFAULT, &iss));
+    rs_limits lim = {.memory_bytes = 8u << 20};
+    assert_ok(rs_iss_set_limits(iss, &lim));
+    rs_jobs *jobs;
+    rs_jobs_opts o = {.iss = iss, .max_jobs = 1};
+    assert_ok(rs_jobs_create(&o, &jobs));
+    assert_ok(rs_jobs_start(jobs, "p",
+                            "for i = 1, 200000 do print('0123456789') end "
+                            "write_error('e') return 1",
+                            NULL, NULL));
+    assert_ok(rs_jobs_wait(jobs, "p", 60));
+    rs_job_info info;
+    assert_ok(rs_jobs_get(jobs, "p", &info));
+    assert_int_equal(info.state, RS_JOB_COMPLETED_WITH_ERRORS);
+    assert_int_equal(info.error_count, 1);
+    assert_string_equal(info.error, "e");
+    assert_ok(rs_jobs_destroy(jobs));
+    assert_ok(rs_iss_destroy(iss));
+}
+
 /* Parameters that are not a map are refused, saying what they are. */
 static void test_params_must_be_a_map(void **state)
 {
@@ -325,6 +351,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_duplicate_names_across_threads),
     cmocka_unit_test(test_wait_all_sees_failed_starts),
     cmocka_unit_test(test_records_reach_on_record),
+    cmocka_unit_test(test_printing_job_keeps_nothing),
     cmocka_unit_test(test_params_must_be_a_map),
 };
 

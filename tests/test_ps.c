@@ -631,6 +631,91 @@ static void test_clear_arguments(void **state)
     assert_ok(rs_pool_destroy(pool));
 }
 
+typedef struct streamed {
+    size_t lines, warnings, errors, other;
+    int64_t last_item;
+} streamed;
+
+static void count_streamed(rs_ps *ps, const rs_record *r, void *ud)
+{
+    (void)ps;
+    streamed *s = ud;
+    if (r->stream == RS_STREAM_INFORMATION && strcmp(r->message, "0123456789") == 0 &&
+        r->message_len == 10 && r->line == 1 && strcmp(r->source, "script") == 0)
+        s->lines++;
+    else if (r->stream == RS_STREAM_WARNING)
+        s->warnings++;
+    else if (r->stream == RS_STREAM_ERROR)
+        s->errors++;
+    else
+        s->other++;
+    s->last_item = r->item;
+}
+
+/* RS_PS_STREAM_RECORDS: records are handed to on_record as they are written and neither kept
+ * nor charged, so that 200,000 lines print in an 8 MiB runspace (kept, they take about 50 MB
+ * of the limit and the invocation fails); error records are still kept. */
+static void test_stream_records_not_kept(void **state)
+{
+    (void)state;
+    rs_iss *iss;
+    assert_ok(rs_iss_create(RS_PROFILE_DEFAULT, &iss));
+    rs_limits lim = {.memory_bytes = 8u << 20};
+    assert_ok(rs_iss_set_limits(iss, &lim));
+    rs_runspace *rs = open_runspace(iss);
+    const char *src = "for i = 1, 200000 do print('0123456789') end "
+                      "write_warning('w') write_error('e') return 'done'";
+    rs_ps *ps = new_ps(NULL, src);
+    assert_ok(rs_ps_set_runspace(ps, rs));
+    streamed seen = {0};
+    rs_ps_opts o = {.flags = RS_PS_STREAM_RECORDS, .on_record = count_streamed, .userdata = &seen};
+    assert_ok(rs_ps_set_opts(ps, &o));
+    assert_invoke(ps, 0, "[\"done\"]");
+    assert_int_equal(seen.lines, 200000);
+    assert_int_equal(seen.warnings, 1);
+    assert_int_equal(seen.errors, 1);
+    assert_int_equal(seen.other, 0);
+    assert_int_equal(rs_ps_record_count(ps, RS_STREAM_INFORMATION), 0);
+    assert_int_equal(rs_ps_record_count(ps, RS_STREAM_WARNING), 0);
+    assert_int_equal(rs_ps_record_count(ps, RS_STREAM_ERROR), 1);
+    assert_true(rs_ps_had_errors(ps));
+    rs_record r;
+    assert_rs(RS_EINVAL, rs_ps_record(ps, RS_STREAM_INFORMATION, 0, &r));
+    assert_ok(rs_ps_record(ps, RS_STREAM_ERROR, 0, &r));
+    assert_string_equal(r.message, "e");
+    /* A terminating error is kept with its traceback; records carry their item. */
+    assert_ok(rs_ps_clear(ps));
+    assert_ok(rs_ps_add_script(ps, "print('0123456789') error('boom')", (size_t)-1));
+    assert_ok(rs_ps_add_input(ps, rs_value_int(1)));
+    assert_ok(rs_ps_add_input(ps, rs_value_int(2)));
+    seen = (streamed){0};
+    assert_invoke(ps, RS_ERUNTIME, "[]");
+    assert_int_equal(seen.lines, 1);
+    assert_int_equal(seen.errors, 1);
+    assert_int_equal(seen.last_item, 0);
+    assert_string_equal(rs_ps_errmsg(ps), "script:1: boom");
+    assert_int_equal(rs_ps_record_count(ps, RS_STREAM_INFORMATION), 0);
+    assert_int_equal(rs_ps_record_count(ps, RS_STREAM_ERROR), 1);
+    assert_ok(rs_ps_record(ps, RS_STREAM_ERROR, 0, &r));
+    assert_contains(r.traceback, "stack traceback:");
+    /* Without on_record they are dropped; without the flag they are kept and charged. */
+    assert_ok(rs_ps_clear(ps));
+    assert_ok(rs_ps_add_script(ps, src, (size_t)-1));
+    o.on_record = NULL;
+    assert_ok(rs_ps_set_opts(ps, &o));
+    assert_invoke(ps, 0, "[\"done\"]");
+    assert_int_equal(rs_ps_record_count(ps, RS_STREAM_ERROR), 1);
+    o.flags = 0;
+    assert_ok(rs_ps_set_opts(ps, &o));
+    assert_invoke(ps, RS_ENOMEM, "[]");
+    assert_contains(rs_ps_errmsg(ps), "the information records of this run do not fit");
+    o.flags = 1u << 2;
+    assert_rs(RS_EINVAL, rs_ps_set_opts(ps, &o));
+    assert_ok(rs_ps_destroy(ps));
+    assert_ok(rs_runspace_destroy(rs));
+    assert_ok(rs_iss_destroy(iss));
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_clear_arguments),
     cmocka_unit_test(test_private_runspace),
@@ -650,6 +735,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_failure_is_isolated),
     cmocka_unit_test(test_item_results),
     cmocka_unit_test(test_without_item_results_first_error_ends),
+    cmocka_unit_test(test_stream_records_not_kept),
 };
 
 RS_TEST_MAIN(tests)

@@ -53,7 +53,7 @@ describe("rs.pool", function()
   end)
 
   it("passes a function the script returns as its text, with a warning", function()
-    local q = rs.pool{max = 1, quiet = true}
+    local q = rs.pool{max = 1, quiet = true, records = true}
     local h = q:begin("local M = {f = print} return 1, M")
     local one, m = h:wait(10)
     assert.are.equal(1, one)
@@ -66,7 +66,7 @@ describe("rs.pool", function()
   end)
 
   it("keeps what the script wrote besides its values for h:records()", function()
-    local q = rs.pool{max = 1, quiet = true}
+    local q = rs.pool{max = 1, quiet = true, records = true}
     local h = q:begin([[print("a", 1) write_warning("w") write_verbose("v")
                         write_progress("copying", "half", 50) error("boom")]])
     assert.has_error(function() h:wait(10) end)
@@ -97,6 +97,32 @@ describe("rs.pool", function()
     assert.are.equal("running", why)
     assert.is_true(r:stop(10))
     assert.is_true(q:close(10))
+  end)
+
+  it("keeps no records unless the pool is made with records = true", function()
+    local q = rs.pool{max = 1, quiet = true, memory = 16 * 1024 * 1024}
+    -- 300,000 lines in a 16 MiB runspace: kept, they would not fit its memory limit
+    local h = q:begin([[for i = 1, 300000 do print("0123456789") write_verbose("v") end
+                        return "done"]])
+    assert.are.equal("done", h:wait(60))
+    local ok, err = pcall(h.records, h)
+    assert.is_false(ok)
+    assert.matches("this pool does not keep records; create it with rs.pool{records = true}",
+                   err, 1, true)
+    -- the terminating error still reaches h:wait and h:error
+    local f = q:begin([[print("x") error("boom")]])
+    local ok2, werr = pcall(f.wait, f, 10)
+    assert.is_false(ok2)
+    assert.matches("script:1: boom", werr, 1, true)
+    assert.matches("script:1: boom", f:error(), 1, true)
+    assert.is_true(q:close(10))
+    -- the same task on a pool that keeps them runs out of the memory limit
+    local k = rs.pool{max = 1, quiet = true, records = true, memory = 16 * 1024 * 1024}
+    local kh = k:begin([[for i = 1, 300000 do print("0123456789") end return "done"]])
+    local ok3, kerr = pcall(kh.wait, kh, 60)
+    assert.is_false(ok3)
+    assert.matches("do not fit in the runspace memory limit", kerr, 1, true)
+    assert.is_true(k:close(10))
   end)
 
   it("keeps numeric keys apart and refuses keys that would become one", function()
