@@ -6,6 +6,7 @@
 #include "common.h"
 
 #include <stdint.h>
+#include <string.h>
 
 static size_t slot_of(const void *p, size_t cap)
 {
@@ -15,7 +16,12 @@ static size_t slot_of(const void *p, size_t cap)
 
 static int grow(rs__ptrset *s)
 {
-    size_t cap = s->cap ? 2 * s->cap : 64;
+    if (s->cap == 0) {
+        s->slots = s->small; /* zeroed with the set */
+        s->cap = RS__PTRSET_SMALL;
+        return 0;
+    }
+    size_t cap = 4 * s->cap;
     const void **slots = rs__calloc(cap, sizeof *slots);
     if (!slots)
         return -1;
@@ -27,7 +33,8 @@ static int grow(rs__ptrset *s)
             j = (j + 1) % cap;
         slots[j] = s->slots[i];
     }
-    rs__free(s->slots);
+    if (s->slots != s->small)
+        rs__free(s->slots);
     s->slots = slots;
     s->cap = cap;
     return 0;
@@ -50,7 +57,9 @@ int rs__ptrset_add(rs__ptrset *s, const void *p)
 
 void rs__ptrset_free(rs__ptrset *s)
 {
-    rs__free(s->slots);
+    if (s->slots != s->small)
+        rs__free(s->slots);
     s->slots = NULL;
     s->cap = s->len = 0;
+    memset(s->small, 0, sizeof s->small);
 }
